@@ -1,0 +1,92 @@
+"""The guider interface between the scale-wise sampler and the guidance methods.
+
+A `Guider` is an immutable description (safe to cache and reuse across runs); guiders stack through
+their `base` field. For each generation the sampler asks every guider of the stack for a
+`GuiderRuntime`, which owns all per-run state, and combines them in a fixed stage order per scale:
+
+1. forward, with the uncond branch's attention values re-weighted (`value_weights`, SoftCFG);
+2. combine: l = l_u + sum_i g_i(k) * T_i(l_c - l_u) over the active `terms` (CFG: T = identity,
+   IGG: T = grounded nudge); cond-only logits when no term is active;
+3. `postprocess` in stack order (SSG);
+4. sample (the sampler filters a copy; guiders' tensors are never modified in place);
+5. `observe` the outcome (SoftCFG confidences).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import torch
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What guiders may know about the generation they serve."""
+
+    patch_nums: tuple[int, ...]
+    batch_size: int
+    vocab_size: int
+    family: str
+    autoregressive: bool  # True when every scale attends to cached earlier scales
+
+    @property
+    def num_scales(self) -> int:
+        return len(self.patch_nums)
+
+
+@dataclass(frozen=True)
+class Term:
+    """One additive nudge: weight * transform(l_c - l_u); transform None means identity (CFG)."""
+
+    weight: float
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+@dataclass
+class ScaleRecord:
+    """What happened at scale k, handed to `observe` after sampling. Tensors are read-only."""
+
+    k: int
+    side: int
+    cond: torch.Tensor           # [B, n, V] raw conditional logits
+    uncond: torch.Tensor | None  # [B, n, V] raw unconditional logits, if that branch ran
+    guided: torch.Tensor         # [B, n, V] logits after combine + postprocess
+    tokens: torch.Tensor         # [B, n] sampled indices
+
+
+class GuiderRuntime:
+    """Per-generation behaviour of one guider; every hook defaults to 'no effect'."""
+
+    def term(self, k: int) -> Term | None:
+        return None
+
+    def value_weights(self, k: int, cached: int) -> torch.Tensor | None:
+        """Multipliers [B, cached] for the uncond branch's cached attention values before scale k."""
+        return None
+
+    def postprocess(self, k: int, logits: torch.Tensor) -> torch.Tensor:
+        return logits
+
+    def observe(self, record: ScaleRecord) -> None:
+        pass
+
+
+class Guider:
+    """Base of the immutable guider descriptions; subclasses are frozen dataclasses with a `base` field."""
+
+    kind: ClassVar[str] = "guider"
+    base: "Guider | None"
+
+    def stack(self) -> tuple["Guider", ...]:
+        """The chain from the bottom (first applied) to this guider."""
+        chain, g = [], self
+        while g is not None:
+            chain.append(g)
+            g = g.base
+        return tuple(reversed(chain))
+
+    def runtime(self, info: RunInfo) -> GuiderRuntime:
+        raise NotImplementedError
+
+    def validate(self, info: RunInfo, stack: tuple["Guider", ...]) -> None:
+        """Raise ValueError when this guider cannot serve the run (wrong model, missing base, ...)."""

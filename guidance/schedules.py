@@ -1,0 +1,50 @@
+"""Per-scale guidance schedules: the strength multiplier g(k) = 1 + w * s(k) and the on/off window."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+SCHEDULE_NAMES = ("linear", "constant", "cosine")
+
+
+def ramp(k: int, num_scales: int) -> float:
+    """r_k = k / (K - 1): 0 at the first scale, 1 at the last."""
+    return k / (num_scales - 1) if num_scales > 1 else 1.0
+
+
+def schedule_value(name: str, k: int, num_scales: int, power: float = 1.0) -> float:
+    """s(k) in [0, 1] for the named schedule."""
+    r = ramp(k, num_scales)
+    if name == "linear":  # VAR: t_k = w * k / (K - 1)
+        return r
+    if name == "constant":  # Switti demos
+        return 1.0
+    if name == "cosine":  # power-cosine of MDT/AliTok, mapped onto scales
+        return 0.5 * (1.0 - math.cos(math.pi * r ** power))
+    raise ValueError(f"schedule must be one of {SCHEDULE_NAMES}, got {name!r}")
+
+
+def check_finite(name: str, value: float, low: float | None = None, high: float | None = None) -> float:
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class ScaleWindow:
+    """Scales start <= k < stop are guided; negative indices count from the end (-3 = last three off)."""
+
+    start: int = 0
+    stop: int | None = None
+
+    def bounds(self, num_scales: int) -> tuple[int, int]:
+        start = self.start + num_scales if self.start < 0 else self.start
+        stop = num_scales if self.stop is None else (self.stop + num_scales if self.stop < 0 else self.stop)
+        return max(0, start), min(num_scales, stop)
+
+    def contains(self, k: int, num_scales: int) -> bool:
+        lo, hi = self.bounds(num_scales)
+        return lo <= k < hi

@@ -1,0 +1,65 @@
+"""Per-run execution of a guider stack: which branches run, and how logits are combined."""
+from __future__ import annotations
+
+import torch
+
+from .base import Guider, RunInfo, ScaleRecord
+
+
+class GuidanceRun:
+    """Instantiated by the sampler for one generation; owns the runtimes of every guider."""
+
+    def __init__(self, guider: Guider | None, info: RunInfo):
+        self.info = info
+        stack = guider.stack() if guider is not None else ()
+        kinds = [g.kind for g in stack]
+        for kind in set(kinds):
+            if kinds.count(kind) > 1:
+                raise ValueError(f"the guider stack contains {kinds.count(kind)} {kind.upper()} guiders; "
+                                 "use at most one of each kind")
+        for g in stack:
+            g.validate(info, stack)
+        self.runtimes = [g.runtime(info) for g in stack]
+        needed = [k for k in range(info.num_scales) if self.terms(k)]
+        last = max(needed, default=-1)
+        # A cached model's uncond branch must run at every scale up to the last guided one (its
+        # cache must stay complete); after that only the cond rows continue.
+        if info.autoregressive:
+            self.uncond_scales = frozenset(range(last + 1))
+        else:
+            self.uncond_scales = frozenset(needed)
+
+    def terms(self, k: int):
+        return [t for t in (rt.term(k) for rt in self.runtimes) if t is not None]
+
+    def value_weights(self, k: int, cached: int) -> torch.Tensor | None:
+        weights = [w for rt in self.runtimes if (w := rt.value_weights(k, cached)) is not None]
+        if not weights:
+            return None
+        out = weights[0]
+        for w in weights[1:]:
+            out = out * w
+        return out
+
+    def combine(self, k: int, cond: torch.Tensor, uncond: torch.Tensor | None) -> torch.Tensor:
+        terms = self.terms(k)
+        if uncond is None or not terms:
+            return cond.clone()
+        if all(t.transform is None for t in terms):
+            # (1 + t) l_c - t l_u: VAR's own arithmetic, so plain CFG matches it bit for bit.
+            t = sum(term.weight for term in terms) - 1.0
+            return cond.clone() if t == 0 else (1 + t) * cond - t * uncond
+        delta = cond - uncond
+        out = uncond
+        for term in terms:
+            out = out + term.weight * (delta if term.transform is None else term.transform(delta))
+        return out
+
+    def postprocess(self, k: int, logits: torch.Tensor) -> torch.Tensor:
+        for rt in self.runtimes:
+            logits = rt.postprocess(k, logits)
+        return logits
+
+    def observe(self, record: ScaleRecord) -> None:
+        for rt in self.runtimes:
+            rt.observe(record)

@@ -1,0 +1,34 @@
+"""A pre-allocated key/value cache for scale-wise generation.
+
+Owned by one generation (never by the network), so an interrupted run cannot leave stale state
+behind: dropping the object frees it. Keys and values are written once and never modified.
+"""
+from __future__ import annotations
+
+import torch
+
+
+class KVCache:
+    def __init__(self, layers: int, rows: int, heads: int, max_len: int, head_dim: int,
+                 dtype: torch.dtype, device):
+        shape = (rows, heads, max_len, head_dim)
+        self.keys = [torch.empty(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.values = [torch.empty(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.length = 0  # positions filled by completed scales
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Store this scale's k/v [R, H, n, D] after the cached prefix; return the full prefix + new."""
+        end = self.length + k.shape[2]
+        self.keys[layer][:, :, self.length:end] = k
+        self.values[layer][:, :, self.length:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def advance(self, n: int):
+        self.length += n
+
+    def keep_rows(self, rows: slice):
+        self.keys = [t[rows] for t in self.keys]
+        self.values = [t[rows] for t in self.values]
+
+    def release(self):
+        self.keys, self.values, self.length = [], [], 0

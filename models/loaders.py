@@ -1,0 +1,160 @@
+"""Build VAR and VQ-VAE modules from official checkpoints, inferring every size from the tensors."""
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import torch
+
+from .checkpoint import CheckpointError, check_keys, expect_kind, read_state_dict
+from .var import SCHEDULES, VARConfig, VARModel, VARTransformer
+from .vqvae import VQVAE, VQVAEConfig
+
+VAR_BUFFERS = ("lvl_1L", "attn_bias_for_masking")
+VQVAE_BUFFERS = ("quantize.ema_vocab_hit_SV",)
+
+
+def _count_indices(sd, pattern: str) -> int:
+    rx = re.compile(pattern)
+    found = {int(m.group(1)) for k in sd if (m := rx.match(k))}
+    return max(found) + 1 if found else 0
+
+
+def infer_vqvae_config(sd: dict) -> VQVAEConfig:
+    ch = sd["encoder.conv_in.weight"].shape[0]
+    levels = _count_indices(sd, r"encoder\.down\.(\d+)\.")
+    mult = tuple(sd[f"encoder.down.{i}.block.0.conv1.weight"].shape[0] // ch for i in range(levels))
+    return VQVAEConfig(
+        vocab_size=sd["quantize.embedding.weight"].shape[0],
+        z_channels=sd["quantize.embedding.weight"].shape[1],
+        ch=ch,
+        ch_mult=mult,
+        encoder_blocks=_count_indices(sd, r"encoder\.down\.0\.block\.(\d+)\."),
+    )
+
+
+def _patch_nums_from(sd: dict) -> tuple[int, ...]:
+    seq_len = sd["pos_1LC"].shape[1]
+    if "lvl_1L" in sd:
+        counts = Counter(sd["lvl_1L"].flatten().tolist())
+        pns = tuple(round(counts[k] ** 0.5) for k in range(len(counts)))
+        if sum(p * p for p in pns) == seq_len:
+            return pns
+    for pns in SCHEDULES.values():
+        if sum(p * p for p in pns) == seq_len:
+            return pns
+    raise CheckpointError(f"sequence length {seq_len} matches no known scale schedule")
+
+
+def infer_var_config(sd: dict) -> VARConfig:
+    width = sd["pos_start"].shape[-1]
+    return VARConfig(
+        depth=_count_indices(sd, r"blocks\.(\d+)\."),
+        width=width,
+        heads=sd["blocks.0.attn.scale_mul_1H11"].shape[1],
+        patch_nums=_patch_nums_from(sd),
+        shared_adaln="shared_ada_lin.1.weight" in sd,
+        num_classes=sd["class_emb.weight"].shape[0] - 1,
+        vocab_size=sd["head.weight"].shape[0],
+        latent_channels=sd["word_embed.weight"].shape[1],
+        mlp_ratio=sd["blocks.0.ffn.fc1.weight"].shape[0] / width,
+    )
+
+
+def var_buffers(cfg: VARConfig) -> dict[str, torch.Tensor]:
+    """The persistent buffers the official files carry, recomputed from the configuration."""
+    levels = torch.cat([torch.full((p * p,), k, dtype=torch.int64) for k, p in enumerate(cfg.patch_nums)])
+    mask = torch.where(levels[None, :] <= levels[:, None], 0.0, float("-inf"))
+    out = {"lvl_1L": levels[None], "attn_bias_for_masking": mask[None, None]}
+    for i in range(cfg.depth):
+        out[f"blocks.{i}.attn.zero_k_bias"] = torch.zeros(cfg.width)
+    return out
+
+
+def var_official_state_dict(transformer: VARTransformer) -> dict[str, torch.Tensor]:
+    """State dict in the official file layout (parameters plus the buffers the official files carry)."""
+    buffers = var_buffers(transformer.config)
+    sd = {}
+    for k, v in transformer.state_dict().items():  # buffers where the official order has them
+        sd[k] = v.detach()
+        if k == "pos_1LC":
+            sd.update((name, buffers[name]) for name in VAR_BUFFERS)
+        elif k.endswith(".attn.v_bias"):
+            name = k.replace(".v_bias", ".zero_k_bias")
+            sd[name] = buffers[name]
+    return sd
+
+
+def vqvae_official_state_dict(vae: VQVAE, num_scales: int = 10) -> dict[str, torch.Tensor]:
+    sd = {k: v.detach() for k, v in vae.state_dict().items()}
+    sd["quantize.ema_vocab_hit_SV"] = torch.zeros(num_scales, vae.config.vocab_size)
+    return sd
+
+
+def _verify_buffers(path, sd, cfg: VARConfig):
+    expected = var_buffers(cfg)
+    for name in VAR_BUFFERS:
+        if name in sd and not torch.equal(sd[name].to(expected[name].dtype), expected[name]):
+            raise CheckpointError(f"{path}: stored buffer {name} disagrees with the schedule {cfg.patch_nums} "
+                                  "(corrupted or modified file)")
+    zero_k = [k for k in sd if k.endswith(".attn.zero_k_bias")]
+    if any(sd[k].abs().max() != 0 for k in zero_k):
+        raise CheckpointError(f"{path}: attn.zero_k_bias buffers are not zero (corrupted or modified file)")
+    return {k: v for k, v in sd.items() if k not in VAR_BUFFERS and k not in zero_k}
+
+
+def build_var_transformer(cfg: VARConfig, device="cpu") -> VARTransformer:
+    with torch.device(device):
+        return VARTransformer(cfg)
+
+
+def build_vqvae(cfg: VQVAEConfig, device="cpu") -> VQVAE:
+    with torch.device(device):
+        return VQVAE(cfg)
+
+
+def _materialise(module, sd, device, dtype):
+    module.load_state_dict(sd, strict=True, assign=True)
+    return module.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+def load_var_transformer(path, *, device="cpu", dtype=torch.float32) -> VARTransformer:
+    sd = read_state_dict(path)
+    expect_kind(path, sd, "var")
+    try:
+        cfg = infer_var_config(sd)
+    except (KeyError, IndexError) as e:
+        raise CheckpointError(f"{path}: incomplete VAR checkpoint (missing {e})") from None
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    sd = _verify_buffers(path, sd, cfg)
+    model = build_var_transformer(cfg, "meta")
+    check_keys(path, model, sd)
+    # `levels` is a non-persistent buffer; recreate it on the CPU before moving everything.
+    model.levels = torch.cat([torch.full((p * p,), k) for k, p in enumerate(cfg.patch_nums)])
+    return _materialise(model, sd, device, dtype)
+
+
+def load_vqvae(path, *, device="cpu", dtype=torch.float32) -> VQVAE:
+    sd = read_state_dict(path)
+    expect_kind(path, sd, "vqvae")
+    sd = {k: v for k, v in sd.items() if k not in VQVAE_BUFFERS}  # training statistic, any row count
+    try:
+        cfg = infer_vqvae_config(sd)
+    except (KeyError, IndexError, ZeroDivisionError) as e:
+        raise CheckpointError(f"{path}: incomplete VQ-VAE checkpoint (missing {e})") from None
+    model = build_vqvae(cfg, "meta")
+    check_keys(path, model, sd)
+    return _materialise(model, sd, device, dtype)
+
+
+def load_var(var_path, vae_path, *, device="cpu", dtype=torch.float32) -> VARModel:
+    """Load an official VAR transformer and its VQ-VAE (`vae_ch160v4096z32.pth`) as one model."""
+    transformer = load_var_transformer(var_path, device=device, dtype=dtype)
+    vae = load_vqvae(vae_path, device=device, dtype=dtype)
+    t, v = transformer.config, vae.config
+    if (t.vocab_size, t.latent_channels) != (v.vocab_size, v.z_channels):
+        raise CheckpointError(
+            f"{vae_path}: this VQ-VAE has a {v.vocab_size}x{v.z_channels} codebook but {var_path} predicts "
+            f"{t.vocab_size} codes of {t.latent_channels} channels; pick the VQ-VAE trained with this transformer")
+    return VARModel(transformer, vae)

@@ -1,0 +1,289 @@
+"""VAR transformer (class-conditional next-scale prediction) with the official checkpoint layout.
+
+The network only maps inputs to logits. Sampling and guidance live in `guidance/`; per-run state
+(class modulation, KV cache) lives in a `VARState` owned by the caller, never in the modules.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .kv_cache import KVCache
+from .vqvae import VQVAE
+
+SCHEDULES = {
+    256: (1, 2, 3, 4, 5, 6, 8, 10, 13, 16),
+    512: (1, 2, 3, 4, 6, 9, 13, 18, 24, 32),
+    1024: (1, 2, 3, 4, 5, 7, 9, 12, 16, 21, 27, 36, 48, 64),
+}
+MAX_LOG_TEMPERATURE = math.log(100.0)
+LN_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class VARConfig:
+    depth: int
+    width: int
+    heads: int
+    patch_nums: tuple[int, ...]
+    shared_adaln: bool = False
+    num_classes: int = 1000
+    vocab_size: int = 4096
+    latent_channels: int = 32
+    mlp_ratio: float = 4.0
+
+    @property
+    def seq_len(self) -> int:
+        return sum(p * p for p in self.patch_nums)
+
+    @property
+    def scale_offsets(self) -> tuple[int, ...]:
+        out, acc = [], 0
+        for p in self.patch_nums:
+            out.append(acc)
+            acc += p * p
+        return tuple(out)
+
+
+def _layer_norm(x):
+    return F.layer_norm(x, x.shape[-1:], eps=LN_EPS)
+
+
+def _adaln_linear(width: int, chunks: int) -> nn.Sequential:
+    # Index 0 is the parameter-free SiLU so the Linear sits at `.1`, as in the official keys.
+    return nn.Sequential(nn.SiLU(), nn.Linear(width, chunks * width))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head attention with L2-normalised q/k and a learned per-head temperature."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads, self.head_dim = heads, width // heads
+        # Registration order follows the official state dict.
+        self.scale_mul_1H11 = nn.Parameter(torch.full((1, heads, 1, 1), math.log(4.0)))
+        self.q_bias = nn.Parameter(torch.zeros(width))
+        self.v_bias = nn.Parameter(torch.zeros(width))
+        self.mat_qkv = nn.Linear(width, 3 * width, bias=False)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0, attn_mask=None, value_weights=None):
+        b, n, c = x.shape
+        bias = torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
+        q, k, v = F.linear(x, self.mat_qkv.weight, bias).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q = F.normalize(q, dim=-1) * self.scale_mul_1H11.clamp(max=MAX_LOG_TEMPERATURE).exp()
+        k = F.normalize(k, dim=-1)
+        if cache is not None:
+            k, v = cache.extend(layer, k, v)
+        if value_weights is not None:  # per-row, per-position multiplier on the values (not stored)
+            v = v * value_weights[:, None, :, None].to(v.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(width, hidden)
+        self.fc2 = nn.Linear(hidden, width)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: VARConfig):
+        super().__init__()
+        c = cfg.width
+        if cfg.shared_adaln:
+            self.ada_gss = nn.Parameter(torch.zeros(1, 1, 6, c))
+        self.attn = SelfAttention(c, cfg.heads)
+        self.ffn = FeedForward(c, round(c * cfg.mlp_ratio))
+        if not cfg.shared_adaln:
+            self.ada_lin = _adaln_linear(c, 6)
+
+    def modulation(self, cond: torch.Tensor, shared: torch.Tensor | None) -> torch.Tensor:
+        """[R, 6, C] chunks (gamma1, gamma2, scale1, scale2, shift1, shift2)."""
+        if shared is not None:
+            return (self.ada_gss + shared)[:, 0]
+        return self.ada_lin(cond).view(cond.shape[0], 6, -1)
+
+    def forward(self, x, mod, cache=None, layer=0, attn_mask=None, value_weights=None):
+        g1, g2, s1, s2, b1, b2 = mod[:, :, None].unbind(1)
+        x = x + self.attn(_layer_norm(x) * (1 + s1) + b1, cache, layer, attn_mask, value_weights) * g1
+        return x + self.ffn(_layer_norm(x) * (1 + s2) + b2) * g2
+
+
+class HeadNorm(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.ada_lin = _adaln_linear(width, 2)
+
+
+@dataclass
+class ClassCondition:
+    """Everything that depends only on the class rows: computed once per generation."""
+
+    embedding: torch.Tensor        # [R, C]
+    block_mods: list[torch.Tensor]  # depth x [R, 6, C]
+    head_mod: torch.Tensor          # [R, 2, C] (scale, shift)
+
+    def select(self, rows: slice) -> "ClassCondition":
+        return ClassCondition(self.embedding[rows], [m[rows] for m in self.block_mods], self.head_mod[rows])
+
+
+class VARTransformer(nn.Module):
+    def __init__(self, cfg: VARConfig):
+        super().__init__()
+        self.config = cfg
+        c, L = cfg.width, cfg.seq_len
+        self.pos_start = nn.Parameter(torch.zeros(1, cfg.patch_nums[0] ** 2, c))
+        self.pos_1LC = nn.Parameter(torch.zeros(1, L, c))
+        self.word_embed = nn.Linear(cfg.latent_channels, c)
+        self.class_emb = nn.Embedding(cfg.num_classes + 1, c)
+        self.lvl_embed = nn.Embedding(len(cfg.patch_nums), c)
+        if cfg.shared_adaln:
+            self.shared_ada_lin = _adaln_linear(c, 6)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.head_nm = HeadNorm(c)
+        self.head = nn.Linear(c, cfg.vocab_size)
+        levels = torch.cat([torch.full((p * p,), k) for k, p in enumerate(cfg.patch_nums)])
+        self.register_buffer("levels", levels, persistent=False)
+
+    # -- pieces used by both the cached and the teacher-forced paths -------------------------
+    def condition(self, labels: torch.Tensor) -> ClassCondition:
+        emb = self.class_emb(labels)
+        shared = None
+        if self.config.shared_adaln:
+            shared = self.shared_ada_lin(emb).view(emb.shape[0], 1, 6, -1)
+        mods = [blk.modulation(emb, shared) for blk in self.blocks]
+        return ClassCondition(emb, mods, self.head_nm.ada_lin(emb).view(emb.shape[0], 2, -1))
+
+    def position_embedding(self, start: int, end: int) -> torch.Tensor:
+        return self.lvl_embed(self.levels[start:end]) + self.pos_1LC[0, start:end]
+
+    def embed_start(self, cond: ClassCondition) -> torch.Tensor:
+        n = self.pos_start.shape[1]
+        return cond.embedding[:, None] + self.pos_start + self.position_embedding(0, n)
+
+    def embed_scale(self, k: int, latent_tokens: torch.Tensor) -> torch.Tensor:
+        """Scale k >= 1 input from the downsampled running latent, [R, n_k, Cvae] -> [R, n_k, C]."""
+        start = self.config.scale_offsets[k]
+        x = self.word_embed(latent_tokens.to(self.word_embed.weight.dtype))
+        return x + self.position_embedding(start, start + latent_tokens.shape[1])
+
+    def logits(self, h: torch.Tensor, cond: ClassCondition) -> torch.Tensor:
+        scale, shift = cond.head_mod.float()[:, :, None].unbind(1)
+        h = _layer_norm(h.float()) * (1 + scale) + shift
+        return self.head(h.to(self.head.weight.dtype)).float()
+
+    def run_blocks(self, x, cond: ClassCondition, cache=None, attn_mask=None, value_weights=None):
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, cond.block_mods[i], cache, i, attn_mask, value_weights)
+        if cache is not None:
+            cache.advance(x.shape[1])
+        return x
+
+    # -- teacher forcing (training-style full sequence, used to verify the cached path) -------
+    def block_causal_mask(self, device=None) -> torch.Tensor:
+        """Additive mask [L, L]: 0 where key scale <= query scale, -inf elsewhere."""
+        lv = self.levels.to(device)
+        return torch.where(lv[None, :] <= lv[:, None], 0.0, float("-inf"))
+
+    def forward_teacher(self, labels: torch.Tensor, latent_inputs: torch.Tensor) -> torch.Tensor:
+        """Logits [B, L, V] for the whole sequence; latent_inputs [B, L - n_0, Cvae] (no label dropout)."""
+        cond = self.condition(labels)
+        x = torch.cat((self.embed_start(cond), self.embed_scale_all(latent_inputs)), dim=1)
+        mask = self.block_causal_mask(x.device).to(x.dtype)
+        return self.logits(self.run_blocks(x, cond, attn_mask=mask), cond)
+
+    def embed_scale_all(self, latent_inputs):
+        n0 = self.pos_start.shape[1]
+        x = self.word_embed(latent_inputs.to(self.word_embed.weight.dtype))
+        return x + self.position_embedding(n0, n0 + latent_inputs.shape[1])
+
+
+class VARState:
+    """Per-generation state: class rows (conditional first, then unconditional) and the KV cache."""
+
+    def __init__(self, cond: ClassCondition, cache: KVCache, batch: int):
+        self.cond, self.cache, self.batch = cond, cache, batch
+
+    @property
+    def has_uncond(self) -> bool:
+        return self.cond.embedding.shape[0] > self.batch
+
+    def drop_uncond(self):
+        """Keep only the conditional rows (a suffix of scales runs unguided)."""
+        rows = slice(0, self.batch)
+        self.cond = self.cond.select(rows)
+        self.cache.keep_rows(rows)
+
+    def close(self):
+        self.cache.release()
+
+
+class VARModel(nn.Module):
+    """A VAR transformer paired with its VQ-VAE: what the sampler drives and ComfyUI manages."""
+
+    family = "var"
+    autoregressive = True
+
+    def __init__(self, transformer: VARTransformer, vae: VQVAE):
+        super().__init__()
+        self.transformer, self.vae = transformer, vae
+
+    @property
+    def config(self) -> VARConfig:
+        return self.transformer.config
+
+    @property
+    def patch_nums(self) -> tuple[int, ...]:
+        return self.config.patch_nums
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    @property
+    def image_size(self) -> int:
+        return self.patch_nums[-1] * self.vae.config.downsample
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.head.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.head.weight.device
+
+    def start(self, labels: torch.Tensor, with_uncond: bool) -> VARState:
+        """Begin a generation for class ids [B]; the null class rows follow when `with_uncond`."""
+        batch = labels.shape[0]
+        if with_uncond:
+            labels = torch.cat((labels, torch.full_like(labels, self.num_classes)))
+        cfg = self.config
+        cache = KVCache(cfg.depth, labels.shape[0], cfg.heads, cfg.seq_len, cfg.width // cfg.heads,
+                        self.dtype, self.device)
+        return VARState(self.transformer.condition(labels.to(self.device)), cache, batch)
+
+    def forward_scale(self, state: VARState, k: int, latent_tokens: torch.Tensor | None,
+                      value_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits float32 [R, n_k, V] of scale k. `latent_tokens` [B, n_k, Cvae] (None at k = 0) feed both
+        branches identically. `value_weights` [R, cached + n_k] scale the attention values per position."""
+        t = self.transformer
+        if k == 0:
+            x = t.embed_start(state.cond)
+        else:
+            x = t.embed_scale(k, latent_tokens)
+            x = x.repeat(state.cond.embedding.shape[0] // x.shape[0], 1, 1)
+        h = t.run_blocks(x, state.cond, state.cache, value_weights=value_weights)
+        return t.logits(h, state.cond)

@@ -1,0 +1,273 @@
+"""Multi-scale VQ-VAE with the layout of VAR's `vae_ch160v4096z32.pth` (also Switti's VQ-VAE).
+
+Images are RGB in [-1, 1] at the network boundary; the public helpers take and return [0, 1].
+Token maps are int64 [B, h, w], coarse to fine. The running latent f_hat is kept in float32.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# Which of the 4 shared phi convolutions serves scale k. The official choice is a float64 argmin
+# with two exact ties settled by rounding, so the tables for the released schedules are fixed here.
+PHI_TABLES = {
+    10: (0, 0, 1, 1, 1, 2, 2, 3, 3, 3),
+    14: (0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3),
+}
+
+
+def phi_index_table(num_scales: int, num_phi: int = 4) -> tuple[int, ...]:
+    if num_phi == 4 and num_scales in PHI_TABLES:
+        return PHI_TABLES[num_scales]
+    ticks = torch.linspace(1 / (3 * num_phi), 1 - 1 / (3 * num_phi), num_phi, dtype=torch.float64)
+    ratios = [k / max(num_scales - 1, 1) for k in range(num_scales)]
+    return tuple(int((ticks - r).abs().argmin()) for r in ratios)
+
+
+def _group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(32, channels, eps=1e-6, affine=True)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.norm1 = _group_norm(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm2 = _group_norm(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.nin_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x):
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.nin_shortcut(x) + h
+
+
+class AttnBlock(nn.Module):
+    """Single-head spatial self-attention with one fused q/k/v 1x1 conv."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = _group_norm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj_out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).unbind(1)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return x + self.proj_out(out.transpose(1, 2).reshape(b, c, h, w))
+
+
+class Downsample(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0)
+
+    def forward(self, x):
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Upsample(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+@dataclass(frozen=True)
+class VQVAEConfig:
+    vocab_size: int = 4096
+    z_channels: int = 32
+    ch: int = 160
+    ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4)
+    encoder_blocks: int = 2  # residual blocks per encoder level; the decoder has one more
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** (len(self.ch_mult) - 1)
+
+
+class _Level(nn.Module):
+    """One resolution level: residual blocks, optional attention after each, optional resampling."""
+
+    def __init__(self, cin, cout, n_blocks, with_attn, resample: str | None):
+        super().__init__()
+        self.block = nn.ModuleList(ResBlock(cin if i == 0 else cout, cout) for i in range(n_blocks))
+        self.attn = nn.ModuleList(AttnBlock(cout) for _ in range(n_blocks)) if with_attn else nn.ModuleList()
+        if resample == "down":
+            self.downsample = Downsample(cout)
+        elif resample == "up":
+            self.upsample = Upsample(cout)
+
+    def forward(self, x):
+        for i, block in enumerate(self.block):
+            x = block(x)
+            if len(self.attn):
+                x = self.attn[i](x)
+        if hasattr(self, "downsample"):
+            x = self.downsample(x)
+        if hasattr(self, "upsample"):
+            x = self.upsample(x)
+        return x
+
+
+class _Mid(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.block_1 = ResBlock(channels, channels)
+        self.attn_1 = AttnBlock(channels)
+        self.block_2 = ResBlock(channels, channels)
+
+    def forward(self, x):
+        return self.block_2(self.attn_1(self.block_1(x)))
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: VQVAEConfig):
+        super().__init__()
+        widths = [cfg.ch * m for m in cfg.ch_mult]
+        last = len(widths) - 1
+        self.conv_in = nn.Conv2d(3, cfg.ch, 3, padding=1)
+        self.down = nn.ModuleList(
+            _Level(cfg.ch if i == 0 else widths[i - 1], widths[i], cfg.encoder_blocks,
+                   with_attn=i == last, resample=None if i == last else "down")
+            for i in range(len(widths)))
+        self.mid = _Mid(widths[-1])
+        self.norm_out = _group_norm(widths[-1])
+        self.conv_out = nn.Conv2d(widths[-1], cfg.z_channels, 3, padding=1)
+
+    def forward(self, x):
+        x = self.conv_in(x)
+        for level in self.down:
+            x = level(x)
+        return self.conv_out(F.silu(self.norm_out(self.mid(x))))
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: VQVAEConfig):
+        super().__init__()
+        widths = [cfg.ch * m for m in cfg.ch_mult]
+        last = len(widths) - 1
+        self.conv_in = nn.Conv2d(cfg.z_channels, widths[-1], 3, padding=1)
+        self.mid = _Mid(widths[-1])
+        # Stored by resolution level (0 = full resolution), executed from the coarsest level down.
+        self.up = nn.ModuleList(
+            _Level(widths[min(i + 1, last)], widths[i], cfg.encoder_blocks + 1,
+                   with_attn=i == last, resample=None if i == 0 else "up")
+            for i in range(len(widths)))
+        self.norm_out = _group_norm(widths[0])
+        self.conv_out = nn.Conv2d(widths[0], 3, 3, padding=1)
+
+    def forward(self, z):
+        x = self.mid(self.conv_in(z))
+        for level in reversed(self.up):
+            x = level(x)
+        return self.conv_out(F.silu(self.norm_out(x)))
+
+
+class Phi(nn.Conv2d):
+    """phi(h) = 0.5 h + 0.5 conv(h): the residual refinement applied to each scale's embedding."""
+
+    def __init__(self, channels: int):
+        super().__init__(channels, channels, 3, padding=1)
+
+    def forward(self, h):
+        return h * 0.5 + super().forward(h) * 0.5
+
+
+class _PhiSet(nn.Module):
+    def __init__(self, channels: int, count: int = 4):
+        super().__init__()
+        self.qresi_ls = nn.ModuleList(Phi(channels) for _ in range(count))
+
+
+class MultiScaleQuantizer(nn.Module):
+    def __init__(self, vocab_size: int, channels: int):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, channels)
+        self.quant_resi = _PhiSet(channels)
+
+    def phi(self, k: int, num_scales: int, h: torch.Tensor) -> torch.Tensor:
+        conv = self.quant_resi.qresi_ls[phi_index_table(num_scales, len(self.quant_resi.qresi_ls))[k]]
+        return conv(h.to(conv.weight.dtype)).float()
+
+    def scale_contribution(self, k: int, patch_nums, h: torch.Tensor) -> torch.Tensor:
+        """phi(up(h)) for scale k; h is [B, C, pn_k, pn_k]; no resize at the last scale."""
+        side = patch_nums[-1]
+        if k != len(patch_nums) - 1:
+            h = F.interpolate(h.float(), size=(side, side), mode="bicubic", align_corners=False)
+        return self.phi(k, len(patch_nums), h)
+
+    def lookup(self, idx: torch.Tensor) -> torch.Tensor:
+        """Token map [B, h, w] -> embeddings [B, C, h, w] in float32."""
+        return self.embedding.weight.float()[idx].permute(0, 3, 1, 2).contiguous()
+
+    def encode(self, f: torch.Tensor, patch_nums) -> list[torch.Tensor]:
+        """Residual quantisation of latent f [B, C, H, W] into one index map per scale."""
+        residual = f.float().clone()
+        codebook = self.embedding.weight.float()
+        sq_norms = codebook.square().sum(1)
+        out = []
+        for k, pn in enumerate(patch_nums):
+            z = residual if k == len(patch_nums) - 1 else F.interpolate(residual, size=(pn, pn), mode="area")
+            z = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+            dist = z.square().sum(1, keepdim=True) + sq_norms - 2 * z @ codebook.T
+            idx = dist.argmin(1).view(f.shape[0], pn, pn)
+            out.append(idx)
+            residual -= self.scale_contribution(k, patch_nums, self.lookup(idx))
+        return out
+
+    def teacher_forcing_inputs(self, tokens, patch_nums) -> torch.Tensor:
+        """Inputs of scales 1..K-1 given the tokens of all scales: [B, L - n_0, C] (area-downsampled
+        partial sums of f_hat), what the sampler feeds the transformer when those tokens are drawn."""
+        side, fhat, out = patch_nums[-1], None, []
+        for k, idx in enumerate(tokens[:-1]):
+            h = self.scale_contribution(k, patch_nums, self.lookup(idx))
+            fhat = h if fhat is None else fhat + h
+            nxt = patch_nums[k + 1]
+            out.append(F.interpolate(fhat, size=(nxt, nxt), mode="area").flatten(2).transpose(1, 2))
+        return torch.cat(out, dim=1)
+
+    def tokens_to_fhat(self, tokens, patch_nums) -> torch.Tensor:
+        fhat = None
+        for k, idx in enumerate(tokens):
+            h = self.scale_contribution(k, patch_nums, self.lookup(idx))
+            fhat = h if fhat is None else fhat + h
+        return fhat
+
+
+class VQVAE(nn.Module):
+    def __init__(self, cfg: VQVAEConfig = VQVAEConfig()):
+        super().__init__()
+        self.config = cfg
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        self.quant_conv = nn.Conv2d(cfg.z_channels, cfg.z_channels, 3, padding=1)
+        self.post_quant_conv = nn.Conv2d(cfg.z_channels, cfg.z_channels, 3, padding=1)
+        self.quantize = MultiScaleQuantizer(cfg.vocab_size, cfg.z_channels)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.quant_conv.weight.dtype
+
+    def fhat_to_image(self, fhat: torch.Tensor) -> torch.Tensor:
+        """Accumulated latent [B, C, h, w] -> image float32 [B, 3, H, W] in [0, 1]."""
+        x = self.decoder(self.post_quant_conv(fhat.to(self.dtype).contiguous()))
+        return (x.float().clamp(-1, 1) + 1) * 0.5
+
+    def tokens_to_image(self, tokens, patch_nums) -> torch.Tensor:
+        return self.fhat_to_image(self.quantize.tokens_to_fhat(tokens, patch_nums))
+
+    def image_to_tokens(self, image: torch.Tensor, patch_nums) -> list[torch.Tensor]:
+        """Image [B, 3, H, W] in [0, 1] -> list of index maps [B, pn, pn]."""
+        side = patch_nums[-1] * self.config.downsample
+        if image.shape[-2:] != (side, side):
+            raise ValueError(f"image must be {side}x{side} for this schedule, got {tuple(image.shape[-2:])}")
+        f = self.quant_conv(self.encoder(image.to(self.dtype) * 2 - 1))
+        return self.quantize.encode(f, patch_nums)

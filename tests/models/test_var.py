@@ -1,0 +1,87 @@
+import pathlib
+
+import pytest
+import torch
+
+from scalewise.guidance import CFG, GuiderRuntime, sample
+from scalewise.guidance.base import Guider
+from scalewise.models import SCHEDULES, VARConfig, var_official_state_dict, vqvae_official_state_dict
+from scalewise.models.loaders import build_var_transformer, build_vqvae
+from scalewise.models import VQVAEConfig
+from tiny import TINY_PN, tiny_model
+
+KEYS = pathlib.Path(__file__).parent.parent / "data" / "keys"
+
+
+def read_keys(name):
+    out = {}
+    for line in (KEYS / name).read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        key, shape, dtype = line.split()
+        out[key] = (tuple(int(s) for s in shape.strip("[]").split(",") if s), dtype)
+    return out
+
+
+OFFICIAL = {16: (256, False), 20: (256, False), 24: (256, False), 30: (256, False), 36: (512, True)}
+
+
+@pytest.mark.parametrize("depth", sorted(OFFICIAL))
+def test_full_size_layout_matches_official_keys(depth):
+    reso, shared = OFFICIAL[depth]
+    cfg = VARConfig(depth=depth, width=64 * depth, heads=depth, patch_nums=SCHEDULES[reso], shared_adaln=shared)
+    model = build_var_transformer(cfg, "meta")
+    sd = var_official_state_dict(model)
+    expected = read_keys(f"var_d{depth}_keys.txt")
+    assert list(sd) == list(expected)  # same keys, same native order
+    for k, t in sd.items():
+        assert tuple(t.shape) == expected[k][0], k
+        assert str(t.dtype).replace("torch.", "") == expected[k][1], k
+
+
+def test_full_size_vqvae_layout_matches_official_keys():
+    vae = build_vqvae(VQVAEConfig(), "meta")
+    sd = vqvae_official_state_dict(vae)
+    expected = read_keys("vqvae_keys.txt")
+    assert set(sd) == set(expected)
+    assert all(tuple(sd[k].shape) == expected[k][0] for k in sd)
+    assert sum(p.numel() for p in vae.parameters()) == 108_948_355
+
+
+def test_d30_parameter_count():
+    cfg = VARConfig(depth=30, width=1920, heads=30, patch_nums=SCHEDULES[256])
+    assert sum(p.numel() for p in build_var_transformer(cfg, "meta").parameters()) == 2_010_020_356
+
+
+class _Recorder(Guider):
+    kind = "recorder"
+    base = None
+
+    def __init__(self):
+        self.logits = []
+
+    def runtime(self, info):
+        rec = self
+
+        class R(GuiderRuntime):
+            def observe(self, record):
+                rec.logits.append(record.cond.clone())
+        return R()
+
+
+@pytest.mark.parametrize("shared,patch_nums", [(False, TINY_PN), (True, TINY_PN), (False, SCHEDULES[256])])
+def test_cached_logits_equal_teacher_forcing(shared, patch_nums):
+    model = tiny_model(patch_nums=patch_nums, shared_adaln=shared, seed=3)
+    rec = _Recorder()
+    out = sample(model, rec, [5, 17], seed=1, top_k=50, top_p=0.9)
+    inputs = model.vae.quantize.teacher_forcing_inputs(out.tokens, patch_nums)
+    full = model.transformer.forward_teacher(torch.tensor([5, 17]), inputs)
+    cached = torch.cat(rec.logits, dim=1)
+    assert full.shape == cached.shape
+    assert (full - cached).abs().max() < 1e-4 * full.abs().max()
+
+
+def test_sampler_image_equals_decoded_tokens():
+    model = tiny_model(seed=2)
+    out = sample(model, CFG(3.0), [1, 2], seed=0, top_k=100, top_p=0.9)
+    assert torch.allclose(model.vae.tokens_to_image(out.tokens, model.patch_nums), out.images, atol=1e-6)
