@@ -85,6 +85,14 @@ class Guider:
             g = g.base
         return tuple(reversed(chain))
 
+    def label(self) -> str:
+        """Short description of this guider alone, for traces and heat maps."""
+        return self.kind.upper()
+
+    def describe(self) -> str:
+        """The whole stack, bottom first: e.g. "CFG 1.5 linear + IGG 1.85 linear + SSG 0.1 constant"."""
+        return " + ".join(g.label() for g in self.stack())
+
     def runtime(self, info: RunInfo) -> GuiderRuntime:
         raise NotImplementedError
 

@@ -30,6 +30,9 @@ class CFG(Guider):
         if self.schedule not in SCHEDULE_NAMES:
             raise ValueError(f"schedule must be one of {SCHEDULE_NAMES}, got {self.schedule!r}")
 
+    def label(self):
+        return f"CFG {self.scale:g} {self.schedule}" + _window_label(self.start_scale, self.stop_scale)
+
     def weight(self, k: int, num_scales: int) -> float | None:
         """g(k), or None outside the window (no uncond branch needed there)."""
         if not ScaleWindow(self.start_scale, self.stop_scale).contains(k, num_scales):
@@ -38,6 +41,12 @@ class CFG(Guider):
 
     def runtime(self, info: RunInfo) -> GuiderRuntime:
         return _CFGRuntime(self, info.num_scales)
+
+
+def _window_label(start, stop) -> str:
+    if start == 0 and stop is None:
+        return ""
+    return f" [{start}:{'' if stop is None else stop}]"
 
 
 class _CFGRuntime(GuiderRuntime):

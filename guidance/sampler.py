@@ -11,12 +11,14 @@ from .base import Guider, RunInfo, ScaleRecord
 from .sampling import check_sampling_args, draw_tokens, filter_logits_, make_generators, smooth_probabilities
 from .schedules import ramp
 from .stack import GuidanceRun
+from .trace import GuidanceTrace, guidance_magnitude, sampled_confidence
 
 
 @dataclass
 class SampleOutput:
     images: torch.Tensor         # float32 [B, 3, H, W] in [0, 1]
     tokens: list[torch.Tensor]   # K int64 maps [B, h_k, w_k], coarse to fine
+    trace: GuidanceTrace | None = None
 
 
 @dataclass
@@ -60,9 +62,10 @@ def class_labels(conditioning, num_classes: int, batch_size: int | None, device)
 @torch.inference_mode()
 def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int = 0,
            batch_size: int | None = None, top_k: int = 0, top_p: float = 0.0, more_smooth: bool = False,
-           callback: Callable[[ScaleProgress], None] | None = None) -> SampleOutput:
+           trace: bool = False, callback: Callable[[ScaleProgress], None] | None = None) -> SampleOutput:
     """Generate images scale by scale. Image i uses its own random stream seeded with seed + i, so it
-    is the same whatever the batch size; `top_k=1` is greedy decoding."""
+    is the same whatever the batch size; `top_k=1` is greedy decoding. `trace=True` also records the
+    per-token guidance magnitude and sampled-token confidence of every scale."""
     check_sampling_args(top_k, top_p, model.vocab_size)
     device = model.device
     labels = class_labels(conditioning, model.num_classes, batch_size, device)
@@ -75,6 +78,8 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
     side = patch_nums[-1]
     fhat = torch.zeros(batch, vae.config.z_channels, side, side, device=device)
     tokens, latent_in, cached = [], None, 0
+    record = GuidanceTrace(tuple(patch_nums), model.image_size,
+                                                  guider.describe() if guider else "unguided") if trace else None
     state = model.start(labels, with_uncond=0 in run.uncond_scales)
     try:
         for k, pn in enumerate(patch_nums):
@@ -85,7 +90,8 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
             logits = model.forward_scale(state, k, latent_in, value_weights=weights)
             cached += pn * pn
             cond, uncond = logits[:batch], (logits[batch:] if rows > batch else None)
-            guided = run.postprocess(k, run.combine(k, cond, uncond))
+            combined = run.combine(k, cond, uncond)
+            guided = run.postprocess(k, combined)
 
             filtered = filter_logits_(guided.clone(), top_k, top_p)
             idx = draw_tokens(filtered, generators)
@@ -96,6 +102,8 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
                 h = vae.quantize.embedding.weight.float()[idx]
             tokens.append(idx.view(batch, pn, pn))
             run.observe(ScaleRecord(k, pn, cond, uncond, guided, idx))
+            if record is not None:
+                _record(record, k, pn, cond, uncond, combined, guided, idx)
 
             fhat += vae.quantize.scale_contribution(k, patch_nums, h.transpose(1, 2).reshape(batch, -1, pn, pn).contiguous())
             if k + 1 < num_scales:
@@ -105,7 +113,17 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
                 callback(ScaleProgress(k, num_scales, fhat, model))
     finally:
         state.close()
-    return SampleOutput(vae.fhat_to_image(fhat), tokens)
+    return SampleOutput(vae.fhat_to_image(fhat), tokens, record)
+
+
+def _record(trace: GuidanceTrace, k, pn, cond, uncond, combined, guided, idx):
+    """Guidance magnitude: against l_u before post-processing where the uncond branch ran, else the
+    post-processing's own push against l_c (SSG alone, unguided scales)."""
+    magnitude = guidance_magnitude(combined, uncond) if uncond is not None else guidance_magnitude(guided, cond)
+    shape = (cond.shape[0], pn, pn)
+    trace.magnitude.append(magnitude.view(shape).cpu())
+    trace.confidence.append(sampled_confidence(guided, idx).view(shape).cpu())
+    trace.guided.append(uncond is not None)
 
 
 def _value_weights(run: GuidanceRun, k, cached, fresh, batch, rows, device):

@@ -1,0 +1,96 @@
+"""SoftCFG: soften the unconditional branch where the conditional model was already confident.
+
+The uncond branch's cached attention values of earlier scales are multiplied by per-position
+weights derived from the confidence of the token predicted at that position (guidance.md §4.5).
+Keys, queries, the cond branch and the current scale's own values are never touched, and the
+stored cache is not modified: the sampler applies the weights at attention time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .base import Guider, GuiderRuntime, RunInfo, ScaleRecord
+from .schedules import check_finite
+
+NORMALIZATIONS = ("global", "per_scale", "none")
+CONFIDENCES = ("max", "sampled")
+
+
+@dataclass(frozen=True)
+class SoftCFG(Guider):
+    """Modifies the uncond branch of the CFG/IGG guider below it (its `base`).
+
+    strength alpha: weights (1 - c / sum c)^alpha with Step-Normalization over all weighted cached
+    positions ("global", the paper's), within each scale ("per_scale"), or plain (1 - c)^alpha
+    ("none"); `floor` bounds the normalised weights from below. alpha = 0 is plain CFG.
+    """
+
+    strength: float = 1.0
+    normalization: str = "global"
+    confidence: str = "max"
+    floor: float = 0.05
+    temperature: float = 1.0
+    base: Guider | None = None
+    kind = "softcfg"
+
+    def __post_init__(self):
+        check_finite("softcfg strength", self.strength, 0.0, 10.0)
+        check_finite("softcfg floor", self.floor, 0.0, 1.0)
+        check_finite("softcfg temperature", self.temperature, 1e-3, 100.0)
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"SoftCFG normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
+        if self.confidence not in CONFIDENCES:
+            raise ValueError(f"SoftCFG confidence must be one of {CONFIDENCES}, got {self.confidence!r}")
+
+    def validate(self, info: RunInfo, stack):
+        if not info.autoregressive:
+            raise ValueError(
+                f"SoftCFG cannot guide this {info.family} model: it re-weights the cached attention values of "
+                "earlier scales, and this (non-autoregressive) model attends to none. Use CFG or IGG instead, "
+                "or the autoregressive variant of the model")
+        if not any(g.kind in ("cfg", "igg") for g in stack):
+            raise ValueError("SoftCFG modifies the unconditional branch of a CFG or IGG guider: connect one to "
+                             "its base input")
+
+    def weights(self, confidences: list[torch.Tensor]) -> torch.Tensor:
+        """Weights [B, sum n_j] for the cached positions of scales 1..k-1 from their confidences."""
+        c = torch.cat(confidences, dim=1)
+        if self.normalization == "none":
+            return (1 - c).clamp(min=0) ** self.strength
+        if self.normalization == "global":
+            share = c / c.sum(1, keepdim=True).clamp(min=1e-12)
+        else:
+            share = torch.cat([s / s.sum(1, keepdim=True).clamp(min=1e-12) for s in confidences], dim=1)
+        return ((1 - share).clamp(min=0) ** self.strength).clamp(min=self.floor)
+
+    def label(self):
+        return f"SoftCFG {self.strength:g} {self.normalization} {self.confidence}"
+
+    def runtime(self, info: RunInfo) -> GuiderRuntime:
+        return _SoftCFGRuntime(self, info)
+
+
+class _SoftCFGRuntime(GuiderRuntime):
+    def __init__(self, spec: SoftCFG, info: RunInfo):
+        self.spec, self.info = spec, info
+        self.confidences: list[torch.Tensor] = []  # per scale >= 1: [B, n_j]
+
+    def observe(self, record: ScaleRecord):
+        if record.k == 0:
+            return  # the start/class slot keeps weight 1
+        probs = (record.cond / self.spec.temperature).softmax(-1)
+        if self.spec.confidence == "max":
+            c = probs.amax(-1)
+        else:
+            c = probs.gather(-1, record.tokens[..., None])[..., 0]
+        self.confidences.append(c)
+
+    def value_weights(self, k, cached):
+        if self.spec.strength == 0 or not self.confidences:
+            return None
+        first = self.info.patch_nums[0] ** 2
+        w = self.spec.weights(self.confidences[: k - 1])
+        ones = torch.ones(w.shape[0], first, device=w.device, dtype=w.dtype)
+        return torch.cat((ones, w), dim=1)

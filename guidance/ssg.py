@@ -1,0 +1,121 @@
+"""SSG (Scaled Spatial Guidance): push each scale's logits away from what the previous scale
+already implied, l + beta_k (l - l_prior), with the prior built by DSE in the DCT domain.
+
+The official code is unreleased (see guidance.md §5): DSE's rescale and the beta schedule are
+reconstructions, exposed as options.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .base import Guider, GuiderRuntime, RunInfo, ScaleRecord
+from .schedules import check_finite, ramp
+
+BETA_SCHEDULES = ("constant", "linear_decay", "linear_increase", "custom")
+PRIOR_SOURCES = ("guided_pre_ssg", "guided_post_ssg", "cond")
+
+
+@functools.lru_cache(maxsize=64)
+def _dct_matrix(n: int) -> torch.Tensor:
+    """Orthonormal DCT-II matrix D [n, n] (float64 on the CPU): X = D x, x = D^T X."""
+    i = torch.arange(n, dtype=torch.float64)
+    d = torch.cos(math.pi * (2 * i[None, :] + 1) * i[:, None] / (2 * n)) * math.sqrt(2.0 / n)
+    d[0] /= math.sqrt(2.0)
+    return d
+
+
+def dct_matrix(n: int, device, dtype=torch.float32) -> torch.Tensor:
+    return _dct_matrix(n).to(device=device, dtype=dtype)
+
+
+def dse_prior(prev: torch.Tensor, size: tuple[int, int], rescale: bool = True,
+              interpolation: str = "bilinear") -> torch.Tensor:
+    """Discrete Spatial Enhancement: prev [B, V, h, w] -> prior [B, V, H, W]. The interpolated map's
+    low-frequency DCT block is replaced by the coarse map's spectrum (times sqrt(HW/hw), which keeps
+    a constant map constant); its high frequencies are kept."""
+    h, w = prev.shape[-2:]
+    H, W = size
+    up = F.interpolate(prev, size=size, mode=interpolation, align_corners=False)
+    dh, dw = dct_matrix(h, prev.device), dct_matrix(w, prev.device)
+    dH, dW = dct_matrix(H, prev.device), dct_matrix(W, prev.device)
+    coarse = dh @ prev @ dw.T
+    spectrum = dH @ up @ dW.T
+    rho = math.sqrt(H * W / (h * w)) if rescale else 1.0
+    spectrum[..., :h, :w] = rho * coarse
+    return dH.T @ spectrum @ dW
+
+
+@dataclass(frozen=True)
+class SSG(Guider):
+    """l_k + beta_k (l_k - DSE(l_{k-1})) on top of the base guider's logits; off at scale 0.
+
+    beta_k = beta * s(k): "constant", "linear_decay" (1 - r_k), "linear_increase" (r_k), or
+    "custom" (`custom_betas[k]`, missing entries 0).
+    """
+
+    beta: float = 0.1
+    schedule: str = "constant"
+    custom_betas: tuple[float, ...] = ()
+    dse_rescale: bool = True
+    interpolation: str = "bilinear"
+    prior_source: str = "guided_pre_ssg"
+    base: Guider | None = None
+    kind = "ssg"
+
+    def __post_init__(self):
+        check_finite("ssg beta", self.beta, -1.0, 10.0)
+        for b in self.custom_betas:
+            check_finite("ssg custom beta", b, -1.0, 10.0)
+        for name, value, allowed in (("schedule", self.schedule, BETA_SCHEDULES),
+                                     ("interpolation", self.interpolation, ("bilinear", "bicubic")),
+                                     ("prior_source", self.prior_source, PRIOR_SOURCES)):
+            if value not in allowed:
+                raise ValueError(f"SSG {name} must be one of {allowed}, got {value!r}")
+
+    def beta_at(self, k: int, num_scales: int) -> float:
+        if k == 0:
+            return 0.0
+        r = ramp(k, num_scales)
+        if self.schedule == "custom":
+            return self.custom_betas[k] if k < len(self.custom_betas) else 0.0
+        return self.beta * {"constant": 1.0, "linear_decay": 1.0 - r, "linear_increase": r}[self.schedule]
+
+    def label(self):
+        if self.schedule == "custom":
+            return "SSG custom " + ",".join(f"{b:g}" for b in self.custom_betas)
+        return f"SSG {self.beta:g} {self.schedule}"
+
+    def runtime(self, info: RunInfo) -> GuiderRuntime:
+        return _SSGRuntime(self, info)
+
+
+class _SSGRuntime(GuiderRuntime):
+    def __init__(self, spec: SSG, info: RunInfo):
+        self.spec, self.info = spec, info
+        self.prev: torch.Tensor | None = None  # [B, n_{k-1}, V] of the previous scale
+
+    def postprocess(self, k, logits):
+        spec = self.spec
+        beta = spec.beta_at(k, self.info.num_scales)
+        out = logits
+        if beta != 0 and self.prev is not None:
+            out = logits + beta * (logits - self._prior(k, logits.shape))
+        if spec.prior_source != "cond":
+            self.prev = logits if spec.prior_source == "guided_pre_ssg" else out
+        return out
+
+    def _prior(self, k, shape):
+        b, n, v = shape
+        side, prev_side = self.info.patch_nums[k], self.info.patch_nums[k - 1]
+        grid = self.prev.transpose(1, 2).reshape(b, v, prev_side, prev_side)
+        prior = dse_prior(grid, (side, side), self.spec.dse_rescale, self.spec.interpolation)
+        return prior.reshape(b, v, n).transpose(1, 2)
+
+    def observe(self, record: ScaleRecord):
+        if self.spec.prior_source == "cond":
+            self.prev = record.cond

@@ -1,0 +1,37 @@
+"""Guidance trace: per image and scale, how strongly guidance pushed each token, and how sure the
+sampler was of the token it drew. Small by design: Σ h_k·w_k floats per image and quantity."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class GuidanceTrace:
+    patch_nums: tuple[int, ...]
+    image_size: int
+    guider: str = ""                                          # human-readable description of the stack
+    magnitude: list[torch.Tensor] = field(default_factory=list)   # K x float32 [B, h_k, w_k], m_n >= 0
+    confidence: list[torch.Tensor] = field(default_factory=list)  # K x float32 [B, h_k, w_k] in [0, 1]
+    guided: list[bool] = field(default_factory=list)         # K: did the uncond branch run at scale k
+
+    @property
+    def batch_size(self) -> int:
+        return self.magnitude[0].shape[0] if self.magnitude else 0
+
+    def select(self, index: int) -> "GuidanceTrace":
+        """The trace of one image of the batch."""
+        return GuidanceTrace(self.patch_nums, self.image_size, self.guider,
+                             [m[index:index + 1] for m in self.magnitude],
+                             [c[index:index + 1] for c in self.confidence], list(self.guided))
+
+
+def guidance_magnitude(guided: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """m_n = max_v (guided - reference)^+ per token: [B, n, V] -> [B, n] (the IGG heat-map reduction)."""
+    return (guided - reference).amax(-1).clamp(min=0)
+
+
+def sampled_confidence(guided: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Probability of the drawn token under softmax(guided): [B, n, V], [B, n] -> [B, n]."""
+    return guided.log_softmax(-1).gather(-1, tokens[..., None])[..., 0].exp()

@@ -1,0 +1,77 @@
+import math
+
+import pytest
+import torch
+
+from scalewise.guidance import CFG, IGG, SSG, RunInfo, sample
+from scalewise.guidance.ssg import dct_matrix, dse_prior
+from scalewise.guidance.stack import GuidanceRun
+from tiny import tiny_model
+
+
+def test_dct_is_orthonormal_dct2():
+    d = dct_matrix(5, "cpu", torch.float64)
+    assert torch.allclose(d @ d.T, torch.eye(5, dtype=torch.float64), atol=1e-12)
+    x = torch.randn(5, dtype=torch.float64)
+    n = torch.arange(5, dtype=torch.float64)
+    k = 2
+    manual = math.sqrt(2 / 5) * (x * torch.cos(math.pi * (2 * n + 1) * k / 10)).sum()
+    assert torch.isclose((d @ x)[k], manual)
+
+
+def test_dse_low_block_is_rescaled_coarse_spectrum():
+    prev = torch.randn(2, 3, 4, 4)
+    prior = dse_prior(prev, (6, 6))
+    d4, d6 = dct_matrix(4, "cpu"), dct_matrix(6, "cpu")
+    low = (d6 @ prior @ d6.T)[..., :4, :4]
+    assert torch.allclose(low, math.sqrt(36 / 16) * (d4 @ prev @ d4.T), atol=1e-5)
+
+
+def test_dse_keeps_constants_and_is_linear():
+    const = torch.full((1, 2, 3, 3), 1.7)
+    assert torch.allclose(dse_prior(const, (5, 5)), torch.full((1, 2, 5, 5), 1.7), atol=1e-5)
+    a, b = torch.randn(1, 2, 3, 3), torch.randn(1, 2, 3, 3)
+    assert torch.allclose(dse_prior(2 * a + b, (5, 5)), 2 * dse_prior(a, (5, 5)) + dse_prior(b, (5, 5)), atol=1e-5)
+    # without the rescale the mean shrinks by sqrt(hw/HW)
+    assert torch.allclose(dse_prior(const, (5, 5), rescale=False).mean(), torch.tensor(1.7 * 3 / 5), atol=1e-4)
+
+
+def test_update_formula():
+    info = RunInfo((1, 2, 3), 1, 8, "var", True)
+    rt = SSG(0.4).runtime(info)
+    l0, l1 = torch.randn(1, 1, 8), torch.randn(1, 4, 8)
+    assert torch.equal(rt.postprocess(0, l0), l0)  # off at the first scale
+    prior = dse_prior(l0.transpose(1, 2).reshape(1, 8, 1, 1), (2, 2)).reshape(1, 8, 4).transpose(1, 2)
+    assert torch.allclose(rt.postprocess(1, l1), l1 + 0.4 * (l1 - prior), atol=1e-6)
+
+
+def test_beta_schedules():
+    assert [SSG(0.2).beta_at(k, 5) for k in range(5)] == [0, 0.2, 0.2, 0.2, 0.2]
+    assert SSG(0.2, "linear_decay").beta_at(4, 5) == 0 and SSG(0.2, "linear_increase").beta_at(4, 5) == 0.2
+    assert SSG(schedule="custom", custom_betas=(9, 0.1, 0.2)).beta_at(2, 5) == 0.2
+    assert SSG(schedule="custom", custom_betas=(9, 0.1)).beta_at(3, 5) == 0.0
+
+
+@pytest.mark.parametrize("base", [None, CFG(3.0), IGG(2.0, base=CFG(1.0))])
+def test_beta_zero_equals_the_base_guider(base):
+    model = tiny_model(seed=8)
+    a = sample(model, SSG(0.0, base=base), [3], top_k=1)
+    b = sample(model, base, [3], top_k=1)
+    assert all(torch.equal(x, y) for x, y in zip(a.tokens, b.tokens)) and torch.equal(a.images, b.images)
+
+
+def test_ssg_changes_tokens_and_does_not_need_uncond():
+    model = tiny_model(seed=8)
+    run = GuidanceRun(SSG(0.5), RunInfo(model.patch_nums, 1, 4096, "var", True))
+    assert run.uncond_scales == frozenset()
+    a = sample(model, SSG(0.8), [3], top_k=1)
+    b = sample(model, None, [3], top_k=1)
+    assert torch.equal(a.tokens[0], b.tokens[0])
+    assert any(not torch.equal(x, y) for x, y in zip(a.tokens[1:], b.tokens[1:]))
+
+
+@pytest.mark.parametrize("kwargs", [dict(beta=float("inf")), dict(schedule="cosine"), dict(prior_source="x"),
+                                    dict(interpolation="nearest")])
+def test_bad_parameters(kwargs):
+    with pytest.raises(ValueError):
+        SSG(**kwargs)

@@ -1,0 +1,55 @@
+import torch
+
+from scalewise.guidance import CFG, SSG, GuiderRuntime, sample
+from scalewise.guidance.base import Guider
+from tiny import tiny_model
+
+
+class _Spy(Guider):
+    """Records what the guiders see, without changing anything."""
+    kind = "spy"
+
+    def __init__(self, base):
+        self.base, self.records = base, []
+
+    def runtime(self, info):
+        spy = self
+
+        class R(GuiderRuntime):
+            def observe(self, record):
+                spy.records.append((record.cond.clone(), None if record.uncond is None else record.uncond.clone(),
+                                    record.guided))
+        return R()
+
+
+def test_trace_is_off_by_default():
+    assert sample(tiny_model(), CFG(2.0), [1], top_k=1).trace is None
+
+
+def test_trace_records_magnitude_and_confidence():
+    model = tiny_model(seed=9)
+    spy = _Spy(CFG(2.0))
+    out = sample(model, spy, [4, 5], top_k=1, trace=True)
+    tr = out.trace
+    assert tr.patch_nums == model.patch_nums and tr.image_size == 64 and tr.guider.startswith("CFG 2 linear")
+    assert tr.guided == [True] * 4
+    for k, (cond, uncond, guided) in enumerate(spy.records):
+        pn = model.patch_nums[k]
+        expected = (guided - uncond).amax(-1).clamp(min=0).view(2, pn, pn)
+        assert torch.allclose(tr.magnitude[k], expected)
+        # greedy decoding draws the most likely token: its confidence is the max probability
+        assert torch.allclose(tr.confidence[k], guided.softmax(-1).amax(-1).view(2, pn, pn), atol=1e-6)
+        assert tr.magnitude[k].shape == tr.confidence[k].shape == (2, pn, pn)
+        assert not torch.isinf(guided).any()  # the sampler filtered a copy, never the guiders' tensor
+
+
+def test_ssg_alone_measures_its_push_against_cond():
+    out = sample(tiny_model(seed=9), SSG(0.5), [4], top_k=1, trace=True)
+    assert out.trace.guided == [False] * 4
+    assert out.trace.magnitude[0].abs().max() == 0 and out.trace.magnitude[2].max() > 0
+
+
+def test_select_one_image():
+    out = sample(tiny_model(seed=9), CFG(2.0), [4, 5, 6], top_k=1, trace=True)
+    one = out.trace.select(1)
+    assert one.batch_size == 1 and torch.equal(one.magnitude[3][0], out.trace.magnitude[3][1])
