@@ -1,0 +1,114 @@
+"""Layer 4 (spec §C9): the ComfyUI page in headless Chromium through Playwright's sync API.
+
+Uses Debian's /usr/bin/chromium (apt-get install chromium); Playwright never downloads a browser. Shares the
+session's ComfyUI server with tests/integration. Skipped without COMFY_DIR, playwright or Chromium."""
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS_DIR = Path(os.environ.get("ARTIFACTS_DIR") or REPO / "artifacts" / "ui")
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+# no GPU, no sandbox (root in a container), and no traffic beyond 127.0.0.1
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+APP_READY = "() => window.app && window.app.graph && window.LiteGraph"
+
+
+def load_comfy_server():
+    """Same module object as tests/integration/conftest.py's, so both share one server."""
+    name = "scalewise_ci_comfy_server"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "integration" / "comfy_server.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+cs = load_comfy_server()
+
+
+@pytest.fixture(scope="session")
+def comfy(tmp_path_factory):
+    if cs.comfy_dir() is None:
+        pytest.skip("COMFY_DIR does not point at a ComfyUI tree (run .ci/comfy_ci.sh install)")
+    client = cs.acquire(tmp_path_factory)
+    yield client
+    cs.release()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} missing (apt-get install chromium)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class UiPage:
+    """A loaded ComfyUI page: .page (playwright Page), .console_errors, .page_errors, .screenshot(name)."""
+
+    def __init__(self, page, comfy):
+        self.page, self.comfy = page, comfy
+        self.console_errors: list[str] = []
+        self.page_errors: list[str] = []
+        page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
+        page.on("pageerror", lambda e: self.page_errors.append(str(e)))
+
+    def open(self, timeout_ms: int = 60000):
+        self.page.goto(self.comfy.base + "/", wait_until="domcontentloaded")
+        self.page.wait_for_function(APP_READY, timeout=timeout_ms)     # ~6 s after goto on 2 cores
+        return self
+
+    def evaluate(self, js: str, arg=None):
+        return self.page.evaluate(js, arg)
+
+    def screenshot(self, name: str, **kw) -> Path:
+        return screenshot(self.page, name, **kw)
+
+    def errors_mentioning(self, *words: str) -> list[str]:
+        """Console/page errors naming one of words: the frontend always logs a few harmless 404s and
+        ERR_NAME_NOT_RESOLVED (it tries to reach the internet), so filter by the pack's own names."""
+        words = [w.lower() for w in words]
+        return [e for e in self.console_errors + self.page_errors if any(w in e.lower() for w in words)]
+
+
+def screenshot(page, name: str, **kw) -> Path:
+    ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS_DIR / (name if Path(name).suffix else name + ".png")
+    page.screenshot(path=str(path), **kw)
+    return path
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    rep = yield
+    setattr(item, "rep_" + rep.when, rep)     # lets ui_page take a screenshot of failed tests
+    return rep
+
+
+@pytest.fixture
+def ui_page(request, browser, comfy):
+    """A fresh browser context with the ComfyUI app loaded and ready."""
+    # The server's user dir is seeded with Comfy.TutorialCompleted (comfy_server.py); without it the
+    # Templates dialog covers the canvas on first load.
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    ui = UiPage(context.new_page(), comfy)
+    try:
+        yield ui.open()
+    finally:
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.failed:
+            try:
+                print("screenshot:", ui.screenshot("FAILED-" + request.node.name))
+            except Exception:
+                pass
+        context.close()
