@@ -4,6 +4,9 @@ Importing this package imports no ComfyUI module; ComfyUI calls `comfy_entrypoin
 are the node adapters (which need ComfyUI) imported.
 """
 
+WEB_DIRECTORY = "./web"
+
+
 async def comfy_entrypoint():
     from .nodes import ScalewiseExtension
 

@@ -30,9 +30,13 @@ class ScaleProgress:
     fhat: torch.Tensor = field(repr=False)
     model: object = field(repr=False)
 
-    def preview(self, max_images: int | None = None) -> torch.Tensor:
-        """Decode the partial latent: float32 [b, 3, H, W] in [0, 1]."""
+    def preview(self, max_images: int | None = None, low_res: bool = False) -> torch.Tensor:
+        """Decode the partial latent: float32 [b, 3, H, W] in [0, 1]. `low_res` decodes it at this
+        scale's own size (16 px per token), which costs (pn_k / pn_K)^2 of a full decode."""
         fhat = self.fhat if max_images is None else self.fhat[:max_images]
+        side = self.model.patch_nums[self.k]
+        if low_res and side < fhat.shape[-1]:
+            fhat = F.interpolate(fhat, size=(side, side), mode="area")
         return self.model.vae.fhat_to_image(fhat)
 
 
@@ -67,7 +71,7 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
     is the same whatever the batch size; `top_k=1` is greedy decoding. `trace=True` also records the
     per-token guidance magnitude and sampled-token confidence of every scale."""
     check_sampling_args(top_k, top_p, model.vocab_size)
-    device = model.device
+    device = model.weight_device
     labels = class_labels(conditioning, model.num_classes, batch_size, device)
     batch, patch_nums = labels.shape[0], model.patch_nums
     num_scales = len(patch_nums)

@@ -21,7 +21,7 @@ def filter_logits_(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0) -> 
 def make_generators(seed: int, batch: int, device) -> list[torch.Generator]:
     """One stream per image (seed + i), so an image never depends on the batch it was drawn in."""
     device = torch.device(device)
-    return [torch.Generator(device=device).manual_seed(int(seed) + i) for i in range(batch)]
+    return [torch.Generator(device=device).manual_seed((int(seed) + i) % 2**64) for i in range(batch)]
 
 
 def draw_tokens(filtered: torch.Tensor, generators) -> torch.Tensor:

@@ -262,8 +262,20 @@ class VARModel(nn.Module):
         return self.transformer.head.weight.dtype
 
     @property
-    def device(self) -> torch.device:
+    def weight_device(self) -> torch.device:
+        # not `device`: ComfyUI's ModelPatcher assigns that attribute itself
         return self.transformer.head.weight.device
+
+    def memory_estimate(self, batch: int, guided: bool = True) -> int:
+        """Bytes a generation needs beyond the weights: KV cache, last-scale logits (with the copies that
+        guidance and filtering make) and the VQ-VAE decoder's largest activations."""
+        cfg, rows = self.config, batch * (2 if guided else 1)
+        itemsize = torch.finfo(self.dtype).bits // 8
+        kv = 2 * rows * cfg.seq_len * cfg.width * cfg.depth * itemsize
+        logits = 6 * rows * cfg.patch_nums[-1] ** 2 * cfg.vocab_size * 4
+        side = self.image_size
+        decode = 8 * batch * self.vae.config.ch * self.vae.config.ch_mult[0] * side * side * itemsize
+        return kv + logits + decode
 
     def start(self, labels: torch.Tensor, with_uncond: bool) -> VARState:
         """Begin a generation for class ids [B]; the null class rows follow when `with_uncond`."""
@@ -272,8 +284,8 @@ class VARModel(nn.Module):
             labels = torch.cat((labels, torch.full_like(labels, self.num_classes)))
         cfg = self.config
         cache = KVCache(cfg.depth, labels.shape[0], cfg.heads, cfg.seq_len, cfg.width // cfg.heads,
-                        self.dtype, self.device)
-        return VARState(self.transformer.condition(labels.to(self.device)), cache, batch)
+                        self.dtype, self.weight_device)
+        return VARState(self.transformer.condition(labels.to(self.weight_device)), cache, batch)
 
     def forward_scale(self, state: VARState, k: int, latent_tokens: torch.Tensor | None,
                       value_weights: torch.Tensor | None = None) -> torch.Tensor:

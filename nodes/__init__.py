@@ -1,0 +1,19 @@
+"""ComfyUI node adapters (V3 API). Imported only by ComfyUI, through the package's comfy_entrypoint."""
+from comfy_api.latest import ComfyExtension, io
+
+from .common import MODEL_FOLDERS, register_model_folder
+from .conditioning import ImageNetClass
+from .guiders import CFGGuider, IGGGuider, SoftCFGGuider, SSGGuider
+from .heatmap import GuidanceHeatmap
+from .loaders import VARLoader
+from .sampler import Sampler
+
+for _folder in MODEL_FOLDERS:
+    register_model_folder(_folder)
+
+NODES = [VARLoader, ImageNetClass, CFGGuider, IGGGuider, SoftCFGGuider, SSGGuider, Sampler, GuidanceHeatmap]
+
+
+class ScalewiseExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES

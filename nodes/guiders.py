@@ -1,0 +1,183 @@
+"""Guider nodes: each returns an immutable guider; the optional `base` input stacks them."""
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..guidance import CFG, IGG, SSG, SoftCFG
+from ..guidance.schedules import SCHEDULE_NAMES
+from ..guidance.softcfg import CONFIDENCES, NORMALIZATIONS
+from ..guidance.ssg import BETA_SCHEDULES, PRIOR_SOURCES
+from .common import GuiderType, scale_window_stop
+
+GUIDER_CATEGORY = "sampling/scalewise/guiders"
+SCHEDULE_TIP = ("How the strength grows over scales: linear = VAR's ramp (0 at the first scale, full at the last), "
+                "constant = the same everywhere, cosine = slow start, fast finish (shape set by power).")
+START_TIP = "First scale (0 = coarsest) that is guided; earlier scales use the conditional prediction only."
+END_TIP = ("Scale where guidance stops: 0 = never, -3 = the last three scales unguided (faster: the unconditional "
+           "branch is skipped there), 8 = scales 8 and up unguided.")
+
+
+def _base_input():
+    return GuiderType.Input("base", optional=True,
+                            tooltip="Optional guider underneath: their effects combine (see the README's stacking "
+                                    "rules).")
+
+
+def _window_inputs():
+    return [io.Int.Input("start_scale", default=0, min=0, max=63, tooltip=START_TIP),
+            io.Int.Input("end_scale", default=0, min=-63, max=63, tooltip=END_TIP)]
+
+
+class CFGGuider(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ScalewiseCFGGuider",
+            display_name="Scale-wise CFG Guider",
+            category=GUIDER_CATEGORY,
+            description=("Classifier-free guidance on the token logits: pushes each scale's prediction away from the "
+                         "unconditional one, l_u + (1 + cfg x schedule)(l_c - l_u). VAR demo: cfg 4, FID protocol: "
+                         "1.5; Switti: 6."),
+            inputs=[
+                io.Float.Input("cfg", default=4.0, min=0.0, max=30.0, step=0.05,
+                               tooltip="Guidance strength in the model's own convention: the push is 1 + cfg x "
+                                       "schedule; 0 = no guidance. A ComfyUI-style CFG of c is cfg = c - 1 with the "
+                                       "constant schedule. Typical 1.5-5."),
+                io.Combo.Input("schedule", options=list(SCHEDULE_NAMES), default="linear", tooltip=SCHEDULE_TIP),
+                *_window_inputs(),
+                io.Float.Input("power", default=1.0, min=0.1, max=10.0, step=0.05,
+                               tooltip="Shape of the cosine schedule: above 1 keeps guidance low for longer."),
+                _base_input(),
+            ],
+            outputs=[GuiderType.Output(display_name="guider")],
+        )
+
+    @classmethod
+    def execute(cls, cfg, schedule, start_scale, end_scale, power, base=None) -> io.NodeOutput:
+        return io.NodeOutput(CFG(cfg, schedule, start_scale, scale_window_stop(end_scale), power, base))
+
+
+class IGGGuider(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ScalewiseIGGGuider",
+            display_name="Scale-wise IGG Guider",
+            category=GUIDER_CATEGORY,
+            description=("Information-Grounding Guidance (Nguyen et al. 2025, arXiv 2509.23876): each token's "
+                         "guidance is replaced by an attention-weighted mix of the guidance of related tokens, so "
+                         "weakly guided tokens borrow from the informative ones. Use a scale about 0.1-0.6 above "
+                         "the CFG you would use (paper: 1.85 for VAR-d30, 2.1 for d36). Stacked on a CFG guider, "
+                         "both terms add (the paper's mixed scheme)."),
+            inputs=[
+                io.Float.Input("scale", default=4.0, min=0.0, max=30.0, step=0.05,
+                               tooltip="IGG strength, same convention as cfg (push = 1 + scale x schedule). "
+                                       "Typical 1.5-5."),
+                io.Combo.Input("schedule", options=list(SCHEDULE_NAMES), default="linear", tooltip=SCHEDULE_TIP),
+                io.Combo.Input("window", options=["global", "auto", "custom"], default="global",
+                               tooltip="Which tokens share guidance: global = the whole scale (paper default), "
+                                       "auto = a square neighbourhood of side sqrt(tokens), custom = window_size."),
+                io.Int.Input("window_size", default=3, min=1, max=127,
+                             tooltip="Side of the square neighbourhood when window is custom; 1 = plain CFG."),
+                io.Combo.Input("operand", options=["raw_logits", "centered"], default="raw_logits",
+                               tooltip="raw_logits = the paper's method; centered removes per-token offsets first "
+                                       "(experimental)."),
+                *_window_inputs(),
+                _base_input(),
+            ],
+            outputs=[GuiderType.Output(display_name="guider")],
+        )
+
+    @classmethod
+    def execute(cls, scale, schedule, window, window_size, operand, start_scale, end_scale, base=None):
+        win = window_size if window == "custom" else window
+        return io.NodeOutput(IGG(scale, schedule, win, operand, start_scale, scale_window_stop(end_scale),
+                                 base=base))
+
+
+class SoftCFGGuider(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ScalewiseSoftCFGGuider",
+            display_name="Scale-wise SoftCFG Guider",
+            category=GUIDER_CATEGORY,
+            description=("SoftCFG (Xu et al., ICLR 2026, arXiv 2510.00996), adapted to scale-wise models: the "
+                         "unconditional branch forgets the tokens the model was already sure of, which keeps "
+                         "guidance from fading. Modifies the CFG or IGG guider connected to base. Experimental on "
+                         "VAR (unmeasured by the authors); not available for non-autoregressive Switti."),
+            inputs=[
+                GuiderType.Input("base", tooltip="The CFG or IGG guider whose unconditional branch is softened."),
+                io.Float.Input("strength", default=1.0, min=0.0, max=5.0, step=0.05,
+                               tooltip="How strongly confident tokens are faded from the unconditional branch; "
+                                       "0 = plain CFG, 1 = paper default."),
+                io.Combo.Input("normalization", options=list(NORMALIZATIONS), default="global",
+                               tooltip="Step-Normalization: global = one token's worth of change spread over all "
+                                       "earlier tokens (paper), per_scale = one per scale, none = raw (unstable)."),
+                io.Combo.Input("confidence", options=list(CONFIDENCES), default="max",
+                               tooltip="Confidence of a token: max = its most likely code (paper), sampled = the "
+                                       "probability of the code actually drawn."),
+                io.Float.Input("floor", default=0.05, min=0.0, max=1.0, step=0.01,
+                               tooltip="Smallest weight a token keeps in the unconditional branch."),
+            ],
+            outputs=[GuiderType.Output(display_name="guider")],
+            is_experimental=True,
+        )
+
+    @classmethod
+    def execute(cls, base, strength, normalization, confidence, floor):
+        return io.NodeOutput(SoftCFG(strength, normalization, confidence, floor, base=base))
+
+
+class SSGGuider(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ScalewiseSSGGuider",
+            display_name="Scale-wise SSG Guider",
+            category=GUIDER_CATEGORY,
+            description=("Scaled Spatial Guidance (Shin et al., ICLR 2026, arXiv 2602.05534): each scale is pushed "
+                         "towards what is new compared with the previous, coarser scale (detail), using a "
+                         "frequency-domain prior. Works on top of any guider or alone. Reconstructed from the paper "
+                         "(official code unreleased): experimental; the paper's beta values are unpublished."),
+            inputs=[
+                io.Float.Input("beta", default=0.1, min=0.0, max=2.0, step=0.01,
+                               tooltip="Strength of the push towards new detail; 0 = off. Try 0.05-0.3."),
+                io.Combo.Input("schedule", options=list(BETA_SCHEDULES), default="constant",
+                               tooltip="beta over scales: constant, linear_decay (strong early), linear_increase "
+                                       "(strong late), or custom (custom_betas)."),
+                io.String.Input("custom_betas", default="",
+                                tooltip="For the custom schedule: comma-separated beta per scale, e.g. "
+                                        "'0, 0.2, 0.2, 0.1'; missing scales get 0."),
+                io.Boolean.Input("dse_rescale", default=True,
+                                 tooltip="Keep the coarse scale's brightness when building the prior (recommended)."),
+                io.Combo.Input("interpolation", options=["bilinear", "bicubic"], default="bilinear",
+                               tooltip="Upsampling used inside the prior before its frequencies are corrected."),
+                io.Combo.Input("prior_source", options=list(PRIOR_SOURCES), default="guided_pre_ssg",
+                               tooltip="Which previous-scale logits form the prior: the guided ones before SSG "
+                                       "(default), after SSG, or the conditional ones."),
+                _base_input(),
+            ],
+            outputs=[GuiderType.Output(display_name="guider")],
+            is_experimental=True,
+        )
+
+    @classmethod
+    def validate_inputs(cls, custom_betas):
+        try:
+            _parse_betas(custom_betas)
+        except ValueError as e:
+            return str(e)
+        return True
+
+    @classmethod
+    def execute(cls, beta, schedule, custom_betas, dse_rescale, interpolation, prior_source, base=None):
+        return io.NodeOutput(SSG(beta, schedule, _parse_betas(custom_betas), dse_rescale, interpolation,
+                                 prior_source, base))
+
+
+def _parse_betas(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(p) for p in text.replace(";", ",").split(",") if p.strip())
+    except ValueError:
+        raise ValueError(f"custom_betas: {text!r} is not a comma-separated list of numbers") from None

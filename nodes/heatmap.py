@@ -1,0 +1,61 @@
+"""Guidance heat map: the sampler's trace as an IMAGE grid, with the IGG paper's evenness and divergence."""
+from __future__ import annotations
+
+import json
+import math
+
+import comfy.model_management as mm
+from comfy_api.latest import io, ui
+
+from ..guidance.heatmap import render_heatmap
+from ..guidance.metrics import summary
+from .common import CATEGORY, TraceType
+
+
+def _mean(values) -> float:
+    finite = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else -1.0
+
+
+class GuidanceHeatmap(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ScalewiseGuidanceHeatmap",
+            display_name="Guidance Heatmap",
+            category=CATEGORY,
+            description=("Shows where guidance pushed hardest, one panel per scale (brighter = stronger), labelled "
+                         "with the IGG paper's evenness E (1 = guidance spread evenly over the image) and, with a "
+                         "mask of the object, divergence D (0 = the object is guided like the background)."),
+            inputs=[
+                TraceType.Input("trace", tooltip="The trace output of the Scale-wise Sampler."),
+                io.Image.Input("image", optional=True,
+                               tooltip="The generated image, to overlay the last scale's map on it."),
+                io.Mask.Input("mask", optional=True,
+                              tooltip="Foreground mask of the object (white = object), same size as the image; "
+                                      "enables the divergence score."),
+                io.Combo.Input("normalize", options=["scale", "global"], default="scale",
+                               tooltip="Brightness per panel (scale) or shared by all panels (global)."),
+                io.Combo.Input("colormap", options=["magma", "viridis"], default="magma",
+                               tooltip="Perceptual colour map."),
+                io.Float.Input("overlay_alpha", default=0.5, min=0.0, max=1.0, step=0.05,
+                               tooltip="Opacity of the heat map over the image in the overlay panel."),
+            ],
+            outputs=[io.Image.Output(display_name="heatmap"),
+                     io.Float.Output(display_name="evenness", tooltip="Mean evenness of the batch (0-1)."),
+                     io.Float.Output(display_name="divergence",
+                                     tooltip="Mean divergence of the batch (0-1); -1 without a mask."),
+                     io.String.Output(display_name="scores", tooltip="All per-scale scores as JSON.")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, trace, normalize, colormap, overlay_alpha, image=None, mask=None) -> io.NodeOutput:
+        grid = render_heatmap(trace, image, mask, normalize=normalize, colormap=colormap,
+                              overlay_alpha=overlay_alpha).to(mm.intermediate_device())
+        scores = summary(trace, mask)
+        evenness = _mean(scores["evenness"]["mean"])
+        divergence = _mean(scores["divergence"]["mean"]) if scores["divergence"] else -1.0
+        text = json.dumps(scores)
+        preview = ui.PreviewImage(grid, cls=cls).as_dict()
+        return io.NodeOutput(grid, evenness, divergence, text, ui={**preview, "scalewise_scores": [text]})

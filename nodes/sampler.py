@@ -1,0 +1,92 @@
+"""The scale-wise sampler node: progress tick, preview and Cancel at every scale."""
+from __future__ import annotations
+
+import comfy.model_management as mm
+import comfy.utils
+import torch
+from comfy.cli_args import args
+from comfy_api.latest import io
+from PIL import Image
+
+from ..guidance import sample
+from .common import CATEGORY, CondType, GuiderType, ModelType, TraceType
+from .conditioning import ClassCondition
+
+PREVIEWS = ["every scale", "last 3 scales", "off"]
+
+
+def _to_pil(image: torch.Tensor) -> Image.Image:
+    return Image.fromarray((image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy())
+
+
+class ScaleProgressReporter:
+    """Per-scale callback: checks for Cancel, ticks the progress bar and sends a preview frame."""
+
+    def __init__(self, num_scales: int, preview: str):
+        self.pbar = comfy.utils.ProgressBar(num_scales)
+        self.num_scales, self.preview = num_scales, preview
+
+    def __call__(self, progress):
+        mm.throw_exception_if_processing_interrupted()
+        frame = None
+        if self.preview == "every scale" or (self.preview == "last 3 scales" and progress.k >= self.num_scales - 3):
+            frame = ("JPEG", _to_pil(progress.preview(max_images=1, low_res=True)), args.preview_size)
+        self.pbar.update_absolute(progress.k + 1, self.num_scales, frame)
+
+
+class Sampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ScalewiseSampler",
+            display_name="Scale-wise Sampler",
+            category=CATEGORY,
+            description=("Generates images with a VAR model one scale at a time, coarse to fine, applying the "
+                         "connected guider at every scale. Image i of a batch uses seed + i, so it looks the same "
+                         "whatever the batch size. The image size is fixed by the model (VAR d16-d30: 256 px, "
+                         "d36: 512 px)."),
+            inputs=[
+                ModelType.Input("model", tooltip="A model from Load VAR Model."),
+                CondType.Input("conditioning", tooltip="What to generate: from ImageNet Class."),
+                GuiderType.Input("guider", optional=True,
+                                 tooltip="Guidance (CFG, IGG, SoftCFG, SSG, or a stack of them). Not connected = "
+                                         "no guidance (conditional prediction only)."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Random seed of the first image; image i of the batch uses seed + i."),
+                io.Int.Input("batch_size", default=1, min=1, max=64, tooltip="Number of images."),
+                io.Int.Input("top_k", default=900, min=0, max=4096,
+                             tooltip="Draw each token only from its k most likely codes; 0 = off, 1 = greedy "
+                                     "(deterministic). VAR default 900."),
+                io.Float.Input("top_p", default=0.95, min=0.0, max=1.0, step=0.01,
+                               tooltip="Draw only from the most likely codes that together hold this much "
+                                       "probability; 0 = off. VAR default 0.95 (0.96 for its FID protocol)."),
+                io.Boolean.Input("more_smooth", default=False,
+                                 tooltip="VAR's smoothing for nicer-looking images: blends code vectors by a sharpened "
+                                         "Gumbel-softmax instead of using the drawn code (not used for FID)."),
+                io.Combo.Input("preview", options=PREVIEWS, default="every scale",
+                               tooltip="Preview of the partial image after each scale (cheap: decoded at the "
+                                       "scale's own size)."),
+            ],
+            outputs=[io.Image.Output(display_name="image"),
+                     TraceType.Output(display_name="trace",
+                                      tooltip="Per-scale guidance strength, for the Guidance Heatmap node.")],
+        )
+
+    @classmethod
+    def execute(cls, model, conditioning, seed, batch_size, top_k, top_p, more_smooth, preview,
+                guider=None) -> io.NodeOutput:
+        net = model.model
+        if not isinstance(conditioning, ClassCondition):
+            raise ValueError(f"this {net.family.upper()} model needs class conditioning (ImageNet Class node), "
+                             f"got {type(conditioning).__name__}")
+        mm.load_models_gpu([model], memory_required=net.memory_estimate(batch_size, guider is not None))
+        reporter = ScaleProgressReporter(len(net.patch_nums), preview)
+        try:
+            out = sample(net, guider, list(conditioning.ids), seed=seed, batch_size=batch_size, top_k=top_k,
+                         top_p=top_p, more_smooth=more_smooth, trace=True, callback=reporter)
+        except torch.OutOfMemoryError:
+            mm.soft_empty_cache(True)
+            raise RuntimeError(f"out of memory for a batch of {batch_size} at {net.image_size} px on "
+                               f"{mm.get_torch_device()}: lower batch_size (the model stays loaded)") from None
+        images = out.images.permute(0, 2, 3, 1).to(mm.intermediate_device())
+        return io.NodeOutput(images, out.trace)
