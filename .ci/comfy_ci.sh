@@ -65,7 +65,7 @@ PYEOF
     # requests: server.py needs it but requirements.txt omits it. torchvision==0.28.0 matches torch 2.13; naming
     # it stops pip backtracking through 0.29.x. NEVER torchaudio (see above).
     pip install -q -c constraints.txt -r req.txt requests torchvision==0.28.0 \
-        pytest websocket-client playwright safetensors numpy pillow einops
+        pytest websocket-client playwright ruff safetensors numpy pillow einops
     "$PY" "$HERE/patch_torchvision.py"
     "$PY" - <<'PYEOF'
 import importlib.util, torch, torchvision  # torchvision import is what the patch fixes
@@ -157,12 +157,20 @@ stop() {    # SIGTERM to the server's process group (see setsid), up to 10 s gra
   log "stopped"
 }
 
+serve() {   # a local ComfyUI (CPU torch) with this pack, in the foreground; Ctrl-C stops it
+  install
+  mkdir -p "$COMFY/models/var" "$COMFY/models/switti"
+  log "open $URL  (put the official files into $COMFY/models/var)"
+  cd "$COMFY" && exec "$PY" main.py --cpu --listen 127.0.0.1 --port "$PORT" ${COMFY_EXTRA_ARGS:-}
+}
+
 case "${1:-}" in
   install) install ;;
+  serve) serve ;;
   start) start ;;
   wait) wait_ready ;;
   check) shift; check "$@" ;;
   run) run_wf "${2:?usage: $0 run WF.json}" ;;
   stop) stop ;;
-  *) echo "usage: $0 install|start|wait|check [NODE...]|run WF.json|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 install|serve|start|wait|check [NODE...]|run WF.json|stop" >&2; exit 2 ;;
 esac

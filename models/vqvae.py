@@ -226,7 +226,7 @@ class MultiScaleQuantizer(nn.Module):
     def teacher_forcing_inputs(self, tokens, patch_nums) -> torch.Tensor:
         """Inputs of scales 1..K-1 given the tokens of all scales: [B, L - n_0, C] (area-downsampled
         partial sums of f_hat), what the sampler feeds the transformer when those tokens are drawn."""
-        side, fhat, out = patch_nums[-1], None, []
+        fhat, out = None, []
         for k, idx in enumerate(tokens[:-1]):
             h = self.scale_contribution(k, patch_nums, self.lookup(idx))
             fhat = h if fhat is None else fhat + h
