@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -40,76 +40,72 @@ class ScaleProgress:
         return self.model.vae.fhat_to_image(fhat)
 
 
-def class_labels(conditioning, num_classes: int, batch_size: int | None, device) -> torch.Tensor:
-    """Class ids for a VAR batch: image i gets conditioning[i % len]; `num_classes` is the null class."""
-    if isinstance(conditioning, torch.Tensor):
-        ids = conditioning.flatten().tolist()
-    elif isinstance(conditioning, int):
-        ids = [conditioning]
-    elif isinstance(conditioning, Sequence) and not isinstance(conditioning, str):
-        ids = list(conditioning)
-    else:
-        raise TypeError(f"VAR conditioning must be class ids (int, list or tensor), got {type(conditioning).__name__}")
-    if not ids:
-        raise ValueError("no class given: pass at least one class id")
-    for c in ids:
-        if isinstance(c, bool) or int(c) != c or not 0 <= c <= num_classes:
-            raise ValueError(f"class id {c!r} is out of range: use 0..{num_classes - 1}, or {num_classes} "
-                             "for the null (unconditional) class")
-    if batch_size is not None:
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        ids = [ids[i % len(ids)] for i in range(int(batch_size))]
-    return torch.tensor([int(c) for c in ids], dtype=torch.long, device=device)
-
-
 @torch.inference_mode()
 def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int = 0,
            batch_size: int | None = None, top_k: int = 0, top_p: float = 0.0, more_smooth: bool = False,
-           trace: bool = False, callback: Callable[[ScaleProgress], None] | None = None) -> SampleOutput:
-    """Generate images scale by scale. Image i uses its own random stream seeded with seed + i, so it
-    is the same whatever the batch size; `top_k=1` is greedy decoding. `trace=True` also records the
-    per-token guidance magnitude and sampled-token confidence of every scale."""
+           smooth_start_scale: int = 0, last_scale_temperature: float | None = None, trace: bool = False,
+           callback: Callable[[ScaleProgress], None] | None = None) -> SampleOutput:
+    """Generate images scale by scale.
+
+    conditioning: class ids for VAR (image i gets ids[i % len]), a TextCondition for Switti. Image i
+    uses its own random stream seeded with seed + i, so it is the same whatever the batch size;
+    `top_k=1` is greedy decoding. `more_smooth` uses Gumbel-softmax code mixtures from
+    `smooth_start_scale` on (VAR: after drawing the tokens, on the filtered logits; Switti: instead of
+    drawing, only while guided). `last_scale_temperature` divides the logits of the scales after the
+    guider's window (Switti's CFG-off scales). `trace=True` records the per-token guidance magnitude and
+    sampled-token confidence of every scale.
+    """
     check_sampling_args(top_k, top_p, model.vocab_size)
+    if last_scale_temperature is not None and not 0 < float(last_scale_temperature) <= 100:
+        raise ValueError(f"last_scale_temperature must be in (0, 100] (or None = off), got {last_scale_temperature}")
     device = model.weight_device
-    labels = class_labels(conditioning, model.num_classes, batch_size, device)
-    batch, patch_nums = labels.shape[0], model.patch_nums
+    prepared = model.prepare_condition(conditioning, batch_size)
+    batch, patch_nums = model.batch_size(prepared), model.patch_nums
     num_scales = len(patch_nums)
     run = GuidanceRun(guider, RunInfo(tuple(patch_nums), batch, model.vocab_size, model.family,
                                       model.autoregressive))
     generators = make_generators(seed, batch, device)
     vae = model.vae
+    codebook = vae.quantize.embedding.weight.float()
     side = patch_nums[-1]
     fhat = torch.zeros(batch, vae.config.z_channels, side, side, device=device)
     tokens, latent_in, cached = [], None, 0
     record = GuidanceTrace(tuple(patch_nums), model.image_size,
-                                                  guider.describe() if guider else "unguided") if trace else None
-    state = model.start(labels, with_uncond=0 in run.uncond_scales)
+                           guider.describe() if guider else "unguided") if trace else None
+    state = model.start(prepared, with_uncond=bool(run.uncond_scales))
     try:
         for k, pn in enumerate(patch_nums):
-            if state.has_uncond and k not in run.uncond_scales:
-                state.drop_uncond()
-            rows = state.cond.embedding.shape[0]
+            state.set_uncond(k in run.uncond_scales)
+            rows = state.rows
             weights = _value_weights(run, k, cached, pn * pn, batch, rows, device)
             logits = model.forward_scale(state, k, latent_in, value_weights=weights)
             cached += pn * pn
             cond, uncond = logits[:batch], (logits[batch:] if rows > batch else None)
             combined = run.combine(k, cond, uncond)
             guided = run.postprocess(k, combined)
+            if last_scale_temperature is not None and k >= run.guidance_end:
+                guided = guided / last_scale_temperature
 
-            filtered = filter_logits_(guided.clone(), top_k, top_p)
-            idx = draw_tokens(filtered, generators)
-            if more_smooth:
-                probs = smooth_probabilities(filtered, ramp(k, num_scales), generators)
-                h = probs @ vae.quantize.embedding.weight.float()
+            ratio = ramp(k, num_scales)
+            smooth = more_smooth and k >= smooth_start_scale
+            if smooth and model.smooth_style == "switti" and k < run.guidance_end:
+                probs = smooth_probabilities(guided, ratio, generators)  # no draw, no filtering
+                idx = probs.argmax(-1)  # recorded only: the mixture, not this code, feeds the model
+                h = probs @ codebook
             else:
-                h = vae.quantize.embedding.weight.float()[idx]
+                filtered = filter_logits_(guided.clone(), top_k, top_p)
+                idx = draw_tokens(filtered, generators)
+                if smooth and model.smooth_style == "var":
+                    h = smooth_probabilities(filtered, ratio, generators) @ codebook
+                else:
+                    h = codebook[idx]
             tokens.append(idx.view(batch, pn, pn))
             run.observe(ScaleRecord(k, pn, cond, uncond, guided, idx))
             if record is not None:
                 _record(record, k, pn, cond, uncond, combined, guided, idx)
 
-            fhat += vae.quantize.scale_contribution(k, patch_nums, h.transpose(1, 2).reshape(batch, -1, pn, pn).contiguous())
+            h = h.transpose(1, 2).reshape(batch, -1, pn, pn).contiguous()
+            fhat += vae.quantize.scale_contribution(k, patch_nums, h)
             if k + 1 < num_scales:
                 nxt = patch_nums[k + 1]
                 latent_in = F.interpolate(fhat, size=(nxt, nxt), mode="area").flatten(2).transpose(1, 2)

@@ -22,6 +22,8 @@ class GuidanceRun:
         self.runtimes = [g.runtime(info) for g in stack]
         needed = [k for k in range(info.num_scales) if self.terms(k)]
         last = max(needed, default=-1)
+        # Scales from here on are unguided (Switti's "CFG off" suffix); with no guidance at all there is none.
+        self.guidance_end = last + 1 if needed else info.num_scales
         # A cached model's uncond branch must run at every scale up to the last guided one (its
         # cache must stay complete); after that only the cond rows continue.
         if info.autoregressive:

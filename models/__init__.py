@@ -3,11 +3,14 @@ from .checkpoint import CheckpointError, describe, read_state_dict
 from .kv_cache import KVCache
 from .loaders import (infer_var_config, infer_vqvae_config, load_var, load_var_transformer, load_vqvae,
                       var_official_state_dict, vqvae_official_state_dict)
+from .switti import SwittiConfig, SwittiModel, SwittiTransformer, TextCondition
+from .switti_loader import load_switti, load_switti_transformer, switti_official_state_dict
 from .var import SCHEDULES, VARConfig, VARModel, VARTransformer
 from .vqvae import VQVAE, VQVAEConfig, phi_index_table
 
 __all__ = [
     "CheckpointError", "describe", "read_state_dict", "KVCache", "infer_var_config", "infer_vqvae_config",
     "load_var", "load_var_transformer", "load_vqvae", "var_official_state_dict", "vqvae_official_state_dict",
-    "SCHEDULES", "VARConfig", "VARModel", "VARTransformer", "VQVAE", "VQVAEConfig", "phi_index_table",
+    "SwittiConfig", "SwittiModel", "SwittiTransformer", "TextCondition", "load_switti", "load_switti_transformer",
+    "switti_official_state_dict", "SCHEDULES", "VARConfig", "VARModel", "VARTransformer", "VQVAE", "VQVAEConfig", "phi_index_table",
 ]

@@ -214,14 +214,22 @@ class VARState:
         self.cond, self.cache, self.batch = cond, cache, batch
 
     @property
-    def has_uncond(self) -> bool:
-        return self.cond.embedding.shape[0] > self.batch
+    def rows(self) -> int:
+        return self.cond.embedding.shape[0]
 
-    def drop_uncond(self):
-        """Keep only the conditional rows (a suffix of scales runs unguided)."""
-        rows = slice(0, self.batch)
-        self.cond = self.cond.select(rows)
-        self.cache.keep_rows(rows)
+    @property
+    def has_uncond(self) -> bool:
+        return self.rows > self.batch
+
+    def set_uncond(self, active: bool):
+        """Run the unconditional rows at this scale or not. With a KV cache they can only be dropped
+        for good (a suffix of scales runs unguided): the cache of skipped scales would be missing."""
+        if active and not self.has_uncond:
+            raise RuntimeError("the unconditional branch cannot restart once its KV cache was dropped")
+        if not active and self.has_uncond:
+            rows = slice(0, self.batch)
+            self.cond = self.cond.select(rows)
+            self.cache.keep_rows(rows)
 
     def close(self):
         self.cache.release()
@@ -232,6 +240,7 @@ class VARModel(nn.Module):
 
     family = "var"
     autoregressive = True
+    smooth_style = "var"  # Gumbel smoothing after the token draw, on the filtered logits
 
     def __init__(self, transformer: VARTransformer, vae: VQVAE):
         super().__init__()
@@ -266,6 +275,32 @@ class VARModel(nn.Module):
         # not `device`: ComfyUI's ModelPatcher assigns that attribute itself
         return self.transformer.head.weight.device
 
+    def prepare_condition(self, conditioning, batch_size: int | None) -> torch.Tensor:
+        """Class ids [B]: image i gets conditioning[i % len]; `num_classes` is the null class."""
+        if isinstance(conditioning, torch.Tensor):
+            ids = conditioning.flatten().tolist()
+        elif isinstance(conditioning, int):
+            ids = [conditioning]
+        elif isinstance(conditioning, (list, tuple)):
+            ids = list(conditioning)
+        else:
+            raise TypeError(f"VAR needs class ids (int, list or tensor), got {type(conditioning).__name__}; "
+                            "text conditioning is for Switti models")
+        if not ids:
+            raise ValueError("no class given: pass at least one class id")
+        for c in ids:
+            if isinstance(c, bool) or int(c) != c or not 0 <= c <= self.num_classes:
+                raise ValueError(f"class id {c!r} is out of range: use 0..{self.num_classes - 1}, or "
+                                 f"{self.num_classes} for the null (unconditional) class")
+        if batch_size is not None:
+            if int(batch_size) < 1:
+                raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            ids = [ids[i % len(ids)] for i in range(int(batch_size))]
+        return torch.tensor([int(c) for c in ids], dtype=torch.long)
+
+    def batch_size(self, labels: torch.Tensor) -> int:
+        return labels.shape[0]
+
     def memory_estimate(self, batch: int, guided: bool = True) -> int:
         """Bytes a generation needs beyond the weights: KV cache, last-scale logits (with the copies that
         guidance and filtering make) and the VQ-VAE decoder's largest activations."""
@@ -296,6 +331,6 @@ class VARModel(nn.Module):
             x = t.embed_start(state.cond)
         else:
             x = t.embed_scale(k, latent_tokens)
-            x = x.repeat(state.cond.embedding.shape[0] // x.shape[0], 1, 1)
+            x = x.repeat(state.rows // x.shape[0], 1, 1)
         h = t.run_blocks(x, state.cond, state.cache, value_weights=value_weights)
         return t.logits(h, state.cond)

@@ -65,3 +65,54 @@ def write_var_files(model: VARModel, folder, ext=".pth") -> tuple[str, str]:
     var_path = save(var_official_state_dict(model.transformer), f"{folder}/var{ext}")
     vae_path = save(vqvae_official_state_dict(model.vae), f"{folder}/vae{ext}")
     return var_path, vae_path
+
+
+def switti_config(depth=2, heads=2, patch_nums=TINY_PN, autoregressive=False):
+    from scalewise.models import SwittiConfig
+    return SwittiConfig(depth=depth, width=64 * heads, heads=heads, patch_nums=tuple(patch_nums),
+                        autoregressive=autoregressive)
+
+
+def random_switti(cfg, seed=0):
+    """Random Switti weights with O(1) modulation and logits of std ~3 (see random_var)."""
+    from scalewise.models import SwittiTransformer
+    gen = torch.Generator().manual_seed(seed)
+    model = SwittiTransformer(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            fan_in = p.shape[-1] if p.dim() > 1 else 1
+            if name.endswith("norm1.weight") or name.endswith("norm2.weight") or name.endswith("y_norm.weight"):
+                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=gen))
+            elif name.startswith("head.") and p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * 3 / math.sqrt(fan_in))
+            elif name == "crop_embed.weight":
+                p.copy_(torch.randn(p.shape, generator=gen))
+            elif p.dim() >= 2:
+                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(fan_in))
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+        for name, p in model.named_parameters():
+            if "ada_lin" in name or "crop_cond_scales" in name:
+                p.mul_(0.5)
+    return model.eval().requires_grad_(False)
+
+
+def tiny_switti(patch_nums=TINY_PN, autoregressive=False, seed=0):
+    from scalewise.models import SwittiModel
+    return SwittiModel(random_switti(switti_config(patch_nums=patch_nums, autoregressive=autoregressive), seed),
+                       random_vqvae(seed))
+
+
+def random_text(batch=2, tokens=77, seed=0, valid=(5, 9)):
+    """Random CLIP-like conditioning: states [B, T, 2048], pooled [B, 1280], a padding mask, and an
+    'empty prompt' negative of batch 1 with 2 valid tokens."""
+    from scalewise.models import TextCondition
+    gen = torch.Generator().manual_seed(seed)
+
+    def make(b, lengths):
+        mask = torch.arange(tokens)[None] < torch.tensor(lengths)[:, None]
+        return TextCondition(torch.randn(b, tokens, 2048, generator=gen), torch.randn(b, 1280, generator=gen), mask)
+
+    cond = make(batch, [valid[i % len(valid)] for i in range(batch)])
+    cond.negative = make(1, [2])
+    return cond

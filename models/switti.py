@@ -1,0 +1,431 @@
+"""Switti and Switti-AR (text-to-image next-scale prediction) with the official checkpoint layout.
+
+Differences from VAR that matter: sandwich RMSNorms, a non-affine LayerNorm over the whole width on
+q and k (before the head split), 2-D RoPE normalised per scale, cross-attention to CLIP token states,
+SwiGLU, and a crop micro-condition added to each block's AdaLN input. Switti (non-AR) attends only
+within the current scale; Switti-AR also attends to cached earlier scales.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .kv_cache import KVCache
+from .vqvae import VQVAE
+
+EPS = 1e-6
+CROP_CONDITION = (512.0, 512.0, 0.0, 0.0)  # the official pipeline's [orig_h, orig_w, top, left], also at 1024 px
+
+
+@dataclass(frozen=True)
+class SwittiConfig:
+    depth: int
+    width: int
+    heads: int
+    patch_nums: tuple[int, ...]
+    autoregressive: bool = False
+    crop_condition: bool = True
+    vocab_size: int = 4096
+    latent_channels: int = 32
+    context_dim: int = 2048
+    pooled_dim: int = 1280
+    rope_theta: float = 10000.0
+    rope_size: float = 128.0
+
+    @property
+    def seq_len(self) -> int:
+        return sum(p * p for p in self.patch_nums)
+
+
+@dataclass
+class TextCondition:
+    """CLIP-L ⊕ bigG last-layer states [B, T, 2048], the unprojected bigG pooled vector [B, 1280] and the
+    padding mask [B, T] (True = real token). `negative` (batch 1 or B) feeds the unconditional branch."""
+
+    hidden: torch.Tensor
+    pooled: torch.Tensor
+    mask: torch.Tensor
+    negative: "TextCondition | None" = None
+
+    @property
+    def batch(self) -> int:
+        return self.hidden.shape[0]
+
+    def rows(self, index) -> "TextCondition":
+        return TextCondition(self.hidden[index], self.pooled[index], self.mask[index])
+
+    def check(self, what="text conditioning"):
+        b, t, c = self.hidden.shape
+        if self.pooled.shape != (b, 1280) or self.mask.shape != (b, t) or c != 2048:
+            raise ValueError(f"{what}: expected hidden [B, T, 2048], pooled [B, 1280] and mask [B, T]; got "
+                             f"{tuple(self.hidden.shape)}, {tuple(self.pooled.shape)}, {tuple(self.mask.shape)}")
+        if not bool(self.mask.any(-1).all()):
+            raise ValueError(f"{what}: a prompt has no valid token in its mask")
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        normed = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + EPS)
+        return normed.type_as(x) * self.weight
+
+
+def _layer_norm(x):
+    return F.layer_norm(x, x.shape[-1:], eps=EPS)
+
+
+def rope_table(side: int, head_dim: int, theta: float, size: float) -> torch.Tensor:
+    """Complex rotations [side², head_dim/2] of one scale: the first half follows the column, the
+    second the row, both with coordinates stretched to [0, size]."""
+    coeff = size / (side - 1 if side > 1 else 1)
+    freqs = 1.0 / (theta ** (torch.arange(0, head_dim, 4, device="cpu")[: head_dim // 4].float() / head_dim)) * coeff
+    t = torch.arange(side * side, dtype=torch.float32, device="cpu")
+    cols, rows = t % side, torch.div(t, side, rounding_mode="floor")
+    angles = torch.cat((torch.outer(cols, freqs), torch.outer(rows, freqs)), dim=-1)
+    return torch.polar(torch.ones_like(angles), angles)
+
+
+def apply_rope(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved channel pairs of x [B, H, n, D] in fp32."""
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+    return torch.view_as_real(pairs * table[None, None]).flatten(3).type_as(x)
+
+
+def _split_heads(x, heads):
+    b, n, c = x.shape
+    return x.view(b, n, heads, c // heads).transpose(1, 2)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.to_qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x, rope, cache=None, layer=0, attn_mask=None, value_weights=None):
+        b, n, c = x.shape
+        q, k, v = self.to_qkv(x).view(b, n, 3, c).unbind(2)
+        q = apply_rope(_split_heads(_layer_norm(q), self.heads), rope)
+        k = apply_rope(_split_heads(_layer_norm(k), self.heads), rope)
+        v = _split_heads(v, self.heads)
+        if cache is not None:
+            k, v = cache.extend(layer, k, v)
+        if value_weights is not None:
+            v = v * value_weights[:, None, :, None].to(v.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, width: int, context_dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.to_q = nn.Linear(width, width)
+        self.to_kv = nn.Linear(context_dim, 2 * width)
+        self.proj = nn.Linear(width, width)
+
+    def keys_values(self, context):
+        """Text keys and values [R, H, T, D]: computed once per generation."""
+        b, t, _ = context.shape
+        k, v = self.to_kv(context).view(b, t, 2, -1).unbind(2)
+        return _split_heads(_layer_norm(k), self.heads), _split_heads(v, self.heads)
+
+    def forward(self, x, kv, bias):
+        b, n, c = x.shape
+        q = _split_heads(_layer_norm(self.to_q(x)), self.heads)
+        out = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=bias)
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        hidden = int(width * 8 / 3)
+        self.up_proj = nn.Linear(width, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, width, bias=False)
+        self.gate_proj = nn.Linear(width, hidden, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: SwittiConfig):
+        super().__init__()
+        c = cfg.width
+        self.attn = SelfAttention(c, cfg.heads)
+        self.cross_attn = CrossAttention(c, cfg.context_dim, cfg.heads)
+        self.ffn = SwiGLU(c)
+        for name in ("self_attention_norm1", "self_attention_norm2", "cross_attention_norm1",
+                     "cross_attention_norm2", "ffn_norm1", "ffn_norm2"):
+            setattr(self, name, RMSNorm(c))
+        self.attention_y_norm = RMSNorm(cfg.context_dim)
+        self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(c, 6 * c))
+        if cfg.crop_condition:
+            self.crop_cond_scales = nn.Parameter(torch.zeros(1, c))
+
+    def modulation(self, cond, crop):
+        if crop is not None:
+            cond = cond + self.crop_cond_scales * crop
+        return self.ada_lin(cond).view(cond.shape[0], 6, -1)
+
+    def forward(self, x, mod, rope, text_kv, text_bias, cache=None, layer=0, attn_mask=None, value_weights=None):
+        g1, g2, s1, s2, b1, b2 = mod[:, :, None].unbind(1)
+        a = self.self_attention_norm1(x) * (1 + s1) + b1
+        x = x + self.self_attention_norm2(self.attn(a, rope, cache, layer, attn_mask, value_weights)) * g1
+        x = x + self.cross_attention_norm2(self.cross_attn(self.cross_attention_norm1(x), text_kv, text_bias))
+        f = self.ffn_norm1(x) * (1 + s2) + b2
+        return x + self.ffn_norm2(self.ffn(f)) * g2
+
+
+class _FourierWeight(nn.Module):
+    """Holds `crop_embed.weight`: the frozen random frequencies of the crop condition's features."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(size), requires_grad=False)
+
+
+class _HeadNorm(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+
+
+@dataclass
+class SwittiCondition:
+    """Everything that depends only on the prompts: computed once per generation."""
+
+    pooled: torch.Tensor            # [R, C] text_pooler output (start token and AdaLN condition)
+    block_mods: list[torch.Tensor]  # depth x [R, 6, C]
+    head_mod: torch.Tensor          # [R, 2, C]
+    text_kv: list[tuple]            # depth x (k, v) [R, H, T, D]
+    text_bias: torch.Tensor         # [R, 1, 1, T] additive: 0 = token, -inf = padding
+
+    @property
+    def rows(self) -> int:
+        return self.pooled.shape[0]
+
+    def select(self, rows: slice) -> "SwittiCondition":
+        return SwittiCondition(self.pooled[rows], [m[rows] for m in self.block_mods], self.head_mod[rows],
+                               [(k[rows], v[rows]) for k, v in self.text_kv], self.text_bias[rows])
+
+
+class SwittiTransformer(nn.Module):
+    def __init__(self, cfg: SwittiConfig):
+        super().__init__()
+        self.config = cfg
+        c = cfg.width
+        self.pos_start = nn.Parameter(torch.zeros(1, cfg.patch_nums[0] ** 2, c))
+        self.word_embed = nn.Linear(cfg.latent_channels, c)
+        self.text_pooler = nn.Linear(cfg.pooled_dim, c)
+        self.lvl_embed = nn.Embedding(len(cfg.patch_nums), c)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        if cfg.crop_condition:
+            self.crop_embed = _FourierWeight(c // 8)
+            self.crop_proj = nn.Linear(c, c)
+        self.head_nm = _HeadNorm(c)
+        self.head = nn.Linear(c, cfg.vocab_size)
+        head_dim = c // cfg.heads
+        # Complex fp32 rotations: kept out of the buffers so that casting the model to bf16 cannot touch them.
+        self._rope = {"cpu": torch.cat([rope_table(p, head_dim, cfg.rope_theta, cfg.rope_size)
+                                        for p in cfg.patch_nums])}
+        levels = torch.cat([torch.full((p * p,), k) for k, p in enumerate(cfg.patch_nums)])
+        self.register_buffer("levels", levels, persistent=False)
+
+    def rope(self, start: int, end: int, device) -> torch.Tensor:
+        key = str(device)
+        if key not in self._rope:
+            self._rope[key] = self._rope["cpu"].to(device)
+        return self._rope[key][start:end]
+
+    def crop_vector(self) -> torch.Tensor:
+        """crop_proj of the Fourier features of [512, 512, 0, 0], in fp32 (a constant of the model)."""
+        w = self.crop_embed.weight.float()
+        q = torch.tensor(CROP_CONDITION, device=w.device)
+        angles = q[:, None] * w[None, :] * 2 * math.pi
+        features = torch.cat((angles.sin(), angles.cos()), dim=-1).reshape(1, -1)
+        return self.crop_proj(features.to(self.crop_proj.weight.dtype))
+
+    def condition(self, text: TextCondition) -> SwittiCondition:
+        dtype = self.word_embed.weight.dtype
+        pooled = self.text_pooler(text.pooled.to(dtype))
+        crop = self.crop_vector() if self.config.crop_condition else None
+        context = text.hidden.to(dtype)
+        mods, kv = [], []
+        for blk in self.blocks:
+            mods.append(blk.modulation(pooled, crop))
+            kv.append(blk.cross_attn.keys_values(blk.attention_y_norm(context)))
+        bias = torch.zeros(text.mask.shape, dtype=dtype, device=pooled.device)
+        bias = bias.masked_fill(~text.mask.to(pooled.device), float("-inf"))[:, None, None]
+        return SwittiCondition(pooled, mods, self.head_nm.ada_lin(pooled).view(pooled.shape[0], 2, -1), kv, bias)
+
+    def scale_bounds(self, k: int) -> tuple[int, int]:
+        start = sum(p * p for p in self.config.patch_nums[:k])
+        return start, start + self.config.patch_nums[k] ** 2
+
+    def embed_start(self, cond: SwittiCondition) -> torch.Tensor:
+        return cond.pooled[:, None] + self.pos_start + self.lvl_embed(self.levels[:1])
+
+    def embed_scale(self, k: int, latent_tokens: torch.Tensor) -> torch.Tensor:
+        x = self.word_embed(latent_tokens.to(self.word_embed.weight.dtype))
+        return x + self.lvl_embed(self.levels[self.scale_bounds(k)[0]])
+
+    def run_blocks(self, x, cond: SwittiCondition, rope, cache=None, attn_mask=None, value_weights=None):
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, cond.block_mods[i], rope, cond.text_kv[i], cond.text_bias, cache, i, attn_mask,
+                    value_weights)
+        if cache is not None:
+            cache.advance(x.shape[1])
+        return x
+
+    def logits(self, h, cond: SwittiCondition) -> torch.Tensor:
+        scale, shift = cond.head_mod[:, :, None].unbind(1)
+        return self.head(_layer_norm(h) * (1 + scale) + shift).float()
+
+    def attention_mask(self, device=None) -> torch.Tensor:
+        """Additive [L, L] mask of the full sequence: same scale (Switti) or earlier-or-same (Switti-AR)."""
+        lv = self.levels.to(device)
+        allowed = lv[None, :] <= lv[:, None] if self.config.autoregressive else lv[None, :] == lv[:, None]
+        return torch.where(allowed, 0.0, float("-inf"))
+
+    def forward_teacher(self, text: TextCondition, latent_inputs: torch.Tensor) -> torch.Tensor:
+        """Logits [B, L, V] of the whole sequence given the inputs of scales 1..K-1 [B, L - n_0, Cvae]."""
+        cond = self.condition(text)
+        n0 = self.pos_start.shape[1]
+        x = self.word_embed(latent_inputs.to(self.word_embed.weight.dtype))
+        x = torch.cat((self.embed_start(cond), x + self.lvl_embed(self.levels[n0:])), dim=1)
+        mask = self.attention_mask(x.device).to(x.dtype)
+        rope = self.rope(0, x.shape[1], x.device)
+        return self.logits(self.run_blocks(x, cond, rope, attn_mask=mask), cond)
+
+
+class SwittiState:
+    """Per-generation state: prompt rows (positive first, then negative) and, for Switti-AR, the KV cache."""
+
+    def __init__(self, cond: SwittiCondition, cache: KVCache | None, batch: int):
+        self.full, self.cond, self.cache, self.batch = cond, cond, cache, batch
+
+    @property
+    def has_uncond(self) -> bool:
+        return self.cond.rows > self.batch
+
+    @property
+    def rows(self) -> int:
+        return self.cond.rows
+
+    def set_uncond(self, active: bool):
+        """Non-AR: the negative rows run only where guidance needs them (scales share no cache).
+        AR: as for VAR, they can only be dropped for good."""
+        if self.cache is None:
+            self.cond = self.full if active else self.full.select(slice(0, self.batch))
+            return
+        if active and not self.has_uncond:
+            raise RuntimeError("the unconditional branch cannot restart once its KV cache was dropped")
+        if not active and self.has_uncond:
+            self.cond = self.full = self.cond.select(slice(0, self.batch))
+            self.cache.keep_rows(slice(0, self.batch))
+
+    def close(self):
+        if self.cache is not None:
+            self.cache.release()
+
+
+class SwittiModel(nn.Module):
+    """A Switti transformer with its VQ-VAE (VQVAE-Switti), driven by the scale-wise sampler."""
+
+    family = "switti"
+    smooth_style = "switti"  # Gumbel smoothing replaces the token draw (no top-k/top-p), while guided
+
+    def __init__(self, transformer: SwittiTransformer, vae: VQVAE):
+        super().__init__()
+        self.transformer, self.vae = transformer, vae
+
+    @property
+    def config(self) -> SwittiConfig:
+        return self.transformer.config
+
+    @property
+    def autoregressive(self) -> bool:
+        return self.config.autoregressive
+
+    @property
+    def patch_nums(self):
+        return self.config.patch_nums
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    @property
+    def image_size(self) -> int:
+        return self.patch_nums[-1] * self.vae.config.downsample
+
+    @property
+    def dtype(self):
+        return self.transformer.head.weight.dtype
+
+    @property
+    def weight_device(self):
+        return self.transformer.head.weight.device
+
+    def prepare_condition(self, conditioning, batch_size: int | None) -> TextCondition:
+        if not isinstance(conditioning, TextCondition):
+            raise TypeError(f"Switti needs text conditioning (TextCondition, from the Switti Text Encode node), "
+                            f"got {type(conditioning).__name__}; class ids are for VAR models")
+        conditioning.check()
+        batch = conditioning.batch if batch_size is None else int(batch_size)
+        if batch < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        index = torch.arange(batch) % conditioning.batch
+        out = conditioning.rows(index)
+        if conditioning.negative is not None:
+            conditioning.negative.check("negative text conditioning")
+            out.negative = conditioning.negative.rows(torch.arange(batch) % conditioning.negative.batch)
+        return out
+
+    def batch_size(self, prepared: TextCondition) -> int:
+        return prepared.batch
+
+    def memory_estimate(self, batch: int, guided: bool = True) -> int:
+        cfg, rows = self.config, batch * (2 if guided else 1)
+        itemsize = torch.finfo(self.dtype).bits // 8
+        kv = 2 * rows * (cfg.seq_len if cfg.autoregressive else 77) * cfg.width * cfg.depth * itemsize
+        logits = 6 * rows * cfg.patch_nums[-1] ** 2 * cfg.vocab_size * 4
+        decode = 8 * batch * self.vae.config.ch * self.vae.config.ch_mult[0] * self.image_size ** 2 * itemsize
+        return kv + logits + decode
+
+    def start(self, text: TextCondition, with_uncond: bool) -> SwittiState:
+        batch = text.batch
+        if with_uncond:
+            if text.negative is None:
+                raise ValueError("guidance needs the negative (empty-prompt) encoding: TextCondition(..., negative=...)")
+            neg = text.negative
+            text = TextCondition(torch.cat((text.hidden, neg.hidden)), torch.cat((text.pooled, neg.pooled)),
+                                 torch.cat((text.mask, neg.mask)))
+        device = self.weight_device
+        text = TextCondition(text.hidden.to(device), text.pooled.to(device), text.mask.to(device))
+        cfg = self.config
+        cache = None
+        if cfg.autoregressive:
+            cache = KVCache(cfg.depth, text.batch, cfg.heads, cfg.seq_len, cfg.width // cfg.heads, self.dtype, device)
+        return SwittiState(self.transformer.condition(text), cache, batch)
+
+    def forward_scale(self, state: SwittiState, k: int, latent_tokens, value_weights=None) -> torch.Tensor:
+        t = self.transformer
+        if k == 0:
+            x = t.embed_start(state.cond)
+        else:
+            x = t.embed_scale(k, latent_tokens)
+            x = x.repeat(state.rows // x.shape[0], 1, 1)
+        start, end = t.scale_bounds(k)
+        h = t.run_blocks(x, state.cond, t.rope(start, end, x.device), state.cache, value_weights=value_weights)
+        return t.logits(h, state.cond)
