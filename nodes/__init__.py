@@ -7,11 +7,13 @@ from .guiders import CFGGuider, IGGGuider, SoftCFGGuider, SSGGuider
 from .heatmap import GuidanceHeatmap
 from .loaders import VARLoader
 from .sampler import Sampler
+from .switti import SwittiLoader, SwittiTextEncode
 
 for _folder in MODEL_FOLDERS:
     register_model_folder(_folder)
 
-NODES = [VARLoader, ImageNetClass, CFGGuider, IGGGuider, SoftCFGGuider, SSGGuider, Sampler, GuidanceHeatmap]
+NODES = [VARLoader, ImageNetClass, CFGGuider, IGGGuider, SoftCFGGuider, SSGGuider, Sampler, GuidanceHeatmap,
+         SwittiLoader, SwittiTextEncode]
 
 
 class ScalewiseExtension(ComfyExtension):

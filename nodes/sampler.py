@@ -9,6 +9,7 @@ from comfy_api.latest import io
 from PIL import Image
 
 from ..guidance import sample
+from ..models import TextCondition
 from .common import CATEGORY, CondType, GuiderType, ModelType, TraceType
 from .conditioning import ClassCondition
 
@@ -41,13 +42,15 @@ class Sampler(io.ComfyNode):
             node_id="ScalewiseSampler",
             display_name="Scale-wise Sampler",
             category=CATEGORY,
-            description=("Generates images with a VAR model one scale at a time, coarse to fine, applying the "
-                         "connected guider at every scale. Image i of a batch uses seed + i, so it looks the same "
-                         "whatever the batch size. The image size is fixed by the model (VAR d16-d30: 256 px, "
-                         "d36: 512 px)."),
+            description=("Generates images with a VAR or Switti model one scale at a time, coarse to fine, applying "
+                         "the connected guider at every scale. Image i of a batch uses seed + i, so it looks the same "
+                         "whatever the batch size. The image size is fixed by the model (VAR d16-d30: 256 px, d36: "
+                         "512 px; Switti: 512 or 1024 px). Official settings: VAR top_k 900, top_p 0.95; Switti "
+                         "top_k 400, top_p 0.95, more_smooth on from scale 2, last_scale_temperature 0.1."),
             inputs=[
-                ModelType.Input("model", tooltip="A model from Load VAR Model."),
-                CondType.Input("conditioning", tooltip="What to generate: from ImageNet Class."),
+                ModelType.Input("model", tooltip="A model from Load VAR Model or Load Switti Model."),
+                CondType.Input("conditioning",
+                               tooltip="What to generate: ImageNet Class (VAR) or Switti Text Encode (Switti)."),
                 GuiderType.Input("guider", optional=True,
                                  tooltip="Guidance (CFG, IGG, SoftCFG, SSG, or a stack of them). Not connected = "
                                          "no guidance (conditional prediction only)."),
@@ -61,11 +64,17 @@ class Sampler(io.ComfyNode):
                                tooltip="Draw only from the most likely codes that together hold this much "
                                        "probability; 0 = off. VAR default 0.95 (0.96 for its FID protocol)."),
                 io.Boolean.Input("more_smooth", default=False,
-                                 tooltip="VAR's smoothing for nicer-looking images: blends code vectors by a sharpened "
-                                         "Gumbel-softmax instead of using the drawn code (not used for FID)."),
+                                 tooltip="Smoothing for nicer-looking images: blends code vectors by a sharpened "
+                                         "Gumbel-softmax instead of using one drawn code (not used for FID). Switti "
+                                         "uses it while guided, without top_k/top_p."),
                 io.Combo.Input("preview", options=PREVIEWS, default="every scale",
                                tooltip="Preview of the partial image after each scale (cheap: decoded at the "
                                        "scale's own size)."),
+                io.Int.Input("smooth_start_scale", default=0, min=0, max=63,
+                             tooltip="First scale where more_smooth applies (Switti: 2)."),
+                io.Float.Input("last_scale_temperature", default=1.0, min=0.01, max=10.0, step=0.01,
+                               tooltip="Temperature of the scales after the guider's end_scale (Switti: 0.1, "
+                                       "sharper details); 1 = unchanged."),
             ],
             outputs=[io.Image.Output(display_name="image"),
                      TraceType.Output(display_name="trace",
@@ -74,16 +83,21 @@ class Sampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, conditioning, seed, batch_size, top_k, top_p, more_smooth, preview,
-                guider=None) -> io.NodeOutput:
+                smooth_start_scale, last_scale_temperature, guider=None) -> io.NodeOutput:
         net = model.model
-        if not isinstance(conditioning, ClassCondition):
-            raise ValueError(f"this {net.family.upper()} model needs class conditioning (ImageNet Class node), "
-                             f"got {type(conditioning).__name__}")
+        expected = {"var": (ClassCondition, "ImageNet Class"), "switti": (TextCondition, "Switti Text Encode")}
+        kind, node = expected[net.family]
+        if not isinstance(conditioning, kind):
+            raise ValueError(f"this {net.family.upper()} model needs conditioning from the {node} node, got "
+                             f"{type(conditioning).__name__}")
+        cond = list(conditioning.ids) if net.family == "var" else conditioning
         mm.load_models_gpu([model], memory_required=net.memory_estimate(batch_size, guider is not None))
         reporter = ScaleProgressReporter(len(net.patch_nums), preview)
+        temperature = None if last_scale_temperature == 1.0 else last_scale_temperature
         try:
-            out = sample(net, guider, list(conditioning.ids), seed=seed, batch_size=batch_size, top_k=top_k,
-                         top_p=top_p, more_smooth=more_smooth, trace=True, callback=reporter)
+            out = sample(net, guider, cond, seed=seed, batch_size=batch_size, top_k=top_k, top_p=top_p,
+                         more_smooth=more_smooth, smooth_start_scale=smooth_start_scale,
+                         last_scale_temperature=temperature, trace=True, callback=reporter)
         except torch.OutOfMemoryError:
             mm.soft_empty_cache(True)
             raise RuntimeError(f"out of memory for a batch of {batch_size} at {net.image_size} px on "

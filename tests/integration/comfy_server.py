@@ -263,7 +263,8 @@ class ComfyServer:
         if hook is not None:
             hook(w / "models")
         # Absolute paths; the var/switti keys exist (with an empty extension set) before the pack loads.
-        yaml = ["scalewise_ci:", f"    base_path: {w / 'models'}", "    var: var/", "    switti: switti/"]
+        yaml = ["scalewise_ci:", f"    base_path: {w / 'models'}", "    var: var/", "    switti: switti/",
+                "    text_encoders: text_encoders/"]
         if (REPO / "tests" / "test_packs").is_dir():     # optional test-only node packs (spec §C8)
             yaml.append(f"    custom_nodes: {REPO / 'tests' / 'test_packs'}")
         (w / "extra_model_paths.yaml").write_text("\n".join(yaml) + "\n")

@@ -1,6 +1,12 @@
 """Tiny random checkpoints of the official layouts, written into the test server's models folder."""
-from scalewise.models import var_official_state_dict, vqvae_official_state_dict
-from tiny import SCHEDULES, save, tiny_model
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from scalewise.models import switti_official_state_dict, var_official_state_dict, vqvae_official_state_dict
+from tiny import SCHEDULES, save, tiny_model, tiny_switti
 
 VAR_TINY = "var_tiny.pth"                    # 64 px schedule (1, 2, 3, 4): fast
 VAR_TINY_256 = "var_tiny256.safetensors"      # the official 256 px schedule: slow enough to interrupt
@@ -8,6 +14,10 @@ VAE = "vae_tiny.safetensors"                  # shared by both (same tiny VQ-VAE
 BROKEN = "broken.safetensors"
 # Stand-ins under the official file names, so the example workflows run unchanged in CI.
 OFFICIAL_VAR, OFFICIAL_VAE = "var_d16.pth", "vae_ch160v4096z32.pth"
+# Switti: one folder per Hugging Face repo, as users keep them (every Hub file is model.safetensors).
+SWITTI, SWITTI_AR, SWITTI_VAE = "Switti/model.safetensors", "Switti-AR/model.safetensors", \
+    "VQVAE-Switti/model.safetensors"
+CLIP_L, CLIP_G = "clip_l.safetensors", "clip_g.safetensors"
 
 
 def write_tiny_models(models_dir):
@@ -21,3 +31,29 @@ def write_tiny_models(models_dir):
     save(var_official_state_dict(big.transformer), folder / OFFICIAL_VAR)
     save(vqvae_official_state_dict(big.vae), folder / OFFICIAL_VAE)
     (folder / BROKEN).write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
+    write_tiny_switti(models_dir / "switti")
+    write_random_clip(models_dir / "text_encoders")
+
+
+def write_tiny_switti(folder):
+    for name, ar in ((SWITTI, False), (SWITTI_AR, True)):
+        model = tiny_switti(autoregressive=ar, seed=21)
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save(switti_official_state_dict(model.transformer), path)
+        (path.parent / "config.json").write_text(json.dumps({"depth": 2, "use_ar": ar}))
+    (folder / SWITTI_VAE).parent.mkdir(parents=True, exist_ok=True)
+    save(vqvae_official_state_dict(model.vae), folder / SWITTI_VAE)
+
+
+def write_random_clip(folder):
+    """Full-size random SDXL text encoders (made once and cached next to the ComfyUI tree)."""
+    comfy_dir = Path(os.environ["COMFY_DIR"])
+    cache = comfy_dir.parent / "test-cache" / "clip-v1"
+    if not (cache / CLIP_G).is_file():
+        script = Path(__file__).with_name("make_clip.py")
+        subprocess.run([sys.executable, str(script), str(comfy_dir), str(cache)], check=True,
+                       stdout=subprocess.DEVNULL)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (CLIP_L, CLIP_G):
+        (folder / name).symlink_to(cache / name)

@@ -9,7 +9,8 @@ from PIL import Image
 from .fixtures_models import BROKEN, VAE, VAR_TINY, VAR_TINY_256
 
 NODE_IDS = ["ScalewiseVARLoader", "ScalewiseImageNetClass", "ScalewiseCFGGuider", "ScalewiseIGGGuider",
-            "ScalewiseSoftCFGGuider", "ScalewiseSSGGuider", "ScalewiseSampler", "ScalewiseGuidanceHeatmap"]
+            "ScalewiseSoftCFGGuider", "ScalewiseSSGGuider", "ScalewiseSampler", "ScalewiseGuidanceHeatmap",
+            "ScalewiseSwittiLoader", "ScalewiseSwittiTextEncode"]
 
 # Saved workflows store widget values by position: these orders must never change.
 WIDGET_ORDER = {
@@ -19,8 +20,11 @@ WIDGET_ORDER = {
     "ScalewiseIGGGuider": ["scale", "schedule", "window", "window_size", "operand", "start_scale", "end_scale"],
     "ScalewiseSoftCFGGuider": ["base", "strength", "normalization", "confidence", "floor"],
     "ScalewiseSSGGuider": ["beta", "schedule", "custom_betas", "dse_rescale", "interpolation", "prior_source"],
-    "ScalewiseSampler": ["model", "conditioning", "seed", "batch_size", "top_k", "top_p", "more_smooth", "preview"],
+    "ScalewiseSampler": ["model", "conditioning", "seed", "batch_size", "top_k", "top_p", "more_smooth", "preview",
+                         "smooth_start_scale", "last_scale_temperature"],
     "ScalewiseGuidanceHeatmap": ["trace", "normalize", "colormap", "overlay_alpha"],
+    "ScalewiseSwittiLoader": ["switti_name", "vae_name", "dtype"],
+    "ScalewiseSwittiTextEncode": ["clip", "positive", "negative"],
 }
 
 
@@ -39,7 +43,8 @@ def graph(comfy, var=VAR_TINY, guider="cfg", seed=0, batch=1, class_id=207, prev
                          interpolation="bilinear", prior_source="guided_pre_ssg", base=igg.out(0))
             kwargs["guider"] = ssg.out(0)
     sampler = g.node("ScalewiseSampler", model=model.out(0), conditioning=cond.out(0), seed=seed, batch_size=batch,
-                     top_k=top_k, top_p=0.95, more_smooth=False, preview=preview, **kwargs)
+                     top_k=top_k, top_p=0.95, more_smooth=False, preview=preview, smooth_start_scale=0,
+                     last_scale_temperature=1.0, **kwargs)
     save = g.node("SaveImage", images=sampler.out(0), filename_prefix="scalewise_test")
     heat = g.node("ScalewiseGuidanceHeatmap", trace=sampler.out(1), image=sampler.out(0), normalize="scale",
                   colormap="magma", overlay_alpha=0.5)
@@ -64,8 +69,7 @@ def test_every_node_is_registered_and_documented(pack_loaded):
         inputs = {**node["input"]["required"], **node["input"].get("optional", {})}
         for name, spec in inputs.items():
             assert len(spec) > 1 and spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
-        assert list(node["input_order"]["required"])[:len(WIDGET_ORDER[node_id])] == WIDGET_ORDER[node_id] or \
-            [n for n in node["input_order"]["required"]] == WIDGET_ORDER[node_id], node_id
+        assert node["input_order"]["required"] == WIDGET_ORDER[node_id], node_id
     assert "Cannot import" not in "\n".join(pack_loaded.pack_import_errors())
 
 
