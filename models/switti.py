@@ -247,18 +247,19 @@ class SwittiTransformer(nn.Module):
             self._rope[key] = self._rope["cpu"].to(device)
         return self._rope[key][start:end]
 
-    def crop_vector(self) -> torch.Tensor:
-        """crop_proj of the Fourier features of [512, 512, 0, 0], in fp32 (a constant of the model)."""
+    def crop_vector(self, rows: int = 1) -> torch.Tensor:
+        """crop_proj of the Fourier features of [512, 512, 0, 0], in fp32 (a constant of the model);
+        computed for every row, as the reference does, so the matmul rounds alike."""
         w = self.crop_embed.weight.float()
         q = torch.tensor(CROP_CONDITION, device=w.device)
         angles = q[:, None] * w[None, :] * 2 * math.pi
-        features = torch.cat((angles.sin(), angles.cos()), dim=-1).reshape(1, -1)
-        return self.crop_proj(features.to(self.crop_proj.weight.dtype))
+        features = torch.cat((angles.sin(), angles.cos()), dim=-1).reshape(1, -1).expand(rows, -1)
+        return self.crop_proj(features.to(self.crop_proj.weight.dtype).contiguous())
 
     def condition(self, text: TextCondition) -> SwittiCondition:
         dtype = self.word_embed.weight.dtype
         pooled = self.text_pooler(text.pooled.to(dtype))
-        crop = self.crop_vector() if self.config.crop_condition else None
+        crop = self.crop_vector(pooled.shape[0]) if self.config.crop_condition else None
         context = text.hidden.to(dtype)
         mods, kv = [], []
         for blk in self.blocks:
