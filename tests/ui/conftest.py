@@ -74,11 +74,20 @@ class UiPage:
     def screenshot(self, name: str, **kw) -> Path:
         return screenshot(self.page, name, **kw)
 
-    def errors_mentioning(self, *words: str) -> list[str]:
+    def errors_mentioning(self, *words: str, since: tuple[int, int] = (0, 0)) -> list[str]:
         """Console/page errors naming one of words: the frontend always logs a few harmless 404s and
-        ERR_NAME_NOT_RESOLVED (it tries to reach the internet), so filter by the pack's own names."""
+        ERR_NAME_NOT_RESOLVED (it tries to reach the internet), so filter by the pack's own names.
+        `since`: a mark() taken earlier, to see only the errors logged after it."""
         words = [w.lower() for w in words]
-        return [e for e in self.console_errors + self.page_errors if any(w in e.lower() for w in words)]
+        errors = self.console_errors[since[0]:] + self.page_errors[since[1]:]
+        return [e for e in errors if any(w in e.lower() for w in words)]
+
+    def mark(self) -> tuple[int, int]:
+        """Position in the error logs, for errors_mentioning(since=...) and page_errors_since()."""
+        return len(self.console_errors), len(self.page_errors)
+
+    def page_errors_since(self, mark: tuple[int, int]) -> list[str]:
+        return self.page_errors[mark[1]:]
 
 
 def screenshot(page, name: str, **kw) -> Path:
@@ -112,3 +121,31 @@ def ui_page(request, browser, comfy):
             except Exception:
                 pass
         context.close()
+
+
+def _new_ui_page(browser, comfy) -> tuple[object, UiPage]:
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    return context, UiPage(context.new_page(), comfy).open()
+
+
+@pytest.fixture(scope="module")
+def shared_ui_page(browser, comfy):
+    """One loaded page for a whole test module (a page load costs ~5 s on 2 cores); tests that use it must
+    not depend on each other's graph: load what you need first (app.loadGraphData / loadApiJson)."""
+    context, ui = _new_ui_page(browser, comfy)
+    try:
+        yield ui
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def app_page(request, shared_ui_page):
+    """shared_ui_page for one test, with a screenshot FAILED-<test>.png if the test fails."""
+    yield shared_ui_page
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        try:
+            print("screenshot:", shared_ui_page.screenshot("FAILED-" + request.node.name))
+        except Exception:
+            pass

@@ -1,0 +1,496 @@
+"""Generate the example workflows, their API-format twins and their thumbnails.
+
+For every example below this script
+
+1. builds the workflow in API format with ComfyUI's ``GraphBuilder(prefix="")`` (node ids "1", "2", ...) and
+   writes it to ``tests/workflows/<name>.json`` (what CI queues with ``POST /prompt``);
+2. loads it into the real ComfyUI frontend in headless Chromium (``app.loadApiJson``), lays the nodes out in
+   readable, non-overlapping columns, sets the seed widget to "fixed" and checks that the page converts it back
+   to exactly the same API JSON (widget inputs a builder leaves out get the server's defaults first);
+3. serialises the graph *in the page* (``JSON.stringify(app.graph.serialize())``, spec §A10/§A11) and writes that
+   string unchanged to ``example_workflows/<name>.json`` (UI format, listed under Templates -> Extensions);
+4. queues it once from the page (as the Run button does) and waits until it has run, so the outputs, previews and
+   the heat-map scores are visible, then
+5. screenshots the graph (UI chrome hidden by focus mode) and writes ``example_workflows/<name>.jpg``.
+
+The example files name the official checkpoints (``var_d16.pth``, ``vae_ch160v4096z32.pth``); the script starts
+its own ComfyUI test server (tests/integration/comfy_server.py) whose models/var folder holds tiny random
+stand-ins under those names, so it needs no real weights and runs on CPU (80-170 s on 2 busy cores). The images in the
+thumbnails are therefore noise from random weights: the thumbnails show the graph, not image quality.
+
+Run from the repository root with the ComfyUI venv's interpreter (it has playwright; Chromium is Debian's):
+
+    COMFY_DIR=$PWD/.comfy-ci/ComfyUI .comfy-ci/venv/bin/python tests/ui/generate_examples.py
+
+Options: ``--only NAME [NAME ...]`` regenerates some examples; ``--base http://127.0.0.1:PORT`` uses a server that
+is already running (with the stand-in models) instead of starting one; ``--no-run`` skips execution (the
+thumbnail then shows the graph without outputs); ``--keep-server-log`` prints where the server log is.
+Environment: ``CHROMIUM`` (default /usr/bin/chromium).
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import importlib.util
+import io
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES_DIR = REPO / "example_workflows"
+API_DIR = REPO / "tests" / "workflows"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWPORT = {"width": 1600, "height": 1000}
+THUMB_MAX_WIDTH = 1200
+
+# The official file names; the test server holds tiny random stand-ins under them (fixtures_models.py).
+VAR_FILE, VAE_FILE = "var_d16.pth", "vae_ch160v4096z32.pth"
+CLASSES = {207: "207: golden retriever", 980: "980: volcano", 88: "88: macaw"}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The examples (API format). Every widget input is written out, so the API files are complete and readable.
+# Each builder returns (prompt, layout): layout["columns"] lists node ids column by column (stacked top-down),
+# layout["align"] maps a node id to one whose top it should not start above, layout["rows"] lists groups of nodes
+# that share their top edge, layout["sizes"] sets node sizes (at least the node's minimum), layout["titles"]
+# sets node titles (API `_meta.title`, which loadApiJson applies).
+# --------------------------------------------------------------------------------------------------------------
+
+def _loader(g):
+    return g.node("ScalewiseVARLoader", var_name=VAR_FILE, vae_name=VAE_FILE, dtype="auto")
+
+
+def _klass(g, class_id):
+    return g.node("ScalewiseImageNetClass", class_name=CLASSES[class_id], class_id=-1, batch_classes="")
+
+
+def _cfg(g, cfg=4.0, base=None):
+    n = g.node("ScalewiseCFGGuider", cfg=cfg, schedule="linear", start_scale=0, end_scale=0, power=1.0)
+    if base is not None:
+        n.set_input("base", base.out(0))
+    return n
+
+
+def _igg(g, scale=4.0, base=None):
+    n = g.node("ScalewiseIGGGuider", scale=scale, schedule="linear", window="global", window_size=3,
+               operand="raw_logits", start_scale=0, end_scale=0)
+    if base is not None:
+        n.set_input("base", base.out(0))
+    return n
+
+
+def _ssg(g, base=None, beta=0.1):
+    n = g.node("ScalewiseSSGGuider", beta=beta, schedule="constant", custom_betas="", dse_rescale=True,
+               interpolation="bilinear", prior_source="guided_pre_ssg")
+    if base is not None:
+        n.set_input("base", base.out(0))
+    return n
+
+
+def _sampler(g, model, cond, guider, seed=0, preview="every scale"):
+    return g.node("ScalewiseSampler", model=model.out(0), conditioning=cond.out(0), guider=guider.out(0),
+                  seed=seed, batch_size=1, top_k=900, top_p=0.95, more_smooth=False, preview=preview,
+                  smooth_start_scale=0, last_scale_temperature=1.0)
+
+
+def _save(g, sampler, prefix):
+    return g.node("SaveImage", images=sampler.out(0), filename_prefix=prefix)
+
+
+SAVE_SIZE = [300, 360]
+
+
+def _chain(g, class_id, guiders, prefix):
+    """loader + class + a stack of guiders (bottom first) -> sampler -> SaveImage."""
+    model, cond = _loader(g), _klass(g, class_id)
+    top = None
+    nodes = []
+    for make in guiders:
+        top = make(g, top)
+        nodes.append(top)
+    sampler = _sampler(g, model, cond, top)
+    save = _save(g, sampler, prefix)
+    return model, cond, nodes, sampler, save
+
+
+def var_cfg(g):
+    model, cond, (cfg,), sampler, save = _chain(g, 207, [lambda g, b: _cfg(g, 4.0, b)], "scalewise/var_cfg")
+    return {"columns": [[model.id, cond.id, cfg.id], [sampler.id], [save.id]],
+            "sizes": {save.id: SAVE_SIZE}}
+
+
+def var_igg(g):
+    model, cond, (igg,), sampler, save = _chain(g, 980, [lambda g, b: _igg(g, 4.0, b)], "scalewise/var_igg")
+    return {"columns": [[model.id, cond.id, igg.id], [sampler.id], [save.id]],
+            "sizes": {save.id: SAVE_SIZE}}
+
+
+def var_softcfg(g):
+    def soft(g, base):
+        return g.node("ScalewiseSoftCFGGuider", base=base.out(0), strength=1.0, normalization="global",
+                      confidence="max", floor=0.05)
+
+    model, cond, (cfg, sc), sampler, save = _chain(g, 88, [lambda g, b: _cfg(g, 4.0, b), soft],
+                                                   "scalewise/var_softcfg")
+    return {"columns": [[model.id, cond.id, cfg.id], [sc.id], [sampler.id], [save.id]],
+            "align": {sc.id: cfg.id}, "sizes": {save.id: SAVE_SIZE}}
+
+
+def var_ssg(g):
+    model, cond, (cfg, ssg), sampler, save = _chain(g, 207, [lambda g, b: _cfg(g, 4.0, b), _ssg],
+                                                    "scalewise/var_ssg")
+    return {"columns": [[model.id, cond.id, cfg.id], [ssg.id], [sampler.id], [save.id]],
+            "align": {ssg.id: cfg.id}, "sizes": {save.id: SAVE_SIZE}}
+
+
+def var_ssg_over_igg(g):
+    model, cond, (cfg, igg, ssg), sampler, save = _chain(
+        g, 980, [lambda g, b: _cfg(g, 4.0, b), lambda g, b: _igg(g, 4.0, b), _ssg], "scalewise/var_ssg_over_igg")
+    return {"columns": [[model.id, cond.id, cfg.id], [igg.id], [ssg.id], [sampler.id], [save.id]],
+            "align": {igg.id: cfg.id, ssg.id: cfg.id}, "sizes": {save.id: SAVE_SIZE}}
+
+
+def var_cfg_vs_igg_heatmap(g):
+    """One class and seed, two samplers (CFG 4 vs IGG 4), each with an image preview and a guidance heat map.
+    Per-scale previews are off here: the heat maps show the scales, and the samplers stay compact."""
+    model, cond = _loader(g), _klass(g, 207)
+    cfg = _cfg(g, 4.0)
+    igg = _igg(g, 4.0)
+    s_cfg = _sampler(g, model, cond, cfg, preview="off")
+    s_igg = _sampler(g, model, cond, igg, preview="off")
+    p_cfg = g.node("PreviewImage", images=s_cfg.out(0))
+    p_igg = g.node("PreviewImage", images=s_igg.out(0))
+    heat = {}
+    for key, s in (("cfg", s_cfg), ("igg", s_igg)):
+        heat[key] = g.node("ScalewiseGuidanceHeatmap", trace=s.out(1), image=s.out(0), normalize="scale",
+                           colormap="magma", overlay_alpha=0.5)
+    titles = {s_cfg.id: "Sampler (CFG 4)", s_igg.id: "Sampler (IGG 4)", p_cfg.id: "Image (CFG)",
+              p_igg.id: "Image (IGG)", heat["cfg"].id: "Guidance Heatmap (CFG)",
+              heat["igg"].id: "Guidance Heatmap (IGG)"}
+    return {"columns": [[model.id, cond.id, cfg.id, igg.id], [s_cfg.id, s_igg.id], [p_cfg.id, p_igg.id],
+                        [heat["cfg"].id, heat["igg"].id]],
+            "align": {s_igg.id: cfg.id},
+            "rows": [[s_cfg.id, p_cfg.id, heat["cfg"].id], [s_igg.id, p_igg.id, heat["igg"].id]],
+            "sizes": {p_cfg.id: [240, 290], p_igg.id: [240, 290],
+                      heat["cfg"].id: [560, 470], heat["igg"].id: [560, 470]},
+            "titles": titles}
+
+
+EXAMPLES = {f.__name__: f for f in (var_cfg, var_igg, var_softcfg, var_ssg, var_ssg_over_igg,
+                                     var_cfg_vs_igg_heatmap)}
+
+
+WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
+
+
+def fill_defaults(prompt: dict, object_info: dict, log=print) -> None:
+    """Write the server's default for every widget input a builder left out (e.g. one added to a node after
+    this file was written), so the API file stays complete and equal to what the frontend produces."""
+    for node_id, node in prompt.items():
+        spec = object_info[node["class_type"]]["input"]
+        for section in ("required", "optional"):
+            for name, (kind, *rest) in spec.get(section, {}).items():
+                opts = rest[0] if rest else {}
+                if name in node["inputs"] or not (isinstance(kind, list) or kind in WIDGET_TYPES):
+                    continue
+                if "default" in opts:
+                    value = opts["default"]
+                elif isinstance(kind, list) or kind == "COMBO":
+                    choices = kind if isinstance(kind, list) else opts.get("options", [])
+                    if not choices:
+                        continue
+                    value = choices[0]
+                else:
+                    continue
+                node["inputs"][name] = value
+                log(f"  note: {node['class_type']}.{name} not set by the builder: default {value!r} written")
+
+
+def build(name: str, graph_builder, object_info: dict | None = None, log=print) -> tuple[dict, dict]:
+    g = graph_builder()
+    layout = EXAMPLES[name](g)
+    prompt = g.finalize()
+    if object_info is not None:
+        fill_defaults(prompt, object_info, log)
+    for node_id, title in layout.pop("titles", {}).items():
+        prompt[node_id]["_meta"] = {"title": title}
+    return prompt, layout
+
+
+def strip_meta(prompt: dict) -> dict:
+    return {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in prompt.items()}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# In-page JavaScript
+# --------------------------------------------------------------------------------------------------------------
+
+# app.clean() drops the previous graph's outputs and previews, which the frontend keys by node id (loadApiJson
+# alone would show them on the new graph's node with the same id).
+JS_LOAD_API = """async ([api, name]) => {
+  app.clean();
+  await app.loadApiJson(api, name);
+  return app.graph._nodes.length;
+}"""
+
+# Column layout: nodes stacked in columns, gaps big enough for titles; seed widgets fixed so the example
+# reproduces and running it does not change the saved seed.
+JS_LAYOUT = """({columns, align, rows, sizes, keepSizes}) => {
+  const g = app.graph, T = LiteGraph.NODE_TITLE_HEIGHT, GAP_X = 70, GAP_Y = 40;
+  for (const col of columns)
+    for (const id of col) {
+      const n = g.getNodeById(id), min = n.computeSize(), size = sizes?.[id] ?? (keepSizes ? n.size : min);
+      n.setSize([Math.max(size[0], min[0]), Math.max(size[1], min[1])]);
+    }
+  // Stack each column top-down; `align` and `rows` only ever push a node down, so a few passes converge.
+  const minTop = {}, top = {};
+  for (let pass = 0; pass < 6; pass++) {
+    let x = 0;
+    for (const col of columns) {
+      let y = 0, w = 0;
+      for (const id of col) {
+        const n = g.getNodeById(id);
+        if (align?.[id] !== undefined) y = Math.max(y, top[align[id]] ?? 0);
+        y = Math.max(y, minTop[id] ?? 0);
+        n.pos = [x, y + T];
+        top[id] = y;
+        y += n.size[1] + T + GAP_Y;
+        w = Math.max(w, n.size[0]);
+      }
+      x += w + GAP_X;
+    }
+    for (const row of rows ?? []) {
+      const m = Math.max(...row.map((id) => top[id]));
+      for (const id of row) minTop[id] = m;
+    }
+  }
+  for (const n of g._nodes) {
+    const c = n.widgets?.find((w) => w.name === "control_after_generate");
+    if (c) c.value = "fixed";
+  }
+  app.canvas.setDirty(true, true);
+  return g._nodes.length;
+}"""
+
+JS_OVERLAPS = """() => {
+  const T = LiteGraph.NODE_TITLE_HEIGHT;
+  const boxes = app.graph._nodes.map((n) => [n.id, n.pos[0], n.pos[1] - T, n.pos[0] + n.size[0], n.pos[1] + n.size[1]]);
+  const out = [];
+  for (let i = 0; i < boxes.length; i++)
+    for (let j = i + 1; j < boxes.length; j++) {
+      const [a, ax0, ay0, ax1, ay1] = boxes[i], [b, bx0, by0, bx1, by1] = boxes[j];
+      if (ax0 < bx1 && bx0 < ax1 && ay0 < by1 && by0 < ay1) out.push([a, b]);
+    }
+  return out;
+}"""
+
+# Runs the loaded graph as the Run button does and resolves with the end event of that prompt.
+JS_RUN = """async () => {
+  const api = app.api;
+  const done = new Promise((resolve) => {
+    const names = ["execution_success", "execution_error", "execution_interrupted"];
+    const handlers = names.map((type) => {
+      const h = (e) => { names.forEach((t, i) => api.removeEventListener(t, handlers[i])); resolve({type, detail: e.detail}); };
+      api.addEventListener(type, h);
+      return h;
+    });
+  });
+  await app.queuePrompt(0, 1);
+  return await done;
+}"""
+
+JS_OUTPUT_IMAGES_READY = """() => app.graph._nodes
+  .filter((n) => ["SaveImage", "PreviewImage", "ScalewiseGuidanceHeatmap"].includes(n.type))
+  .every((n) => n.imgs?.length && n.imgs.every((i) => i.complete && i.naturalWidth > 0))"""
+
+# Zooms so the whole graph fits the window (at most 1:1), centres it and returns its clip rectangle.
+JS_FIT = """({margin, maxScale, reserveTop}) => {
+  const T = LiteGraph.NODE_TITLE_HEIGHT, c = app.canvas;
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  for (const n of app.graph._nodes) {
+    x0 = Math.min(x0, n.pos[0]); y0 = Math.min(y0, n.pos[1] - T - 22);   // room for badges like [BETA]
+    x1 = Math.max(x1, n.pos[0] + n.size[0]); y1 = Math.max(y1, n.pos[1] + n.size[1]);
+  }
+  const r = c.canvas.getBoundingClientRect();
+  const bw = x1 - x0, bh = y1 - y0;
+  const h = r.height - reserveTop;
+  const s = Math.min(maxScale, (r.width - 2 * margin) / bw, (h - 2 * margin) / bh);
+  const left = (r.width - bw * s) / 2, topPx = reserveTop + (h - bh * s) / 2;
+  c.ds.scale = s;
+  c.ds.offset = [left / s - x0, topPx / s - y0];
+  c.setDirty(true, true);
+  return {x: r.left + left - margin, y: r.top + topPx - margin, width: bw * s + 2 * margin,
+          height: bh * s + 2 * margin, scale: s};
+}"""
+
+JS_HIDE_CHROME = """async () => {
+  const st = app.extensionManager.setting;
+  for (const [k, v] of [["Comfy.Minimap.Visible", false], ["Comfy.Graph.CanvasMenu", false],
+                        ["Comfy.Graph.CanvasInfo", false], ["Comfy.NodeBadge.NodeSourceBadgeMode", "None"]]) {
+    try { await st.set(k, v); } catch (e) { console.warn("setting", k, e); }
+  }
+  if (!app.extensionManager.focusMode) await app.extensionManager.command.execute("Workspace.ToggleFocusMode");
+  return !!app.extensionManager.focusMode;
+}"""
+
+# The saved view (serialize() stores the canvas view as extra.ds, restored on load): the whole graph in at most
+# 1500 px of width, clear of the top-left menus.
+JS_SET_SAVED_VIEW = """() => {
+  const T = LiteGraph.NODE_TITLE_HEIGHT;
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity;
+  for (const n of app.graph._nodes) {
+    x0 = Math.min(x0, n.pos[0]); y0 = Math.min(y0, n.pos[1] - T); x1 = Math.max(x1, n.pos[0] + n.size[0]);
+  }
+  const s = Math.round(Math.min(1, 1500 / (x1 - x0)) * 100) / 100;
+  app.canvas.ds.scale = s;
+  app.canvas.ds.offset = [Math.round(100 / s - x0), Math.round(130 / s - y0)];
+  return [app.canvas.ds.scale, app.canvas.ds.offset];
+}"""
+
+JS_SERIALIZE = "() => JSON.stringify(app.graph.serialize())"
+
+
+# --------------------------------------------------------------------------------------------------------------
+
+def _load_by_path(name: str, path: Path):
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def comfy_server_module():
+    # tests/conftest.py makes the repository importable as `scalewise` (fixtures_models.py needs it)
+    _load_by_path("scalewise_tests_conftest", REPO / "tests" / "conftest.py")
+    return _load_by_path("scalewise_ci_comfy_server", REPO / "tests" / "integration" / "comfy_server.py")
+
+
+def write_thumbnail(png: bytes, path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    if img.width > THUMB_MAX_WIDTH:
+        img = img.resize((THUMB_MAX_WIDTH, round(img.height * THUMB_MAX_WIDTH / img.width)), Image.LANCZOS)
+    img.save(path, "JPEG", quality=88, optimize=True)
+    return img.size
+
+
+def settle(page, frames: int = 3):
+    """Let the canvas and the DOM widgets catch up with the last change."""
+    page.evaluate("""(n) => new Promise((res) => { const f = (k) => k ? requestAnimationFrame(() => f(k - 1)) : res();
+                     f(n); })""", frames)
+    page.wait_for_timeout(150)
+
+
+def generate(page, name: str, client, object_info: dict, run: bool, log) -> None:
+    prompt, layout = build(name, lambda: client.graph_builder(prefix=""), object_info, log)
+    API_DIR.mkdir(parents=True, exist_ok=True)
+    (API_DIR / f"{name}.json").write_text(json.dumps(prompt, indent=2) + "\n")
+
+    count = page.evaluate(JS_LOAD_API, [prompt, f"{name}.json"])
+    assert count == len(prompt), f"{name}: loaded {count} nodes of {len(prompt)} (missing node types?)"
+    page.evaluate(JS_LAYOUT, layout)
+    overlaps = page.evaluate(JS_OVERLAPS)
+    assert not overlaps, f"{name}: overlapping nodes {overlaps}"
+
+    back = page.evaluate("async () => (await app.graphToPrompt()).output")
+    assert strip_meta(back) == strip_meta(prompt), f"{name}: UI -> API differs from the built API JSON: {back}"
+    page.evaluate(JS_SET_SAVED_VIEW)
+    ui_json = page.evaluate(JS_SERIALIZE)          # a string: written unchanged (spec §A10)
+    wf = json.loads(ui_json)
+    assert len(wf["nodes"]) == len(prompt)
+    (EXAMPLES_DIR / f"{name}.json").write_text(ui_json)
+
+    if run:
+        t0 = time.monotonic()
+        end = page.evaluate(JS_RUN)
+        assert end["type"] == "execution_success", f"{name}: {json.dumps(end)[:2000]}"
+        page.wait_for_function(JS_OUTPUT_IMAGES_READY, timeout=30000)
+        log(f"  ran in {time.monotonic() - t0:.1f} s")
+        overlaps = page.evaluate(JS_OVERLAPS)       # outputs may have grown a node
+        if overlaps:
+            log(f"  re-laying out after the run: {overlaps}")
+            page.evaluate(JS_LAYOUT, {**layout, "sizes": {}, "keepSizes": True})
+            overlaps = page.evaluate(JS_OVERLAPS)
+            assert not overlaps, f"{name}: overlapping nodes after the run {overlaps}"
+    clip = page.evaluate(JS_FIT, {"margin": 16, "maxScale": 1.25, "reserveTop": 48})
+    settle(page)
+    scale = clip.pop("scale")
+    png = page.screenshot(clip=clip)
+    w, h = write_thumbnail(png, EXAMPLES_DIR / f"{name}.jpg")
+    log(f"  {name}.json ({len(wf['nodes'])} nodes), {name}.jpg {w}x{h} (zoom {scale:.2f})")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", nargs="+", choices=list(EXAMPLES), help="examples to regenerate (default: all)")
+    ap.add_argument("--base", help="use this running server, e.g. http://127.0.0.1:8188 (needs the stand-ins)")
+    ap.add_argument("--no-run", action="store_true", help="do not execute the workflows")
+    ap.add_argument("--keep-server-log", action="store_true", help="print the server log path at the end")
+    args = ap.parse_args(argv)
+    names = args.only or list(EXAMPLES)
+
+    from playwright.sync_api import sync_playwright
+
+    cs = comfy_server_module()
+    if cs.comfy_dir() is None:
+        print("set COMFY_DIR to a ComfyUI tree, e.g. COMFY_DIR=$PWD/.comfy-ci/ComfyUI", file=sys.stderr)
+        return 2
+    t_start = time.monotonic()
+    server = None
+    if args.base:
+        port = int(args.base.rstrip("/").rsplit(":", 1)[1])
+        client = cs.ComfyClient(port, Path(os.devnull), Path(tempfile.gettempdir()))
+    else:
+        server = cs.ComfyServer(Path(tempfile.mkdtemp(prefix="scalewise_examples_")))
+        atexit.register(server.stop)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))     # runs the finally below: stops the server
+        client = server.start()
+        print(f"ComfyUI on {client.base} (ready in {client.startup_s:.1f} s)", flush=True)
+    EXAMPLES_DIR.mkdir(exist_ok=True)
+    problems = []
+    try:
+        if server is not None:
+            client.assert_pack_imported()
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            context = browser.new_context(viewport=VIEWPORT, device_scale_factor=2)
+            page = context.new_page()
+            errors = []
+            page.on("console", lambda m: m.type in ("error", "warning") and errors.append(f"console.{m.type}: {m.text}"))
+            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+            page.goto(client.base + "/", wait_until="domcontentloaded")
+            page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph && app.extensionManager",
+                                   timeout=60000)
+            if not page.evaluate(JS_HIDE_CHROME):
+                problems.append("focus mode did not turn on")
+            object_info = client.object_info()
+            for name in names:
+                print(name, flush=True)
+                generate(page, name, client, object_info, not args.no_run, print)
+            ours = [e for e in errors if "scalewise" in e.lower()]
+            if ours:
+                problems.extend(ours)
+            browser.close()
+    finally:
+        if server is not None:
+            if args.keep_server_log:
+                print("server log:", client.log_path)
+            server.stop()
+    print(f"done in {time.monotonic() - t_start:.1f} s: {len(names)} examples in {EXAMPLES_DIR}, API JSON in {API_DIR}")
+    for msg in problems:
+        print("PROBLEM:", msg, file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
