@@ -31,7 +31,8 @@ class ScaleProgressReporter:
         mm.throw_exception_if_processing_interrupted()
         frame = None
         if self.preview == "every scale" or (self.preview == "last 3 scales" and progress.k >= self.num_scales - 3):
-            frame = ("JPEG", _to_pil(progress.preview(max_images=1, low_res=True)), args.preview_size)
+            image = _to_pil(progress.preview(max_images=1, low_res=True))
+            frame = ("JPEG", image, min(args.preview_size, max(image.size)))  # never blown up to 512 px
         self.pbar.update_absolute(progress.k + 1, self.num_scales, frame)
 
 

@@ -152,7 +152,7 @@ def test_heatmap_scores_shown(app_page, comfy):
         arg=heat_ids, timeout=30000)
     views = app_page.evaluate("""(ids) => ids.map((id) => {
         const w = app.graph.getNodeById(id).widgets.find((w) => w.name === "scores_view");
-        return {value: w.value, readOnly: !!w.inputEl?.readOnly, serialize: w.serialize};
+        return {value: w.value, readOnly: !!(w.inputEl ?? w.element)?.readOnly, serialize: w.serialize};
     })""", heat_ids)
     for node_id, view in zip(heat_ids, views):
         text = view["value"]

@@ -1,7 +1,6 @@
 // Scale-wise Guidance: shows the evenness / divergence scores on the Guidance Heatmap node after it runs.
 // Plain widgets only (no canvas drawing), so it keeps working across frontend versions.
 import { app } from "../../../scripts/app.js";
-import { ComfyWidgets } from "../../../scripts/widgets.js";
 
 const HEATMAP = "ScalewiseGuidanceHeatmap";
 
@@ -39,10 +38,16 @@ app.registerExtension({
       }
       let widget = this.widgets?.find((w) => w.name === "scores_view");
       if (!widget) {
-        widget = ComfyWidgets.STRING(this, "scores_view", ["STRING", { multiline: true }], app).widget;
-        widget.options = { ...(widget.options ?? {}), serialize: false };
-        widget.serialize = false; // display only: never part of the saved workflow or the prompt
-        if (widget.inputEl) widget.inputEl.readOnly = true;
+        // A read-only DOM text area through the public node API; display only, never serialised.
+        const area = document.createElement("textarea");
+        area.readOnly = true;
+        area.style.cssText = "width:100%;min-height:4.5em;font:11px monospace;resize:none;";
+        widget = this.addDOMWidget("scores_view", "scalewise_scores", area, {
+          serialize: false,
+          getValue: () => area.value,
+          setValue: (v) => { area.value = v; },
+        });
+        widget.serialize = false;
       }
       widget.value = text;
       this.setDirtyCanvas?.(true, true);
