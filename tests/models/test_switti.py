@@ -198,3 +198,19 @@ def test_crop_vector_comes_from_the_stored_frequencies():
         model.transformer.crop_embed.weight.mul_(1.5)
     assert not torch.allclose(before, model.transformer.crop_vector())
     assert TINY_PN == model.patch_nums
+
+
+@pytest.mark.parametrize("autoregressive", [False, True])
+def test_every_guider_works_with_switti(autoregressive):
+    from scalewise.guidance import IGG, SSG
+    model = tiny_switti(autoregressive=autoregressive, seed=10)
+    text = random_text(batch=2)
+    guiders = [CFG(6.0, start_scale=1, stop_scale=3), IGG(6.0, stop_scale=3), SSG(0.2),
+               SSG(0.2, base=IGG(2.0, base=CFG(4.0, stop_scale=-1)))]
+    if autoregressive:
+        guiders.append(SoftCFG(base=CFG(6.0)))
+    plain = sample(model, None, text, top_k=1)
+    for guider in guiders:
+        out = sample(model, guider, text, top_k=1, trace=True, last_scale_temperature=0.1)
+        assert out.images.shape == (2, 3, 64, 64) and len(out.trace.magnitude) == 4, guider.describe()
+        assert any(not torch.equal(a, b) for a, b in zip(out.tokens, plain.tokens)), guider.describe()
