@@ -13,6 +13,17 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 VAE_FILE = "vae_ch160v4096z32.pth"
 
 
+def check_loader_inputs(folder: str, files: dict, dtype: str, hint: str):
+    """validate_inputs of the loaders: every file in models/<folder>, a known dtype (True or a message)."""
+    available = set(model_files(folder))
+    for label, name in files.items():
+        if name not in available:
+            return f"{label}: '{name}' is not in models/{folder} ({hint}, then refresh)"
+    if dtype != "auto" and dtype not in DTYPES:
+        return f"dtype: {dtype!r} is not one of auto, {', '.join(DTYPES)}"
+    return True
+
+
 def pick_dtype(choice: str, device) -> torch.dtype:
     if choice != "auto":
         return DTYPES[choice]
@@ -49,14 +60,8 @@ class VARLoader(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, var_name, vae_name, dtype):
-        files = set(model_files("var"))
-        for label, name in (("var_name", var_name), ("vae_name", vae_name)):
-            if name not in files:
-                return (f"{label}: '{name}' is not in models/var (put the official file there, e.g. var_d16.pth "
-                        f"and {VAE_FILE}, then refresh)")
-        if dtype != "auto" and dtype not in DTYPES:
-            return f"dtype: {dtype!r} is not one of auto, {', '.join(DTYPES)}"
-        return True
+        return check_loader_inputs("var", {"var_name": var_name, "vae_name": vae_name}, dtype,
+                                   f"put the official files there, e.g. var_d16.pth and {VAE_FILE}")
 
     @classmethod
     def execute(cls, var_name, vae_name, dtype) -> io.NodeOutput:

@@ -10,7 +10,7 @@ from comfy_api.latest import io
 
 from ..models import TextCondition, load_switti
 from .common import CondType, ModelType, full_path, model_files
-from .loaders import DTYPES, pick_dtype
+from .loaders import DTYPES, check_loader_inputs, pick_dtype
 
 EOS = 49407         # CLIP's end-of-text token; bigG pads with 0 after it
 CLIP_L_WIDTH = 768  # the context is [CLIP-L | bigG]; bigG's part holds the pooled vector
@@ -42,14 +42,9 @@ class SwittiLoader(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, switti_name, vae_name, dtype):
-        files = set(model_files("switti"))
-        for label, name in (("switti_name", switti_name), ("vae_name", vae_name)):
-            if name not in files:
-                return (f"{label}: '{name}' is not in models/switti (put each Hugging Face repo in its own folder, "
-                        "e.g. models/switti/Switti/model.safetensors, then refresh)")
-        if dtype != "auto" and dtype not in DTYPES:
-            return f"dtype: {dtype!r} is not one of auto, {', '.join(DTYPES)}"
-        return True
+        return check_loader_inputs("switti", {"switti_name": switti_name, "vae_name": vae_name}, dtype,
+                                   "keep each Hugging Face repo in its own folder, e.g. "
+                                   "models/switti/Switti/model.safetensors")
 
     @classmethod
     def execute(cls, switti_name, vae_name, dtype) -> io.NodeOutput:

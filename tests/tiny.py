@@ -6,11 +6,29 @@ import math
 import torch
 from safetensors.torch import save_file
 
+from scalewise.guidance import Guider, GuiderRuntime
 from scalewise.models import (SCHEDULES, VARConfig, VARTransformer, VQVAE, VQVAEConfig, var_official_state_dict,
                               vqvae_official_state_dict)
 from scalewise.models.var import VARModel
 
-TINY_PN = (1, 2, 3, 4)  # a 64 px schedule: fast, and still exercises every code path
+TINY_PN = (1, 2, 3, 4)
+
+
+class LogitRecorder(Guider):
+    """A do-nothing guider that keeps each scale's conditional logits (for equivalence tests)."""
+
+    kind, base = "recorder", None
+
+    def __init__(self):
+        self.logits = []
+
+    def runtime(self, info):
+        logits = self.logits
+
+        class Runtime(GuiderRuntime):
+            def observe(self, record):
+                logits.append(record.cond.clone())
+        return Runtime()  # a 64 px schedule: fast, and still exercises every code path
 
 
 def var_config(depth=2, heads=2, patch_nums=SCHEDULES[256], shared_adaln=False, num_classes=1000):

@@ -5,12 +5,11 @@ import pathlib
 import pytest
 import torch
 
-from scalewise.guidance import CFG, GuiderRuntime, SoftCFG, sample
-from scalewise.guidance.base import Guider
+from scalewise.guidance import CFG, SoftCFG, sample
 from scalewise.models import (CheckpointError, SCHEDULES, SwittiConfig, TextCondition, load_switti,
                               switti_official_state_dict, var_official_state_dict, vqvae_official_state_dict)
 from scalewise.models.switti import SwittiTransformer, rope_table
-from tiny import TINY_PN, random_text, save, tiny_model, tiny_switti
+from tiny import TINY_PN, LogitRecorder, random_text, save, tiny_model, tiny_switti
 
 KEYS = pathlib.Path(__file__).parent.parent / "data" / "keys" / "switti_keys.txt"
 
@@ -50,26 +49,11 @@ def test_rope_check_value():
     assert torch.allclose(table[0], torch.ones(32, dtype=table.dtype))
 
 
-class _Recorder(Guider):
-    kind, base = "recorder", None
-
-    def __init__(self):
-        self.logits = []
-
-    def runtime(self, info):
-        rec = self
-
-        class R(GuiderRuntime):
-            def observe(self, record):
-                rec.logits.append(record.cond.clone())
-        return R()
-
-
 @pytest.mark.parametrize("autoregressive", [False, True])
 def test_scale_by_scale_logits_equal_masked_full_sequence(autoregressive):
     model = tiny_switti(autoregressive=autoregressive, seed=2)
     text = random_text()
-    rec = _Recorder()
+    rec = LogitRecorder()
     out = sample(model, rec, text, top_k=50, top_p=0.9, seed=4)
     inputs = model.vae.quantize.teacher_forcing_inputs(out.tokens, model.patch_nums)
     full = model.transformer.forward_teacher(TextCondition(text.hidden, text.pooled, text.mask), inputs)

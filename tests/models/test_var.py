@@ -3,12 +3,11 @@ import pathlib
 import pytest
 import torch
 
-from scalewise.guidance import CFG, GuiderRuntime, sample
-from scalewise.guidance.base import Guider
+from scalewise.guidance import CFG, sample
 from scalewise.models import SCHEDULES, VARConfig, var_official_state_dict, vqvae_official_state_dict
 from scalewise.models.loaders import build_var_transformer, build_vqvae
 from scalewise.models import VQVAEConfig
-from tiny import TINY_PN, tiny_model
+from tiny import TINY_PN, LogitRecorder, tiny_model
 
 KEYS = pathlib.Path(__file__).parent.parent / "data" / "keys"
 
@@ -53,26 +52,10 @@ def test_d30_parameter_count():
     assert sum(p.numel() for p in build_var_transformer(cfg, "meta").parameters()) == 2_010_020_356
 
 
-class _Recorder(Guider):
-    kind = "recorder"
-    base = None
-
-    def __init__(self):
-        self.logits = []
-
-    def runtime(self, info):
-        rec = self
-
-        class R(GuiderRuntime):
-            def observe(self, record):
-                rec.logits.append(record.cond.clone())
-        return R()
-
-
 @pytest.mark.parametrize("shared,patch_nums", [(False, TINY_PN), (True, TINY_PN), (False, SCHEDULES[256])])
 def test_cached_logits_equal_teacher_forcing(shared, patch_nums):
     model = tiny_model(patch_nums=patch_nums, shared_adaln=shared, seed=3)
-    rec = _Recorder()
+    rec = LogitRecorder()
     out = sample(model, rec, [5, 17], seed=1, top_k=50, top_p=0.9)
     inputs = model.vae.quantize.teacher_forcing_inputs(out.tokens, patch_nums)
     full = model.transformer.forward_teacher(torch.tensor([5, 17]), inputs)
