@@ -17,6 +17,10 @@ OFFICIAL_VAR, OFFICIAL_VAE = "var_d16.pth", "vae_ch160v4096z32.pth"
 # Switti: one folder per Hugging Face repo, as users keep them (every Hub file is model.safetensors).
 SWITTI, SWITTI_AR, SWITTI_VAE = "Switti/model.safetensors", "Switti-AR/model.safetensors", \
     "VQVAE-Switti/model.safetensors"
+# A fast stand-in under the official Switti-1024 folder name, for the switti_1024 example workflow: the same tiny
+# (1, 2, 3, 4) schedule as the others and no "reso" in its config.json, *not* the 1024 px schedule (the 1024 layout
+# itself is covered by the unit tests). The example's end_scale 11 then lies beyond its 4 scales: CFG never turns off.
+SWITTI_1024 = "Switti-1024/model.safetensors"
 CLIP_L, CLIP_G = "clip_l.safetensors", "clip_g.safetensors"
 
 
@@ -36,7 +40,7 @@ def write_tiny_models(models_dir):
 
 
 def write_tiny_switti(folder):
-    for name, ar in ((SWITTI, False), (SWITTI_AR, True)):
+    for name, ar in ((SWITTI, False), (SWITTI_AR, True), (SWITTI_1024, False)):
         model = tiny_switti(autoregressive=ar, seed=21)
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)

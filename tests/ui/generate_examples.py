@@ -13,9 +13,11 @@ For every example below this script
    the heat-map scores are visible, then
 5. screenshots the graph (UI chrome hidden by focus mode) and writes ``example_workflows/<name>.jpg``.
 
-The example files name the official checkpoints (``var_d16.pth``, ``vae_ch160v4096z32.pth``); the script starts
-its own ComfyUI test server (tests/integration/comfy_server.py) whose models/var folder holds tiny random
-stand-ins under those names, so it needs no real weights and runs on CPU (80-170 s on 2 busy cores). The images in the
+The example files name the official checkpoints (``var_d16.pth``, ``vae_ch160v4096z32.pth``; Switti's
+``Switti/model.safetensors``, ``Switti-1024/model.safetensors``, ``VQVAE-Switti/model.safetensors`` with ComfyUI's
+``clip_l.safetensors`` + ``clip_g.safetensors``); the script starts its own ComfyUI test server
+(tests/integration/comfy_server.py) whose models folders hold tiny random stand-ins under those names (full-size
+random CLIP files), so it needs no real weights and runs on CPU (80-170 s on 2 busy cores). The images in the
 thumbnails are therefore noise from random weights: the thumbnails show the graph, not image quality.
 
 Run from the repository root with the ComfyUI venv's interpreter (it has playwright; Chromium is Debian's):
@@ -53,6 +55,11 @@ THUMB_MAX_WIDTH = 1200
 # The official file names; the test server holds tiny random stand-ins under them (fixtures_models.py).
 VAR_FILE, VAE_FILE = "var_d16.pth", "vae_ch160v4096z32.pth"
 CLASSES = {207: "207: golden retriever", 980: "980: volcano", 88: "88: macaw"}
+# Switti: one folder per Hugging Face repo (models/switti/<repo>/model.safetensors) and ComfyUI's SDXL CLIP files.
+SWITTI_FILES = {512: "Switti/model.safetensors", 1024: "Switti-1024/model.safetensors"}
+SWITTI_VAE_FILE = "VQVAE-Switti/model.safetensors"
+CLIP_L_FILE, CLIP_G_FILE = "clip_l.safetensors", "clip_g.safetensors"
+SWITTI_PROMPT = "a cute red panda sitting on a mossy rock, soft morning light, highly detailed photograph"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -183,8 +190,41 @@ def var_cfg_vs_igg_heatmap(g):
             "titles": titles}
 
 
+def _switti(g, reso, start_scale, end_scale):
+    """Switti text-to-image with the official settings (switti.md §5.1): cfg 6 on the linear ramp, top_k 400,
+    top_p 0.95, Gumbel smoothing from scale 2, temperature 0.1 once CFG has stopped, seed 59. The guided window
+    differs: the 512 notebook guides scales 2-7 (turn_on 2, turn_off 8), the README 1024 example scales 0-10."""
+    clip = g.node("DualCLIPLoader", clip_name1=CLIP_L_FILE, clip_name2=CLIP_G_FILE, type="sdxl",
+                  device="default")
+    text = g.node("ScalewiseSwittiTextEncode", clip=clip.out(0), positive=SWITTI_PROMPT, negative="")
+    model = g.node("ScalewiseSwittiLoader", switti_name=SWITTI_FILES[reso], vae_name=SWITTI_VAE_FILE, dtype="auto")
+    cfg = g.node("ScalewiseCFGGuider", cfg=6.0, schedule="linear", start_scale=start_scale, end_scale=end_scale,
+                 power=1.0)
+    sampler = g.node("ScalewiseSampler", model=model.out(0), conditioning=text.out(0), guider=cfg.out(0), seed=59,
+                     batch_size=1, top_k=400, top_p=0.95, more_smooth=True, preview="every scale",
+                     smooth_start_scale=2, last_scale_temperature=0.1)
+    save = _save(g, sampler, f"scalewise/switti_{reso}")
+    # model, prompt and guider stacked in the sampler's input order, the CLIP loader beside the prompt: every link
+    # runs left to right without crossing another link or a node
+    return {"columns": [[clip.id], [model.id, text.id, cfg.id], [sampler.id], [save.id]],
+            "align": {clip.id: text.id},
+            "sizes": {clip.id: [340, 0], text.id: [420, 220], model.id: [420, 0], cfg.id: [420, 0],
+                      save.id: SAVE_SIZE},
+            "titles": {cfg.id: f"Scale-wise CFG Guider (Switti {reso})"}}
+
+
+def switti_512(g):
+    """The official notebook settings for the 512 px Switti."""
+    return _switti(g, 512, start_scale=2, end_scale=8)
+
+
+def switti_1024(g):
+    """The README settings for Switti-1024."""
+    return _switti(g, 1024, start_scale=0, end_scale=11)
+
+
 EXAMPLES = {f.__name__: f for f in (var_cfg, var_igg, var_softcfg, var_ssg, var_ssg_over_igg,
-                                     var_cfg_vs_igg_heatmap)}
+                                     var_cfg_vs_igg_heatmap, switti_512, switti_1024)}
 
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
