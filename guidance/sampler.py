@@ -83,26 +83,27 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
             cond, uncond = logits[:batch], (logits[batch:] if rows > batch else None)
             combined = run.combine(k, cond, uncond)
             guided = run.postprocess(k, combined)
+            logits = guided  # what the tokens are drawn from
             if last_scale_temperature is not None and k >= run.guidance_end:
-                guided = guided / last_scale_temperature
+                logits = guided / last_scale_temperature
 
             ratio = ramp(k, num_scales)
             smooth = more_smooth and k >= smooth_start_scale
             if smooth and model.smooth_style == "switti" and k < run.guidance_end:
-                probs = smooth_probabilities(guided, ratio, generators)  # no draw, no filtering
+                probs = smooth_probabilities(logits, ratio, generators)  # no draw, no filtering
                 idx = probs.argmax(-1)  # recorded only: the mixture, not this code, feeds the model
                 h = probs @ codebook
             else:
-                filtered = filter_logits_(guided.clone(), top_k, top_p)
+                filtered = filter_logits_(logits.clone(), top_k, top_p)
                 idx = draw_tokens(filtered, generators)
                 if smooth and model.smooth_style == "var":
                     h = smooth_probabilities(filtered, ratio, generators) @ codebook
                 else:
                     h = codebook[idx]
             tokens.append(idx.view(batch, pn, pn))
-            run.observe(ScaleRecord(k, pn, cond, uncond, guided, idx))
+            run.observe(ScaleRecord(k, pn, cond, uncond, logits, idx))
             if record is not None:
-                _record(record, k, pn, cond, uncond, combined, guided, idx)
+                _record(record, k, pn, cond, uncond, combined, guided, logits, idx)
 
             h = h.transpose(1, 2).reshape(batch, -1, pn, pn).contiguous()
             fhat += vae.quantize.scale_contribution(k, patch_nums, h)
@@ -116,13 +117,14 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
     return SampleOutput(vae.fhat_to_image(fhat), tokens, record)
 
 
-def _record(trace: GuidanceTrace, k, pn, cond, uncond, combined, guided, idx):
+def _record(trace: GuidanceTrace, k, pn, cond, uncond, combined, guided, logits, idx):
     """Guidance magnitude: against l_u before post-processing where the uncond branch ran, else the
-    post-processing's own push against l_c (SSG alone, unguided scales)."""
+    post-processing's own push against l_c (SSG alone, unguided scales), before any temperature.
+    Confidence: the drawn token's probability under the distribution it was drawn from."""
     magnitude = guidance_magnitude(combined, uncond) if uncond is not None else guidance_magnitude(guided, cond)
     shape = (cond.shape[0], pn, pn)
     trace.magnitude.append(magnitude.view(shape).cpu())
-    trace.confidence.append(sampled_confidence(guided, idx).view(shape).cpu())
+    trace.confidence.append(sampled_confidence(logits, idx).view(shape).cpu())
     trace.guided.append(uncond is not None)
 
 

@@ -53,3 +53,13 @@ def test_select_one_image():
     out = sample(tiny_model(seed=9), CFG(2.0), [4, 5, 6], top_k=1, trace=True)
     one = out.trace.select(1)
     assert one.batch_size == 1 and torch.equal(one.magnitude[3][0], out.trace.magnitude[3][1])
+
+
+def test_temperature_does_not_count_as_guidance():
+    """The last-scale temperature sharpens the draw but is no guidance: unguided scales measure 0."""
+    model = tiny_model(seed=9)
+    out = sample(model, CFG(2.0, stop_scale=2), [4], top_k=1, trace=True, last_scale_temperature=0.1)
+    assert out.trace.guided == [True, True, False, False]
+    assert out.trace.magnitude[2].max() == 0 and out.trace.magnitude[3].max() == 0
+    plain = sample(model, CFG(2.0, stop_scale=2), [4], top_k=1, trace=True)
+    assert out.trace.confidence[3].mean() > plain.trace.confidence[3].mean()  # drawn from the sharpened one
