@@ -27,8 +27,9 @@ class KVCache:
         self.length += n
 
     def keep_rows(self, rows: slice):
-        self.keys = [t[rows] for t in self.keys]
-        self.values = [t[rows] for t in self.values]
+        """Keep only these rows; copied so the dropped rows' memory is released."""
+        self.keys = [t[rows].clone() for t in self.keys]
+        self.values = [t[rows].clone() for t in self.values]
 
     def release(self):
         self.keys, self.values, self.length = [], [], 0
