@@ -92,7 +92,9 @@ class Sampler(io.ComfyNode):
             raise ValueError(f"this {net.family.upper()} model needs conditioning from the {node} node, got "
                              f"{type(conditioning).__name__}")
         cond = list(conditioning.ids) if net.family == "var" else conditioning
-        mm.load_models_gpu([model], memory_required=net.memory_estimate(batch_size, guider is not None))
+        # plain torch layers cannot run partially offloaded: load the whole model or let ComfyUI free room
+        mm.load_models_gpu([model], memory_required=net.memory_estimate(batch_size, guider is not None),
+                           force_full_load=True)
         reporter = ScaleProgressReporter(len(net.patch_nums), preview)
         temperature = None if last_scale_temperature == 1.0 else last_scale_temperature
         try:
