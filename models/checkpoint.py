@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import struct
 import zipfile
 
@@ -55,8 +56,12 @@ def _read_safetensors(path: str) -> dict[str, torch.Tensor]:
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         (header_len,) = struct.unpack("<Q", f.read(8))
+        raw = f.read(header_len)
+        if len(raw) < header_len:
+            raise CheckpointError(f"{path}: truncated .safetensors file: {size:,} bytes, the header alone promises "
+                                  f"{8 + header_len:,} (an incomplete download?)")
         try:
-            header = json.loads(f.read(header_len))
+            header = json.loads(raw)
         except ValueError as e:
             raise CheckpointError(f"{path}: damaged .safetensors header ({e})") from None
     ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
@@ -75,8 +80,10 @@ def _read_pickle(path: str) -> dict:
         with open(path, "rb") as f:  # a file object: torch.load must not dispatch on the extension
             obj = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL (\S+)", str(e))  # what the pickle wanted to call, e.g. builtins.exec
+        detail = f"it refers to {found.group(1)}" if found else re.sub(r"\x1b\[[0-9;]*m", "", str(e).splitlines()[0])
         raise CheckpointError(
-            f"{path}: refused to load: the pickle contains objects other than tensors ({str(e).splitlines()[0]}). "
+            f"{path}: refused to load: the pickle contains objects other than tensors ({detail}). "
             "Only plain state dicts are accepted, because a pickle can run code; convert the file to "
             ".safetensors with a tool you trust") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:

@@ -43,7 +43,9 @@ def _patch_nums_from(sd: dict) -> tuple[int, ...]:
     for pns in SCHEDULES.values():
         if sum(p * p for p in pns) == seq_len:
             return pns
-    raise CheckpointError(f"sequence length {seq_len} matches no known scale schedule")
+    trained = ", ".join(f"{reso} px = {sum(p * p for p in pns)}" for reso, pns in SCHEDULES.items())
+    raise CheckpointError(f"sequence length {seq_len} (pos_1LC) matches no trained scale schedule ({trained} "
+                          "tokens) and the file has no usable lvl_1L buffer to read its own schedule from")
 
 
 def infer_var_config(sd: dict) -> VARConfig:

@@ -72,6 +72,16 @@ def encode_prompt(clip, text: str) -> tuple[TextCondition, bool]:
     valid = ids.index(EOS) + 1 if EOS in ids else len(ids)
     mask = torch.arange(hidden.shape[1]) < valid
     hidden = hidden.float().cpu()
+    for name, other, part in (("clip_l", "clip_g", hidden[..., :CLIP_L_WIDTH]),
+                              ("clip_g", "clip_l", hidden[..., CLIP_L_WIDTH:])):
+        # An encoder whose file was never loaded (DualCLIPLoader given two clip_l or two clip_g files) keeps
+        # uninitialised weights: NaN, or the same vector at every token. Real features are neither.
+        finite = bool(torch.isfinite(part).all())
+        if not finite or bool((part == part[:, :1]).all()):
+            raise ValueError(f"clip: the {name} encoder of this CLIP gives {'constant' if finite else 'NaN/inf'} "
+                             f"features: its weights are missing (two {other} files in DualCLIPLoader?) or damaged. "
+                             "Switti needs clip_l.safetensors and clip_g.safetensors, one of each, through "
+                             "DualCLIPLoader, type sdxl")
     pooled = hidden[:, valid - 1, CLIP_L_WIDTH:]
     return TextCondition(hidden, pooled, mask[None]), truncated
 
