@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 PACK_FOLDER = "comfyui-scalewise-guidance"       # the folder name a registry install would use
 PACK_DIR = Path(os.environ.get("PACK_DIR") or REPO).resolve()
+NET_GUARD_DIR = HERE / "netguard"             # holds sitecustomize.py, put on the server's PYTHONPATH
 END_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
 
 
@@ -128,6 +129,8 @@ class ComfyClient:
         self.output_dir = work / "output"
         self.pack_folder = PACK_FOLDER
         self.startup_s = None
+        self.pid = None                      # the server process (for /proc/<pid>/status in endurance tests)
+        self.net_guard_log = work / "net_attempts.jsonl"   # written by tests/integration/netguard/sitecustomize.py
 
     # --- HTTP ---
     def request(self, path: str, payload=None, timeout: float = 30) -> bytes:
@@ -185,6 +188,17 @@ class ComfyClient:
 
     def ws(self, client_id: str | None = None) -> WsCollector:
         return WsCollector(self.port, client_id)
+
+    # --- process ---
+    def memory_mib(self) -> dict:
+        """The server's resident memory now (rss) and its peak so far (hwm), in MiB, from /proc/<pid>/status
+        (Linux; psutil is not needed)."""
+        fields = {}
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0]) / 1024          # kB -> MiB
+        return {"rss": fields["VmRSS"], "hwm": fields["VmHWM"]}
 
     # --- log ---
     def log(self) -> str:
@@ -280,13 +294,17 @@ class ComfyServer:
                # own database: a second server (e.g. comfy_ci.sh start) must not share ComfyUI/user/comfyui.db
                "--database-url", f"sqlite:///{w / 'comfyui.db'}",
                *shlex.split(os.environ.get("COMFY_EXTRA_ARGS", ""))]
+        # Outbound-network guard (tests/integration/netguard): the server's interpreter loads it as sitecustomize,
+        # refuses every non-loopback connection and records the attempt with its stack (test_no_network.py).
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "SCALEWISE_NET_GUARD_LOG": str(w / "net_attempts.jsonl"),
+               "PYTHONPATH": os.pathsep.join(p for p in (str(NET_GUARD_DIR), os.environ.get("PYTHONPATH")) if p)}
         t0 = time.monotonic()
         with open(log_path, "w") as log:
             # own session = own process group, so stop() can signal exactly the server and its children
             self.proc = subprocess.Popen(cmd, cwd=cdir, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                         stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         client = ComfyClient(port, log_path, w)
+        client.pid = self.proc.pid
         while True:
             try:
                 client.request("/system_stats", timeout=2)     # answers only after all nodes are loaded

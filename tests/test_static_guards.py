@@ -1,0 +1,91 @@
+"""Issue 6, static guard: the pack's shipped code (everything but tests/) contains no eval/exec, no shell or
+subprocess call (so no run-time pip), no network module and no unsafe deserialisation; its web extension talks to no
+other host. Complements ruff's S rules ([tool.ruff] in pyproject.toml, run by .ci/run), which cover eval/exec and
+pickle but not imports of network or process modules. The runtime counterpart is
+tests/integration/test_no_network.py (a full workflow with outbound connections refused)."""
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SKIP_DIRS = {"tests", "artifacts", "build", "dist", "node_modules", "__pycache__"}
+FORBIDDEN_MODULES = {
+    "socket", "ssl", "urllib", "urllib2", "urllib3", "http", "requests", "httpx", "aiohttp", "websocket", "websockets",
+    "ftplib", "smtplib", "telnetlib", "xmlrpc", "huggingface_hub", "subprocess", "pip", "ensurepip", "pty",
+    "multiprocessing", "marshal", "shelve", "dill", "cloudpickle", "yaml"}
+FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__", "breakpoint", "os.system", "os.popen", "os.execv",
+                   "os.execl", "os.execvp", "os.spawnl", "os.spawnv", "os.startfile", "pickle.load", "pickle.loads",
+                   "importlib.import_module"}
+
+
+def pack_files(suffix: str) -> list[Path]:
+    out = []
+    for path in sorted(REPO.rglob(f"*{suffix}")):
+        parts = path.relative_to(REPO).parts
+        if any(p.startswith(".") or p in SKIP_DIRS for p in parts[:-1]):
+            continue
+        out.append(path)
+    return out
+
+
+def _dotted(node) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    return ""
+
+
+def violations(source: str) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""] if node.level == 0 else []
+        else:
+            names = []
+        for name in names:
+            if name.split(".")[0] in FORBIDDEN_MODULES:
+                found.append(f"line {node.lineno}: import {name}")
+        if isinstance(node, ast.Call):
+            name = _dotted(node.func)
+            if name in FORBIDDEN_CALLS:
+                found.append(f"line {node.lineno}: {name}()")
+            if name.endswith("torch.load"):
+                safe = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+                           for k in node.keywords)
+                if not safe:
+                    found.append(f"line {node.lineno}: torch.load without weights_only=True")
+    return found
+
+
+PY_FILES = pack_files(".py")
+
+
+def test_the_scan_sees_the_pack():
+    names = {p.relative_to(REPO).as_posix() for p in PY_FILES}
+    assert {"__init__.py", "nodes/sampler.py", "models/checkpoint.py", "guidance/sampler.py"} <= names
+    assert not any(n.startswith("tests/") for n in names)
+
+
+@pytest.mark.parametrize("path", PY_FILES, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_no_exec_process_network_or_unsafe_load(path):
+    assert violations(path.read_text(encoding="utf-8")) == []
+
+
+def test_the_scanner_catches_what_it_should():
+    bad = ("import subprocess\nfrom urllib.request import urlopen\nimport socket as s\nimport os, torch\n"
+           "eval('1')\nexec('x = 1')\nos.system('pip install x')\ntorch.load('f.pth')\n"
+           "torch.load('f.pth', weights_only=False)\n")
+    assert len(violations(bad)) == 8
+    assert violations("import torch\ntorch.load(f, map_location='cpu', weights_only=True)\n") == []
+
+
+@pytest.mark.parametrize("path", pack_files(".js"), ids=lambda p: p.relative_to(REPO).as_posix())
+def test_web_extension_talks_to_no_other_host(path):
+    text = path.read_text(encoding="utf-8")
+    assert not re.search(r"\b(?:https?|wss?)://", text), "absolute URL in the web extension"
+    assert not re.search(r"\beval\s*\(|new\s+Function\s*\(|XMLHttpRequest|\bfetch\s*\(", text)
