@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .kv_cache import KVCache
-from .vqvae import VQVAE
+from .pair import TransformerWithVAE
 
 EPS = 1e-6
 CROP_CONDITION = (512.0, 512.0, 0.0, 0.0)  # the official pipeline's [orig_h, orig_w, top, left], also at 1024 px
@@ -340,43 +340,15 @@ class SwittiState:
             self.cache.release()
 
 
-class SwittiModel(nn.Module):
+class SwittiModel(TransformerWithVAE):
     """A Switti transformer with its VQ-VAE (VQVAE-Switti), driven by the scale-wise sampler."""
 
     family = "switti"
     smooth_style = "switti"  # Gumbel smoothing replaces the token draw (no top-k/top-p), while guided
 
-    def __init__(self, transformer: SwittiTransformer, vae: VQVAE):
-        super().__init__()
-        self.transformer, self.vae = transformer, vae
-
-    @property
-    def config(self) -> SwittiConfig:
-        return self.transformer.config
-
     @property
     def autoregressive(self) -> bool:
         return self.config.autoregressive
-
-    @property
-    def patch_nums(self):
-        return self.config.patch_nums
-
-    @property
-    def vocab_size(self) -> int:
-        return self.config.vocab_size
-
-    @property
-    def image_size(self) -> int:
-        return self.patch_nums[-1] * self.vae.config.downsample
-
-    @property
-    def dtype(self):
-        return self.transformer.head.weight.dtype
-
-    @property
-    def weight_device(self):
-        return self.transformer.head.weight.device
 
     def prepare_condition(self, conditioning, batch_size: int | None) -> TextCondition:
         if not isinstance(conditioning, TextCondition):
@@ -396,13 +368,9 @@ class SwittiModel(nn.Module):
     def batch_size(self, prepared: TextCondition) -> int:
         return prepared.batch
 
-    def memory_estimate(self, batch: int, guided: bool = True) -> int:
-        cfg, rows = self.config, batch * (2 if guided else 1)
-        itemsize = torch.finfo(self.dtype).bits // 8
-        kv = 2 * rows * (cfg.seq_len if cfg.autoregressive else 77) * cfg.width * cfg.depth * itemsize
-        logits = 6 * rows * cfg.patch_nums[-1] ** 2 * cfg.vocab_size * 4
-        decode = 8 * batch * self.vae.config.ch * self.vae.config.ch_mult[0] * self.image_size ** 2 * itemsize
-        return kv + logits + decode
+    def cached_positions(self) -> int:
+        # Switti-AR caches every scale; Switti keeps only the text keys (77) and one scale at a time
+        return self.config.seq_len if self.config.autoregressive else 77 + self.patch_nums[-1] ** 2
 
     def start(self, text: TextCondition, with_uncond: bool) -> SwittiState:
         batch = text.batch

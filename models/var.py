@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .kv_cache import KVCache
-from .vqvae import VQVAE
+from .pair import TransformerWithVAE
 
 SCHEDULES = {
     256: (1, 2, 3, 4, 5, 6, 8, 10, 13, 16),
@@ -235,45 +235,16 @@ class VARState:
         self.cache.release()
 
 
-class VARModel(nn.Module):
+class VARModel(TransformerWithVAE):
     """A VAR transformer paired with its VQ-VAE: what the sampler drives and ComfyUI manages."""
 
     family = "var"
     autoregressive = True
     smooth_style = "var"  # Gumbel smoothing after the token draw, on the filtered logits
 
-    def __init__(self, transformer: VARTransformer, vae: VQVAE):
-        super().__init__()
-        self.transformer, self.vae = transformer, vae
-
-    @property
-    def config(self) -> VARConfig:
-        return self.transformer.config
-
-    @property
-    def patch_nums(self) -> tuple[int, ...]:
-        return self.config.patch_nums
-
-    @property
-    def vocab_size(self) -> int:
-        return self.config.vocab_size
-
     @property
     def num_classes(self) -> int:
         return self.config.num_classes
-
-    @property
-    def image_size(self) -> int:
-        return self.patch_nums[-1] * self.vae.config.downsample
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.transformer.head.weight.dtype
-
-    @property
-    def weight_device(self) -> torch.device:
-        # not `device`: ComfyUI's ModelPatcher assigns that attribute itself
-        return self.transformer.head.weight.device
 
     def prepare_condition(self, conditioning, batch_size: int | None) -> torch.Tensor:
         """Class ids [B]: image i gets conditioning[i % len]; `num_classes` is the null class."""
@@ -300,17 +271,6 @@ class VARModel(nn.Module):
 
     def batch_size(self, labels: torch.Tensor) -> int:
         return labels.shape[0]
-
-    def memory_estimate(self, batch: int, guided: bool = True) -> int:
-        """Bytes a generation needs beyond the weights: KV cache, last-scale logits (with the copies that
-        guidance and filtering make) and the VQ-VAE decoder's largest activations."""
-        cfg, rows = self.config, batch * (2 if guided else 1)
-        itemsize = torch.finfo(self.dtype).bits // 8
-        kv = 2 * rows * cfg.seq_len * cfg.width * cfg.depth * itemsize
-        logits = 6 * rows * cfg.patch_nums[-1] ** 2 * cfg.vocab_size * 4
-        side = self.image_size
-        decode = 8 * batch * self.vae.config.ch * self.vae.config.ch_mult[0] * side * side * itemsize
-        return kv + logits + decode
 
     def start(self, labels: torch.Tensor, with_uncond: bool) -> VARState:
         """Begin a generation for class ids [B]; the null class rows follow when `with_uncond`."""
