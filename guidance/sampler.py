@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from .base import Guider, RunInfo, ScaleRecord
-from .sampling import check_sampling_args, draw_tokens, filter_logits_, make_generators, smooth_probabilities
+from .sampling import (check_probabilities, check_sampling_args, draw_tokens, filter_logits_, invalid_probabilities,
+                       make_generators, smooth_probabilities)
 from .schedules import ramp
 from .stack import GuidanceRun
 from .trace import GuidanceTrace, guidance_magnitude, sampled_confidence
@@ -73,6 +74,7 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
     record = GuidanceTrace(tuple(patch_nums), model.image_size,
                            guider.describe() if guider else "unguided") if trace else None
     state = model.start(prepared, with_uncond=bool(run.uncond_scales))
+    invalid = None  # device-side flag of the draws' validity, read once at the end (no per-scale sync)
     try:
         for k, pn in enumerate(patch_nums):
             state.set_uncond(k in run.uncond_scales)
@@ -95,6 +97,8 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
                 h = probs @ codebook
             else:
                 filtered = filter_logits_(logits.clone(), top_k, top_p)
+                bad = invalid_probabilities(filtered)
+                invalid = bad if invalid is None else invalid | bad
                 idx = draw_tokens(filtered, generators)
                 if smooth and model.smooth_style == "var":
                     h = smooth_probabilities(filtered, ratio, generators) @ codebook
@@ -104,6 +108,9 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
             run.observe(ScaleRecord(k, pn, cond, uncond, logits, idx))
             if record is not None:
                 _record(record, k, pn, cond, uncond, combined, guided, logits, idx)
+            # Release this scale's [rows, n, V] logits now, not when the next scale overwrites the
+            # names: otherwise they stay alive through the next forward pass and the final decode.
+            logits = cond = uncond = combined = guided = probs = filtered = None
 
             h = h.transpose(1, 2).reshape(batch, -1, pn, pn).contiguous()
             fhat += vae.quantize.scale_contribution(k, patch_nums, h)
@@ -114,6 +121,10 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
                 callback(ScaleProgress(k, num_scales, fhat, model))
     finally:
         state.close()
+    check_probabilities(invalid)
+    if record is not None:  # device -> host copies once, after the last scale
+        record.magnitude = [m.cpu() for m in record.magnitude]
+        record.confidence = [c.cpu() for c in record.confidence]
     return SampleOutput(vae.fhat_to_image(fhat), tokens, record)
 
 
@@ -123,8 +134,8 @@ def _record(trace: GuidanceTrace, k, pn, cond, uncond, combined, guided, logits,
     Confidence: the drawn token's probability under the distribution it was drawn from."""
     magnitude = guidance_magnitude(combined, uncond) if uncond is not None else guidance_magnitude(guided, cond)
     shape = (cond.shape[0], pn, pn)
-    trace.magnitude.append(magnitude.view(shape).cpu())
-    trace.confidence.append(sampled_confidence(logits, idx).view(shape).cpu())
+    trace.magnitude.append(magnitude.view(shape))  # moved to the host after the run (no per-scale sync)
+    trace.confidence.append(sampled_confidence(logits, idx).view(shape))
     trace.guided.append(uncond is not None)
 
 

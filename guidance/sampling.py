@@ -1,4 +1,7 @@
-"""Token drawing: top-k / top-p filtering, per-image random streams, VAR's Gumbel smoothing."""
+"""Token drawing: top-k / top-p filtering, per-image random streams, VAR's Gumbel smoothing.
+
+Nothing here reads a tensor value on the host, so a GPU run never waits for the device per scale.
+"""
 from __future__ import annotations
 
 import torch
@@ -7,15 +10,50 @@ import torch
 def filter_logits_(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0) -> torch.Tensor:
     """In place: -inf below the k-th largest logit (ties kept), then outside the top-p nucleus
     (ascending cumulative softmax, the largest entry always kept). 0 disables either filter."""
+    vocab = logits.shape[-1]
+    if top_k > 0 and top_p > 0 and top_k < vocab and logits.device.type != "cpu":
+        # The sort-free path wins where sorting is the cost (GPUs); on the CPU its dozen extra
+        # full-row passes cost more than the sort saves (measured: 1.5x slower at 4096 codes).
+        return top_k_top_p_sort_free_(logits, top_k, top_p)
     if top_k > 0:
-        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1, sorted=False).values.amin(-1, keepdim=True)
+        kth = logits.topk(min(top_k, vocab), dim=-1, sorted=False).values.amin(-1, keepdim=True)
         logits.masked_fill_(logits < kth, float("-inf"))
     if top_p > 0:
         sorted_logits, order = logits.sort(dim=-1, descending=False)
-        drop = sorted_logits.softmax(-1).cumsum(-1) <= 1 - top_p
-        drop[..., -1] = False
+        drop = _nucleus_drop(sorted_logits, top_p)
         logits.masked_fill_(drop.scatter(-1, order, drop), float("-inf"))
     return logits
+
+
+def _nucleus_drop(ascending: torch.Tensor, top_p: float) -> torch.Tensor:
+    drop = ascending.softmax(-1).cumsum(-1) <= 1 - top_p
+    drop[..., -1] = False
+    return drop
+
+
+def top_k_top_p_sort_free_(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Both filters without sorting the vocabulary: one sorted top-k replaces the full sort.
+
+    After top-k the ascending sort of the full row is (-inf x (V - n), kth x (n - k), the top-k
+    ascending), n = entries >= kth (ties kept). That vector is rebuilt exactly, so its softmax and
+    cumulative sum, and hence how many entries are dropped, are bit for bit those of the full sort.
+    The dropped entries are the D smallest; among entries equal to the largest dropped value the
+    lowest vocabulary indices go first, as a stable sort orders them."""
+    vocab = logits.shape[-1]
+    values, _ = logits.topk(top_k, dim=-1, sorted=True)  # descending
+    kth = values[..., -1:]
+    logits.masked_fill_(logits < kth, float("-inf"))
+    kept = (logits >= kth).sum(-1, keepdim=True)  # n, never read on the host
+    slot = torch.arange(vocab - top_k, device=logits.device)
+    prefix = torch.where(slot >= vocab - kept, kth, float("-inf"))  # ties of kth outside the top-k
+    ascending = torch.cat((prefix, values.flip(-1)), dim=-1)
+    dropped = _nucleus_drop(ascending, top_p).sum(-1, keepdim=True)
+    limit = ascending.gather(-1, (dropped - 1).clamp(min=0))  # largest dropped value
+    lower = logits < limit
+    equal = logits == limit
+    rank = equal.cumsum(-1)  # 1-based position among the entries equal to the limit
+    mask = lower | (equal & (rank <= dropped - lower.sum(-1, keepdim=True)))
+    return logits.masked_fill_(mask, float("-inf"))
 
 
 def make_generators(seed: int, batch: int, device) -> list[torch.Generator]:
@@ -25,9 +63,26 @@ def make_generators(seed: int, batch: int, device) -> list[torch.Generator]:
 
 
 def draw_tokens(filtered: torch.Tensor, generators) -> torch.Tensor:
-    """One multinomial draw per token from softmax(filtered) [B, n, V] -> [B, n]."""
+    """One draw per token from softmax(filtered) [B, n, V] -> [B, n].
+
+    argmax(p / q), q ~ Exp(1) per image stream: exactly what torch.multinomial does for one sample
+    (same noise, same stream position), minus its validity checks that read the probabilities on the
+    host; `check_probabilities` does that once per run instead."""
     probs = filtered.softmax(-1)
-    return torch.stack([torch.multinomial(p, 1, generator=g)[:, 0] for p, g in zip(probs, generators)])
+    noise = torch.stack([torch.empty_like(p).exponential_(generator=g) for p, g in zip(probs, generators)])
+    return (probs / noise).argmax(-1)
+
+
+def invalid_probabilities(filtered: torch.Tensor) -> torch.Tensor:
+    """Device-side flag: a row has no finite logit to draw from (NaN, +inf, or all -inf)."""
+    return ~filtered.amax(-1).isfinite().all()  # amax propagates NaN
+
+
+def check_probabilities(flag: torch.Tensor | None) -> None:
+    """The deferred validity check of the draws (one host read per run)."""
+    if flag is not None and bool(flag):
+        raise RuntimeError("the logits contain NaN or infinity (a numerical overflow in the model?): "
+                           "probability tensor contains either inf, nan or element < 0")
 
 
 def smooth_probabilities(filtered: torch.Tensor, ratio: float, generators) -> torch.Tensor:
@@ -40,7 +95,8 @@ def smooth_probabilities(filtered: torch.Tensor, ratio: float, generators) -> to
 
 
 def check_sampling_args(top_k: int, top_p: float, vocab_size: int) -> None:
-    if isinstance(top_k, bool) or int(top_k) != top_k or not 0 <= top_k <= vocab_size:
-        raise ValueError(f"top_k must be an integer in [0, {vocab_size}] (0 = off, 1 = greedy), got {top_k!r}")
+    # k >= vocab_size keeps every code, like 0: one widget value (VAR's 900) then suits every model.
+    if isinstance(top_k, bool) or int(top_k) != top_k or top_k < 0:
+        raise ValueError(f"top_k must be an integer >= 0 (0 or >= {vocab_size} = off, 1 = greedy), got {top_k!r}")
     if not (0.0 <= float(top_p) <= 1.0):
         raise ValueError(f"top_p must be in [0, 1] (0 or 1 = off), got {top_p!r}")

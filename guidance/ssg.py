@@ -30,6 +30,12 @@ def _dct_matrix(n: int) -> torch.Tensor:
 
 
 def dct_matrix(n: int, device, dtype=torch.float32) -> torch.Tensor:
+    return _device_dct_matrix(n, torch.device(device), dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _device_dct_matrix(n: int, device: torch.device, dtype) -> torch.Tensor:
+    # Kept on the device: a host-to-device copy of four matrices per scale would stall the GPU queue.
     return _dct_matrix(n).to(device=device, dtype=dtype)
 
 

@@ -27,9 +27,11 @@ class KVCache:
         self.length += n
 
     def keep_rows(self, rows: slice):
-        """Keep only these rows; copied so the dropped rows' memory is released."""
-        self.keys = [t[rows].clone() for t in self.keys]
-        self.values = [t[rows].clone() for t in self.values]
+        """Keep only these rows; copied so the dropped rows' memory is released. One layer at a time,
+        so the peak is the cache plus one layer's copy, not twice the cache."""
+        for store in (self.keys, self.values):
+            for i, t in enumerate(store):
+                store[i] = t[rows].clone()
 
     def release(self):
         self.keys, self.values, self.length = [], [], 0

@@ -218,6 +218,10 @@ class SwittiCondition:
         return SwittiCondition(self.pooled[rows], [m[rows] for m in self.block_mods], self.head_mod[rows],
                                [(k[rows], v[rows]) for k, v in self.text_kv], self.text_bias[rows])
 
+    def copy(self) -> "SwittiCondition":
+        return SwittiCondition(self.pooled.clone(), [m.clone() for m in self.block_mods], self.head_mod.clone(),
+                               [(k.clone(), v.clone()) for k, v in self.text_kv], self.text_bias.clone())
+
 
 class SwittiTransformer(nn.Module):
     def __init__(self, cfg: SwittiConfig):
@@ -332,7 +336,8 @@ class SwittiState:
         if active and not self.has_uncond:
             raise RuntimeError("the unconditional branch cannot restart once its KV cache was dropped")
         if not active and self.has_uncond:
-            self.cond = self.full = self.cond.select(slice(0, self.batch))
+            # Copies, not views: a view would keep the negative prompt's text keys/values alive.
+            self.cond = self.full = self.cond.select(slice(0, self.batch)).copy()
             self.cache.keep_rows(slice(0, self.batch))
 
     def close(self):

@@ -6,7 +6,7 @@ The network only maps inputs to logits. Sampling and guidance live in `guidance/
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -71,9 +71,14 @@ class SelfAttention(nn.Module):
         self.mat_qkv = nn.Linear(width, 3 * width, bias=False)
         self.proj = nn.Linear(width, width)
 
-    def forward(self, x, cache: KVCache | None = None, layer: int = 0, attn_mask=None, value_weights=None):
+    def qkv_bias(self) -> torch.Tensor:
+        """(q_bias, 0, v_bias): keys have no bias. Built once per generation (ClassCondition)."""
+        return torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
+
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0, attn_mask=None, value_weights=None,
+                qkv_bias=None):
         b, n, c = x.shape
-        bias = torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
+        bias = self.qkv_bias() if qkv_bias is None else qkv_bias
         q, k, v = F.linear(x, self.mat_qkv.weight, bias).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q = F.normalize(q, dim=-1) * self.scale_mul_1H11.clamp(max=MAX_LOG_TEMPERATURE).exp()
         k = F.normalize(k, dim=-1)
@@ -112,9 +117,9 @@ class Block(nn.Module):
             return (self.ada_gss + shared)[:, 0]
         return self.ada_lin(cond).view(cond.shape[0], 6, -1)
 
-    def forward(self, x, mod, cache=None, layer=0, attn_mask=None, value_weights=None):
+    def forward(self, x, mod, cache=None, layer=0, attn_mask=None, value_weights=None, qkv_bias=None):
         g1, g2, s1, s2, b1, b2 = mod[:, :, None].unbind(1)
-        x = x + self.attn(_layer_norm(x) * (1 + s1) + b1, cache, layer, attn_mask, value_weights) * g1
+        x = x + self.attn(_layer_norm(x) * (1 + s1) + b1, cache, layer, attn_mask, value_weights, qkv_bias) * g1
         return x + self.ffn(_layer_norm(x) * (1 + s2) + b2) * g2
 
 
@@ -131,9 +136,11 @@ class ClassCondition:
     embedding: torch.Tensor        # [R, C]
     block_mods: list[torch.Tensor]  # depth x [R, 6, C]
     head_mod: torch.Tensor          # [R, 2, C] (scale, shift)
+    qkv_biases: list[torch.Tensor] = field(default_factory=list)  # depth x [3C], not per row
 
     def select(self, rows: slice) -> "ClassCondition":
-        return ClassCondition(self.embedding[rows], [m[rows] for m in self.block_mods], self.head_mod[rows])
+        return ClassCondition(self.embedding[rows], [m[rows] for m in self.block_mods], self.head_mod[rows],
+                              self.qkv_biases)
 
 
 class VARTransformer(nn.Module):
@@ -161,7 +168,10 @@ class VARTransformer(nn.Module):
         if self.config.shared_adaln:
             shared = self.shared_ada_lin(emb).view(emb.shape[0], 1, 6, -1)
         mods = [blk.modulation(emb, shared) for blk in self.blocks]
-        return ClassCondition(emb, mods, self.head_nm.ada_lin(emb).view(emb.shape[0], 2, -1))
+        # The fused attention biases are constants of the weights: built here once per generation
+        # instead of once per layer and scale.
+        biases = [blk.attn.qkv_bias() for blk in self.blocks]
+        return ClassCondition(emb, mods, self.head_nm.ada_lin(emb).view(emb.shape[0], 2, -1), biases)
 
     def position_embedding(self, start: int, end: int) -> torch.Tensor:
         return self.lvl_embed(self.levels[start:end]) + self.pos_1LC[0, start:end]
@@ -183,7 +193,8 @@ class VARTransformer(nn.Module):
 
     def run_blocks(self, x, cond: ClassCondition, cache=None, attn_mask=None, value_weights=None):
         for i, blk in enumerate(self.blocks):
-            x = blk(x, cond.block_mods[i], cache, i, attn_mask, value_weights)
+            bias = cond.qkv_biases[i] if cond.qkv_biases else None
+            x = blk(x, cond.block_mods[i], cache, i, attn_mask, value_weights, bias)
         if cache is not None:
             cache.advance(x.shape[1])
         return x
@@ -240,6 +251,7 @@ class VARModel(TransformerWithVAE):
 
     family = "var"
     autoregressive = True
+    class_names: tuple[str, ...] | None = None  # set for models whose classes are not ImageNet's
     smooth_style = "var"  # Gumbel smoothing after the token draw, on the filtered logits
 
     @property

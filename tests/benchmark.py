@@ -3,7 +3,7 @@
     python tests/benchmark.py [--device cuda|cpu] [--models d16,d30,d36 | switti | switti-512,...]
                               [--batches 1,8,32] [--guiders cfg,igg,softcfg,ssg,ssg+igg]
                               [--dtype fp16|bf16|fp32] [--warmup 2] [--repeat 5] [--tiny] [--full-size]
-                              [--out FILE.jsonl]
+                              [--agreement] [--out FILE.jsonl]
 
 Prints one JSON object per line on stdout (and to --out), one per (model, batch, guider); notes and a
 summary table go to stderr. Fields:
@@ -49,6 +49,15 @@ CFG is always measured (it is the reference) even when not listed. Each model is
 CFG run after it is built (first-call costs); --warmup adds untimed runs per guider and batch. Runs of the
 guiders of one (model, batch) are interleaved round-robin so that drift (clocks, temperature) hits every
 guider alike.
+
+--agreement: instead of timing, greedy sampling (top_k 1, no smoothing) of the same models (the bf16 and
+fp16 weights are the fp32 ones rounded) on the same inputs in fp32, bf16 and fp16, one line per (model,
+batch, guider, dtype) with mode "agreement", dtype, reference_dtype "fp32", token_agreement (the fraction
+of all tokens equal to fp32's), agreement_per_scale (the same per scale, coarse to fine),
+first_diverging_scale (null when identical) and model/resolution/batch/guider/device/tiny as above. A
+token that differs changes the inputs of every later scale, so the figures are end-to-end agreement. A
+dtype that fails on the device (an operation without a kernel in that precision) gets "error" and null
+figures instead of stopping the run.
 
 Models (--models, comma list; default d16,d30,d36, i.e. VAR only):
   VAR     d16/d20/d24/d30 at 256 px (patch_nums 1,2,3,4,5,6,8,10,13,16), d36 at 512 px
@@ -446,6 +455,13 @@ class Runner:
         assert out.images.shape[0] == batch
         return out
 
+    def run_greedy(self, guider_name: str, inputs, batch: int):
+        """Greedy decoding (top_k 1, no smoothing), for the --agreement comparison of dtypes."""
+        if self.family == "switti":
+            guider = switti_guider(guider_name, SWITTI_CFG_STOP[self.spec["resolution"]])
+            return sample(self.model, guider, inputs, seed=0, batch_size=batch, top_k=1)
+        return sample(self.model, GUIDERS[guider_name](), inputs, seed=0, top_k=1)
+
 
 def bench_batch(runner: Runner, guiders: list[str], batch: int, warmup: int, repeat: int, device,
                 memory: PeakMemory):
@@ -518,6 +534,8 @@ def parse_args(argv=None):
     p.add_argument("--tiny", action="store_true", help="small models of the official layouts (CI smoke test)")
     p.add_argument("--full-size", action="store_true", help="official shapes even on the CPU (slow)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on the CPU")
+    p.add_argument("--agreement", action="store_true",
+                   help="greedy tokens of bf16 and fp16 against fp32 instead of timing (see above)")
     p.add_argument("--out", default=None, help="also write the JSON lines to this file")
     args = p.parse_args(argv)
     if args.tiny and args.full_size:
@@ -579,6 +597,13 @@ def main(argv=None) -> int:
          f"{torch.get_num_threads()} CPU threads; guiders {','.join(args.guiders)}; batches "
          f"{args.batches}; warmup {args.warmup}, repeat {args.repeat}")
     out_file = open(args.out, "w") if args.out else None
+    if args.agreement:
+        try:
+            agreement(args, device, dev_name, lambda row: emit(row, out_file))
+        finally:
+            if out_file:
+                out_file.close()
+        return 0
     rows = []
     try:
         for spec in model_plan(args.models, args.tiny):
@@ -629,6 +654,58 @@ def main(argv=None) -> int:
             out_file.close()
     summary(rows)
     return 0
+
+
+def emit(row: dict, out_file) -> None:
+    line = json.dumps(row)
+    print(line, flush=True)
+    if out_file:
+        out_file.write(line + "\n")
+        out_file.flush()
+
+
+AGREEMENT_DTYPES = ("bf16", "fp16")
+
+
+def greedy_tokens(spec, device, dtype, cases) -> dict:
+    """(batch, guider) -> greedy token maps of a model built in `dtype` (same seed: same weights, rounded)."""
+    model = build_model(spec, device, dtype)
+    runner = Runner(spec, model)
+    out = {}
+    for batch, guider in cases:
+        inputs = runner.inputs(batch, torch.Generator().manual_seed(1234 + batch))
+        out[(batch, guider)] = [t.cpu() for t in runner.run_greedy(guider, inputs, batch).tokens]
+    return out
+
+
+def agreement(args, device, dev_name, emit_row) -> None:
+    """--agreement: token agreement of bf16 and fp16 weights with fp32 under greedy decoding."""
+    for spec in model_plan(args.models, args.tiny):
+        cases = [(b, g) for b in args.batches for g in model_guiders(spec, args.guiders)]
+        reference = greedy_tokens(spec, device, torch.float32, cases)
+        for name in AGREEMENT_DTYPES:
+            try:
+                tokens, error = greedy_tokens(spec, device, DTYPES[name], cases), None
+            except (RuntimeError, NotImplementedError) as e:  # e.g. no kernel for this dtype on the device
+                tokens, error = None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                note(f"{spec['model']} {name} failed on {device.type}: {error}")
+            for batch, guider in cases:
+                row = {"mode": "agreement", "model": spec["model"], "model_family": spec["family"],
+                       "resolution": spec["resolution"], "batch": batch, "guider": guider, "dtype": name,
+                       "reference_dtype": "fp32", "token_agreement": None, "agreement_per_scale": None,
+                       "first_diverging_scale": None, "device": dev_name, "device_type": device.type,
+                       "tiny": bool(args.tiny), "torch": torch.__version__}
+                if error:
+                    row["error"] = error
+                else:
+                    ref, got = reference[(batch, guider)], tokens[(batch, guider)]
+                    same = [(a == b).float().mean().item() for a, b in zip(ref, got)]
+                    total = sum((a == b).sum().item() for a, b in zip(ref, got)) / sum(a.numel() for a in ref)
+                    row.update(token_agreement=round(total, 6), agreement_per_scale=[round(x, 6) for x in same],
+                               first_diverging_scale=next((k for k, x in enumerate(same) if x < 1), None))
+                emit_row(row)
+            del tokens
+            gc.collect()
 
 
 def summary(rows):

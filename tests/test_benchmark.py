@@ -113,3 +113,21 @@ def test_switti_tiny_512_rows():
     assert row["tiny"] is True and row["device_type"] == "cpu" and row["dtype"] == "fp32"
     assert "error" not in row
     assert "switti-tiny-512" in proc.stderr
+
+
+def test_agreement_mode_compares_bf16_and_fp16_with_fp32():
+    proc = run_benchmark("--agreement", "--models", "d16", "--guiders", "cfg", "--batches", "1", timeout=900)
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["dtype"] for r in rows] == ["bf16", "fp16"]
+    for r in rows:
+        assert r["mode"] == "agreement" and r["reference_dtype"] == "fp32" and r["model"] == "var-tiny-256"
+        assert r["batch"] == 1 and r["guider"] == "cfg" and r["tiny"] is True
+        if "error" in r:  # a dtype without CPU kernels is reported, not fatal
+            assert r["token_agreement"] is None
+            continue
+        per_scale = r["agreement_per_scale"]
+        assert len(per_scale) == 10 and all(0 <= x <= 1 for x in per_scale)
+        assert per_scale[0] == 1.0 or r["first_diverging_scale"] == 0
+        sizes = [p * p for p in (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)]
+        overall = sum(x * n for x, n in zip(per_scale, sizes)) / sum(sizes)
+        assert r["token_agreement"] == pytest.approx(overall, abs=1e-5)

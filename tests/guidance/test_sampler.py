@@ -106,7 +106,7 @@ def test_half_precision_agrees_mostly_with_fp32(model, dtype):
 
 
 @pytest.mark.parametrize("kwargs,fragment", [
-    (dict(top_k=-1), "top_k"), (dict(top_k=5000), "top_k"), (dict(top_p=1.5), "top_p"),
+    (dict(top_k=-1), "top_k"), (dict(top_k=2.5), "top_k"), (dict(top_p=1.5), "top_p"),
     (dict(top_p=float("nan")), "top_p"), (dict(batch_size=0), "batch_size"),
 ])
 def test_bad_sampling_arguments(model, kwargs, fragment):
@@ -129,3 +129,11 @@ def test_official_256_schedule_runs():
     model = tiny_model(patch_nums=SCHEDULES[256], seed=1)
     out = sample(model, CFG(1.5), [0], top_k=900, top_p=0.96)
     assert out.images.shape == (1, 3, 256, 256)
+
+
+def test_top_k_at_or_above_the_vocabulary_keeps_every_code(model):
+    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a.tokens, b.tokens))  # noqa: E731
+    off = sample(model, CFG(2.0), [3], seed=4, top_k=0)
+    assert same(off, sample(model, CFG(2.0), [3], seed=4, top_k=model.vocab_size))
+    assert same(off, sample(model, CFG(2.0), [3], seed=4, top_k=model.vocab_size + 900))
+    assert not same(off, sample(model, CFG(2.0), [3], seed=4, top_k=2))

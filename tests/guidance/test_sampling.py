@@ -1,6 +1,8 @@
+import pytest
 import torch
 
-from scalewise.guidance.sampling import draw_tokens, filter_logits_, make_generators
+from scalewise.guidance.sampling import (check_probabilities, draw_tokens, filter_logits_, invalid_probabilities,
+                                        make_generators, top_k_top_p_sort_free_)
 
 
 def test_top_k_keeps_ties():
@@ -36,3 +38,69 @@ def test_generators_are_per_image():
     batch = draw_tokens(probs, make_generators(10, 3, "cpu"))
     for i in range(3):
         assert torch.equal(batch[i], draw_tokens(probs[i:i + 1], make_generators(10 + i, 1, "cpu"))[0])
+
+
+# -- the sort-free top-k + top-p path against a straightforward reference --------------------------
+
+def reference_filter(logits, top_k, top_p):
+    """Top-k by threshold (ties kept), then the nucleus by a stable full ascending sort."""
+    out = logits.clone()
+    if top_k > 0:
+        kth = out.sort(-1, descending=True).values[..., top_k - 1:top_k]
+        out[out < kth] = float("-inf")
+    if top_p > 0:
+        values, order = out.sort(dim=-1, stable=True)
+        drop = values.softmax(-1).cumsum(-1) <= 1 - top_p
+        drop[..., -1] = False
+        out[drop.scatter(-1, order, drop)] = float("-inf")
+    return out
+
+
+@pytest.mark.parametrize("quantised", [False, True])
+def test_sort_free_path_equals_the_reference(quantised):
+    g = torch.Generator().manual_seed(3)
+    for vocab, spread in ((4096, 3.0), (50, 0.5), (7, 30.0)):
+        x = torch.randn(2, 9, vocab, generator=g) * spread
+        if quantised:  # many equal logits, also where the nucleus ends
+            x = (x * 2).round() / 2
+        for k in (1, 2, 5, vocab // 3, vocab - 1):
+            for p in (0.3, 0.9, 0.95, 1.0):
+                assert torch.equal(top_k_top_p_sort_free_(x.clone(), k, p), reference_filter(x, k, p)), (vocab, k, p)
+
+
+def test_filter_matches_the_reference_and_off_conventions():
+    x = torch.randn(3, 5, 300, generator=torch.Generator().manual_seed(1)) * 4
+    for k, p in ((0, 0.0), (0, 0.9), (20, 0.0), (20, 0.9), (300, 0.95), (1, 1.0)):
+        assert torch.equal(filter_logits_(x.clone(), k, p), reference_filter(x, k, p)), (k, p)
+    assert torch.equal(filter_logits_(x.clone(), 0, 0.0), x)  # both off
+    kept = torch.isfinite(filter_logits_(x.clone(), 0, 1.0))  # top_p 1: only zero-probability codes go
+    assert torch.equal(kept, x.softmax(-1) > 0)
+
+
+def test_top_k_ties_survive_the_nucleus_together():
+    x = torch.tensor([[[2.0, 1.0, 1.0, 1.0, 0.0]]])  # k = 2 keeps all three 1.0 (ties kept)
+    assert torch.isfinite(top_k_top_p_sort_free_(x.clone(), 2, 0.99)).tolist() == [[[True] * 4 + [False]]]
+    assert torch.isfinite(top_k_top_p_sort_free_(x.clone(), 2, 0.01)).tolist() == [[[True] + [False] * 4]]
+
+
+def test_draw_is_multinomials_stream():
+    x = torch.randn(2, 30, 500, generator=torch.Generator().manual_seed(5)) * 3
+    filtered = filter_logits_(x.clone(), 50, 0.9)
+    gens = make_generators(7, 2, "cpu")
+    mine = draw_tokens(filtered, gens)
+    ref = make_generators(7, 2, "cpu")
+    probs = filtered.softmax(-1)
+    expected = torch.stack([torch.multinomial(p, 1, generator=g)[:, 0] for p, g in zip(probs, ref)])
+    assert torch.equal(mine, expected)
+    assert torch.equal(torch.rand(4, generator=gens[1]), torch.rand(4, generator=ref[1]))  # streams advance alike
+
+
+def test_invalid_logits_are_reported_once_per_run():
+    good = torch.tensor([[[0.0, float("-inf")]]])
+    assert not bool(invalid_probabilities(good))
+    for bad in (float("nan"), float("inf")):
+        assert bool(invalid_probabilities(torch.tensor([[[0.0, bad]]])))
+    assert bool(invalid_probabilities(torch.full((1, 1, 3), float("-inf"))))
+    check_probabilities(None)
+    with pytest.raises(RuntimeError, match="NaN or infinity"):
+        check_probabilities(torch.tensor(True))
