@@ -11,7 +11,7 @@ from PIL import Image
 from ..guidance import sample
 from ..models import TextCondition
 from .common import CATEGORY, CondType, GuiderType, ModelType, TraceType
-from .conditioning import ClassCondition
+from .conditioning import IMAGENET, SHAPES, SHAPES_LABELS, ClassCondition, model_class_set
 
 PREVIEWS = ["every scale", "last 3 scales", "off"]
 
@@ -36,6 +36,39 @@ class ScaleProgressReporter:
         self.pbar.update_absolute(progress.k + 1, self.num_scales, frame)
 
 
+def describe_var(net) -> str:
+    name = getattr(net, "source_name", None)
+    kind = model_class_set(net.class_names)
+    if kind == SHAPES:
+        what = f"the built-in tiny-shapes model ({net.num_classes} classes: {', '.join(net.class_names)})"
+    elif kind == IMAGENET:
+        what = f"an ImageNet VAR model ({net.num_classes} classes)"
+    else:
+        what = f"a VAR model with its own {net.num_classes} classes"
+    return f"{what}{f' loaded from {name!r}' if name and kind != SHAPES else ''}"
+
+
+def check_class_condition(net, conditioning: ClassCondition) -> None:
+    """The class label must come from the loaded model's class set; raw ids must be in its range."""
+    model_set = model_class_set(net.class_names)
+    label_set = conditioning.class_set
+    if label_set is not None and label_set != model_set:
+        if model_set == SHAPES:
+            pick = f"pick one of the 'tiny-shapes N: name' entries (e.g. '{SHAPES_LABELS[5]}')"
+        elif model_set == IMAGENET:
+            pick = "pick one of the ImageNet entries 'N: name' (e.g. '207: golden retriever')"
+        else:
+            pick = f"set class_id to one of its ids 0..{net.num_classes - 1}"
+        source = "an ImageNet class" if label_set == IMAGENET else "a class of the built-in tiny-shapes model"
+        raise ValueError(f"conditioning: class {conditioning.label!r} is {source}, but the model is "
+                         f"{describe_var(net)}: {pick} in the Class (VAR) node")
+    bad = [i for i in conditioning.ids if not 0 <= i <= net.num_classes]
+    if bad:
+        raise ValueError(f"conditioning: class id {bad[0]} (class_id / batch_classes) is out of range for "
+                         f"{describe_var(net)}: use 0..{net.num_classes - 1}, or {net.num_classes} for its null "
+                         "(unconditional) class")
+
+
 class Sampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -46,12 +79,15 @@ class Sampler(io.ComfyNode):
             description=("Generates images with a VAR or Switti model one scale at a time, coarse to fine, applying "
                          "the connected guider at every scale. Image i of a batch uses seed + i, so it looks the same "
                          "whatever the batch size. The image size is fixed by the model (VAR d16-d30: 256 px, d36: "
-                         "512 px; Switti: 512 or 1024 px). Official settings: VAR top_k 900, top_p 0.95; Switti "
-                         "top_k 400, top_p 0.95, more_smooth on from scale 2, last_scale_temperature 0.1."),
+                         "512 px; the built-in tiny-shapes model: 64 px; Switti: 512 or 1024 px). Official "
+                         "settings: VAR top_k 900, top_p 0.95; Switti top_k 400, top_p 0.95, more_smooth on from "
+                         "scale 2, last_scale_temperature 0.1."),
             inputs=[
                 ModelType.Input("model", tooltip="A model from Load VAR Model or Load Switti Model."),
                 CondType.Input("conditioning",
-                               tooltip="What to generate: ImageNet Class (VAR) or Switti Text Encode (Switti)."),
+                               tooltip="What to generate: Class (VAR) for VAR models (an ImageNet class for the "
+                                       "official ones, a 'tiny-shapes N: name' class for the built-in model) or "
+                                       "Switti Text Encode (Switti)."),
                 GuiderType.Input("guider", optional=True,
                                  tooltip="Guidance (CFG, IGG, SoftCFG, SSG, or a stack of them). Not connected = "
                                          "no guidance (conditional prediction only)."),
@@ -86,11 +122,13 @@ class Sampler(io.ComfyNode):
     def execute(cls, model, conditioning, seed, batch_size, top_k, top_p, more_smooth, preview,
                 smooth_start_scale, last_scale_temperature, guider=None) -> io.NodeOutput:
         net = model.model
-        expected = {"var": (ClassCondition, "ImageNet Class"), "switti": (TextCondition, "Switti Text Encode")}
+        expected = {"var": (ClassCondition, "Class (VAR)"), "switti": (TextCondition, "Switti Text Encode")}
         kind, node = expected[net.family]
         if not isinstance(conditioning, kind):
             raise ValueError(f"this {net.family.upper()} model needs conditioning from the {node} node, got "
                              f"{type(conditioning).__name__}")
+        if net.family == "var":
+            check_class_condition(net, conditioning)
         cond = list(conditioning.ids) if net.family == "var" else conditioning
         # plain torch layers cannot run partially offloaded: load the whole model or let ComfyUI free room
         mm.load_models_gpu([model], memory_required=net.memory_estimate(batch_size, guider is not None),

@@ -1,6 +1,6 @@
 """Train the built-in shapes models (VQ-VAE, VAR, judge) and write them as fp16 safetensors.
 
-    python tests/train_shapes.py                 # everything, into models/shapes/ (about 35 min on 2 CPU cores)
+    python tests/train_shapes.py                 # everything, into models/shapes/ (about 70 min on 2 CPU cores)
     python tests/train_shapes.py --only judge    # one stage; the VAR stage reuses the VQ-VAE already written
     python tests/train_shapes.py --out /tmp/x --scale 0.05   # a quick smoke run with 5 % of the steps
 
@@ -24,7 +24,9 @@ from scalewise.models.shapes import JUDGE_FILE, PATCH_NUMS, VAE_FILE, VAR_FILE  
 from scalewise.models.shapes import train as T  # noqa: E402
 from scalewise.models.shapes.judge import judge_images  # noqa: E402
 
-STAGES = ("vqvae", "decoder", "var", "judge")
+STAGES = ("vqvae", "decoder", "var", "var_more", "judge")
+# var_more: the VAR trained by the var stage, continued on twice as many fresh images at a lower rate
+MORE_STEPS, MORE_LR, MORE_COUNT, MORE_SEED_OFFSET = 2400, 6e-4, 32_000, 1000
 
 
 def main(argv=None):
@@ -35,7 +37,6 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vqvae-steps", type=int, default=1500)
     ap.add_argument("--var-steps", type=int, default=1000)
-    ap.add_argument("--resume-var", help="continue training this VAR file on a fresh token set")
     ap.add_argument("--var-lr", type=float, default=1e-3)
     ap.add_argument("--var-count", type=int, default=16_000, help="rendered images in the VAR's token set")
     ap.add_argument("--resume-vqvae", help="continue training this VQ-VAE file (new schedule, new images)")
@@ -62,17 +63,20 @@ def main(argv=None):
         with torch.no_grad():
             recon = vae.tokens_to_image(vae.image_to_tokens(held_images, PATCH_NUMS), PATCH_NUMS)
         print(f"decoder: held-out reconstruction MSE {torch.mean((recon - held_images) ** 2).item():.5f}")
-    if "var" in stages:
+    for stage in ("var", "var_more"):
+        if stage not in stages:
+            continue
+        more = stage == "var_more"
         vae = load_vqvae(paths["vqvae"])  # the fp16 file users get, so tokens match what ships
-        count = max(100, round(args.var_count * min(1.0, args.scale * 4)))
-        # a continued run learns from new images (the next seed range)
-        labels, tokens, inputs = T.encode_tokens(vae, count, seed=T.VAR_SEED + (1000 if args.resume_var else 0))
+        count = MORE_COUNT if more else args.var_count
+        count = max(100, round(count * min(1.0, args.scale * 4)))
+        labels, tokens, inputs = T.encode_tokens(vae, count, seed=T.VAR_SEED + (MORE_SEED_OFFSET if more else 0))
         used = [len(torch.unique(tokens[:, o:o + p * p])) for o, p in
                 zip(T.VAR_CONFIG.scale_offsets, PATCH_NUMS)]
-        print(f"var: {len(labels)} token sequences; distinct codes per scale {used}")
-        resume = load_var_transformer(args.resume_var) if args.resume_var else None
-        var = T.train_var(labels, tokens, inputs, steps=steps(args.var_steps), seed=args.seed, resume=resume,
-                          lr=args.var_lr)
+        print(f"{stage}: {len(labels)} token sequences; distinct codes per scale {used}")
+        resume = load_var_transformer(paths["var"]) if more else None
+        var = T.train_var(labels, tokens, inputs, steps=steps(MORE_STEPS if more else args.var_steps),
+                          seed=args.seed, resume=resume, lr=MORE_LR if more else args.var_lr)
         save_file(T.fp16_state_dict(var_official_state_dict(var)), paths["var"])
     if "judge" in stages:
         judge = T.train_judge(steps=steps(1000), seed=args.seed)

@@ -355,7 +355,7 @@ CATALOGUE = [
     C("wiring/Switti model with class conditioning", lambda c: SW(c, cond="class"), "error",
       ["SWITTI model needs conditioning from the Switti Text Encode node", "ClassCondition"], "ScalewiseSampler"),
     C("wiring/VAR model with text conditioning", lambda c: VAR(c, cond="text"), "error",
-      ["VAR model needs conditioning from the ImageNet Class node", "TextCondition"], "ScalewiseSampler"),
+      ["VAR model needs conditioning from the Class (VAR) node", "TextCondition"], "ScalewiseSampler"),
     C("wiring/SoftCFG on non-AR Switti", lambda c: SW(c, guider="softcfg"), "error",
       ["SoftCFG cannot guide this switti model", "non-autoregressive", "autoregressive variant"],
       "ScalewiseSampler"),

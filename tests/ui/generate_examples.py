@@ -18,7 +18,14 @@ The example files name the official checkpoints (``var_d16.pth``, ``vae_ch160v40
 ``clip_l.safetensors`` + ``clip_g.safetensors``); the script starts its own ComfyUI test server
 (tests/integration/comfy_server.py) whose models folders hold tiny random stand-ins under those names (full-size
 random CLIP files), so it needs no real weights and runs on CPU (80-170 s on 2 busy cores). The images in the
-thumbnails are therefore noise from random weights: the thumbnails show the graph, not image quality.
+thumbnails are therefore noise from random weights: the thumbnails show the graph, not image quality. The exception
+is the first example, ``00_start_here_tiny_shapes``: it uses the model built into the pack (``tiny-shapes (built
+in)``, models/shapes/), so its thumbnail shows real samples; regenerate it alone whenever those weights change:
+
+    COMFY_DIR=$PWD/.comfy-ci/ComfyUI .comfy-ci/venv/bin/python tests/ui/generate_examples.py --only 00_start_here_tiny_shapes
+
+A layout may also hold ``notes``: Note nodes (frontend only, not in the API JSON) added in the page, referred to in
+the other layout keys by their placeholder key.
 
 Run from the repository root with the ComfyUI venv's interpreter (it has playwright; Chromium is Debian's):
 
@@ -78,8 +85,8 @@ def _klass(g, class_id):
     return g.node("ScalewiseImageNetClass", class_name=CLASSES[class_id], class_id=-1, batch_classes="")
 
 
-def _cfg(g, cfg=4.0, base=None):
-    n = g.node("ScalewiseCFGGuider", cfg=cfg, schedule="linear", start_scale=0, end_scale=0, power=1.0)
+def _cfg(g, cfg=4.0, base=None, schedule="linear"):
+    n = g.node("ScalewiseCFGGuider", cfg=cfg, schedule=schedule, start_scale=0, end_scale=0, power=1.0)
     if base is not None:
         n.set_input("base", base.out(0))
     return n
@@ -223,8 +230,44 @@ def switti_1024(g):
     return _switti(g, 1024, start_scale=0, end_scale=11)
 
 
-EXAMPLES = {f.__name__: f for f in (var_cfg, var_igg, var_softcfg, var_ssg, var_ssg_over_igg,
-                                     var_cfg_vs_igg_heatmap, switti_512, switti_1024)}
+START_HERE = "00_start_here_tiny_shapes"
+START_HERE_NOTE = """Start here: the tiny model built into the pack
+
+Runs as it is, with nothing to download: "tiny-shapes (built in)" is a small class-conditional VAR (64 px, 4 scales) \
+trained on 10 procedural shapes: circle, ring, square, triangle, cross, star, crescent, dots, heart, bar.
+
+1. Class (VAR): pick a "tiny-shapes N: name" entry (the ImageNet entries are for the official models).
+2. Scale-wise CFG Guider: cfg is the guidance strength, the same at every scale (schedule constant: with only \
+4 scales, VAR's linear ramp would leave the first scale, where the shape is decided, unguided); 0 = unguided \
+(shapes get mixed up more often).
+3. Scale-wise Sampler: top_p 0.8 (the official 0.95 suits the big models; this small one draws a stray \
+token more often).
+4. Press Run: 8 images appear in Save Image (output folder, prefix scalewise_tiny_shapes).
+
+For real images put the official var_d16.pth and vae_ch160v4096z32.pth into models/var, refresh, and open the \
+var_cfg example."""
+
+
+def start_here_tiny_shapes(g):
+    """The first example: the built-in model, class "star", CFG 3 constant, top_p 0.8, a batch of 8, saved; a Note explains it."""
+    from scalewise.models.shapes import BUILTIN_NAME
+
+    model = g.node("ScalewiseVARLoader", var_name=BUILTIN_NAME, vae_name=BUILTIN_NAME, dtype="auto")
+    cond = g.node("ScalewiseImageNetClass", class_name="tiny-shapes 5: star", class_id=-1, batch_classes="")
+    cfg = _cfg(g, 3.0, schedule="constant")
+    sampler = g.node("ScalewiseSampler", model=model.out(0), conditioning=cond.out(0), guider=cfg.out(0),
+                     seed=1, batch_size=8, top_k=900, top_p=0.8, more_smooth=False, preview="every scale",
+                     smooth_start_scale=0, last_scale_temperature=1.0)
+    save = _save(g, sampler, "scalewise_tiny_shapes")
+    return {"columns": [["note:start", model.id, cond.id, cfg.id], [sampler.id], [save.id]],
+            "align": {sampler.id: model.id, save.id: model.id},
+            "notes": {"note:start": {"text": START_HERE_NOTE, "title": "Start here", "size": [480, 250]}},
+            "sizes": {model.id: [480, 0], cond.id: [480, 0], cfg.id: [480, 0], save.id: [420, 300]}}
+
+
+EXAMPLES = {START_HERE: start_here_tiny_shapes,
+            **{f.__name__: f for f in (var_cfg, var_igg, var_softcfg, var_ssg, var_ssg_over_igg,
+                                       var_cfg_vs_igg_heatmap, switti_512, switti_1024)}}
 
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
@@ -278,6 +321,16 @@ JS_LOAD_API = """async ([api, name]) => {
   app.clean();
   await app.loadApiJson(api, name);
   return app.graph._nodes.length;
+}"""
+
+# Adds a Note node (frontend only: not part of the API prompt) and returns its id.
+JS_ADD_NOTE = """({text, title, size}) => {
+  const n = LiteGraph.createNode("Note");
+  n.title = title;
+  n.widgets.find((w) => w.name === "text").value = text;
+  app.graph.add(n);
+  n.setSize(size);
+  return n.id;
 }"""
 
 # Column layout: nodes stacked in columns, gaps big enough for titles; seed widgets fixed so the example
@@ -431,6 +484,22 @@ def settle(page, frames: int = 3):
     page.wait_for_timeout(150)
 
 
+def add_notes(page, layout: dict, notes: dict) -> dict:
+    """Create the layout's Note nodes in the page; returns the layout with their placeholders ("note:...")
+    replaced by the new node ids."""
+    ids = {key: page.evaluate(JS_ADD_NOTE, note) for key, note in notes.items()}
+    sizes = {key: note["size"] for key, note in notes.items()}
+
+    def sub(x):
+        return ids.get(x, x) if isinstance(x, str) else x
+
+    return {**layout,
+            "columns": [[sub(i) for i in col] for col in layout["columns"]],
+            "align": {sub(k): sub(v) for k, v in layout.get("align", {}).items()},
+            "rows": [[sub(i) for i in row] for row in layout.get("rows", [])],
+            "sizes": {sub(k): v for k, v in {**sizes, **layout.get("sizes", {})}.items()}}
+
+
 def generate(page, name: str, client, object_info: dict, run: bool, log) -> None:
     prompt, layout = build(name, lambda: client.graph_builder(prefix=""), object_info, log)
     API_DIR.mkdir(parents=True, exist_ok=True)
@@ -438,6 +507,9 @@ def generate(page, name: str, client, object_info: dict, run: bool, log) -> None
 
     count = page.evaluate(JS_LOAD_API, [prompt, f"{name}.json"])
     assert count == len(prompt), f"{name}: loaded {count} nodes of {len(prompt)} (missing node types?)"
+    notes = layout.pop("notes", {})
+    if notes:
+        layout = add_notes(page, layout, notes)
     page.evaluate(JS_LAYOUT, layout)
     overlaps = page.evaluate(JS_OVERLAPS)
     assert not overlaps, f"{name}: overlapping nodes {overlaps}"
@@ -447,7 +519,7 @@ def generate(page, name: str, client, object_info: dict, run: bool, log) -> None
     page.evaluate(JS_SET_SAVED_VIEW)
     ui_json = page.evaluate(JS_SERIALIZE)          # a string: written unchanged (spec §A10)
     wf = json.loads(ui_json)
-    assert len(wf["nodes"]) == len(prompt)
+    assert len(wf["nodes"]) == len(prompt) + len(notes)
     (EXAMPLES_DIR / f"{name}.json").write_text(ui_json)
 
     if run:

@@ -15,7 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = REPO / "example_workflows"
 API_DIR = REPO / "tests" / "workflows"
-EXPECTED = ["switti_1024", "switti_512", "var_cfg", "var_cfg_vs_igg_heatmap", "var_igg", "var_softcfg", "var_ssg",
+EXPECTED = ["00_start_here_tiny_shapes", "switti_1024", "switti_512", "var_cfg", "var_cfg_vs_igg_heatmap", "var_igg", "var_softcfg", "var_ssg",
             "var_ssg_over_igg"]
 FOUND = sorted(p.stem for p in EXAMPLES_DIR.glob("*.json"))
 EXAMPLES = sorted(set(EXPECTED) | set(FOUND))     # a missing expected file fails below rather than vanishing
@@ -27,7 +27,10 @@ EXTENSION = "scalewise.guidance.heatmap"
 OUR_WORDS = ("scalewise", EXTENSION, "comfyui-scalewise-guidance", "guidance heatmap")
 IMAGE_OUTPUT_NODES = ("SaveImage", "PreviewImage", "ScalewiseGuidanceHeatmap")
 HEATMAP_EXAMPLE = "var_cfg_vs_igg_heatmap"
-# The official file names each loader's first two widgets must hold (the test server has stand-ins under them).
+BUILTIN_NAME = "tiny-shapes (built in)"     # the model that ships with the pack (models/shapes)
+START_HERE = "00_start_here_tiny_shapes"     # the first example: the built-in model, runs on a fresh install
+# The official file names each loader's first two widgets must hold (the test server has stand-ins under them);
+# only the first example uses the built-in model (both widgets).
 OFFICIAL_FILES = {
     "ScalewiseVARLoader": ({"var_d16.pth"}, "vae_ch160v4096z32.pth"),
     "ScalewiseSwittiLoader": ({"Switti/model.safetensors", "Switti-AR/model.safetensors",
@@ -87,6 +90,9 @@ def test_example_files_complete(comfy):
         loaders = [n for n in wf["nodes"] if n["type"] in OFFICIAL_FILES]
         assert loaders, name
         for n in loaders:                                         # the official file names
+            if name == START_HERE:
+                assert n["widgets_values"][:2] == [BUILTIN_NAME, BUILTIN_NAME], (name, n["widgets_values"])
+                continue
             models, vae = OFFICIAL_FILES[n["type"]]
             assert n["widgets_values"][0] in models and n["widgets_values"][1] == vae, (name, n["widgets_values"])
     listed = comfy.get_json("/workflow_templates")
