@@ -1,0 +1,250 @@
+"""Guidance-quality benchmark on the built-in tiny shapes model: what each guider does, measured.
+
+    python tests/guidance_sweep.py                # full sweep -> tests/benchmark_results/shapes_guidance.*
+    python tests/guidance_sweep.py --quick --out /tmp/sweep   # a smoke run (few samples, two values per sweep)
+
+For every point, `--samples` images (classes cycling 0..9, image i drawn with seed 1000 + i, sampler-node
+defaults top_k 900 = off for this 512-code model, top_p 0.95) are generated and judged by the shipped judge:
+  accuracy    share judged as the class asked for
+  frechet     Fréchet distance between judge features of the samples and of 2000 held-out real images
+  evenness    Pielou evenness of the guidance magnitude (guidance/metrics.py), mean over images
+  divergence  JS distance of the magnitude vs a background-resampled reference, with the judge's predicted
+              foreground mask of each generated image (as the IGG paper used a segmenter), mean over images
+Sweeps (x = the guidance scale, VAR's linear ramp unless said): cfg, cfg_constant (CFG with the same weight at
+every scale: the linear ramp gives the first scale, which settles the class on a 4-scale model, no guidance),
+igg, softcfg (strength 1 over CFG), ssg (beta and its schedule, over the CFG with the best Fréchet distance of
+both CFG sweeps), ssg_over_igg (IGG scale, SSG with the beta schedule the ssg sweep selected). Writes <out>/shapes_guidance.jsonl (one line per point), .md (table
+and findings) and .png (plot).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from safetensors.torch import load_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import conftest  # noqa: E402,F401  (makes the repository importable as `scalewise`)
+
+from scalewise.guidance import CFG, IGG, SSG, SoftCFG, sample  # noqa: E402
+from scalewise.guidance.metrics import divergence, evenness  # noqa: E402
+from scalewise.models.shapes import CLASS_NAMES, JUDGE_FILE, load_shapes_model  # noqa: E402
+from scalewise.models.shapes.data import sample as real_images  # noqa: E402
+from scalewise.models.shapes.judge import Judge, frechet_distance, judge_images  # noqa: E402
+
+SCALES = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0)
+BETAS = (0.0, 0.1, 0.2, 0.4, 0.8, 1.5)
+BETA_SCHEDULES = ("constant", "linear_decay", "linear_increase")
+SEED, REFERENCE_SEED = 1000, 77
+TOP_K, TOP_P = 900, 0.95
+CHUNK = 500
+SCALE_SWEEPS = ("cfg", "cfg_constant", "igg", "softcfg", "ssg_over_igg")
+
+
+def load_judge() -> Judge:
+    judge = Judge(len(CLASS_NAMES))
+    judge.load_state_dict({k: v.float() for k, v in load_file(JUDGE_FILE).items()})
+    return judge.eval()
+
+
+def _nanmean(x: torch.Tensor) -> float:
+    x = x[~torch.isnan(x)]
+    return float(x.mean()) if len(x) else math.nan
+
+
+def measure(model, judge, guider, samples: int, reference) -> dict:
+    labels = torch.arange(samples) % len(CLASS_NAMES)
+    images, even, div = [], [], []
+    for start in range(0, samples, CHUNK):
+        part = labels[start:start + CHUNK]
+        out = sample(model, guider, part, seed=SEED + start, top_k=TOP_K, top_p=TOP_P, trace=True)
+        verdict = judge_images(judge, out.images)
+        images.append(out.images)
+        even.append(evenness(out.trace)["mean"])
+        div.append(divergence(out.trace, verdict["masks"])["mean"])
+    verdict = judge_images(judge, torch.cat(images))
+    return {"accuracy": float((verdict["labels"] == labels).float().mean()),
+            "frechet": frechet_distance(verdict["features"], reference),
+            "evenness": _nanmean(torch.cat(even)), "divergence": _nanmean(torch.cat(div))}
+
+
+def crossing(points: list[dict]) -> float | None:
+    """Scale where evenness - divergence changes sign (linear interpolation), first one."""
+    pts = [p for p in points if not (math.isnan(p["evenness"]) or math.isnan(p["divergence"]))]
+    for a, b in zip(pts, pts[1:]):
+        da, db = a["evenness"] - a["divergence"], b["evenness"] - b["divergence"]
+        if da == 0:
+            return a["x"]
+        if da * db < 0:
+            return a["x"] + (b["x"] - a["x"]) * da / (da - db)
+    return None
+
+
+def findings(rows: list[dict]) -> dict:
+    out = {}
+    for sweep in SCALE_SWEEPS:
+        pts = [r for r in rows if r["sweep"] == sweep]
+        if not pts:
+            continue
+        best = min(pts, key=lambda r: r["frechet"])
+        cross = crossing(pts)
+        xs = [p["x"] for p in pts]
+        # "predicts" = the best-FD scale is one of the two swept scales around the crossing
+        near = cross is not None and any(lo <= cross <= hi and best["x"] in (lo, hi) for lo, hi in zip(xs, xs[1:]))
+        out[sweep] = {"best_frechet_x": best["x"], "best_frechet": best["frechet"], "crossing_x": cross,
+                      "crossing_predicts_best": bool(near)}
+    return out
+
+
+# -- a small line-chart renderer (Pillow only: no plotting dependency) ------------------------------------
+COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+
+
+def _chart(draw, box, title, series: dict, font, xlabel):
+    x0, y0, x1, y1 = box
+    left, bottom = x0 + 58, y1 - 34
+    right, top = x1 - 10, y0 + 24
+    values = [v for pts in series.values() for _, v in pts if not math.isnan(v)]
+    xs = sorted({x for pts in series.values() for x, _ in pts})
+    if not values or not xs:
+        return
+    lo, hi = min(values), max(values)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5, hi + 0.5
+    pad = (hi - lo) * 0.06
+    lo, hi = lo - pad, hi + pad
+    digits = max(0, 2 - math.floor(math.log10(hi - lo)))  # tick labels that differ from each other
+    xlo, xhi = xs[0], xs[-1] if xs[-1] > xs[0] else xs[0] + 1
+    px = lambda x: left + (x - xlo) / (xhi - xlo) * (right - left)  # noqa: E731
+    py = lambda v: bottom - (v - lo) / (hi - lo) * (bottom - top)  # noqa: E731
+    draw.text((x0 + 8, y0 + 4), title, fill="black", font=font)
+    draw.rectangle((left, top, right, bottom), outline="#888888")
+    for i in range(5):
+        v = lo + (hi - lo) * i / 4
+        draw.line((left - 4, py(v), left, py(v)), fill="#888888")
+        draw.text((x0 + 4, py(v) - 7), f"{v:.{digits}f}", fill="#444444", font=font)
+    for x in xs:
+        draw.line((px(x), bottom, px(x), bottom + 4), fill="#888888")
+        draw.text((px(x) - 8, bottom + 6), f"{x:g}", fill="#444444", font=font)
+    draw.text(((left + right) / 2 - 20, bottom + 18), xlabel, fill="#444444", font=font)
+    for i, (name, pts) in enumerate(series.items()):
+        colour = COLOURS[i % len(COLOURS)]
+        pts = [(x, v) for x, v in pts if not math.isnan(v)]
+        for (xa, va), (xb, vb) in zip(pts, pts[1:]):
+            draw.line((px(xa), py(va), px(xb), py(vb)), fill=colour, width=2)
+        for x, v in pts:
+            draw.ellipse((px(x) - 3, py(v) - 3, px(x) + 3, py(v) + 3), fill=colour)
+        draw.text((right - 130, top + 4 + 14 * i), name, fill=colour, font=font)
+
+
+def plot(rows: list[dict], path: str):
+    font = ImageFont.load_default(size=12)
+    img = Image.new("RGB", (1200, 760), "white")
+    draw = ImageDraw.Draw(img)
+    for i, metric in enumerate(("accuracy", "frechet", "evenness", "divergence")):
+        series = {s: [(r["x"], r[metric]) for r in rows if r["sweep"] == s] for s in SCALE_SWEEPS}
+        box = (400 * (i % 2), 380 * (i // 2), 400 * (i % 2) + 400, 380 * (i // 2) + 380)
+        _chart(draw, box, f"{metric} vs guidance scale", {k: v for k, v in series.items() if v}, font, "scale")
+    for j, metric in enumerate(("frechet", "accuracy")):
+        series = {s: [(r["x"], r[metric]) for r in rows if r["sweep"] == "ssg" and r["beta_schedule"] == s]
+                  for s in BETA_SCHEDULES}
+        _chart(draw, (800, 380 * j, 1200, 380 * j + 380), f"SSG over best CFG: {metric} vs beta",
+               {k: v for k, v in series.items() if v}, font, "beta")
+    img.save(path)
+
+
+def table(rows: list[dict], found: dict, meta: dict) -> str:
+    lines = ["# Guidance sweep on the built-in tiny shapes model", "",
+             f"{meta['samples']} samples per point, seeds {SEED}.., top_k {TOP_K} (off), top_p {TOP_P}; "
+             f"reference: {meta['reference']} held-out real images; judge held-out accuracy on real images "
+             f"{meta['judge_real_accuracy']:.3f}; {meta['seconds']:.0f} s on {meta['device']}.", "",
+             "| sweep | guider | x | accuracy | Fréchet | evenness | divergence |", "|---|---|---|---|---|---|---|"]
+    order = ("cfg", "cfg_constant", "igg", "softcfg", "ssg", "ssg_over_igg")
+    for r in sorted(rows, key=lambda r: order.index(r["sweep"])):  # stable: each sweep in its run order
+        lines.append(f"| {r['sweep']} | {r['guider']} | {r['x']:g} | {r['accuracy']:.3f} | {r['frechet']:.2f} | "
+                     f"{r['evenness']:.3f} | {r['divergence']:.3f} |")
+    lines += ["", "| sweep | best Fréchet at x | best Fréchet | evenness = divergence at x | predicts the best? |",
+              "|---|---|---|---|---|"]
+    for sweep, f in found.items():
+        cross = "no crossing in range" if f["crossing_x"] is None else f"{f['crossing_x']:.2f}"
+        lines.append(f"| {sweep} | {f['best_frechet_x']:g} | {f['best_frechet']:.2f} | {cross} | "
+                     f"{'yes' if f['crossing_predicts_best'] else 'no'} |")
+    sel = meta["ssg_selected"]
+    lines += ["", f"SSG selects beta {sel['beta']:g} with the {sel['schedule']} schedule "
+                  f"(best Fréchet distance over CFG {meta['cfg_best_x']:g} {meta['cfg_best_schedule']})."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=int, default=1000)
+    ap.add_argument("--reference", type=int, default=2000, help="held-out real images for the Fréchet distance")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmark_results"))
+    ap.add_argument("--quick", action="store_true", help="smoke run: 20 samples, two values per sweep")
+    args = ap.parse_args(argv)
+    scales, betas, schedules = SCALES, BETAS, BETA_SCHEDULES
+    if args.quick:
+        args.samples, args.reference = 20, 100
+        scales, betas, schedules = (0.0, 2.0), (0.0, 0.2), ("constant",)
+    os.makedirs(args.out, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    t0 = time.time()
+    model = load_shapes_model(device=device)
+    judge = load_judge().to(device)
+    ref_images, _, ref_labels = real_images(args.reference, REFERENCE_SEED)
+    ref = judge_images(judge, torch.from_numpy(ref_images).to(device))
+    reference = ref["features"]
+    meta = {"samples": args.samples, "reference": args.reference, "device": torch.cuda.get_device_name()
+            if device.type == "cuda" else "cpu",
+            "judge_real_accuracy": float((ref["labels"].cpu() == torch.from_numpy(ref_labels)).float().mean())}
+    rows, done = [], {}
+
+    def run(sweep, x, guider, **extra):
+        name = guider.describe() if guider else "unguided"
+        if name not in done:  # the same guider in two sweeps (unguided, SSG beta 0) is measured once
+            done[name] = measure(model, judge, guider, args.samples, reference)
+        row = {"sweep": sweep, "x": x, "guider": name, **extra, **done[name]}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    for x in scales:
+        run("cfg", x, CFG(x) if x > 0 else None)
+    for x in scales:
+        run("cfg_constant", x, CFG(x, schedule="constant") if x > 0 else None)
+    best_cfg = min((r for r in rows if r["sweep"].startswith("cfg")), key=lambda r: r["frechet"])
+    cfg_best = best_cfg["x"]
+    cfg_schedule = "constant" if best_cfg["sweep"] == "cfg_constant" else "linear"
+    for x in scales:
+        run("igg", x, IGG(x))
+        run("softcfg", x, SoftCFG(base=CFG(x)) if x > 0 else None)
+    for schedule in schedules:
+        for beta in betas:
+            if beta == 0 and schedule != schedules[0]:
+                continue  # beta 0 is the same run whatever the schedule
+            run("ssg", beta, SSG(beta, schedule=schedule, base=CFG(cfg_best, schedule=cfg_schedule) if cfg_best > 0 else None),
+                beta_schedule=schedule)
+    best_ssg = min((r for r in rows if r["sweep"] == "ssg"), key=lambda r: r["frechet"])
+    selected = {"beta": best_ssg["x"], "schedule": best_ssg["beta_schedule"]}
+    for x in scales:
+        run("ssg_over_igg", x, SSG(selected["beta"], schedule=selected["schedule"], base=IGG(x)))
+    meta.update(seconds=time.time() - t0, cfg_best_x=cfg_best, cfg_best_schedule=cfg_schedule, ssg_selected=selected)
+    found = findings(rows)
+    with open(os.path.join(args.out, "shapes_guidance.jsonl"), "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+        f.write(json.dumps({"meta": meta, "findings": found}) + "\n")
+    with open(os.path.join(args.out, "shapes_guidance.md"), "w") as f:
+        f.write(table(rows, found, meta))
+    plot(rows, os.path.join(args.out, "shapes_guidance.png"))
+    print(json.dumps({"meta": meta, "findings": found}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Smoke test of tests/guidance_sweep.py (--quick) plus its crossing/findings logic on made-up curves."""
+import json
+import os
+
+from PIL import Image
+
+import guidance_sweep as sweep
+
+
+def test_quick_run_writes_table_plot_and_lines(tmp_path):
+    sweep.main(["--quick", "--out", str(tmp_path)])
+    lines = [json.loads(x) for x in (tmp_path / "shapes_guidance.jsonl").read_text().splitlines()]
+    rows, summary = lines[:-1], lines[-1]
+    assert {r["sweep"] for r in rows} == {"cfg", "cfg_constant", "igg", "softcfg", "ssg", "ssg_over_igg"}
+    for r in rows:
+        assert 0 <= r["accuracy"] <= 1 and r["frechet"] >= 0
+    assert summary["meta"]["samples"] == 20 and set(summary["findings"]) == set(sweep.SCALE_SWEEPS)
+    assert rows[0]["guider"] == "unguided"
+    assert Image.open(tmp_path / "shapes_guidance.png").size == (1200, 760)
+    table = (tmp_path / "shapes_guidance.md").read_text()
+    assert "| cfg | unguided | 0 |" in table and "SSG selects beta" in table
+    assert os.path.getsize(tmp_path / "shapes_guidance.png") > 10_000
+
+
+def _pts(xs, even, div, fd):
+    return [{"sweep": "cfg", "x": x, "evenness": e, "divergence": d, "frechet": f}
+            for x, e, d, f in zip(xs, even, div, fd)]
+
+
+def test_crossing_and_prediction():
+    xs = [0, 1, 2, 4]
+    rows = _pts(xs, [0.9, 0.8, 0.6, 0.5], [0.1, 0.5, 0.7, 0.8], [5.0, 3.0, 2.0, 4.0])
+    # e - d: 0.8, 0.3, -0.1 -> crossing between 1 and 2 at 1 + 0.3 / 0.4
+    assert abs(sweep.crossing(rows) - 1.75) < 1e-12
+    found = sweep.findings(rows)["cfg"]
+    assert found["best_frechet_x"] == 2 and found["crossing_predicts_best"]
+    rows[3]["frechet"] = 1.0  # best now at 4: not next to the crossing
+    assert not sweep.findings(rows)["cfg"]["crossing_predicts_best"]
+    assert sweep.crossing(_pts(xs, [0.9] * 4, [0.1] * 4, [1] * 4)) is None
