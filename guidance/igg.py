@@ -2,10 +2,9 @@
 weighted average of the nudges of the scale, A = softmax(D D^T / sqrt(V)), on raw logits in fp32."""
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 
 import torch
 
@@ -29,7 +28,7 @@ def local_mask(side: int, window: int, device) -> torch.Tensor:
     return _local_mask(side, window, torch.device(device))
 
 
-@functools.lru_cache(maxsize=16)  # built once per side and device, not once per image and scale
+@lru_cache(maxsize=16)  # built once per side and device, not once per image and scale
 def _local_mask(side: int, window: int, device: torch.device) -> torch.Tensor:
     """[N, N] bool: token j lies within the window (Chebyshev radius window // 2) around token i."""
     r, c = torch.div(torch.arange(side * side, device=device), side, rounding_mode="floor"), \

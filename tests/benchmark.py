@@ -597,16 +597,12 @@ def main(argv=None) -> int:
          f"{torch.get_num_threads()} CPU threads; guiders {','.join(args.guiders)}; batches "
          f"{args.batches}; warmup {args.warmup}, repeat {args.repeat}")
     out_file = open(args.out, "w") if args.out else None
-    if args.agreement:
-        try:
-            agreement(args, device, dev_name, lambda row: emit(row, out_file))
-        finally:
-            if out_file:
-                out_file.close()
-        return 0
     rows = []
+    timed = () if args.agreement else model_plan(args.models, args.tiny)  # --agreement: no timing runs
     try:
-        for spec in model_plan(args.models, args.tiny):
+        if args.agreement:
+            agreement(args, device, dev_name, lambda row: emit(row, out_file))
+        for spec in timed:
             dtype_name = model_dtype(args, spec["family"])
             guiders = model_guiders(spec, args.guiders)
             t0 = time.perf_counter()
@@ -639,11 +635,7 @@ def main(argv=None) -> int:
                     }
                     if g in errors:
                         row["error"] = errors[g]
-                    line = json.dumps(row)
-                    print(line, flush=True)
-                    if out_file:
-                        out_file.write(line + "\n")
-                        out_file.flush()
+                    emit(row, out_file)
                     rows.append(row)
             del model, runner
             gc.collect()
