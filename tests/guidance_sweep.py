@@ -60,17 +60,17 @@ def _nanmean(x: torch.Tensor) -> float:
 
 def measure(model, judge, guider, samples: int, reference) -> dict:
     labels = torch.arange(samples) % len(CLASS_NAMES)
-    images, even, div = [], [], []
+    predicted, features, even, div = [], [], [], []
     for start in range(0, samples, CHUNK):
         part = labels[start:start + CHUNK]
         out = sample(model, guider, part, seed=SEED + start, top_k=TOP_K, top_p=TOP_P, trace=True)
         verdict = judge_images(judge, out.images)
-        images.append(out.images)
+        predicted.append(verdict["labels"].cpu())
+        features.append(verdict["features"])
         even.append(evenness(out.trace)["mean"])
         div.append(divergence(out.trace, verdict["masks"])["mean"])
-    verdict = judge_images(judge, torch.cat(images))
-    return {"accuracy": float((verdict["labels"] == labels).float().mean()),
-            "frechet": frechet_distance(verdict["features"], reference),
+    return {"accuracy": float((torch.cat(predicted) == labels).float().mean()),
+            "frechet": frechet_distance(torch.cat(features), reference),
             "evenness": _nanmean(torch.cat(even)), "divergence": _nanmean(torch.cat(div))}
 
 

@@ -29,6 +29,13 @@ STAGES = ("vqvae", "decoder", "var", "var_more", "judge")
 MORE_STEPS, MORE_LR, MORE_COUNT, MORE_SEED_OFFSET = 2400, 6e-4, 32_000, 1000
 
 
+def save_vqvae(vae, path, held_images, stage):
+    save_file(T.fp16_state_dict(vqvae_official_state_dict(vae, len(PATCH_NUMS))), path)
+    with torch.no_grad():
+        recon = vae.tokens_to_image(vae.image_to_tokens(held_images, PATCH_NUMS), PATCH_NUMS)
+    print(f"{stage}: held-out reconstruction MSE {torch.mean((recon - held_images) ** 2).item():.5f}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=STAGES, action="append", help="stages to run (default: all)")
@@ -53,16 +60,10 @@ def main(argv=None):
         resume = load_vqvae(args.resume_vqvae) if args.resume_vqvae else None
         vae = T.train_vqvae(steps=steps(args.vqvae_steps), seed=args.seed, resume=resume,
                             first_step=args.resume_offset if resume is not None else 0)
-        save_file(T.fp16_state_dict(vqvae_official_state_dict(vae, len(PATCH_NUMS))), paths["vqvae"])
-        with torch.no_grad():
-            recon = vae.tokens_to_image(vae.image_to_tokens(held_images, PATCH_NUMS), PATCH_NUMS)
-        print(f"vqvae: held-out reconstruction MSE {torch.mean((recon - held_images) ** 2).item():.5f}")
+        save_vqvae(vae, paths["vqvae"], held_images, "vqvae")
     if "decoder" in stages:
         vae = T.train_decoder(load_vqvae(paths["vqvae"]), steps=steps(400), seed=args.seed)
-        save_file(T.fp16_state_dict(vqvae_official_state_dict(vae, len(PATCH_NUMS))), paths["vqvae"])
-        with torch.no_grad():
-            recon = vae.tokens_to_image(vae.image_to_tokens(held_images, PATCH_NUMS), PATCH_NUMS)
-        print(f"decoder: held-out reconstruction MSE {torch.mean((recon - held_images) ** 2).item():.5f}")
+        save_vqvae(vae, paths["vqvae"], held_images, "decoder")
     for stage in ("var", "var_more"):
         if stage not in stages:
             continue
