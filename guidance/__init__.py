@@ -3,7 +3,7 @@ from .base import Guider, GuiderRuntime, RunInfo, ScaleRecord, Term
 from .cfg import CFG
 from .igg import IGG
 from .sampler import SampleOutput, ScaleProgress, sample
-from .sampling import filter_logits_
+from .draw import filter_logits_
 from .schedules import SCHEDULE_NAMES, ScaleWindow, schedule_value
 from .softcfg import SoftCFG
 from .ssg import SSG

@@ -31,7 +31,7 @@ class CFG(Guider):
             raise ValueError(f"schedule must be one of {SCHEDULE_NAMES}, got {self.schedule!r}")
 
     def label(self):
-        return f"CFG {self.scale:g} {self.schedule}" + _window_label(self.start_scale, self.stop_scale)
+        return f"CFG {self.scale:g} {self.schedule}" + ScaleWindow(self.start_scale, self.stop_scale).label()
 
     def weight(self, k: int, num_scales: int) -> float | None:
         """g(k), or None outside the window (no uncond branch needed there)."""
@@ -41,12 +41,6 @@ class CFG(Guider):
 
     def runtime(self, info: RunInfo) -> GuiderRuntime:
         return _CFGRuntime(self, info.num_scales)
-
-
-def _window_label(start, stop) -> str:
-    if start == 0 and stop is None:
-        return ""
-    return f" [{start}:{'' if stop is None else stop}]"
 
 
 class _CFGRuntime(GuiderRuntime):

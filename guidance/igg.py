@@ -9,7 +9,6 @@ from functools import lru_cache, partial
 import torch
 
 from .base import Guider, GuiderRuntime, RunInfo, Term
-from .cfg import _window_label
 from .schedules import SCHEDULE_NAMES, ScaleWindow, check_finite, schedule_value
 
 OPERANDS = ("raw_logits", "centered")
@@ -80,7 +79,7 @@ class IGG(Guider):
 
     def label(self):
         extra = "" if self.window == "global" else f" window {self.window}"
-        return f"IGG {self.scale:g} {self.schedule}{extra}" + _window_label(self.start_scale, self.stop_scale)
+        return f"IGG {self.scale:g} {self.schedule}{extra}" + ScaleWindow(self.start_scale, self.stop_scale).label()
 
     def runtime(self, info: RunInfo) -> GuiderRuntime:
         return _IGGRuntime(self, info)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Guider, RunInfo, ScaleRecord
-from .sampling import (check_probabilities, check_sampling_args, draw_tokens, filter_logits_, invalid_probabilities,
+from .draw import (check_probabilities, check_sampling_args, draw_tokens, filter_logits_, invalid_probabilities,
                        make_generators, smooth_probabilities)
 from .schedules import ramp
 from .stack import GuidanceRun

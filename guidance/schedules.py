@@ -48,3 +48,9 @@ class ScaleWindow:
     def contains(self, k: int, num_scales: int) -> bool:
         lo, hi = self.bounds(num_scales)
         return lo <= k < hi
+
+    def label(self) -> str:
+        """Suffix for guider labels: "" for the full range, else " [start:stop]" (stop empty = to the end)."""
+        if self.start == 0 and self.stop is None:
+            return ""
+        return f" [{self.start}:{'' if self.stop is None else self.stop}]"

@@ -1,12 +1,12 @@
 """Scale-wise image models (VAR, its multi-scale VQ-VAE) as plain torch modules: no ComfyUI import."""
 from .checkpoint import CheckpointError, describe, read_state_dict
 from .kv_cache import KVCache
-from .loaders import (infer_var_config, infer_vqvae_config, load_var, load_var_transformer, load_vqvae,
-                      var_official_state_dict, vqvae_official_state_dict)
 from .switti import SwittiConfig, SwittiModel, SwittiTransformer, TextCondition
 from .switti_loader import load_switti, load_switti_transformer, switti_official_state_dict
 from .var import SCHEDULES, VARConfig, VARModel, VARTransformer
+from .var_loader import infer_var_config, load_var, load_var_transformer, var_official_state_dict
 from .vqvae import VQVAE, VQVAEConfig, phi_index_table
+from .vqvae_loader import infer_vqvae_config, load_vqvae, vqvae_official_state_dict
 
 __all__ = [
     "CheckpointError", "describe", "read_state_dict", "KVCache", "infer_var_config", "infer_vqvae_config",

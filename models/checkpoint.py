@@ -167,3 +167,18 @@ def check_keys(path: str, model: torch.nn.Module, sd: dict) -> None:
             if items:
                 parts.append(f"{len(items)} {label}: {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}")
         raise CheckpointError(f"{path}: does not match the expected layout; " + "; ".join(parts))
+
+
+def count_indices(sd: dict, pattern: str) -> int:
+    """1 + the largest integer captured by `pattern`'s first group over the keys of `sd` (0 if no key matches):
+    e.g. the depth from `blocks\\.(\\d+)\\.`."""
+    rx = re.compile(pattern)
+    found = {int(m.group(1)) for k in sd if (m := rx.match(k))}
+    return max(found) + 1 if found else 0
+
+
+def materialise(module: torch.nn.Module, sd: dict, device, dtype: torch.dtype) -> torch.nn.Module:
+    """Load `sd` into a module built on the meta device (strict, tensors assigned, not copied), then move it to
+    `device`/`dtype` in eval mode without gradients. Keys must already match (`check_keys`)."""
+    module.load_state_dict(sd, strict=True, assign=True)
+    return module.to(device=device, dtype=dtype).eval().requires_grad_(False)

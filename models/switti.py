@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .kv_cache import KVCache
-from .pair import TransformerWithVAE
+from .base import TransformerWithVAE
 
 EPS = 1e-6
 CROP_CONDITION = (512.0, 512.0, 0.0, 0.0)  # the official pipeline's [orig_h, orig_w, top, left], also at 1024 px

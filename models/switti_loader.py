@@ -6,8 +6,8 @@ import os
 
 import torch
 
-from .checkpoint import CheckpointError, check_keys, expect_kind, read_state_dict
-from .loaders import _count_indices, _materialise, load_vqvae
+from .checkpoint import CheckpointError, check_keys, count_indices, expect_kind, materialise, read_state_dict
+from .vqvae_loader import load_vqvae
 from .switti import SwittiConfig, SwittiModel, SwittiTransformer
 from .var import SCHEDULES
 
@@ -74,7 +74,7 @@ def infer_switti_config(path: str, sd: dict, config: dict, mask_probe: float | N
     if "blocks.0.ffn.gate_proj.weight" not in sd:
         raise CheckpointError(f"{path}: only the SwiGLU Switti layout (all released models) is supported")
     return SwittiConfig(
-        depth=_count_indices(sd, r"blocks\.(\d+)\."),
+        depth=count_indices(sd, r"blocks\.(\d+)\."),
         width=width,
         heads=width // 64,
         patch_nums=_patch_nums(sd, config),
@@ -106,7 +106,7 @@ def load_switti_transformer(path, *, device="cpu", dtype=torch.float32) -> Switt
         model = SwittiTransformer(cfg)
     check_keys(path, model, sd)
     model.levels = torch.cat([torch.full((p * p,), k) for k, p in enumerate(cfg.patch_nums)])  # off the meta device
-    return _materialise(model, sd, device, dtype)
+    return materialise(model, sd, device, dtype)
 
 
 def load_switti(path, vae_path, *, device="cpu", dtype=torch.float32) -> SwittiModel:

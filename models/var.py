@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .kv_cache import KVCache
-from .pair import TransformerWithVAE
+from .base import TransformerWithVAE
 
 SCHEDULES = {
     256: (1, 2, 3, 4, 5, 6, 8, 10, 13, 16),

@@ -2,12 +2,11 @@
 from comfy_api.latest import ComfyExtension, io
 
 from .common import MODEL_FOLDERS, register_model_folder
-from .conditioning import ImageNetClass
 from .guiders import CFGGuider, IGGGuider, SoftCFGGuider, SSGGuider
 from .heatmap import GuidanceHeatmap
-from .loaders import VARLoader
 from .sampler import Sampler
 from .switti import SwittiLoader, SwittiTextEncode
+from .var import ImageNetClass, VARLoader
 
 for _folder in MODEL_FOLDERS:
     register_model_folder(_folder)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 
+import comfy.model_management as mm
 import folder_paths
+import torch
 from comfy_api.latest import io
 
 # Own socket types: nothing of ours can be wired into the diffusion samplers, and vice versa.
@@ -14,6 +16,7 @@ TraceType = io.Custom("SCALEWISE_TRACE")
 
 CATEGORY = "sampling/scalewise"
 MODEL_FOLDERS = ("var", "switti")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
 def register_model_folder(name: str) -> None:
@@ -44,3 +47,25 @@ def full_path(folder: str, name: str) -> str:
 def scale_window_stop(end_scale: int) -> int | None:
     """Widget convention: 0 = up to the last scale, negative = counted from the end, else exclusive end."""
     return None if end_scale == 0 else end_scale
+
+
+def check_loader_inputs(folder: str, files: dict, dtype: str, hint: str, builtin: str | None = None):
+    """validate_inputs of the loaders: every file in models/<folder> (or the `builtin` entry), a known dtype
+    (True or a message)."""
+    available = set(model_files(folder))
+    for label, name in files.items():
+        if name not in available and name != builtin:
+            return f"{label}: '{name}' is not in models/{folder} ({hint}, then refresh)"
+    if dtype != "auto" and dtype not in DTYPES:
+        return f"dtype: {dtype!r} is not one of auto, {', '.join(DTYPES)}"
+    return True
+
+
+def pick_dtype(choice: str, device) -> torch.dtype:
+    if choice != "auto":
+        return DTYPES[choice]
+    if mm.should_use_bf16(device):
+        return torch.bfloat16
+    if mm.should_use_fp16(device):
+        return torch.float16
+    return torch.float32

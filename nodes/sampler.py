@@ -11,7 +11,7 @@ from PIL import Image
 from ..guidance import sample
 from ..models import TextCondition
 from .common import CATEGORY, CondType, GuiderType, ModelType, TraceType
-from .conditioning import IMAGENET, SHAPES, SHAPES_LABELS, ClassCondition, model_class_set
+from .var import IMAGENET, SHAPES, SHAPES_LABELS, ClassCondition, model_class_set
 
 PREVIEWS = ["every scale", "last 3 scales", "off"]
 

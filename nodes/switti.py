@@ -9,8 +9,7 @@ import torch
 from comfy_api.latest import io
 
 from ..models import TextCondition, load_switti
-from .common import CondType, ModelType, full_path, model_files
-from .loaders import DTYPES, check_loader_inputs, pick_dtype
+from .common import DTYPES, CondType, ModelType, check_loader_inputs, full_path, model_files, pick_dtype
 
 EOS = 49407         # CLIP's end-of-text token; bigG pads with 0 after it
 CLIP_L_WIDTH = 768  # the context is [CLIP-L | bigG]; bigG's part holds the pooled vector

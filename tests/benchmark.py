@@ -106,7 +106,8 @@ import torch  # noqa: E402
 from scalewise.guidance import CFG, IGG, SSG, SoftCFG, sample  # noqa: E402
 from scalewise.models import (SCHEDULES, SwittiConfig, SwittiModel, SwittiTransformer, TextCondition,  # noqa: E402
                               VARConfig, VQVAEConfig)
-from scalewise.models.loaders import build_var_transformer, build_vqvae  # noqa: E402
+from scalewise.models.var_loader import build_var_transformer  # noqa: E402
+from scalewise.models.vqvae_loader import build_vqvae  # noqa: E402
 from scalewise.models.var import VARModel  # noqa: E402
 
 GIB = 1024 ** 3

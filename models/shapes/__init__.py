@@ -19,7 +19,7 @@ PATCH_NUMS = (1, 2, 3, 4)
 
 def load_shapes_model(device="cpu", dtype=torch.float32):
     """The built-in VARModel (10 classes, 64 px)."""
-    from ..loaders import load_var
+    from ..var_loader import load_var
     model = load_var(VAR_FILE, VAE_FILE, device=device, dtype=dtype)
     model.class_names = CLASS_NAMES
     return model

@@ -6,7 +6,7 @@ import torch
 
 from scalewise.guidance import CFG, sample
 from scalewise.models import CheckpointError, load_var, read_state_dict, var_official_state_dict
-from scalewise.models.loaders import infer_var_config
+from scalewise.models.var_loader import infer_var_config
 from tiny import TINY_PN, random_vqvae, save, tiny_model, write_var_files
 
 

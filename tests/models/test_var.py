@@ -5,7 +5,8 @@ import torch
 
 from scalewise.guidance import CFG, sample
 from scalewise.models import SCHEDULES, VARConfig, var_official_state_dict, vqvae_official_state_dict
-from scalewise.models.loaders import build_var_transformer, build_vqvae
+from scalewise.models.var_loader import build_var_transformer
+from scalewise.models.vqvae_loader import build_vqvae
 from scalewise.models import VQVAEConfig
 from tiny import TINY_PN, LogitRecorder, tiny_model
 

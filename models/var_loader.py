@@ -1,36 +1,16 @@
-"""Build VAR and VQ-VAE modules from official checkpoints, inferring every size from the tensors."""
+"""Build VAR transformers from official checkpoints (`var_d16.pth` ... `var_d36.pth`), inferring every size from
+the tensors, and write them back in the official layout."""
 from __future__ import annotations
 
-import re
 from collections import Counter
 
 import torch
 
-from .checkpoint import CheckpointError, check_keys, expect_kind, read_state_dict
+from .checkpoint import CheckpointError, check_keys, count_indices, expect_kind, materialise, read_state_dict
 from .var import SCHEDULES, VARConfig, VARModel, VARTransformer
-from .vqvae import VQVAE, VQVAEConfig
+from .vqvae_loader import load_vqvae
 
 VAR_BUFFERS = ("lvl_1L", "attn_bias_for_masking")
-VQVAE_BUFFERS = ("quantize.ema_vocab_hit_SV",)
-
-
-def _count_indices(sd, pattern: str) -> int:
-    rx = re.compile(pattern)
-    found = {int(m.group(1)) for k in sd if (m := rx.match(k))}
-    return max(found) + 1 if found else 0
-
-
-def infer_vqvae_config(sd: dict) -> VQVAEConfig:
-    ch = sd["encoder.conv_in.weight"].shape[0]
-    levels = _count_indices(sd, r"encoder\.down\.(\d+)\.")
-    mult = tuple(sd[f"encoder.down.{i}.block.0.conv1.weight"].shape[0] // ch for i in range(levels))
-    return VQVAEConfig(
-        vocab_size=sd["quantize.embedding.weight"].shape[0],
-        z_channels=sd["quantize.embedding.weight"].shape[1],
-        ch=ch,
-        ch_mult=mult,
-        encoder_blocks=_count_indices(sd, r"encoder\.down\.0\.block\.(\d+)\."),
-    )
 
 
 def _patch_nums_from(sd: dict) -> tuple[int, ...]:
@@ -51,7 +31,7 @@ def _patch_nums_from(sd: dict) -> tuple[int, ...]:
 def infer_var_config(sd: dict) -> VARConfig:
     width = sd["pos_start"].shape[-1]
     return VARConfig(
-        depth=_count_indices(sd, r"blocks\.(\d+)\."),
+        depth=count_indices(sd, r"blocks\.(\d+)\."),
         width=width,
         heads=sd["blocks.0.attn.scale_mul_1H11"].shape[1],
         patch_nums=_patch_nums_from(sd),
@@ -87,12 +67,6 @@ def var_official_state_dict(transformer: VARTransformer) -> dict[str, torch.Tens
     return sd
 
 
-def vqvae_official_state_dict(vae: VQVAE, num_scales: int = 10) -> dict[str, torch.Tensor]:
-    sd = {k: v.detach() for k, v in vae.state_dict().items()}
-    sd["quantize.ema_vocab_hit_SV"] = torch.zeros(num_scales, vae.config.vocab_size)
-    return sd
-
-
 def _verify_buffers(path, sd, cfg: VARConfig):
     expected = var_buffers(cfg)
     for name in VAR_BUFFERS:
@@ -110,16 +84,6 @@ def build_var_transformer(cfg: VARConfig, device="cpu") -> VARTransformer:
         return VARTransformer(cfg)
 
 
-def build_vqvae(cfg: VQVAEConfig, device="cpu") -> VQVAE:
-    with torch.device(device):
-        return VQVAE(cfg)
-
-
-def _materialise(module, sd, device, dtype):
-    module.load_state_dict(sd, strict=True, assign=True)
-    return module.to(device=device, dtype=dtype).eval().requires_grad_(False)
-
-
 def load_var_transformer(path, *, device="cpu", dtype=torch.float32) -> VARTransformer:
     sd = read_state_dict(path)
     expect_kind(path, sd, "var")
@@ -134,20 +98,7 @@ def load_var_transformer(path, *, device="cpu", dtype=torch.float32) -> VARTrans
     check_keys(path, model, sd)
     # `levels` is a non-persistent buffer; recreate it on the CPU before moving everything.
     model.levels = torch.cat([torch.full((p * p,), k) for k, p in enumerate(cfg.patch_nums)])
-    return _materialise(model, sd, device, dtype)
-
-
-def load_vqvae(path, *, device="cpu", dtype=torch.float32) -> VQVAE:
-    sd = read_state_dict(path)
-    expect_kind(path, sd, "vqvae")
-    sd = {k: v for k, v in sd.items() if k not in VQVAE_BUFFERS}  # training statistic, any row count
-    try:
-        cfg = infer_vqvae_config(sd)
-    except (KeyError, IndexError, ZeroDivisionError) as e:
-        raise CheckpointError(f"{path}: incomplete VQ-VAE checkpoint (missing {e})") from None
-    model = build_vqvae(cfg, "meta")
-    check_keys(path, model, sd)
-    return _materialise(model, sd, device, dtype)
+    return materialise(model, sd, device, dtype)
 
 
 def load_var(var_path, vae_path, *, device="cpu", dtype=torch.float32) -> VARModel:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from scalewise.guidance.sampling import (check_probabilities, draw_tokens, filter_logits_, invalid_probabilities,
+from scalewise.guidance.draw import (check_probabilities, draw_tokens, filter_logits_, invalid_probabilities,
                                         make_generators, top_k_top_p_sort_free_)
 
 

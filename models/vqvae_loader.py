@@ -1,0 +1,47 @@
+"""Build the multi-scale VQ-VAE (VAR's `vae_ch160v4096z32.pth`, VQVAE-Switti) from its official checkpoint,
+inferring every size from the tensors, and write it back in the official layout."""
+from __future__ import annotations
+
+import torch
+
+from .checkpoint import CheckpointError, check_keys, count_indices, expect_kind, materialise, read_state_dict
+from .vqvae import VQVAE, VQVAEConfig
+
+VQVAE_BUFFERS = ("quantize.ema_vocab_hit_SV",)
+
+
+def infer_vqvae_config(sd: dict) -> VQVAEConfig:
+    ch = sd["encoder.conv_in.weight"].shape[0]
+    levels = count_indices(sd, r"encoder\.down\.(\d+)\.")
+    mult = tuple(sd[f"encoder.down.{i}.block.0.conv1.weight"].shape[0] // ch for i in range(levels))
+    return VQVAEConfig(
+        vocab_size=sd["quantize.embedding.weight"].shape[0],
+        z_channels=sd["quantize.embedding.weight"].shape[1],
+        ch=ch,
+        ch_mult=mult,
+        encoder_blocks=count_indices(sd, r"encoder\.down\.0\.block\.(\d+)\."),
+    )
+
+
+def vqvae_official_state_dict(vae: VQVAE, num_scales: int = 10) -> dict[str, torch.Tensor]:
+    sd = {k: v.detach() for k, v in vae.state_dict().items()}
+    sd["quantize.ema_vocab_hit_SV"] = torch.zeros(num_scales, vae.config.vocab_size)
+    return sd
+
+
+def build_vqvae(cfg: VQVAEConfig, device="cpu") -> VQVAE:
+    with torch.device(device):
+        return VQVAE(cfg)
+
+
+def load_vqvae(path, *, device="cpu", dtype=torch.float32) -> VQVAE:
+    sd = read_state_dict(path)
+    expect_kind(path, sd, "vqvae")
+    sd = {k: v for k, v in sd.items() if k not in VQVAE_BUFFERS}  # training statistic, any row count
+    try:
+        cfg = infer_vqvae_config(sd)
+    except (KeyError, IndexError, ZeroDivisionError) as e:
+        raise CheckpointError(f"{path}: incomplete VQ-VAE checkpoint (missing {e})") from None
+    model = build_vqvae(cfg, "meta")
+    check_keys(path, model, sd)
+    return materialise(model, sd, device, dtype)
