@@ -38,7 +38,7 @@ class ScaleProgress:
         side = self.model.patch_nums[self.k]
         if low_res and side < fhat.shape[-1]:
             fhat = F.interpolate(fhat, size=(side, side), mode="area")
-        return self.model.vae.fhat_to_image(fhat)
+        return self.model.decode(fhat)
 
 
 @torch.inference_mode()
@@ -48,13 +48,14 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
            callback: Callable[[ScaleProgress], None] | None = None) -> SampleOutput:
     """Generate images scale by scale.
 
-    conditioning: class ids for VAR (image i gets ids[i % len]), a TextCondition for Switti. Image i
-    uses its own random stream seeded with seed + i, so it is the same whatever the batch size;
-    `top_k=1` is greedy decoding. `more_smooth` uses Gumbel-softmax code mixtures from
-    `smooth_start_scale` on (VAR: after drawing the tokens, on the filtered logits; Switti: instead of
-    drawing, only while guided). `last_scale_temperature` divides the logits of the scales after the
-    guider's window (Switti's CFG-off scales). `trace=True` records the per-token guidance magnitude and
-    sampled-token confidence of every scale.
+    conditioning: whatever `model.prepare_condition` accepts (VAR: a ClassCondition or class ids, image i
+    gets ids[i % len]; Switti: a TextCondition). Image i uses its own random stream seeded with seed + i,
+    so it is the same whatever the batch size; `top_k=1` is greedy decoding. `more_smooth` uses
+    Gumbel-softmax code mixtures from `smooth_start_scale` on, as `model.smoothing` declares (VAR: after
+    drawing the tokens, on the filtered logits; Switti: instead of drawing, only while guided).
+    `last_scale_temperature` divides the logits of the scales after the guider's window (Switti's CFG-off
+    scales). `trace=True` records the per-token guidance magnitude and sampled-token confidence of every
+    scale.
     """
     check_sampling_args(top_k, top_p, model.vocab_size)
     if last_scale_temperature is not None and not 0 < float(last_scale_temperature) <= 100:
@@ -66,10 +67,8 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
     run = GuidanceRun(guider, RunInfo(tuple(patch_nums), batch, model.vocab_size, model.family,
                                       model.autoregressive))
     generators = make_generators(seed, batch, device)
-    vae = model.vae
-    codebook = vae.quantize.embedding.weight.float()
-    side = patch_nums[-1]
-    fhat = torch.zeros(batch, vae.config.z_channels, side, side, device=device)
+    smoothing = model.smoothing
+    fhat = model.new_canvas(batch)
     tokens, latent_in, cached = [], None, 0
     record = GuidanceTrace(tuple(patch_nums), model.image_size,
                            guider.describe() if guider else "unguided") if trace else None
@@ -90,20 +89,21 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
                 logits = guided / last_scale_temperature
 
             ratio = ramp(k, num_scales)
-            smooth = more_smooth and k >= smooth_start_scale
-            if smooth and model.smooth_style == "switti" and k < run.guidance_end:
+            smooth = (more_smooth and k >= smooth_start_scale
+                      and (k < run.guidance_end or not smoothing.guided_scales_only))
+            if smooth and smoothing.replaces_draw:
                 probs = smooth_probabilities(logits, ratio, generators)  # no draw, no filtering
                 idx = probs.argmax(-1)  # recorded only: the mixture, not this code, feeds the model
-                h = probs @ codebook
+                h = model.embed_mixture(probs)
             else:
                 filtered = filter_logits_(logits.clone(), top_k, top_p)
                 bad = invalid_probabilities(filtered)
                 invalid = bad if invalid is None else invalid | bad
                 idx = draw_tokens(filtered, generators)
-                if smooth and model.smooth_style == "var":
-                    h = smooth_probabilities(filtered, ratio, generators) @ codebook
+                if smooth:  # the mixture of the filtered logits, after the draw
+                    h = model.embed_mixture(smooth_probabilities(filtered, ratio, generators))
                 else:
-                    h = codebook[idx]
+                    h = model.embed_tokens(idx)
             tokens.append(idx.view(batch, pn, pn))
             run.observe(ScaleRecord(k, pn, cond, uncond, logits, idx))
             if record is not None:
@@ -112,11 +112,7 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
             # names: otherwise they stay alive through the next forward pass and the final decode.
             logits = cond = uncond = combined = guided = probs = filtered = None
 
-            h = h.transpose(1, 2).reshape(batch, -1, pn, pn).contiguous()
-            fhat += vae.quantize.scale_contribution(k, patch_nums, h)
-            if k + 1 < num_scales:
-                nxt = patch_nums[k + 1]
-                latent_in = F.interpolate(fhat, size=(nxt, nxt), mode="area").flatten(2).transpose(1, 2)
+            latent_in = model.next_autoregressive_input(k, fhat, h)
             if callback is not None:
                 callback(ScaleProgress(k, num_scales, fhat, model))
     finally:
@@ -125,7 +121,7 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
     if record is not None:  # device -> host copies once, after the last scale
         record.magnitude = [m.cpu() for m in record.magnitude]
         record.confidence = [c.cpu() for c in record.confidence]
-    return SampleOutput(vae.fhat_to_image(fhat), tokens, record)
+    return SampleOutput(model.decode(fhat), tokens, record)
 
 
 def _record(trace: GuidanceTrace, k, pn, cond, uncond, combined, guided, logits, idx):

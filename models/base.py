@@ -1,5 +1,31 @@
-"""What every scale-wise model of the pack is to the sampler and to ComfyUI: a transformer and its VQ-VAE."""
+"""The model contract: what every scale-wise model of the pack is to the sampler (`guidance/sampler.py`) and to the
+nodes. The sampler uses these members and nothing else; each family (VAR in `var.py`, Switti in `switti.py`)
+implements the abstract ones. Adding a family = a module here with a `ScalewiseModel` subclass, its loader module,
+and one loader node.
+
+A generation, as the sampler drives it (K scales with side lengths `patch_nums`, n_k = patch_nums[k]^2 tokens):
+
+    prepared = model.prepare_condition(conditioning, batch_size)      # checks, one row per image
+    state = model.start(prepared, with_uncond)                        # per-run state: rows, KV cache
+    canvas = model.new_canvas(B)                                      # f_hat = 0
+    latent_in = None
+    for k in range(K):
+        state.set_uncond(k in uncond_scales)
+        logits = model.forward_scale(state, k, latent_in)             # [rows, n_k, V]
+        ... guidance, then draw tokens idx [B, n_k] (or a Gumbel mixture, see `smoothing`) ...
+        h = model.embed_tokens(idx)                                   # or model.embed_mixture(probs)
+        latent_in = model.next_autoregressive_input(k, canvas, h)     # f_hat += phi_k(up(h)); next input
+    state.close()
+    images = model.decode(canvas)
+
+This is the loop of the official `VAR.autoregressive_infer_cfg` (FoundationVision/VAR, models/var.py) and
+`SwittiPipeline.__call__` (yandex-research/switti, models/pipeline.py); the latent update is the official quantiser's
+`get_next_autoregressive_input` (models/quant.py of both repositories).
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -7,37 +33,127 @@ import torch.nn as nn
 from .vqvae import VQVAE
 
 
-class TransformerWithVAE(nn.Module):
-    """Shared properties of VARModel and SwittiModel; subclasses add conditioning and the scale step."""
+@dataclass(frozen=True)
+class GumbelSmoothing:
+    """How a family's `more_smooth` option feeds the next scale a Gumbel-softmax mixture of codes instead of one code.
+
+    The mixture is softmax((l (1 + r_k) + g) / tau_k) with Gumbel noise g, r_k = k / (K - 1) and
+    tau_k = max(0.27 (1 - 0.95 r_k), 0.005) (both official samplers, "refer to mask-git"); the sampler computes it
+    with its per-image random streams.
+
+    replaces_draw: False (VAR): the tokens are drawn first from the top-k/top-p filtered logits, then the mixture of
+        those filtered logits feeds the next scale. True (Switti): the mixture of the unfiltered logits replaces the
+        draw (no top-k/top-p); the recorded token is the mixture's argmax.
+    guided_scales_only: True (Switti): no smoothing on the scales after the guidance window (where the official
+        pipeline turns CFG off); False (VAR): every scale from `smooth_start_scale` on.
+    """
+
+    replaces_draw: bool
+    guided_scales_only: bool
+
+
+class ScaleState:
+    """Per-generation state returned by `ScalewiseModel.start`: the conditioning rows (conditional rows first, then
+    the unconditional ones while that branch runs) and the model's caches. Owned by the caller, never by the modules,
+    so an interrupted run leaves nothing behind; `close()` releases the caches."""
+
+    batch: int  # B, the number of images
+
+    @property
+    def rows(self) -> int:
+        """Rows the next `forward_scale` computes: 2B while the unconditional branch runs, else B."""
+        raise NotImplementedError
+
+    def set_uncond(self, active: bool) -> None:
+        """Run the unconditional rows at the next scale or not. Raises RuntimeError when a model with a KV cache is
+        asked to restart that branch after dropping it (its cache of the skipped scales would be missing)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the caches (idempotent)."""
+        raise NotImplementedError
+
+
+class ScalewiseModel(nn.Module):
+    """A next-scale prediction transformer and its multi-scale VQ-VAE: the contract of the sampler.
+
+    Subclasses set `family`, `smoothing` and implement `autoregressive`, `prepare_condition`, `batch_size`, `start`
+    and `forward_scale`; the schedule, vocabulary and token map <-> latent canvas members below are shared (the
+    VQ-VAE implements them).
+    """
+
+    family: ClassVar[str] = ""                   # "var", "switti": named in messages and in guidance.RunInfo
+    smoothing: ClassVar[GumbelSmoothing]         # the family's `more_smooth` behaviour
+    source_name: str | None = None               # the file the model came from (loader nodes set it), for messages
 
     def __init__(self, transformer: nn.Module, vae: VQVAE):
         super().__init__()
         self.transformer, self.vae = transformer, vae
 
+    # -- schedule and vocabulary --------------------------------------------------------------------------
     @property
     def config(self):
+        """The transformer's configuration (a frozen dataclass with at least patch_nums, vocab_size, depth, width,
+        heads, seq_len)."""
         return self.transformer.config
 
     @property
     def patch_nums(self) -> tuple[int, ...]:
+        """The scale schedule: side length pn_k of the token map of scale k, coarse to fine (e.g. VAR 256 px:
+        1, 2, 3, 4, 5, 6, 8, 10, 13, 16). Fixed by the checkpoint."""
         return self.config.patch_nums
 
     @property
     def vocab_size(self) -> int:
+        """V, the codebook size: logits are [rows, n_k, V], token ids are in 0..V-1."""
         return self.config.vocab_size
 
     @property
     def image_size(self) -> int:
+        """Side of the generated images in pixels: pn_K times the VQ-VAE's downsampling factor (16)."""
         return self.patch_nums[-1] * self.vae.config.downsample
 
     @property
+    def autoregressive(self) -> bool:
+        """True when every scale attends to the cached earlier scales (VAR, Switti-AR); False when each scale sees
+        only its own input (Switti): then the unconditional branch can be skipped on any scale."""
+        raise NotImplementedError
+
+    @property
     def dtype(self) -> torch.dtype:
+        """The transformer's weight dtype (the precision of its activations and KV cache)."""
         return self.transformer.head.weight.dtype
 
     @property
     def weight_device(self) -> torch.device:
-        # not `device`: ComfyUI's ModelPatcher assigns that attribute itself
+        """Where the weights are (not `device`: ComfyUI's ModelPatcher assigns that attribute itself)."""
         return self.transformer.head.weight.device
+
+    # -- conditioning and the per-scale forward -----------------------------------------------------------
+    def prepare_condition(self, conditioning, batch_size: int | None):
+        """Check `conditioning` against this model and expand it to one row per image (row i of a batch uses entry
+        i % len). Raises TypeError for a conditioning of another family, ValueError for a value this model cannot
+        use (message starting with "conditioning:"). The result is accepted again by `prepare_condition`."""
+        raise NotImplementedError
+
+    def batch_size(self, prepared) -> int:
+        """B, the number of images of a prepared conditioning."""
+        raise NotImplementedError
+
+    def start(self, prepared, with_uncond: bool) -> ScaleState:
+        """Begin a generation: compute what depends only on the conditioning (once) and allocate the caches.
+        With `with_uncond` the unconditional rows (null class, negative prompt) follow the B conditional ones."""
+        raise NotImplementedError
+
+    def forward_scale(self, state: ScaleState, k: int, latent_tokens: torch.Tensor | None,
+                      value_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits float32 [rows, n_k, V] of scale k (scales are run in order 0..K-1, once each).
+
+        latent_tokens: float32 [B, n_k, Cvae], the previous `next_autoregressive_input` (None at k = 0); it feeds
+        the conditional and unconditional rows alike. value_weights: optional float [rows, cached + n_k]
+        multipliers on the attention values per position (SoftCFG; 1 = unchanged), `cached` being the positions of
+        the earlier scales held in the cache."""
+        raise NotImplementedError
 
     def memory_estimate(self, batch: int, guided: bool = True) -> int:
         """Bytes a generation needs beyond the weights: KV cache, last-scale logits (with the copies that
@@ -52,3 +168,38 @@ class TransformerWithVAE(nn.Module):
     def cached_positions(self) -> int:
         """Attention keys kept per row during a generation."""
         return self.config.seq_len
+
+    # -- token maps <-> latent canvas (the VQ-VAE's multi-scale quantiser) --------------------------------
+    def new_canvas(self, batch: int) -> torch.Tensor:
+        """The empty accumulated latent f_hat: float32 zeros [B, Cvae, pn_K, pn_K] on the weights' device."""
+        side = self.patch_nums[-1]
+        return torch.zeros(batch, self.vae.config.z_channels, side, side, device=self.weight_device)
+
+    def embed_tokens(self, idx: torch.Tensor) -> torch.Tensor:
+        """Codebook vectors of token ids: int64 [B, n] -> float32 [B, n, Cvae]."""
+        return self.vae.quantize.embed(idx)
+
+    def embed_mixture(self, probs: torch.Tensor) -> torch.Tensor:
+        """Probability-weighted codebook mixture (Gumbel smoothing): [B, n, V] -> float32 [B, n, Cvae]."""
+        return self.vae.quantize.embed_mixture(probs)
+
+    def next_autoregressive_input(self, k: int, canvas: torch.Tensor, h: torch.Tensor) -> torch.Tensor | None:
+        """Add scale k's embeddings h (float32 [B, n_k, Cvae], row-major) to the canvas in place and return the
+        next scale's input [B, n_{k+1}, Cvae], None after the last scale. See
+        `MultiScaleQuantizer.next_autoregressive_input`."""
+        return self.vae.quantize.next_autoregressive_input(k, self.patch_nums, canvas, h)
+
+    def decode(self, canvas: torch.Tensor) -> torch.Tensor:
+        """Canvas [B, Cvae, h, w] -> images float32 [B, 3, 16h, 16w] in [0, 1] (the full canvas, or one downsampled
+        to a scale's side for a cheap preview)."""
+        return self.vae.fhat_to_image(canvas)
+
+    def encode_image(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """Images float [B, 3, S, S] in [0, 1], S = `image_size` -> K token maps int64 [B, pn_k, pn_k], coarse to
+        fine (official `VQVAE.img_to_idxBl`). Raises ValueError for another size."""
+        return self.vae.image_to_tokens(image, self.patch_nums)
+
+    def teacher_forcing_inputs(self, tokens: list[torch.Tensor]) -> torch.Tensor:
+        """Inputs of scales 1..K-1 given the token maps of every scale: float32 [B, L - n_0, Cvae], what the
+        sampler feeds `forward_scale` when it draws exactly these tokens (official `idxBl_to_var_input`)."""
+        return self.vae.quantize.teacher_forcing_inputs(tokens, self.patch_nums)

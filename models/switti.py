@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .kv_cache import KVCache
-from .base import TransformerWithVAE
+from .base import GumbelSmoothing, ScaleState, ScalewiseModel
 
 EPS = 1e-6
 CROP_CONDITION = (512.0, 512.0, 0.0, 0.0)  # the official pipeline's [orig_h, orig_w, top, left], also at 1024 px
@@ -313,7 +313,7 @@ class SwittiTransformer(nn.Module):
         return self.logits(self.run_blocks(x, cond, rope, attn_mask=mask), cond)
 
 
-class SwittiState:
+class SwittiState(ScaleState):
     """Per-generation state: prompt rows (positive first, then negative) and, for Switti-AR, the KV cache."""
 
     def __init__(self, cond: SwittiCondition, cache: KVCache | None, batch: int):
@@ -345,11 +345,12 @@ class SwittiState:
             self.cache.release()
 
 
-class SwittiModel(TransformerWithVAE):
+class SwittiModel(ScalewiseModel):
     """A Switti transformer with its VQ-VAE (VQVAE-Switti), driven by the scale-wise sampler."""
 
     family = "switti"
-    smooth_style = "switti"  # Gumbel smoothing replaces the token draw (no top-k/top-p), while guided
+    # SwittiPipeline.__call__: the Gumbel mixture replaces the token draw (no top-k/top-p) before the CFG-off scales
+    smoothing = GumbelSmoothing(replaces_draw=True, guided_scales_only=True)
 
     @property
     def autoregressive(self) -> bool:
@@ -357,8 +358,8 @@ class SwittiModel(TransformerWithVAE):
 
     def prepare_condition(self, conditioning, batch_size: int | None) -> TextCondition:
         if not isinstance(conditioning, TextCondition):
-            raise TypeError(f"Switti needs text conditioning (TextCondition, from the Switti Text Encode node), "
-                            f"got {type(conditioning).__name__}; class ids are for VAR models")
+            raise TypeError(f"conditioning: this Switti model needs conditioning from the Switti Text Encode node (a "
+                            f"TextCondition), got {type(conditioning).__name__}; class ids are for VAR models")
         conditioning.check()
         batch = conditioning.batch if batch_size is None else int(batch_size)
         if batch < 1:

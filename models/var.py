@@ -13,15 +13,27 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .kv_cache import KVCache
-from .base import TransformerWithVAE
+from .base import GumbelSmoothing, ScaleState, ScalewiseModel
 
 SCHEDULES = {
     256: (1, 2, 3, 4, 5, 6, 8, 10, 13, 16),
     512: (1, 2, 3, 4, 6, 9, 13, 18, 24, 32),
     1024: (1, 2, 3, 4, 5, 7, 9, 12, 16, 21, 27, 36, 48, 64),
 }
+IMAGENET, SHAPES = "imagenet", "tiny-shapes"  # class sets (ClassCondition.class_set, VARModel.class_set)
 MAX_LOG_TEMPERATURE = math.log(100.0)
 LN_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class ClassCondition:
+    """Class conditioning for VAR: image i of a batch uses ids[i % len(ids)] (ids index the model's classes; the
+    null class is `num_classes`). `class_set` names the class list a label was chosen from ("imagenet" or
+    "tiny-shapes"), None for raw ids; `label` is that label, for error messages."""
+
+    ids: tuple[int, ...]
+    class_set: str | None = None
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +84,7 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(width, width)
 
     def qkv_bias(self) -> torch.Tensor:
-        """(q_bias, 0, v_bias): keys have no bias. Built once per generation (ClassCondition)."""
+        """(q_bias, 0, v_bias): keys have no bias. Built once per generation (VARCondition)."""
         return torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
 
     def forward(self, x, cache: KVCache | None = None, layer: int = 0, attn_mask=None, value_weights=None,
@@ -130,7 +142,7 @@ class HeadNorm(nn.Module):
 
 
 @dataclass
-class ClassCondition:
+class VARCondition:
     """Everything that depends only on the class rows: computed once per generation."""
 
     embedding: torch.Tensor        # [R, C]
@@ -138,8 +150,8 @@ class ClassCondition:
     head_mod: torch.Tensor          # [R, 2, C] (scale, shift)
     qkv_biases: list[torch.Tensor] = field(default_factory=list)  # depth x [3C], not per row
 
-    def select(self, rows: slice) -> "ClassCondition":
-        return ClassCondition(self.embedding[rows], [m[rows] for m in self.block_mods], self.head_mod[rows],
+    def select(self, rows: slice) -> "VARCondition":
+        return VARCondition(self.embedding[rows], [m[rows] for m in self.block_mods], self.head_mod[rows],
                               self.qkv_biases)
 
 
@@ -162,7 +174,7 @@ class VARTransformer(nn.Module):
         self.register_buffer("levels", levels, persistent=False)
 
     # -- pieces used by both the cached and the teacher-forced paths -------------------------
-    def condition(self, labels: torch.Tensor) -> ClassCondition:
+    def condition(self, labels: torch.Tensor) -> VARCondition:
         emb = self.class_emb(labels)
         shared = None
         if self.config.shared_adaln:
@@ -171,12 +183,12 @@ class VARTransformer(nn.Module):
         # The fused attention biases are constants of the weights: built here once per generation
         # instead of once per layer and scale.
         biases = [blk.attn.qkv_bias() for blk in self.blocks]
-        return ClassCondition(emb, mods, self.head_nm.ada_lin(emb).view(emb.shape[0], 2, -1), biases)
+        return VARCondition(emb, mods, self.head_nm.ada_lin(emb).view(emb.shape[0], 2, -1), biases)
 
     def position_embedding(self, start: int, end: int) -> torch.Tensor:
         return self.lvl_embed(self.levels[start:end]) + self.pos_1LC[0, start:end]
 
-    def embed_start(self, cond: ClassCondition) -> torch.Tensor:
+    def embed_start(self, cond: VARCondition) -> torch.Tensor:
         n = self.pos_start.shape[1]
         return cond.embedding[:, None] + self.pos_start + self.position_embedding(0, n)
 
@@ -186,12 +198,12 @@ class VARTransformer(nn.Module):
         x = self.word_embed(latent_tokens.to(self.word_embed.weight.dtype))
         return x + self.position_embedding(start, start + latent_tokens.shape[1])
 
-    def logits(self, h: torch.Tensor, cond: ClassCondition) -> torch.Tensor:
+    def logits(self, h: torch.Tensor, cond: VARCondition) -> torch.Tensor:
         scale, shift = cond.head_mod.float()[:, :, None].unbind(1)
         h = _layer_norm(h.float()) * (1 + scale) + shift
         return self.head(h.to(self.head.weight.dtype)).float()
 
-    def run_blocks(self, x, cond: ClassCondition, cache=None, attn_mask=None, value_weights=None):
+    def run_blocks(self, x, cond: VARCondition, cache=None, attn_mask=None, value_weights=None):
         for i, blk in enumerate(self.blocks):
             bias = cond.qkv_biases[i] if cond.qkv_biases else None
             x = blk(x, cond.block_mods[i], cache, i, attn_mask, value_weights, bias)
@@ -218,10 +230,10 @@ class VARTransformer(nn.Module):
         return x + self.position_embedding(n0, n0 + latent_inputs.shape[1])
 
 
-class VARState:
+class VARState(ScaleState):
     """Per-generation state: class rows (conditional first, then unconditional) and the KV cache."""
 
-    def __init__(self, cond: ClassCondition, cache: KVCache, batch: int):
+    def __init__(self, cond: VARCondition, cache: KVCache, batch: int):
         self.cond, self.cache, self.batch = cond, cache, batch
 
     @property
@@ -246,40 +258,82 @@ class VARState:
         self.cache.release()
 
 
-class VARModel(TransformerWithVAE):
+class VARModel(ScalewiseModel):
     """A VAR transformer paired with its VQ-VAE: what the sampler drives and ComfyUI manages."""
 
     family = "var"
-    autoregressive = True
+    smoothing = GumbelSmoothing(replaces_draw=False, guided_scales_only=False)  # VAR.autoregressive_infer_cfg
+    class_set = IMAGENET    # the class list the ids index; the built-in model sets "tiny-shapes"
     class_names: tuple[str, ...] | None = None  # set for models whose classes are not ImageNet's
-    smooth_style = "var"  # Gumbel smoothing after the token draw, on the filtered logits
+
+    @property
+    def autoregressive(self) -> bool:
+        """Always True: every scale attends to the cached earlier scales."""
+        return True
 
     @property
     def num_classes(self) -> int:
+        """Number of real classes; id `num_classes` is the null (unconditional) class."""
         return self.config.num_classes
 
+    def describe(self) -> str:
+        """What this model is, for error messages: its class set and, for files, the name it was loaded from."""
+        if self.class_set == SHAPES:
+            return f"the built-in tiny-shapes model ({self.num_classes} classes: {', '.join(self.class_names)})"
+        if self.class_set == IMAGENET:
+            what = f"an ImageNet VAR model ({self.num_classes} classes)"
+        else:
+            what = f"a VAR model with its own {self.num_classes} classes"
+        return f"{what} loaded from {self.source_name!r}" if self.source_name else what
+
     def prepare_condition(self, conditioning, batch_size: int | None) -> torch.Tensor:
-        """Class ids [B]: image i gets conditioning[i % len]; `num_classes` is the null class."""
-        if isinstance(conditioning, torch.Tensor):
+        """Class ids int64 [B]: image i gets ids[i % len] (B = batch_size, or len(ids) when None).
+
+        conditioning: a ClassCondition, an int, a list/tuple of ints or an int tensor; `num_classes` is the null
+        class. Raises TypeError for other conditioning (text is for Switti), ValueError for an empty list, an id
+        outside 0..num_classes, a ClassCondition labelled with another class set than this model's, or
+        batch_size < 1."""
+        if isinstance(conditioning, ClassCondition):
+            self._check_class_set(conditioning)
+            ids = list(conditioning.ids)
+        elif isinstance(conditioning, torch.Tensor):
             ids = conditioning.flatten().tolist()
         elif isinstance(conditioning, int):
             ids = [conditioning]
         elif isinstance(conditioning, (list, tuple)):
             ids = list(conditioning)
         else:
-            raise TypeError(f"VAR needs class ids (int, list or tensor), got {type(conditioning).__name__}; "
-                            "text conditioning is for Switti models")
+            raise TypeError(f"conditioning: this VAR model needs conditioning from the Class (VAR) node (a "
+                            f"ClassCondition, or class ids), got {type(conditioning).__name__}; text conditioning "
+                            "is for Switti models")
         if not ids:
-            raise ValueError("no class given: pass at least one class id")
+            raise ValueError("conditioning: no class given: pass at least one class id")
         for c in ids:
             if isinstance(c, bool) or int(c) != c or not 0 <= c <= self.num_classes:
-                raise ValueError(f"class id {c!r} is out of range: use 0..{self.num_classes - 1}, or "
-                                 f"{self.num_classes} for the null (unconditional) class")
+                raise ValueError(f"conditioning: class id {c!r} is out of range for {self.describe()}: use "
+                                 f"0..{self.num_classes - 1}, or {self.num_classes} for its null (unconditional) "
+                                 "class")
         if batch_size is not None:
             if int(batch_size) < 1:
                 raise ValueError(f"batch_size must be at least 1, got {batch_size}")
             ids = [ids[i % len(ids)] for i in range(int(batch_size))]
         return torch.tensor([int(c) for c in ids], dtype=torch.long)
+
+    def _check_class_set(self, conditioning: ClassCondition) -> None:
+        """A class chosen by label must come from this model's class list (ids alone cannot be checked)."""
+        if conditioning.class_set is None or conditioning.class_set == self.class_set:
+            return
+        if self.class_set == SHAPES:
+            example = f"{SHAPES} 5: {self.class_names[5]}" if len(self.class_names) > 5 else f"{SHAPES} 0: ..."
+            pick = f"pick one of the '{SHAPES} N: name' entries (e.g. '{example}')"
+        elif self.class_set == IMAGENET:
+            pick = "pick one of the ImageNet entries 'N: name' (e.g. '207: golden retriever')"
+        else:
+            pick = f"set class_id to one of its ids 0..{self.num_classes - 1}"
+        source = ("an ImageNet class" if conditioning.class_set == IMAGENET
+                  else "a class of the built-in tiny-shapes model")
+        raise ValueError(f"conditioning: class {conditioning.label!r} is {source}, but the model is "
+                         f"{self.describe()}: {pick} in the Class (VAR) node")
 
     def batch_size(self, labels: torch.Tensor) -> int:
         return labels.shape[0]

@@ -223,15 +223,38 @@ class MultiScaleQuantizer(nn.Module):
             residual -= self.scale_contribution(k, patch_nums, self.lookup(idx))
         return out
 
+    def embed(self, idx: torch.Tensor) -> torch.Tensor:
+        """Codebook vectors of token ids: int64 [B, n] -> float32 [B, n, C]."""
+        return self.embedding.weight.float()[idx]
+
+    def embed_mixture(self, probs: torch.Tensor) -> torch.Tensor:
+        """sum_v probs[..., v] * codebook[v]: [B, n, V] -> float32 [B, n, C] (the Gumbel-smoothing mixture)."""
+        return probs @ self.embedding.weight.float()
+
+    def next_autoregressive_input(self, k: int, patch_nums, fhat: torch.Tensor, h: torch.Tensor):
+        """The next-scale latent update of the official `VectorQuantizer2.get_next_autoregressive_input`
+        (VAR models/quant.py): f_hat += phi_k(up(h_k)) in place, then the next scale's input is
+        area_down(f_hat, pn_{k+1}) flattened row-major.
+
+        fhat: float32 [B, C, pn_K, pn_K], updated in place. h: scale k's embeddings, float32 [B, n_k, C] with
+        n_k = pn_k^2 (row-major). Returns float32 [B, n_{k+1}, C], or None after the last scale."""
+        pn = patch_nums[k]
+        h = h.transpose(1, 2).reshape(h.shape[0], -1, pn, pn).contiguous()
+        fhat += self.scale_contribution(k, patch_nums, h)
+        if k + 1 == len(patch_nums):
+            return None
+        nxt = patch_nums[k + 1]
+        return F.interpolate(fhat, size=(nxt, nxt), mode="area").flatten(2).transpose(1, 2)
+
     def teacher_forcing_inputs(self, tokens, patch_nums) -> torch.Tensor:
-        """Inputs of scales 1..K-1 given the tokens of all scales: [B, L - n_0, C] (area-downsampled
-        partial sums of f_hat), what the sampler feeds the transformer when those tokens are drawn."""
-        fhat, out = None, []
-        for k, idx in enumerate(tokens[:-1]):
-            h = self.scale_contribution(k, patch_nums, self.lookup(idx))
-            fhat = h if fhat is None else fhat + h
-            nxt = patch_nums[k + 1]
-            out.append(F.interpolate(fhat, size=(nxt, nxt), mode="area").flatten(2).transpose(1, 2))
+        """Inputs of scales 1..K-1 given the token maps of every scale (int64 [B, pn_k, pn_k]):
+        float32 [B, L - n_0, C], what the sampler feeds the transformer when it draws exactly these tokens
+        (official `idxBl_to_var_input`, the same update as `next_autoregressive_input`)."""
+        side = patch_nums[-1]
+        fhat = torch.zeros(tokens[0].shape[0], self.embedding.weight.shape[1], side, side,
+                           device=self.embedding.weight.device)
+        out = [self.next_autoregressive_input(k, patch_nums, fhat, self.embed(idx.flatten(1)))
+               for k, idx in enumerate(tokens[:-1])]
         return torch.cat(out, dim=1)
 
     def tokens_to_fhat(self, tokens, patch_nums) -> torch.Tensor:

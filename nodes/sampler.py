@@ -9,9 +9,7 @@ from comfy_api.latest import io
 from PIL import Image
 
 from ..guidance import sample
-from ..models import TextCondition
 from .common import CATEGORY, CondType, GuiderType, ModelType, TraceType
-from .var import IMAGENET, SHAPES, SHAPES_LABELS, ClassCondition, model_class_set
 
 PREVIEWS = ["every scale", "last 3 scales", "off"]
 
@@ -34,39 +32,6 @@ class ScaleProgressReporter:
             image = _to_pil(progress.preview(max_images=1, low_res=True))
             frame = ("JPEG", image, min(args.preview_size, max(image.size)))  # never blown up to 512 px
         self.pbar.update_absolute(progress.k + 1, self.num_scales, frame)
-
-
-def describe_var(net) -> str:
-    name = getattr(net, "source_name", None)
-    kind = model_class_set(net.class_names)
-    if kind == SHAPES:
-        what = f"the built-in tiny-shapes model ({net.num_classes} classes: {', '.join(net.class_names)})"
-    elif kind == IMAGENET:
-        what = f"an ImageNet VAR model ({net.num_classes} classes)"
-    else:
-        what = f"a VAR model with its own {net.num_classes} classes"
-    return f"{what}{f' loaded from {name!r}' if name and kind != SHAPES else ''}"
-
-
-def check_class_condition(net, conditioning: ClassCondition) -> None:
-    """The class label must come from the loaded model's class set; raw ids must be in its range."""
-    model_set = model_class_set(net.class_names)
-    label_set = conditioning.class_set
-    if label_set is not None and label_set != model_set:
-        if model_set == SHAPES:
-            pick = f"pick one of the 'tiny-shapes N: name' entries (e.g. '{SHAPES_LABELS[5]}')"
-        elif model_set == IMAGENET:
-            pick = "pick one of the ImageNet entries 'N: name' (e.g. '207: golden retriever')"
-        else:
-            pick = f"set class_id to one of its ids 0..{net.num_classes - 1}"
-        source = "an ImageNet class" if label_set == IMAGENET else "a class of the built-in tiny-shapes model"
-        raise ValueError(f"conditioning: class {conditioning.label!r} is {source}, but the model is "
-                         f"{describe_var(net)}: {pick} in the Class (VAR) node")
-    bad = [i for i in conditioning.ids if not 0 <= i <= net.num_classes]
-    if bad:
-        raise ValueError(f"conditioning: class id {bad[0]} (class_id / batch_classes) is out of range for "
-                         f"{describe_var(net)}: use 0..{net.num_classes - 1}, or {net.num_classes} for its null "
-                         "(unconditional) class")
 
 
 class Sampler(io.ComfyNode):
@@ -122,21 +87,14 @@ class Sampler(io.ComfyNode):
     def execute(cls, model, conditioning, seed, batch_size, top_k, top_p, more_smooth, preview,
                 smooth_start_scale, last_scale_temperature, guider=None) -> io.NodeOutput:
         net = model.model
-        expected = {"var": (ClassCondition, "Class (VAR)"), "switti": (TextCondition, "Switti Text Encode")}
-        kind, node = expected[net.family]
-        if not isinstance(conditioning, kind):
-            raise ValueError(f"this {net.family.upper()} model needs conditioning from the {node} node, got "
-                             f"{type(conditioning).__name__}")
-        if net.family == "var":
-            check_class_condition(net, conditioning)
-        cond = list(conditioning.ids) if net.family == "var" else conditioning
+        cond = net.prepare_condition(conditioning, batch_size)  # the model's checks, before any GPU work
         # plain torch layers cannot run partially offloaded: load the whole model or let ComfyUI free room
         mm.load_models_gpu([model], memory_required=net.memory_estimate(batch_size, guider is not None),
                            force_full_load=True)
         reporter = ScaleProgressReporter(len(net.patch_nums), preview)
         temperature = None if last_scale_temperature == 1.0 else last_scale_temperature
         try:
-            out = sample(net, guider, cond, seed=seed, batch_size=batch_size, top_k=top_k, top_p=top_p,
+            out = sample(net, guider, cond, seed=seed, top_k=top_k, top_p=top_p,
                          more_smooth=more_smooth, smooth_start_scale=smooth_start_scale,
                          last_scale_temperature=temperature, trace=True, callback=reporter)
         except torch.OutOfMemoryError:

@@ -4,14 +4,14 @@ class, then the classes of the built-in tiny-shapes model)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import comfy.model_management as mm
 import comfy.model_patcher
 from comfy_api.latest import io
 
-from ..models import load_var
+from ..models import ClassCondition, load_var
 from ..models.shapes import BUILTIN_NAME, CLASS_NAMES, load_shapes_model
+from ..models.var import IMAGENET, SHAPES
 from .common import DTYPES, CondType, ModelType, check_loader_inputs, full_path, model_files, pick_dtype
 
 VAE_FILE = "vae_ch160v4096z32.pth"
@@ -88,33 +88,12 @@ class VARLoader(io.ComfyNode):
 with open(os.path.join(os.path.dirname(__file__), "imagenet_classes.txt"), encoding="utf-8") as f:
     IMAGENET_CLASSES = [line.strip() for line in f if line.strip()]
 NULL_CLASS = len(IMAGENET_CLASSES)
-IMAGENET, SHAPES = "imagenet", "tiny-shapes"          # the class sets (ClassCondition.class_set)
 SHAPES_PREFIX = f"{SHAPES} "
 IMAGENET_LABELS = [f"{i}: {name}" for i, name in enumerate(IMAGENET_CLASSES)] + \
     [f"{NULL_CLASS}: (null / unconditional)"]
 SHAPES_LABELS = [f"{SHAPES_PREFIX}{i}: {name}" for i, name in enumerate(CLASS_NAMES)] + \
     [f"{SHAPES_PREFIX}{len(CLASS_NAMES)}: (null / unconditional)"]
 CLASS_LABELS = IMAGENET_LABELS + SHAPES_LABELS
-
-
-@dataclass(frozen=True)
-class ClassCondition:
-    """Class ids; image i of a batch uses ids[i % len(ids)]. `class_set` is the class list the ids index
-    ("imagenet" or "tiny-shapes", from the class_name label), None for raw ids (class_id, batch_classes);
-    `label` is the chosen class_name label, for error messages."""
-
-    ids: tuple[int, ...]
-    class_set: str | None = None
-    label: str | None = None
-
-
-def model_class_set(class_names) -> str:
-    """The class set of a VARModel from its `class_names` (None = ImageNet)."""
-    if class_names is None:
-        return IMAGENET
-    if tuple(class_names) == tuple(CLASS_NAMES):
-        return SHAPES
-    return "custom"
 
 
 def parse_label(label: str) -> tuple[str, int]:

@@ -6,6 +6,7 @@ import os
 
 import torch
 
+from ..var import SHAPES
 from .data import CLASS_NAMES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -21,7 +22,7 @@ def load_shapes_model(device="cpu", dtype=torch.float32):
     """The built-in VARModel (10 classes, 64 px)."""
     from ..var_loader import load_var
     model = load_var(VAR_FILE, VAE_FILE, device=device, dtype=dtype)
-    model.class_names = CLASS_NAMES
+    model.class_names, model.class_set = CLASS_NAMES, SHAPES
     return model
 
 

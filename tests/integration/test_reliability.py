@@ -353,7 +353,7 @@ CATALOGUE = [
     C("param/dtype fp8", with_inputs(VAR, "ScalewiseVARLoader", dtype="fp8"), "rejected", ["dtype", "fp8"]),
     # --- wiring ---
     C("wiring/Switti model with class conditioning", lambda c: SW(c, cond="class"), "error",
-      ["SWITTI model needs conditioning from the Switti Text Encode node", "ClassCondition"], "ScalewiseSampler"),
+      ["Switti model needs conditioning from the Switti Text Encode node", "ClassCondition"], "ScalewiseSampler"),
     C("wiring/VAR model with text conditioning", lambda c: VAR(c, cond="text"), "error",
       ["VAR model needs conditioning from the Class (VAR) node", "TextCondition"], "ScalewiseSampler"),
     C("wiring/SoftCFG on non-AR Switti", lambda c: SW(c, guider="softcfg"), "error",

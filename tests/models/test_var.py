@@ -69,3 +69,19 @@ def test_sampler_image_equals_decoded_tokens():
     model = tiny_model(seed=2)
     out = sample(model, CFG(3.0), [1, 2], seed=0, top_k=100, top_p=0.9)
     assert torch.allclose(model.vae.tokens_to_image(out.tokens, model.patch_nums), out.images, atol=1e-6)
+
+
+def test_class_rules_live_in_the_model():
+    """One class check, in VARModel.prepare_condition: a label's class set must be the model's, ids in range."""
+    from scalewise.models import ClassCondition
+    model = tiny_model(seed=1)
+    assert model.prepare_condition(ClassCondition((207,), "imagenet", "207: golden retriever"), 2).tolist() == [207, 207]
+    with pytest.raises(ValueError, match="is a class of the built-in tiny-shapes model.*ImageNet entries"):
+        model.prepare_condition(ClassCondition((5,), "tiny-shapes", "tiny-shapes 5: star"), None)
+    with pytest.raises(ValueError, match=r"class id 1001 is out of range for an ImageNet VAR model.*0\.\.999"):
+        model.prepare_condition(ClassCondition((1001,)), None)
+    with pytest.raises(TypeError, match="needs conditioning from the Class \\(VAR\\) node"):
+        model.prepare_condition("a cat", None)
+    model.class_names, model.class_set, model.source_name = tuple("abcdefghij"), "tiny-shapes", None
+    with pytest.raises(ValueError, match="is an ImageNet class, but the model is the built-in tiny-shapes model"):
+        model.prepare_condition(ClassCondition((207,), "imagenet", "207: golden retriever"), None)

@@ -52,3 +52,33 @@ def test_last_scale_has_no_resize_but_phi():
     conv = vae.quantize.quant_resi.qresi_ls[phi_index_table(len(pn))[1]]
     expected = 0.5 * up + 0.5 * F.conv2d(up, conv.weight, conv.bias, padding=1)
     assert torch.allclose(vae.quantize.scale_contribution(1, pn, h[:, :, :2, :2]), expected, atol=1e-6)
+
+
+def test_next_autoregressive_input_accumulates_and_downsamples():
+    """One update: f_hat += phi_k(up(h_k)) in place; the next input is area_down(f_hat, pn_{k+1}), row-major; None
+    after the last scale. Expected values from scale_contribution and F.interpolate directly."""
+    vae = random_vqvae(seed=4)
+    pn = TINY_PN
+    fhat = torch.randn(2, 32, 4, 4)
+    before = fhat.clone()
+    h = torch.randn(2, 2 * 2, 32)  # scale 1 tokens, [B, n_1, C]
+    nxt = vae.quantize.next_autoregressive_input(1, pn, fhat, h)
+    grid = h.transpose(1, 2).reshape(2, 32, 2, 2).contiguous()
+    assert torch.equal(fhat, before + vae.quantize.scale_contribution(1, pn, grid))
+    expected = F.interpolate(fhat, size=(3, 3), mode="area").flatten(2).transpose(1, 2)
+    assert nxt.shape == (2, 9, 32) and torch.equal(nxt, expected)
+    assert vae.quantize.next_autoregressive_input(len(pn) - 1, pn, fhat, torch.randn(2, 16, 32)) is None
+
+
+def test_teacher_forcing_inputs_are_the_sampler_updates_of_the_tokens():
+    """The teacher-forcing inputs of tokens are the area-downsampled partial sums of their contributions."""
+    vae = random_vqvae(seed=5)
+    pn = TINY_PN
+    tokens = [torch.randint(0, 4096, (2, p, p)) for p in pn]
+    fhat, expected = torch.zeros(2, 32, 4, 4), []
+    for k, idx in enumerate(tokens[:-1]):
+        fhat = fhat + vae.quantize.scale_contribution(k, pn, vae.quantize.lookup(idx))
+        expected.append(F.interpolate(fhat, size=(pn[k + 1],) * 2, mode="area").flatten(2).transpose(1, 2))
+    got = vae.quantize.teacher_forcing_inputs(tokens, pn)
+    assert got.shape == (2, sum(p * p for p in pn[1:]), 32)
+    assert torch.allclose(got, torch.cat(expected, 1), atol=1e-6)
