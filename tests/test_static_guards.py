@@ -1,8 +1,8 @@
-"""Issue 6, static guard: the pack's shipped code (everything but tests/) contains no eval/exec, no shell or
-subprocess call (so no run-time pip), no network module and no unsafe deserialisation; its web extension talks to no
-other host. Complements ruff's S rules ([tool.ruff] in pyproject.toml, run by .ci/run), which cover eval/exec and
-pickle but not imports of network or process modules. The runtime counterpart is
-tests/integration/test_no_network.py (a full workflow with outbound connections refused)."""
+"""Issue 6, static guard: the pack's run-time code (everything but tests/ and tools/, which the pack never runs)
+contains no eval/exec, no shell or subprocess call (so no run-time pip), no network module and no unsafe
+deserialisation; its web extension talks to no other host. Complements ruff's S rules ([tool.ruff] in pyproject.toml,
+run by .ci/run), which cover eval/exec and pickle but not imports of network or process modules. The runtime
+counterpart is tests/integration/test_no_network.py (a full workflow with outbound connections refused)."""
 import ast
 import re
 from pathlib import Path
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SKIP_DIRS = {"tests", "artifacts", "build", "dist", "node_modules", "__pycache__"}
+SKIP_DIRS = {"tests", "tools", "artifacts", "build", "dist", "node_modules", "__pycache__"}
 FORBIDDEN_MODULES = {
     "socket", "ssl", "urllib", "urllib2", "urllib3", "http", "requests", "httpx", "aiohttp", "websocket", "websockets",
     "ftplib", "smtplib", "telnetlib", "xmlrpc", "huggingface_hub", "subprocess", "pip", "ensurepip", "pty",
@@ -68,7 +68,7 @@ PY_FILES = pack_files(".py")
 def test_the_scan_sees_the_pack():
     names = {p.relative_to(REPO).as_posix() for p in PY_FILES}
     assert {"__init__.py", "nodes/sampler.py", "models/checkpoint.py", "guidance/sampler.py"} <= names
-    assert not any(n.startswith("tests/") for n in names)
+    assert not any(n.startswith(("tests/", "tools/")) for n in names)
 
 
 @pytest.mark.parametrize("path", PY_FILES, ids=lambda p: p.relative_to(REPO).as_posix())

@@ -1,5 +1,6 @@
-"""The built-in tiny model: a VAR and VQ-VAE of the official layouts trained on procedural shapes (`data.py`),
-plus the judge network that scores what it generates. Weights ship in this folder as fp16 safetensors."""
+"""The built-in tiny model: a VAR and VQ-VAE of the official layouts trained on procedural shapes. Its weights ship
+in this folder as fp16 safetensors; the data generator, the training code and the judge that scores what it
+generates are tools (tools/shapes/), not run by the pack."""
 from __future__ import annotations
 
 import os
@@ -7,15 +8,14 @@ import os
 import torch
 
 from ..var import SHAPES
-from .data import CLASS_NAMES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VAR_FILE = os.path.join(HERE, "shapes_var.safetensors")
 VAE_FILE = os.path.join(HERE, "shapes_vae.safetensors")
-JUDGE_FILE = os.path.join(HERE, "shapes_judge.safetensors")
 BUILTIN_NAME = "tiny-shapes (built in)"  # how loaders list it next to the files of models/var
 RESOLUTION = 64
 PATCH_NUMS = (1, 2, 3, 4)
+CLASS_NAMES = ("circle", "ring", "square", "triangle", "cross", "star", "crescent", "dots", "heart", "bar")
 
 
 def load_shapes_model(device="cpu", dtype=torch.float32):
@@ -26,5 +26,5 @@ def load_shapes_model(device="cpu", dtype=torch.float32):
     return model
 
 
-__all__ = ["CLASS_NAMES", "VAR_FILE", "VAE_FILE", "JUDGE_FILE", "BUILTIN_NAME", "RESOLUTION", "PATCH_NUMS",
+__all__ = ["CLASS_NAMES", "VAR_FILE", "VAE_FILE", "BUILTIN_NAME", "RESOLUTION", "PATCH_NUMS",
            "load_shapes_model"]

@@ -7,9 +7,9 @@ import torch
 from safetensors import safe_open
 
 from scalewise.guidance import CFG, sample
-from scalewise.models.shapes import CLASS_NAMES, JUDGE_FILE, PATCH_NUMS, VAE_FILE, VAR_FILE, load_shapes_model
-from scalewise.models.shapes.data import sample as real_images
-from scalewise.models.shapes.judge import judge_images
+from scalewise.models.shapes import CLASS_NAMES, PATCH_NUMS, VAE_FILE, VAR_FILE, load_shapes_model
+from scalewise.tools.shapes.data import sample as real_images
+from scalewise.tools.shapes.judge import judge_images
 
 KEYS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "keys")
 
@@ -38,7 +38,7 @@ def test_files_have_the_official_layouts_in_fp16():
     assert sorted(vae) == sorted(_official_names("vqvae_keys.txt"))
     floats = [t for f in (var, vae) for k, t in f.items() if k not in ("lvl_1L",)]
     assert set(floats) == {"F16"}
-    size = sum(os.path.getsize(p) for p in (VAR_FILE, VAE_FILE, JUDGE_FILE))
+    size = sum(os.path.getsize(p) for p in (VAR_FILE, VAE_FILE))  # what ships at run time
     assert size < 25e6, f"{size / 1e6:.1f} MB"
 
 

@@ -4,7 +4,7 @@ import torch
 
 from scalewise.models import VQVAE, VQVAEConfig, load_var
 from scalewise.models.shapes import PATCH_NUMS
-from scalewise.models.shapes.train import quantize_for_training
+from scalewise.tools.shapes.train import quantize_for_training
 
 
 def test_training_quantiser_matches_inference():

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from scalewise.models.shapes.data import CLASS_NAMES, LAYOUTS, VAE_CLASSES, object_layers, render, sample
+from scalewise.tools.shapes.data import CLASS_NAMES, LAYOUTS, VAE_CLASSES, object_layers, render, sample
 
 
 def test_seeded_and_balanced():

@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 
-CLASS_NAMES = ("circle", "ring", "square", "triangle", "cross", "star", "crescent", "dots", "heart", "bar")
+from scalewise.models.shapes import CLASS_NAMES  # the built-in model's classes (runtime), in label order
+
 # What the built-in VQ-VAE was trained on: a class-agnostic tokenizer, fed the first class list, which had two
 # patterned squares instead of heart and bar. A 64 px, 4x4-token VQ-VAE of this size renders their 6 px
 # checks and stripes as plain squares, so the model's classes are silhouettes; the list stays for reproduction.

@@ -1,6 +1,6 @@
 """Sampling benchmark: VAR and Switti models of the official shapes with random weights, every guider vs CFG.
 
-    python tests/benchmark.py [--device cuda|cpu] [--models d16,d30,d36 | switti | switti-512,...]
+    python tools/benchmark.py [--device cuda|cpu] [--models d16,d30,d36 | switti | switti-512,...]
                               [--batches 1,8,32] [--guiders cfg,igg,softcfg,ssg,ssg+igg]
                               [--dtype fp16|bf16|fp32] [--warmup 2] [--repeat 5] [--tiny] [--full-size]
                               [--agreement] [--out FILE.jsonl]
@@ -84,7 +84,6 @@ import argparse
 import ctypes
 import ctypes.util
 import gc
-import importlib.util
 import json
 import math
 import os
@@ -93,13 +92,8 @@ import statistics
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if "scalewise" not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(
-        "scalewise", os.path.join(ROOT, "__init__.py"), submodule_search_locations=[ROOT])
-    _module = importlib.util.module_from_spec(_spec)
-    sys.modules["scalewise"] = _module
-    _spec.loader.exec_module(_module)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalewise`)
 
 import torch  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Guidance-quality benchmark on the built-in tiny shapes model: what each guider does, measured.
 
-    python tests/guidance_sweep.py                # full sweep -> tests/benchmark_results/shapes_guidance.*
-    python tests/guidance_sweep.py --quick --out /tmp/sweep   # a smoke run (few samples, two values per sweep)
+    python tools/guidance_sweep.py                # full sweep -> tools/benchmark_results/shapes_guidance.*
+    python tools/guidance_sweep.py --quick --out /tmp/sweep   # a smoke run (few samples, two values per sweep)
 
 For every point, `--samples` images (classes cycling 0..9, image i drawn with seed 1000 + i, sampler-node
 defaults top_k 900 = off for this 512-code model, top_p 0.95) are generated and judged by the shipped judge:
@@ -30,13 +30,14 @@ from PIL import Image, ImageDraw, ImageFont
 from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import conftest  # noqa: E402,F401  (makes the repository importable as `scalewise`)
+import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalewise`)
 
 from scalewise.guidance import CFG, IGG, SSG, SoftCFG, sample  # noqa: E402
 from scalewise.guidance.metrics import divergence, evenness  # noqa: E402
-from scalewise.models.shapes import CLASS_NAMES, JUDGE_FILE, load_shapes_model  # noqa: E402
-from scalewise.models.shapes.data import sample as real_images  # noqa: E402
-from scalewise.models.shapes.judge import Judge, frechet_distance, judge_images  # noqa: E402
+from scalewise.models.shapes import CLASS_NAMES, load_shapes_model  # noqa: E402
+from scalewise.tools.shapes import JUDGE_FILE  # noqa: E402
+from scalewise.tools.shapes.data import sample as real_images  # noqa: E402
+from scalewise.tools.shapes.judge import Judge, frechet_distance, judge_images  # noqa: E402
 
 SCALES = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0)
 BETAS = (0.0, 0.1, 0.2, 0.4, 0.8, 1.5)

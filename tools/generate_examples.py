@@ -22,14 +22,14 @@ thumbnails are therefore noise from random weights: the thumbnails show the grap
 is the first example, ``00_start_here_tiny_shapes``: it uses the model built into the pack (``tiny-shapes (built
 in)``, models/shapes/), so its thumbnail shows real samples; regenerate it alone whenever those weights change:
 
-    COMFY_DIR=$PWD/.comfy-ci/ComfyUI .comfy-ci/venv/bin/python tests/ui/generate_examples.py --only 00_start_here_tiny_shapes
+    COMFY_DIR=$PWD/.comfy-ci/ComfyUI .comfy-ci/venv/bin/python tools/generate_examples.py --only 00_start_here_tiny_shapes
 
 A layout may also hold ``notes``: Note nodes (frontend only, not in the API JSON) added in the page, referred to in
 the other layout keys by their placeholder key.
 
 Run from the repository root with the ComfyUI venv's interpreter (it has playwright; Chromium is Debian's):
 
-    COMFY_DIR=$PWD/.comfy-ci/ComfyUI .comfy-ci/venv/bin/python tests/ui/generate_examples.py
+    COMFY_DIR=$PWD/.comfy-ci/ComfyUI .comfy-ci/venv/bin/python tools/generate_examples.py
 
 Options: ``--only NAME [NAME ...]`` regenerates some examples; ``--base http://127.0.0.1:PORT`` uses a server that
 is already running (with the stand-in models) instead of starting one; ``--no-run`` skips execution (the
@@ -50,7 +50,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = REPO / "example_workflows"
 API_DIR = REPO / "tests" / "workflows"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")

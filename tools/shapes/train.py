@@ -12,10 +12,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ..var import VARConfig, VARTransformer
-from ..vqvae import VQVAE, AttnBlock, ResBlock, VQVAEConfig
-from . import PATCH_NUMS, RESOLUTION
-from .data import CLASS_NAMES, VAE_CLASSES, sample
+from scalewise.models.shapes import CLASS_NAMES, PATCH_NUMS, RESOLUTION
+from scalewise.models.var import VARConfig, VARTransformer
+from scalewise.models.vqvae import VQVAE, AttnBlock, ResBlock, VQVAEConfig
+
+from .data import VAE_CLASSES, sample
 from .judge import Judge
 
 VAE_CONFIG = VQVAEConfig(vocab_size=512, z_channels=32, ch=32)

@@ -1,4 +1,4 @@
-"""Smoke test of tests/guidance_sweep.py (--quick) plus its crossing/findings logic on made-up curves."""
+"""Smoke test of tools/guidance_sweep.py (--quick) plus its crossing/findings logic on made-up curves."""
 import json
 import os
 

@@ -1,8 +1,9 @@
 """Train the built-in shapes models (VQ-VAE, VAR, judge) and write them as fp16 safetensors.
 
-    python tests/train_shapes.py                 # everything, into models/shapes/ (about 70 min on 2 CPU cores)
-    python tests/train_shapes.py --only judge    # one stage; the VAR stage reuses the VQ-VAE already written
-    python tests/train_shapes.py --out /tmp/x --scale 0.05   # a quick smoke run with 5 % of the steps
+    python tools/train_shapes.py                 # everything (about 85 min on 2 CPU cores): the model into
+                                                 # models/shapes/, the judge into tools/shapes/
+    python tools/train_shapes.py --only judge    # one stage; the VAR stage reuses the VQ-VAE already written
+    python tools/train_shapes.py --out /tmp/x --scale 0.05   # a quick smoke run with 5 % of the steps
 
 Seeded: the same command on the same torch build gives the same weights.
 """
@@ -17,12 +18,13 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import conftest  # noqa: E402,F401  (makes the repository importable as `scalewise`)
+import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalewise`)
 
 from scalewise.models import load_var_transformer, load_vqvae, var_official_state_dict, vqvae_official_state_dict  # noqa: E402
-from scalewise.models.shapes import JUDGE_FILE, PATCH_NUMS, VAE_FILE, VAR_FILE  # noqa: E402
-from scalewise.models.shapes import train as T  # noqa: E402
-from scalewise.models.shapes.judge import judge_images  # noqa: E402
+from scalewise.models.shapes import PATCH_NUMS, VAE_FILE, VAR_FILE  # noqa: E402
+from scalewise.tools.shapes import JUDGE_FILE  # noqa: E402
+from scalewise.tools.shapes import train as T  # noqa: E402
+from scalewise.tools.shapes.judge import judge_images  # noqa: E402
 
 STAGES = ("vqvae", "decoder", "var", "var_more", "judge")
 # var_more: the VAR trained by the var stage, continued on twice as many fresh images at a lower rate
@@ -39,7 +41,7 @@ def save_vqvae(vae, path, held_images, stage):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=STAGES, action="append", help="stages to run (default: all)")
-    ap.add_argument("--out", default=os.path.dirname(VAR_FILE), help="folder for the .safetensors files")
+    ap.add_argument("--out", help="one folder for all .safetensors files (default: where the pack keeps them)")
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of the training steps (smoke runs)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vqvae-steps", type=int, default=1500)
@@ -50,9 +52,10 @@ def main(argv=None):
     ap.add_argument("--resume-offset", type=int, default=1200, help="data offset of the continued run")
     args = ap.parse_args(argv)
     stages = args.only or STAGES
-    os.makedirs(args.out, exist_ok=True)
-    paths = {name: os.path.join(args.out, os.path.basename(f))
+    paths = {name: os.path.join(args.out or os.path.dirname(f), os.path.basename(f))
              for name, f in (("var", VAR_FILE), ("vqvae", VAE_FILE), ("judge", JUDGE_FILE))}
+    for folder in {os.path.dirname(p) for p in paths.values()}:
+        os.makedirs(folder, exist_ok=True)
     steps = lambda n: max(1, round(n * args.scale))  # noqa: E731
     held_images, _, held_labels = T.held_out(500)
     t0 = time.time()

@@ -1,4 +1,4 @@
-"""Smoke test of tests/benchmark.py: tiny VAR and Switti models on the CPU, every stdout line valid JSON."""
+"""Smoke test of tools/benchmark.py: tiny VAR and Switti models on the CPU, every stdout line valid JSON."""
 import json
 import math
 import os
@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmark.py")
+SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tools",
+                      "benchmark.py")
 REQUIRED = {"model": str, "resolution": int, "batch": int, "guider": str, "s_per_batch": float,
             "img_per_s": float, "peak_kind": str, "rel_time_vs_cfg": float, "device": str, "tiny": bool}
 
