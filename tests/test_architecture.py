@@ -1,0 +1,83 @@
+"""The import rules of ARCHITECTURE.md, read from the source (AST): models/ and guidance/ import nothing from ComfyUI,
+nodes/ is the only room that does, guidance/ needs no model module, and no module imports a private name of another
+module."""
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Top-level modules of ComfyUI (its root folder is on sys.path when it loads custom nodes).
+COMFY_MODULES = {"comfy", "comfy_api", "comfy_api_nodes", "comfy_config", "comfy_execution", "comfy_extras",
+                 "folder_paths", "server", "nodes", "execution", "node_helpers", "latent_preview", "app", "main",
+                 "comfyui_version", "protocol", "cuda_malloc", "hook_breaker_ac10a0", "utils", "api_server",
+                 "new_updater", "middleware"}
+LIBRARY = ("models", "guidance")
+
+
+def modules(room: str) -> list[Path]:
+    return sorted((REPO / room).rglob("*.py"))
+
+
+def imports(path: Path) -> list[tuple[int, str, list[str], int]]:
+    """(line, module, imported names, relative level) of every import statement, at any depth."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.extend((node.lineno, a.name, [], 0) for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            out.append((node.lineno, node.module or "", [a.name for a in node.names], node.level))
+    return out
+
+
+def comfy_imports(path: Path) -> list[str]:
+    return [f"{path.relative_to(REPO)}:{line} imports {module}" for line, module, _, level in imports(path)
+            if level == 0 and module.split(".")[0] in COMFY_MODULES]
+
+
+def private_imports(path: Path) -> list[str]:
+    """`from x import _name` of a private name; `__future__` and dunders are not private members."""
+    return [f"{path.relative_to(REPO)}:{line} imports {name} from {'.' * level}{module}"
+            for line, module, names, level in imports(path) if module != "__future__"
+            for name in names if name.startswith("_") and not name.startswith("__")]
+
+
+@pytest.mark.parametrize("room", LIBRARY)
+def test_library_rooms_import_no_comfyui(room):
+    assert modules(room), f"{room}/ is empty: the scan would prove nothing"
+    assert [v for p in modules(room) for v in comfy_imports(p)] == []
+
+
+def test_only_nodes_import_comfyui():
+    skip = {"tests", "tools", "artifacts", "build", "dist", "node_modules"}  # not the pack's runtime code
+    importers = {p.relative_to(REPO).parts[0] for p in REPO.rglob("*.py")
+                 if not any(part.startswith(".") or part in skip for part in p.relative_to(REPO).parts[:-1])
+                 and comfy_imports(p)}
+    assert importers == {"nodes"}
+    assert not comfy_imports(REPO / "__init__.py")  # ComfyUI imports the root; the nodes load on comfy_entrypoint()
+
+
+def test_guidance_needs_no_model_module():
+    """The sampler drives any object with the model contract (models/base.py); it imports no model module."""
+    found = [f"{p.relative_to(REPO)}:{line}" for p in modules("guidance") for line, module, _, level in imports(p)
+             if (level >= 2 and module.split(".")[0] == "models") or module.startswith("scalewise.models")]
+    assert found == []
+
+
+@pytest.mark.parametrize("room", (*LIBRARY, "nodes"))
+def test_no_private_names_cross_modules(room):
+    assert [v for p in modules(room) for v in private_imports(p)] == []
+
+
+def test_the_checks_catch_what_they_should(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import comfy.model_management as mm\nfrom folder_paths import get_full_path\n"
+                   "import torch\nfrom .cfg import _window_label\nfrom __future__ import annotations\n"
+                   "def f():\n    from comfy_api.latest import io\n    from .x import __version__\n")
+    global REPO
+    saved, REPO = REPO, tmp_path
+    try:
+        assert len(comfy_imports(bad)) == 3
+        assert private_imports(bad) == ["bad.py:4 imports _window_label from .cfg"]
+    finally:
+        REPO = saved
