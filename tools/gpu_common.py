@@ -1,0 +1,218 @@
+"""Shared pieces of the GPU scripts (tools/gpu_var_bench.py, tools/gpu_switti_bench.py).
+
+The pack is imported as `scalewise`; the official repositories are imported from a folder given on the
+command line (by default `.gpu-ref/VAR` and `.gpu-ref/switti` of this checkout: ignored by git, filled by the
+`git archive` commands of tools/README.md and carried to the device machine). Timing uses CUDA events on
+a GPU and the wall clock on the CPU; peak memory is torch.cuda.max_memory_allocated over one run, minus what
+other models resident at that time hold (so two implementations can stay loaded side by side and be
+interleaved). JSON lines go to $OUT (the device tool's folder) or `--out`.
+"""
+from __future__ import annotations
+
+import gc
+import importlib.util
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GIB = 1024 ** 3
+
+
+def import_pack():
+    """The pack as the package `scalewise` (its folder name is not a valid module name everywhere)."""
+    if "scalewise" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "scalewise", os.path.join(ROOT, "__init__.py"), submodule_search_locations=[ROOT])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["scalewise"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["scalewise"]
+
+
+def import_benchmark():
+    """tools/benchmark.py (or tests/benchmark.py before it moved): random official-shape models, guiders."""
+    import_pack()
+    for folder in ("tools", "tests"):
+        path = os.path.join(ROOT, folder, "benchmark.py")
+        if os.path.exists(path):
+            if "scalewise_benchmark" not in sys.modules:
+                spec = importlib.util.spec_from_file_location("scalewise_benchmark", path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules["scalewise_benchmark"] = module
+                spec.loader.exec_module(module)
+            return sys.modules["scalewise_benchmark"]
+    raise FileNotFoundError("benchmark.py not found under tools/ or tests/")
+
+
+def require_repo(path: str, name: str, marker: str) -> str:
+    path = os.path.abspath(path)
+    if not os.path.exists(os.path.join(path, marker)):
+        raise SystemExit(f"the official {name} code is not at {path} (no {marker}): extract it first, see "
+                         "tools/README.md (`git archive` of the fetched repository into .gpu-ref/), or pass "
+                         "its folder with --repo")
+    return path
+
+
+def out_dir(cli_value: str | None) -> str:
+    path = cli_value or os.environ.get("OUT") or os.path.join(ROOT, ".gpu-out")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+class Emitter:
+    """JSON lines to a file (and counted); notes to stderr. The table is printed by the caller, last."""
+
+    def __init__(self, path: str, common: dict):
+        self.path, self.common, self.rows = path, common, []
+        self.file = open(path, "w")
+
+    def __call__(self, row: dict) -> dict:
+        row = {**row, **self.common}
+        self.rows.append(row)
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+        return row
+
+    def close(self):
+        self.file.close()
+
+
+def note(tag: str, msg: str) -> None:
+    print(f"[{tag}] {msg}", file=sys.stderr, flush=True)
+
+
+def module_bytes(*modules) -> int:
+    """Bytes of the parameters and buffers of these modules (shared tensors once)."""
+    seen, total = set(), 0
+    for m in modules:
+        for t in (*m.parameters(), *m.buffers()):
+            if t.data_ptr() in seen or t.is_meta:
+                continue
+            seen.add(t.data_ptr())
+            total += t.numel() * t.element_size()
+    return total
+
+
+class Timer:
+    """One run's time (CUDA events on a GPU, else the wall clock) and peak memory of its own.
+
+    peak = max_memory_allocated during the run - memory_allocated before it + `own_bytes` (the measured
+    model's resident weights): everything else resident (another implementation kept loaded for
+    interleaving) is excluded, the model's own weights are included (as the published tables)."""
+
+    def __init__(self, torch, device):
+        self.torch, self.device = torch, device
+        self.cuda = device.type == "cuda"
+
+    def run(self, fn, own_bytes: int = 0):
+        torch = self.torch
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            base = torch.cuda.memory_allocated(self.device)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            t0 = time.perf_counter()
+            start.record()
+            out = fn()
+            end.record()
+            end.synchronize()
+            wall = time.perf_counter() - t0
+            seconds = start.elapsed_time(end) / 1000.0
+            peak = (torch.cuda.max_memory_allocated(self.device) - base + own_bytes) / GIB
+            return out, seconds, wall, peak
+        t0 = time.perf_counter()
+        out = fn()
+        wall = time.perf_counter() - t0
+        return out, wall, wall, None
+
+
+def free(torch, device):
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def agreement_figures(ref, got) -> dict:
+    """Token agreement of two lists of per-scale token maps (same shapes), coarse to fine."""
+    same = [(a.cpu() == b.cpu()).float().mean().item() for a, b in zip(ref, got)]
+    total = sum((a.cpu() == b.cpu()).sum().item() for a, b in zip(ref, got)) / sum(a.numel() for a in ref)
+    return {"token_agreement": round(total, 6), "agreement_per_scale": [round(x, 6) for x in same],
+            "first_diverging_scale": next((k for k, x in enumerate(same) if x < 1), None),
+            "tokens_equal": all(x == 1 for x in same)}
+
+
+def fmt(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def stats(times: list[float]) -> tuple[float | None, float | None]:
+    if not times:
+        return None, None
+    return sum(times) / len(times), min(times)
+
+
+class Deadline:
+    """A soft overall time limit: work that would start after it is skipped and reported as skipped."""
+
+    def __init__(self, seconds: float):
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def passed(self) -> bool:
+        return self.left() <= 0
+
+
+def interleaved(timer: Timer, configs: dict, own_bytes: dict, *, warmup: int, repeat: int, budget_s: float,
+                deadline: Deadline, is_oom) -> dict:
+    """Time each of `configs` (name -> callable returning a batch of images) round-robin, so that drift
+    (clocks, temperature) hits every configuration alike: `warmup` untimed rounds (the second and later
+    only while a run takes under 1 s), then up to `repeat` timed rounds, stopping once `budget_s` is spent
+    after at least 2 (1 once the deadline passed). Returns name -> {"times", "walls", "peak", "error"}."""
+    res = {c: {"times": [], "walls": [], "peak": None, "error": None} for c in configs}
+
+    def one(c):
+        try:
+            images, s, wall, peak = timer.run(configs[c], own_bytes.get(c, 0))
+            del images
+            return s, wall, peak
+        except Exception as e:  # noqa: BLE001 -- only out-of-memory is recorded, the rest propagates
+            if not is_oom(e):
+                raise
+            res[c]["error"] = "out of memory"
+            return None
+
+    for _ in range(warmup):
+        slow = False
+        for c in configs:
+            if res[c]["error"] is None:
+                r = one(c)
+                slow |= r is not None and r[1] > 1.0
+        if slow:
+            break
+    t0 = time.monotonic()
+    for i in range(repeat):
+        if (i >= 2 and time.monotonic() - t0 > budget_s) or (i >= 1 and deadline.passed()):
+            break
+        for c in configs:
+            if res[c]["error"] is not None:
+                continue
+            r = one(c)
+            if r is not None:
+                res[c]["times"].append(r[0])
+                res[c]["walls"].append(r[1])
+                if r[2] is not None:
+                    res[c]["peak"] = max(res[c]["peak"] or 0.0, r[2])
+    return res
+
+
+def rounded(x, digits=5):
+    return None if x is None else round(x, digits)
+
+
+def dtype_name(dtype) -> str:
+    import torch
+    return {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}.get(dtype, str(dtype))
