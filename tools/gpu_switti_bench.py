@@ -457,8 +457,7 @@ def section_endurance(args, device, emit, deadline):
     mm, model_patcher, comfy_utils, folder_paths = import_comfy(args.comfy, device)
     from scalewise.guidance import CFG as LibCFG
     from scalewise.models.shapes import BUILTIN_NAME
-    from scalewise.nodes.var import ClassCondition
-    from scalewise.nodes.var import VARLoader
+    from scalewise.nodes.var import ClassCondition, VARLoader
     from scalewise.nodes.sampler import Sampler
     cuda = device.type == "cuda"
     dev = mm.get_torch_device()
