@@ -167,7 +167,7 @@ def set_tf32(on: bool):
 def section_speed(args, device, emit, deadline):
     official = OfficialSwitti(gc_.require_repo(args.repo, "Switti", os.path.join("models", "pipeline.py")))
     timer = gc_.Timer(torch, device)
-    half = torch.bfloat16 if device.type == "cuda" else torch.float32
+    half = bm.DTYPES[args.dtype]
     for spec in bm.model_plan(args.switti_models, args.tiny):
         if deadline.passed():
             emit({"section": "skipped", "model": spec["model"], "error": "deadline"})
@@ -471,7 +471,7 @@ def section_endurance(args, device, emit, deadline):
     width, layers = (4096, 32) if cuda and not args.tiny else (256, 4)
     core_net = CoreModel(width, layers).to(torch.float16 if cuda else torch.float32)
     core = model_patcher.ModelPatcher(core_net, load_device=dev, offload_device=mm.unet_offload_device())
-    models = [(builtin, ClassCondition((5,)), 8), (d16, ClassCondition((207,)), 4)]
+    models = [(builtin, ClassCondition((5,)), 8), (d16, ClassCondition((207,)), 1 if args.tiny else 4)]
 
     def run(i, seed):
         patcher, cond, batch = models[i % 2]
@@ -512,7 +512,7 @@ def section_endurance(args, device, emit, deadline):
     run(1, 3)
     run_core()
     base_loaded = allocated()
-    cancels, caught = 50, 0
+    cancels, caught = args.cancels, 0
     for i in range(cancels):
         scales = len(models[i % 2][0].model.patch_nums)
         Cancel.at = 1 + i % (scales - 1)
@@ -525,7 +525,8 @@ def section_endurance(args, device, emit, deadline):
             mm.interrupt_current_processing(False)
     run_core()
     after_cancels_loaded = allocated()
-    runs = 100
+    note(f"endurance: {caught}/{cancels} cancels caught ({time.monotonic() - t0:.1f} s)")
+    runs = args.runs
     for i in range(runs):
         if deadline.passed():
             runs = i
@@ -625,17 +626,22 @@ def parse_args(argv=None):
     p.add_argument("--sections", default=",".join(SECTIONS))
     p.add_argument("--models", default="switti-512,switti-1024", help="Switti models of section speed")
     p.add_argument("--batches", default=None, help="section speed (default 1,4; tiny 1,2)")
+    p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default=None,
+                   help="section speed, both pipelines (default bf16 on CUDA, as from_pretrained; fp32 on the CPU)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--budget-s", type=float, default=20.0)
     p.add_argument("--parity-batch", type=int, default=2)
     p.add_argument("--agreement-batch", type=int, default=8)
+    p.add_argument("--cancels", type=int, default=None, help="section endurance (default 50; tiny 6)")
+    p.add_argument("--runs", type=int, default=None, help="section endurance (default 100; tiny 10)")
     p.add_argument("--deadline-s", type=float, default=330.0, help="soft limit of the whole run")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.device == "cpu" and not args.tiny:
         p.error("the official shapes on the CPU take hours: pass --tiny (or run on a GPU)")
+    args.dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
     args.sections = bm.csv(args.sections)
     for s in args.sections:
         if s not in SECTIONS:
@@ -646,6 +652,8 @@ def parse_args(argv=None):
     args.switti_batches = [int(b) for b in bm.csv(args.batches or ("1,2" if args.tiny else "1,4"))]
     args.invariance_batches_builtin = (1, 8, 32)
     args.invariance_batches = (1, 4) if args.tiny else (1, 8, 32)
+    args.cancels = args.cancels if args.cancels is not None else (6 if args.tiny else 50)
+    args.runs = args.runs if args.runs is not None else (10 if args.tiny else 100)
     if args.tiny:
         args.warmup, args.repeat = min(args.warmup, 1), min(args.repeat, 1)
         args.agreement_batch = min(args.agreement_batch, 4)
