@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIB = 1024 ** 3
@@ -171,7 +172,9 @@ def interleaved(timer: Timer, configs: dict, own_bytes: dict, *, warmup: int, re
     """Time each of `configs` (name -> callable returning a batch of images) round-robin, so that drift
     (clocks, temperature) hits every configuration alike: `warmup` untimed rounds (the second and later
     only while a run takes under 1 s), then up to `repeat` timed rounds, stopping once `budget_s` is spent
-    after at least 2 (1 once the deadline passed). Returns name -> {"times", "walls", "peak", "error"}."""
+    after at least 2 (1 once the deadline passed). A configuration that raises is not run again and its error
+    is recorded ("out of memory", or the exception; its traceback goes to stderr), so one broken configuration
+    cannot cost a device call its other figures. Returns name -> {"times", "walls", "peak", "error"}."""
     res = {c: {"times": [], "walls": [], "peak": None, "error": None} for c in configs}
 
     def one(c):
@@ -179,10 +182,13 @@ def interleaved(timer: Timer, configs: dict, own_bytes: dict, *, warmup: int, re
             images, s, wall, peak = timer.run(configs[c], own_bytes.get(c, 0))
             del images
             return s, wall, peak
-        except Exception as e:  # noqa: BLE001 -- only out-of-memory is recorded, the rest propagates
-            if not is_oom(e):
-                raise
-            res[c]["error"] = "out of memory"
+        except Exception as e:  # noqa: BLE001 -- recorded in the row, see above
+            if is_oom(e):
+                res[c]["error"] = "out of memory"
+            else:
+                traceback.print_exc()
+                res[c]["error"] = error_text(e)
+            free(timer.torch, timer.device)
             return None
 
     for _ in range(warmup):
@@ -216,3 +222,18 @@ def rounded(x, digits=5):
 def dtype_name(dtype) -> str:
     import torch
     return {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}.get(dtype, str(dtype))
+
+
+def error_text(e: BaseException) -> str:
+    first = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {first}"[:300]
+
+
+def guarded(emit, row: dict, fn, *args, **kwargs):
+    """Run one step; if it raises, print the traceback and emit `row` with the error instead of stopping."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 -- reported in the JSON lines and the table
+        traceback.print_exc()
+        emit({**row, "error": error_text(e)})
+        return None

@@ -164,69 +164,80 @@ def set_tf32(on: bool):
         torch.backends.cudnn.allow_tf32 = on
 
 
+def switti_parity(official, pipe, pack32, spec, batch, stop, device, emit):
+    """fp32 greedy (TF32 off), same embeddings: the tokens of the official pipeline and of the pack."""
+    text = bm.random_text(batch, torch.Generator().manual_seed(5), device, torch.float32)
+    set_tf32(False)
+    try:
+        _, ref = official.run(pipe, text, seed=0, greedy=True, stop=stop, record=True)
+        got = pack_switti(pack32, text, seed=0, stop=stop, greedy=True).tokens
+    finally:
+        set_tf32(True)
+    figures = gc_.agreement_figures(ref, got)
+    emit({"section": "parity", "impl": "pack", "reference": "official", "model": spec["model"],
+          "resolution": spec["resolution"], "batch": batch, "guider": "cfg", "dtype": "fp32", **figures})
+    note(f"{spec['model']}: fp32 greedy parity: {'equal' if figures['tokens_equal'] else figures}")
+
+
 def section_speed(args, device, emit, deadline):
     official = OfficialSwitti(gc_.require_repo(args.repo, "Switti", os.path.join("models", "pipeline.py")))
-    timer = gc_.Timer(torch, device)
-    half = bm.DTYPES[args.dtype]
     for spec in bm.model_plan(args.switti_models, args.tiny):
         if deadline.passed():
             emit({"section": "skipped", "model": spec["model"], "error": "deadline"})
             continue
-        t0 = time.monotonic()
-        stop = bm.SWITTI_CFG_STOP[spec["resolution"]]
-        pack32 = bm.build_model(spec, device, torch.float32)
-        pipe = official.build(spec, pack32, device)
-        note(f"built {spec['model']} (pack and official, fp32) in {time.monotonic() - t0:.1f} s")
-        # parity: fp32 greedy, same embeddings
-        text = bm.random_text(args.parity_batch, torch.Generator().manual_seed(5), device, torch.float32)
-        set_tf32(False)
-        try:
-            _, ref = official.run(pipe, text, seed=0, greedy=True, stop=stop, record=True)
-            got = pack_switti(pack32, text, seed=0, stop=stop, greedy=True).tokens
-        finally:
-            set_tf32(True)
-        figures = gc_.agreement_figures(ref, got)
-        emit({"section": "parity", "impl": "pack", "reference": "official", "model": spec["model"],
-              "resolution": spec["resolution"], "batch": args.parity_batch, "guider": "cfg", "dtype": "fp32",
-              **figures})
-        note(f"{spec['model']}: fp32 greedy parity: {'equal' if figures['tokens_equal'] else figures}")
-        # timing: the pipeline casts its modules in place (as from_pretrained(torch_dtype=bf16) does)
-        packh = copy.deepcopy(pack32).to(half)
-        del pack32
-        pipe.switti.to(half)
-        pipe.vae.to(half)
+        gc_.guarded(emit, {"section": "model", "model": spec["model"]}, switti_model, official, spec, args, device,
+                    emit, deadline)
         gc_.free(torch, device)
-        own = {"official": gc_.module_bytes(pipe.switti, pipe.vae), "pack": gc_.module_bytes(packh)}
-        for batch in args.switti_batches:
-            if deadline.passed():
-                emit({"section": "skipped", "model": spec["model"], "batch": batch, "error": "deadline"})
-                continue
-            gen = torch.Generator().manual_seed(100 + batch)
-            seed = [0]
 
-            def inputs():
-                seed[0] += 1
-                return bm.random_text(batch, gen, device, half)
 
-            configs = {"official": lambda p=pipe: official.run(p, inputs(), seed=seed[0], stop=stop),
-                       "pack": lambda m=packh: pack_switti(m, inputs(), seed=seed[0], stop=stop).images}
-            res = gc_.interleaved(timer, configs, own, warmup=args.warmup, repeat=args.repeat,
-                                  budget_s=args.budget_s, deadline=deadline, is_oom=is_oom)
-            ref_s = gc_.stats(res["official"]["times"])[0]
-            for impl, r in res.items():
-                s, s_min = gc_.stats(r["times"])
-                row = {"section": "speed", "impl": impl, "model": spec["model"], "resolution": spec["resolution"],
-                       "batch": batch, "guider": "cfg", "dtype": gc_.dtype_name(half),
-                       "s_per_batch": gc_.rounded(s), "s_per_batch_min": gc_.rounded(s_min),
-                       "wall_s_per_batch": gc_.rounded(gc_.stats(r["walls"])[0]),
-                       "img_per_s": gc_.rounded(batch / s if s else None, 3), "peak_gib": gc_.rounded(r["peak"], 4),
-                       "runs": len(r["times"]),
-                       "speedup_vs_official": gc_.rounded(ref_s / s if s and ref_s and impl == "pack" else None, 3)}
-                if r["error"]:
-                    row["error"] = r["error"]
-                emit(row)
-        del pipe, packh
-        gc_.free(torch, device)
+def switti_model(official, spec, args, device, emit, deadline):
+    """Build one Switti pair, check parity, then time both per batch size."""
+    timer = gc_.Timer(torch, device)
+    half = bm.DTYPES[args.dtype]
+    t0 = time.monotonic()
+    stop = bm.SWITTI_CFG_STOP[spec["resolution"]]
+    pack32 = bm.build_model(spec, device, torch.float32)
+    pipe = official.build(spec, pack32, device)
+    note(f"built {spec['model']} (pack and official, fp32) in {time.monotonic() - t0:.1f} s")
+    gc_.guarded(emit, {"section": "parity", "model": spec["model"]}, switti_parity, official, pipe, pack32, spec,
+                args.parity_batch, stop, device, emit)
+    # timing: the pipeline casts its modules in place (as from_pretrained(torch_dtype=bf16) does)
+    packh = copy.deepcopy(pack32).to(half)
+    del pack32
+    pipe.switti.to(half)
+    pipe.vae.to(half)
+    gc_.free(torch, device)
+    own = {"official": gc_.module_bytes(pipe.switti, pipe.vae), "pack": gc_.module_bytes(packh)}
+    for batch in args.switti_batches:
+        if deadline.passed():
+            emit({"section": "skipped", "model": spec["model"], "batch": batch, "error": "deadline"})
+            continue
+        gen = torch.Generator().manual_seed(100 + batch)
+        seed = [0]
+
+        def inputs():
+            seed[0] += 1
+            return bm.random_text(batch, gen, device, half)
+
+        configs = {"official": lambda p=pipe: official.run(p, inputs(), seed=seed[0], stop=stop),
+                   "pack": lambda m=packh: pack_switti(m, inputs(), seed=seed[0], stop=stop).images}
+        res = gc_.interleaved(timer, configs, own, warmup=args.warmup, repeat=args.repeat,
+                              budget_s=args.budget_s, deadline=deadline, is_oom=is_oom)
+        ref_s = gc_.stats(res["official"]["times"])[0]
+        for impl, r in res.items():
+            s, s_min = gc_.stats(r["times"])
+            row = {"section": "speed", "impl": impl, "model": spec["model"], "resolution": spec["resolution"],
+                   "batch": batch, "guider": "cfg", "dtype": gc_.dtype_name(half),
+                   "s_per_batch": gc_.rounded(s), "s_per_batch_min": gc_.rounded(s_min),
+                   "wall_s_per_batch": gc_.rounded(gc_.stats(r["walls"])[0]),
+                   "img_per_s": gc_.rounded(batch / s if s else None, 3), "peak_gib": gc_.rounded(r["peak"], 4),
+                   "runs": len(r["times"]),
+                   "speedup_vs_official": gc_.rounded(ref_s / s if s and ref_s and impl == "pack" else None, 3)}
+            if r["error"]:
+                row["error"] = r["error"]
+            emit(row)
+    del pipe, packh
+    gc_.free(torch, device)
 
 
 # == section half =================================================================================
@@ -363,13 +374,18 @@ def vae_fp16(args, device, emit, builtin, builtin_tokens):
 
 
 def section_half(args, device, emit, deadline):
+    """Each part reports its own failure; the others still run."""
     models = half_models(args, device)
     builtin = models[0][1]
-    tokens = builtin_agreement(builtin, args.agreement_batch, device, emit)
-    vae_fp16(args, device, emit, builtin, tokens)
+    tokens = gc_.guarded(emit, {"section": "agreement", "model": "builtin-shapes"}, builtin_agreement, builtin,
+                         args.agreement_batch, device, emit)
+    if tokens is None:  # the trained VQ-VAE then decodes the built-in model's own greedy tokens of batch 8
+        tokens = sample(builtin, CFG(3.0, "constant"), [5], seed=0, batch_size=8, top_k=1).tokens
+    gc_.guarded(emit, {"section": "vae_fp16", "model": "vqvae"}, vae_fp16, args, device, emit, builtin, tokens)
     for name, model, guiders, kwargs, cls in models:
         batches = args.invariance_batches_builtin if name == "builtin-shapes" else args.invariance_batches
-        batch_invariance(name, model, guiders, kwargs, cls, batches, device, emit, deadline)
+        gc_.guarded(emit, {"section": "batch_invariance", "model": name}, batch_invariance, name, model, guiders,
+                    kwargs, cls, batches, device, emit, deadline)
 
 
 # == section endurance ============================================================================
@@ -571,7 +587,7 @@ def table(rows, tiny) -> str:
                        + (f"  {r['error']}" if "error" in r else ""))
     for r in rows:
         s = r["section"]
-        if s == "parity":
+        if s == "parity" and "error" not in r:
             out.append(f"parity {r['model']} fp32 greedy vs official: "
                        + ("EQUAL at every scale" if r["tokens_equal"]
                           else f"DIFFER from scale {r['first_diverging_scale']} ({r['token_agreement']:.4f})"))
@@ -579,14 +595,14 @@ def table(rows, tiny) -> str:
             per = " ".join(f"{x:.2f}" for x in r["agreement_per_scale"])
             out.append(f"batch-invariance {r['model']:<15}{r['dtype']:<5}{r['guider']:<5} b{r['batch']:<2} vs "
                        f"b{r['reference_batch']}: {'same' if r['tokens_equal'] else 'DIFFERS'} [{per}]")
-        elif s == "agreement":
+        elif s == "agreement" and "error" not in r:
             out.append(f"agreement builtin {r['dtype']} {r['guider']:<4} vs fp32: {r['token_agreement']:.4f} "
                        f"(first diverging scale {r['first_diverging_scale']})")
         elif s == "vae_fp16" and "error" not in r:
             out.append(f"vae fp16 {r['vae']:<22}{r['resolution']:>5} px: max |activation| {r['max_abs_activation']:.1f}"
                        f" at {r['where']} (limit 65504, headroom {gc_.fmt(r['headroom'], '.1f')}x), non-finite "
                        f"{r['nonfinite_values']}, |image - fp32| {r['image_max_abs_diff_vs_fp32']}")
-        elif s == "endurance":
+        elif s == "endurance" and "error" not in r:
             out.append(f"endurance ({r['through']}): {r['cancels_caught']}/{r['cancels']} cancels, {r['runs']} runs; "
                        f"allocated MiB loaded {gc_.fmt(r['allocated_loaded_before_mib'], '.1f')} -> "
                        f"{gc_.fmt(r['allocated_loaded_after_cancels_mib'], '.1f')} (cancels) -> "
@@ -679,15 +695,15 @@ def main(argv=None) -> int:
             t0 = time.monotonic()
             try:
                 runners[name](args, device, emit, deadline)
-            except Exception as e:  # noqa: BLE001 -- one section's failure is reported; the others still run
+            except (Exception, SystemExit) as e:  # noqa: BLE001 -- reported; the other sections still run
                 traceback.print_exc()
-                emit({"section": name, "model": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
+                emit({"section": name, "model": name, "error": gc_.error_text(e)})
             note(f"section {name}: {time.monotonic() - t0:.1f} s")
             gc_.free(torch, device)
     finally:
         emit.close()
     print(table(emit.rows, args.tiny), flush=True)
-    return 0 if not any("error" in r and r["section"] in SECTIONS for r in emit.rows) else 1
+    return 1 if any(r.get("error", "deadline") != "deadline" for r in emit.rows) else 0
 
 
 if __name__ == "__main__":

@@ -246,7 +246,7 @@ def table(rows, tiny: bool) -> str:
                        f"{gc_.fmt(r['peak_gib'], '9.2f')}{gc_.fmt(r['speedup_vs_official'], '9.2f')}"
                        f"{gc_.fmt(r['rel_time_vs_cfg'], '7.2f')}" + (f"  {r['error']}" if "error" in r else ""))
     for r in rows:
-        if r["section"] == "parity":
+        if r["section"] == "parity" and "error" not in r:
             out.append(f"parity {r['model']} batch {r['batch']} fp32 greedy vs official: "
                        + ("EQUAL at every scale" if r["tokens_equal"]
                           else f"DIFFER from scale {r['first_diverging_scale']} ({r['token_agreement']:.4f})"))
@@ -299,7 +299,7 @@ def targets(speed_rows, rows, tiny) -> list[str]:
             lines.append(f"  var-d30 batch 1 peak: {d30['peak_gib']:.2f} GiB (target <= 6 GiB) "
                          f"{verdict(d30['peak_gib'] <= T['d30_batch1_peak_gib'])}")
     for r in rows:
-        if r["section"] == "parity":
+        if r["section"] == "parity" and "error" not in r:
             lines.append(f"  {r['model']} fp32 greedy parity: {verdict(r['tokens_equal'])}")
     return lines
 
@@ -349,6 +349,24 @@ def parse_args(argv=None):
     return args
 
 
+def one_model(official, spec, args, device, emit, deadline):
+    """Build, parity, agreement and speed of one model; each step's failure is reported, the next still runs."""
+    t0 = time.monotonic()
+    pack32 = bm.build_model(spec, device, torch.float32)
+    var, vae = official.build(spec, pack32, device)
+    note(f"built {spec['model']} (pack and official, fp32) in {time.monotonic() - t0:.1f} s")
+    row = {"model": spec["model"], "resolution": spec["resolution"]}
+    gc_.guarded(emit, {**row, "section": "parity"}, parity, official, var, pack32, spec, args.parity_batch, device,
+                emit)
+    if not args.no_agreement:
+        gc_.guarded(emit, {**row, "section": "agreement"}, agreement, official, var, pack32, spec,
+                    args.agreement_batch, args.agreement_guiders, device, emit, deadline)
+    packh = copy.deepcopy(pack32).to(bm.DTYPES[args.dtype])
+    del pack32
+    gc_.free(torch, device)
+    speed(official, var, vae, packh, spec, args.batches, args.guiders, args, device, emit, deadline)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     deadline = gc_.Deadline(args.deadline_s)
@@ -366,24 +384,13 @@ def main(argv=None) -> int:
             if deadline.passed():
                 emit({"section": "skipped", "model": spec["model"], "error": "deadline"})
                 continue
-            t0 = time.monotonic()
-            pack32 = bm.build_model(spec, device, torch.float32)
-            var, vae = official.build(spec, pack32, device)
-            note(f"built {spec['model']} (pack and official, fp32) in {time.monotonic() - t0:.1f} s")
-            parity(official, var, pack32, spec, args.parity_batch, device, emit)
-            if not args.no_agreement:
-                agreement(official, var, pack32, spec, args.agreement_batch, args.agreement_guiders, device, emit,
-                          deadline)
-            packh = copy.deepcopy(pack32).to(bm.DTYPES[args.dtype])
-            del pack32
-            gc_.free(torch, device)
-            speed(official, var, vae, packh, spec, args.batches, args.guiders, args, device, emit, deadline)
-            del var, vae, packh
+            gc_.guarded(emit, {"section": "model", "model": spec["model"]}, one_model, official, spec, args,
+                        device, emit, deadline)
             gc_.free(torch, device)
     finally:
         emit.close()
     print(table(emit.rows, args.tiny), flush=True)
-    return 0
+    return 1 if any(r.get("error", "deadline") != "deadline" for r in emit.rows) else 0
 
 
 if __name__ == "__main__":
