@@ -1,7 +1,6 @@
-"""Shared pieces of the GPU scripts (tools/gpu_var_bench.py, tools/gpu_switti_bench.py).
+"""Shared pieces of the GPU scripts (tools/gpu_var_bench.py, tools/gpu_switti_bench.py); no pack import.
 
-The pack is imported as `scalewise`; the official repositories are imported from a folder given on the
-command line (by default `.gpu-ref/VAR` and `.gpu-ref/switti` of this checkout: ignored by git, filled by the
+The official repositories are imported by the scripts from a folder given on the command line (by default `.gpu-ref/VAR` and `.gpu-ref/switti` of this checkout: ignored by git, filled by the
 `git archive` commands of tools/README.md and carried to the device machine). Timing uses CUDA events on
 a GPU and the wall clock on the CPU; peak memory is torch.cuda.max_memory_allocated over one run, minus what
 other models resident at that time hold (so two implementations can stay loaded side by side and be
@@ -10,7 +9,6 @@ interleaved). JSON lines go to $OUT (the device tool's folder) or `--out`.
 from __future__ import annotations
 
 import gc
-import importlib.util
 import json
 import os
 import sys
@@ -19,32 +17,6 @@ import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIB = 1024 ** 3
-
-
-def import_pack():
-    """The pack as the package `scalewise` (its folder name is not a valid module name everywhere)."""
-    if "scalewise" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "scalewise", os.path.join(ROOT, "__init__.py"), submodule_search_locations=[ROOT])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["scalewise"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["scalewise"]
-
-
-def import_benchmark():
-    """tools/benchmark.py (or tests/benchmark.py before it moved): random official-shape models, guiders."""
-    import_pack()
-    for folder in ("tools", "tests"):
-        path = os.path.join(ROOT, folder, "benchmark.py")
-        if os.path.exists(path):
-            if "scalewise_benchmark" not in sys.modules:
-                spec = importlib.util.spec_from_file_location("scalewise_benchmark", path)
-                module = importlib.util.module_from_spec(spec)
-                sys.modules["scalewise_benchmark"] = module
-                spec.loader.exec_module(module)
-            return sys.modules["scalewise_benchmark"]
-    raise FileNotFoundError("benchmark.py not found under tools/ or tests/")
 
 
 def require_repo(path: str, name: str, marker: str) -> str:

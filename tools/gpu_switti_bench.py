@@ -48,11 +48,9 @@ import traceback
 import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalewise`)
+import benchmark as bm  # noqa: E402  (tools/benchmark.py: official-shape random models, guider settings)
 import gpu_common as gc_  # noqa: E402
-
-gc_.import_pack()
-bm = gc_.import_benchmark()
-
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
@@ -305,7 +303,8 @@ def builtin_agreement(model, batch, device, emit):
 
 
 class ActivationProbe:
-    """Forward hooks on every Conv2d and GroupNorm: the largest |output| and the count of non-finite values."""
+    """Forward hooks on every Conv2d and GroupNorm: the largest |output| (inf once any output overflowed, with
+    the first module that did) and the count of non-finite values over all outputs."""
 
     def __init__(self, module: nn.Module):
         self.max, self.where, self.nonfinite, self.handles = 0.0, None, 0, []
@@ -315,12 +314,17 @@ class ActivationProbe:
 
     def _hook(self, name):
         def hook(_m, _inp, out):
+            out = out.detach()
             finite = torch.isfinite(out)
             bad = int((~finite).sum())
-            peak = float(out.abs().masked_fill(~finite, 0).amax()) if out.numel() else 0.0
             self.nonfinite += bad
-            if bad or peak > self.max:
-                self.max, self.where = (math.inf, name) if bad else (peak, name)
+            if bad:  # `where` keeps the first module that overflowed: later ones only pass inf/nan on
+                if self.max != math.inf:
+                    self.max, self.where = math.inf, name
+            elif out.numel() and self.max != math.inf:
+                peak = float(out.abs().amax())
+                if peak > self.max:
+                    self.max, self.where = peak, name
         return hook
 
     def close(self):

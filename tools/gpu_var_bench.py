@@ -37,11 +37,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalewise`)
+import benchmark as bm  # noqa: E402  (tools/benchmark.py: official-shape random models, guider settings)
 import gpu_common as gc_  # noqa: E402
-
-gc_.import_pack()
-bm = gc_.import_benchmark()
-
 import torch  # noqa: E402
 
 from scalewise.guidance import CFG, sample  # noqa: E402
