@@ -117,7 +117,11 @@ def agreement_figures(ref, got) -> dict:
 
 
 def fmt(v, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
+    """format(v, spec), or "-" in the same width for a missing figure."""
+    if v is None:
+        digits = spec.split(".")[0]
+        return "-".rjust(int(digits) if digits.isdigit() else 0)
+    return format(v, spec)
 
 
 def stats(times: list[float]) -> tuple[float | None, float | None]:

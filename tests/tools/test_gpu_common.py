@@ -38,3 +38,8 @@ def test_interleaved_runs_round_robin_and_records_out_of_memory():
     res = gpu_common.interleaved(timer, {"c": lambda: (_ for _ in ()).throw(ValueError("bug here"))}, {}, warmup=0,
                                  repeat=2, budget_s=1, deadline=gpu_common.Deadline(1), is_oom=lambda e: False)
     assert res["c"]["error"] == "ValueError: bug here" and res["c"]["times"] == []
+
+
+def test_missing_figures_keep_the_table_columns():
+    assert gpu_common.fmt(None, "9.2f") == "        -" and gpu_common.fmt(1.5, "9.2f") == "     1.50"
+    assert gpu_common.fmt(None, ".1f") == "-"
