@@ -19,11 +19,17 @@ def _to_pil(image: torch.Tensor) -> Image.Image:
 
 
 class ScaleProgressReporter:
-    """Per-scale callback: checks for Cancel, ticks the progress bar and sends a preview frame."""
+    """Per-scale callback: checks for Cancel, ticks the progress bar and sends a preview frame.
 
-    def __init__(self, num_scales: int, preview: str):
-        self.pbar = comfy.utils.ProgressBar(num_scales)
-        self.num_scales, self.preview = num_scales, preview
+    `runs` > 1 spreads one bar over several generations (a comparison): call `next_run()` after each."""
+
+    def __init__(self, num_scales: int, preview: str, runs: int = 1):
+        self.total = num_scales * runs
+        self.pbar = comfy.utils.ProgressBar(self.total)
+        self.num_scales, self.preview, self.offset = num_scales, preview, 0
+
+    def next_run(self) -> None:
+        self.offset += self.num_scales
 
     def __call__(self, progress):
         mm.throw_exception_if_processing_interrupted()
@@ -31,7 +37,7 @@ class ScaleProgressReporter:
         if self.preview == "every scale" or (self.preview == "last 3 scales" and progress.k >= self.num_scales - 3):
             image = _to_pil(progress.preview(max_images=1, low_res=True))
             frame = ("JPEG", image, min(args.preview_size, max(image.size)))  # never blown up to 512 px
-        self.pbar.update_absolute(progress.k + 1, self.num_scales, frame)
+        self.pbar.update_absolute(self.offset + progress.k + 1, self.total, frame)
 
 
 class Sampler(io.ComfyNode):
@@ -88,18 +94,29 @@ class Sampler(io.ComfyNode):
                 smooth_start_scale, last_scale_temperature, guider=None) -> io.NodeOutput:
         net = model.model
         cond = net.prepare_condition(conditioning, batch_size)  # the model's checks, before any GPU work
-        # plain torch layers cannot run partially offloaded: load the whole model or let ComfyUI free room
-        mm.load_models_gpu([model], memory_required=net.memory_estimate(batch_size, guider is not None),
-                           force_full_load=True)
+        load_model(model, batch_size, guider is not None)
         reporter = ScaleProgressReporter(len(net.patch_nums), preview)
-        temperature = None if last_scale_temperature == 1.0 else last_scale_temperature
-        try:
-            out = sample(net, guider, cond, seed=seed, top_k=top_k, top_p=top_p,
-                         more_smooth=more_smooth, smooth_start_scale=smooth_start_scale,
-                         last_scale_temperature=temperature, trace=True, callback=reporter)
-        except torch.OutOfMemoryError:
-            mm.soft_empty_cache(True)
-            raise RuntimeError(f"out of memory for a batch of {batch_size} at {net.image_size} px on "
-                               f"{mm.get_torch_device()}: lower batch_size (the model stays loaded)") from None
+        out = sample_images(net, guider, cond, reporter, seed=seed, batch_size=batch_size, top_k=top_k, top_p=top_p,
+                            more_smooth=more_smooth, smooth_start_scale=smooth_start_scale,
+                            last_scale_temperature=last_scale_temperature)
         images = out.images.permute(0, 2, 3, 1).to(mm.intermediate_device())
         return io.NodeOutput(images, out.trace)
+
+
+def load_model(model, batch_size: int, guided: bool) -> None:
+    # plain torch layers cannot run partially offloaded: load the whole model or let ComfyUI free room
+    mm.load_models_gpu([model], memory_required=model.model.memory_estimate(batch_size, guided),
+                       force_full_load=True)
+
+
+def sample_images(net, guider, cond, reporter, *, seed, batch_size, last_scale_temperature, **settings):
+    """One traced generation of `cond` (from `net.prepare_condition`, `batch_size` images) with the reporter
+    as callback; out of memory becomes a clear error."""
+    temperature = None if last_scale_temperature == 1.0 else last_scale_temperature
+    try:
+        return sample(net, guider, cond, seed=seed, last_scale_temperature=temperature, trace=True,
+                      callback=reporter, **settings)
+    except torch.OutOfMemoryError:
+        mm.soft_empty_cache(True)
+        raise RuntimeError(f"out of memory for a batch of {batch_size} at {net.image_size} px on "
+                           f"{mm.get_torch_device()}: lower batch_size (the model stays loaded)") from None
