@@ -13,7 +13,7 @@ their `base` field. For each generation the sampler asks every guider of the sta
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, ClassVar
 
 import torch
@@ -75,7 +75,27 @@ class Guider:
     """Base of the immutable guider descriptions; subclasses are frozen dataclasses with a `base` field."""
 
     kind: ClassVar[str] = "guider"
+    # The field that sets how hard this guider pushes, in its paper's vocabulary (see `with_strength`).
+    strength_field: ClassVar[str] = ""
     base: "Guider | None"
+
+    @property
+    def guidance_strength(self) -> float:
+        """The value of `strength_field` (CFG/IGG `scale`, SoftCFG `strength` alpha, SSG `beta`)."""
+        return float(getattr(self, self.strength_field))
+
+    def with_strength(self, value: float) -> "Guider":
+        """A copy of this guider (the top of its stack; its base is shared, unchanged) with its strength set
+        to `value`, checked like a new guider: raises ValueError outside the field's range.
+
+        The strength is the scalar each method's paper sweeps: CFG `scale` w (VAR's cfg; push 1 + w s(k)),
+        IGG `scale` (same convention, the paper's guidance scale), SoftCFG `strength` alpha (the exponent of
+        the confidence weights), SSG `beta` (the spatial-guidance coefficient; its custom schedule has no single
+        strength and is refused).
+        """
+        if not self.strength_field:
+            raise ValueError(f"the {self.kind.upper()} guider has no single strength to vary")
+        return replace(self, **{self.strength_field: float(value)})
 
     def stack(self) -> tuple["Guider", ...]:
         """The chain from the bottom (first applied) to this guider."""

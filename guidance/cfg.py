@@ -23,6 +23,7 @@ class CFG(Guider):
     power: float = 1.0
     base: Guider | None = None
     kind = "cfg"
+    strength_field = "scale"
 
     def __post_init__(self):
         check_finite("cfg scale", self.scale, -1.0, 100.0)

@@ -66,6 +66,7 @@ class IGG(Guider):
     power: float = 1.0
     base: Guider | None = None
     kind = "igg"
+    strength_field = "scale"
 
     def __post_init__(self):
         check_finite("igg scale", self.scale, -1.0, 100.0)

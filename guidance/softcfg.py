@@ -34,6 +34,7 @@ class SoftCFG(Guider):
     temperature: float = 1.0
     base: Guider | None = None
     kind = "softcfg"
+    strength_field = "strength"
 
     def __post_init__(self):
         check_finite("softcfg strength", self.strength, 0.0, 10.0)

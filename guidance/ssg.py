@@ -72,6 +72,7 @@ class SSG(Guider):
     prior_source: str = "guided_pre_ssg"
     base: Guider | None = None
     kind = "ssg"
+    strength_field = "beta"
 
     def __post_init__(self):
         check_finite("ssg beta", self.beta, -1.0, 10.0)
@@ -90,6 +91,12 @@ class SSG(Guider):
         if self.schedule == "custom":
             return self.custom_betas[k] if k < len(self.custom_betas) else 0.0
         return self.beta * {"constant": 1.0, "linear_decay": 1.0 - r, "linear_increase": r}[self.schedule]
+
+    def with_strength(self, value: float) -> "SSG":
+        if self.schedule == "custom":
+            raise ValueError("an SSG guider with the custom beta schedule has no single strength to vary: "
+                             "use the constant, linear_decay or linear_increase schedule")
+        return super().with_strength(value)
 
     def label(self):
         if self.schedule == "custom":
