@@ -2,6 +2,7 @@
 from comfy_api.latest import ComfyExtension, io
 
 from .common import MODEL_FOLDERS, register_model_folder
+from .compare import CompareGuiders, GuidanceSweep
 from .guiders import CFGGuider, IGGGuider, SoftCFGGuider, SSGGuider
 from .heatmap import GuidanceHeatmap
 from .sampler import Sampler
@@ -12,7 +13,7 @@ for _folder in MODEL_FOLDERS:
     register_model_folder(_folder)
 
 NODES = [VARLoader, ImageNetClass, CFGGuider, IGGGuider, SoftCFGGuider, SSGGuider, Sampler, GuidanceHeatmap,
-         SwittiLoader, SwittiTextEncode]
+         SwittiLoader, SwittiTextEncode, CompareGuiders, GuidanceSweep]
 
 
 class ScalewiseExtension(ComfyExtension):

@@ -1,0 +1,119 @@
+"""Labelled image grids for comparisons: a row per guider (or strength) with its description on the left, a
+column per seed with its label on top. Plain torch + PIL; text is drawn with PIL's default font."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+
+from .heatmap import _BACKGROUND, _TEXT, _font, _wrap, apply_colormap
+from .trace import GuidanceTrace
+
+MAX_IMAGES = 64         # per comparison (rows x columns): the sampler node's largest batch
+MIN_TILE, MAX_TILE = 128, 512
+
+
+def tile_size(image_size: int) -> int:
+    """Side of a grid cell: small images are enlarged by a whole factor (nearest, crisp tokens) to >= 128 px,
+    large ones shrunk to 512 px, so a 64-image grid of 1024 px images stays about 8k x 2k pixels."""
+    if image_size < MIN_TILE:
+        return image_size * math.ceil(MIN_TILE / image_size)
+    return min(image_size, MAX_TILE)
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """Pixel geometry of a rows x columns grid with a label column on the left and a header row on top."""
+
+    rows: int
+    columns: int
+    tile: int
+    label_width: int
+    header_height: int
+    gap: int
+
+    @classmethod
+    def for_grid(cls, rows: int, columns: int, tile: int) -> "GridLayout":
+        if rows < 1 or columns < 1:
+            raise ValueError(f"a grid needs at least one row and one column, got {rows} x {columns}")
+        gap = max(4, tile // 24)
+        return cls(rows, columns, tile, label_width=max(160, round(tile * 1.4)),
+                   header_height=round(_font_size(tile) * 1.6) + gap, gap=gap)
+
+    @property
+    def width(self) -> int:
+        return self.label_width + self.columns * (self.tile + self.gap) + self.gap
+
+    @property
+    def height(self) -> int:
+        return self.header_height + self.rows * (self.tile + self.gap) + self.gap
+
+    def cell(self, row: int, column: int) -> tuple[int, int]:
+        """Top-left corner (x, y) of the image at (row, column)."""
+        if not (0 <= row < self.rows and 0 <= column < self.columns):
+            raise IndexError(f"cell ({row}, {column}) outside a {self.rows} x {self.columns} grid")
+        return (self.label_width + self.gap + column * (self.tile + self.gap),
+                self.header_height + self.gap + row * (self.tile + self.gap))
+
+
+def _font_size(tile: int) -> int:
+    return max(12, round(tile / 10))
+
+
+def _resize(images: torch.Tensor, tile: int) -> torch.Tensor:
+    """[N, H, W, 3] -> [N, tile, tile, 3]: nearest when enlarging, antialiased area when shrinking."""
+    x = images.permute(0, 3, 1, 2).float()
+    if tile >= x.shape[-1]:
+        x = F.interpolate(x, size=(tile, tile), mode="nearest")
+    else:
+        x = F.interpolate(x, size=(tile, tile), mode="bilinear", antialias=True, align_corners=False)
+    return x.clamp(0, 1).permute(0, 2, 3, 1)
+
+
+def render_grid(images: torch.Tensor, row_labels: list[str], column_labels: list[str],
+                title: str = "") -> torch.Tensor:
+    """images float [rows * columns, S, S, 3] in [0, 1], row-major (row r, column c at r * columns + c)
+    -> one labelled grid IMAGE float32 [1, H, W, 3]. H and W follow `GridLayout` with `tile_size(S)`."""
+    rows, columns = len(row_labels), len(column_labels)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.shape[0] != rows * columns:
+        raise ValueError(f"grid images must be [{rows} x {columns}, S, S, 3], got {list(images.shape)}")
+    layout = GridLayout.for_grid(rows, columns, tile_size(images.shape[1]))
+    canvas = Image.new("RGB", (layout.width, layout.height), _BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    size = _font_size(layout.tile)
+    font = _font(size)
+    if title:
+        draw.text((layout.gap, layout.gap), title, font=_font(max(10, size - 2)), fill=_TEXT)
+    tiles = (_resize(images.detach().cpu(), layout.tile).numpy() * 255).round().astype(np.uint8)
+    for c, text in enumerate(column_labels):
+        x, _ = layout.cell(0, c)
+        draw.text((x, layout.header_height - size - layout.gap // 2 - 2), text, font=font, fill=_TEXT)
+    line = round(size * 1.25)
+    for r, text in enumerate(row_labels):
+        x, y = layout.gap, layout.cell(r, 0)[1]
+        lines = _wrap(text, font, layout.label_width - 2 * layout.gap, draw)
+        max_lines = max(1, layout.tile // line)
+        if len(lines) > max_lines:
+            lines = lines[:max_lines - 1] + [lines[max_lines - 1] + " ..."]
+        for i, piece in enumerate(lines):
+            draw.text((x, y + i * line), piece, font=font, fill=_TEXT)
+        for c in range(columns):
+            canvas.paste(Image.fromarray(tiles[r * columns + c]), layout.cell(r, c))
+    return torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255)[None]
+
+
+def heatmap_cells(trace: GuidanceTrace, images: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
+    """Per image the guidance magnitude of the finest guided scale (normalised to its own maximum, magma),
+    nearest-upsampled and laid over the image at `alpha`: [B, S, S, 3] from a trace of batch B and
+    images [B, S, S, 3]. The cells of a heat-map grid aligned with the image grid."""
+    guided = [k for k, g in enumerate(trace.guided) if g]
+    k = guided[-1] if guided else len(trace.magnitude) - 1
+    m = trace.magnitude[k].detach().to("cpu", torch.float32).clamp_min(0)
+    m = m / m.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
+    size = images.shape[1]
+    up = F.interpolate(m[:, None], size=(size, size), mode="nearest")[:, 0]
+    return (1 - alpha) * images.detach().cpu().float() + alpha * apply_colormap(up)

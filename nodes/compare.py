@@ -1,0 +1,252 @@
+"""Artist tools: compare guiders on the same seeds, and sweep one guider's strength with the IGG paper's
+evenness/divergence balance. Both run the sampler node's machinery (conditioning check, model loading, progress
+and Cancel at every scale, out-of-memory message) once per row, with one progress bar over the whole comparison."""
+from __future__ import annotations
+
+import functools
+import math
+
+import comfy.model_management as mm
+import torch
+from comfy_api.latest import io, ui
+
+from ..guidance import RunInfo
+from ..guidance.balance import balance_point, parse_strengths, render_balance_plot
+from ..guidance.grid import MAX_IMAGES, heatmap_cells, render_grid
+from ..guidance.metrics import divergence, evenness
+from ..guidance.stack import GuidanceRun
+from .common import CATEGORY, CondType, GuiderType, ModelType
+from .var import SHAPES, model_class_set
+from .sampler import PREVIEWS, ScaleProgressReporter, load_model, prepare_conditioning, sample_images
+
+GUIDER_SLOTS = 4
+SIZES = (f"Largest comparison: {MAX_IMAGES} images (rows x images_per_row). Outputs: the image batch "
+         f"[{MAX_IMAGES}, S, S, 3] float32 (S = model image size: 12 MiB at 64 px, 48 MiB at 256 px, 192 MiB at "
+         "512 px, 768 MiB at 1024 px); the grid and the heat-map grid, cells of 128 px (64 px images enlarged) up "
+         "to 512 px (1024 px images shrunk): at most about 8.5k x 2.2k px, 215 MiB each. Sampling memory is that "
+         "of one Scale-wise Sampler batch of images_per_row, one row at a time.")
+
+
+def _sampler_inputs():
+    """The sampler node's settings, given once for every row (same names, ranges and defaults)."""
+    return [
+        ModelType.Input("model", tooltip="A model from Load VAR Model or Load Switti Model."),
+        CondType.Input("conditioning", tooltip="What to generate (Class (VAR) or Switti Text Encode)."),
+        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                     tooltip="Seed of the first column; column i uses seed + i in every row (the sampler's "
+                             "convention), so each column compares the same random draws."),
+        io.Int.Input("images_per_row", default=4, min=1, max=MAX_IMAGES,
+                     tooltip=f"Columns: images per guider or strength (rows x columns <= {MAX_IMAGES})."),
+        io.Int.Input("top_k", default=900, min=0, max=4096, tooltip="As in the Scale-wise Sampler."),
+        io.Float.Input("top_p", default=0.95, min=0.0, max=1.0, step=0.01, tooltip="As in the Scale-wise Sampler."),
+        io.Boolean.Input("more_smooth", default=False, tooltip="As in the Scale-wise Sampler."),
+        io.Combo.Input("preview", options=PREVIEWS, default="every scale",
+                       tooltip="Preview of the row being generated, after each scale."),
+        io.Int.Input("smooth_start_scale", default=0, min=0, max=63, tooltip="As in the Scale-wise Sampler."),
+        io.Float.Input("last_scale_temperature", default=1.0, min=0.01, max=10.0, step=0.01,
+                       tooltip="As in the Scale-wise Sampler."),
+    ]
+
+
+def check_guider(net, guider, batch: int, name: str) -> None:
+    """Validate a guider stack against the model before any row is sampled; errors name the input."""
+    info = RunInfo(tuple(net.patch_nums), batch, net.vocab_size, net.family, net.autoregressive)
+    try:
+        GuidanceRun(guider, info)
+    except ValueError as e:
+        raise ValueError(f"{name} ({guider.describe()}): {e}") from None
+
+
+def check_size(rows: int, columns: int, rows_name: str) -> None:
+    if rows * columns > MAX_IMAGES:
+        raise ValueError(f"{rows} {rows_name} x images_per_row {columns} = {rows * columns} images: a comparison "
+                         f"holds at most {MAX_IMAGES}; lower images_per_row to {max(1, MAX_IMAGES // rows)} or "
+                         f"fewer, or use fewer {rows_name}")
+
+
+def run_rows(model, conditioning, guiders, seed, images_per_row, preview, **settings):
+    """Sample every guider on the same seeds (one batch per row): images [R*C, S, S, 3] row-major, traces."""
+    net = model.model
+    cond = prepare_conditioning(net, conditioning)
+    load_model(model, images_per_row, any(g is not None for g in guiders))
+    reporter = ScaleProgressReporter(len(net.patch_nums), preview, runs=len(guiders))
+    images, traces = [], []
+    for guider in guiders:
+        out = sample_images(net, guider, cond, reporter, seed=seed, batch_size=images_per_row, **settings)
+        images.append(out.images.permute(0, 2, 3, 1).cpu())
+        traces.append(out.trace)
+        reporter.next_run()
+    return torch.cat(images), traces
+
+
+def column_labels(seed: int, columns: int) -> list[str]:
+    return [f"seed {seed + i}" for i in range(columns)]
+
+
+def _preview(cls, *images) -> dict:
+    values = [v for image in images for v in ui.PreviewImage(image, cls=cls).values]
+    return {"images": values, "animated": (False,)}
+
+
+class CompareGuiders(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ScalewiseCompareGuiders",
+            display_name="Compare Guiders",
+            category=CATEGORY,
+            description=("Generates the same seeds with up to four guiders (or stacks) and lays the results out as "
+                         "a labelled grid: a row per guider with its description, a column per seed. Model, "
+                         "conditioning and sampler settings are given once. Also outputs every image as one batch "
+                         "(row by row) and a heat-map grid aligned with the image grid (the finest guided scale's "
+                         "guidance magnitude over each image, with the row's mean evenness E). " + SIZES),
+            inputs=[
+                *_sampler_inputs(),
+                *[GuiderType.Input(f"guider_{i}", optional=True,
+                                   tooltip=f"Row {i}: a guider or stack (unconnected slots are skipped).")
+                  for i in range(1, GUIDER_SLOTS + 1)],
+            ],
+            outputs=[io.Image.Output(display_name="grid"),
+                     io.Image.Output(display_name="images", tooltip="All images, row by row."),
+                     io.Image.Output(display_name="heatmaps", tooltip="Guidance heat maps in the grid's layout.")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, model, conditioning, seed, images_per_row, top_k, top_p, more_smooth, preview,
+                smooth_start_scale, last_scale_temperature, **guiders) -> io.NodeOutput:
+        named = [(f"guider_{i}", guiders.get(f"guider_{i}")) for i in range(1, GUIDER_SLOTS + 1)]
+        named = [(name, g) for name, g in named if g is not None]
+        if not named:
+            raise ValueError(f"connect at least one guider to guider_1 .. guider_{GUIDER_SLOTS}")
+        check_size(len(named), images_per_row, "guiders")
+        for name, guider in named:
+            check_guider(model.model, guider, images_per_row, name)
+        images, traces = run_rows(model, conditioning, [g for _, g in named], seed, images_per_row, preview,
+                                  top_k=top_k, top_p=top_p, more_smooth=more_smooth,
+                                  smooth_start_scale=smooth_start_scale, last_scale_temperature=last_scale_temperature)
+        labels = [g.describe() for _, g in named]
+        columns = column_labels(seed, images_per_row)
+        grid = render_grid(images, labels, columns)
+        cells = torch.cat([heatmap_cells(t, images[i * images_per_row:(i + 1) * images_per_row])
+                           for i, t in enumerate(traces)])
+        heat_labels = [f"{label}   (mean E {_nanmean(evenness(t)['mean']):.3f})" for label, t in zip(labels, traces)]
+        heat = render_grid(cells, heat_labels, columns, title="guidance magnitude, finest guided scale")
+        device = mm.intermediate_device()
+        return io.NodeOutput(grid.to(device), images.to(device), heat.to(device), ui=_preview(cls, grid, heat))
+
+
+def _nanmean(values: torch.Tensor) -> float:
+    finite = values[~torch.isnan(values)]
+    return float(finite.mean()) if finite.numel() else math.nan
+
+
+@functools.lru_cache(maxsize=1)
+def _shapes_judge():
+    from safetensors.torch import load_file
+
+    from ..models.shapes import CLASS_NAMES, JUDGE_FILE
+    from ..models.shapes.judge import Judge
+
+    judge = Judge(len(CLASS_NAMES))
+    judge.load_state_dict({k: v.float() for k, v in load_file(JUDGE_FILE).items()})
+    return judge.eval()
+
+
+def sweep_masks(mask, net, images: torch.Tensor, rows: int, columns: int):
+    """Foreground masks [R*C, S, S] for the divergence: the connected MASK (1, one per column, or one per image),
+    else the shipped judge's segmentation for the built-in tiny-shapes model; None when there is neither."""
+    size = images.shape[1]
+    if mask is None:
+        if model_class_set(net.class_names) != SHAPES:
+            return None
+        from ..models.shapes.judge import judge_images
+        return judge_images(_shapes_judge(), images.permute(0, 3, 1, 2))["masks"]
+    mask = mask[None] if mask.ndim == 2 else mask
+    if mask.ndim != 3 or tuple(mask.shape[1:]) != (size, size):
+        raise ValueError(f"mask: shape {list(mask.shape)} does not match the images: expected [N, {size}, {size}]")
+    count = mask.shape[0]
+    if count == 1:
+        return mask.expand(rows * columns, -1, -1)
+    if count == columns:
+        return mask.repeat(rows, 1, 1)
+    if count == rows * columns:
+        return mask
+    raise ValueError(f"mask: {count} masks; give 1, one per column ({columns}) or one per image ({rows * columns})")
+
+
+class GuidanceSweep(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ScalewiseGuidanceSweep",
+            display_name="Guidance Sweep",
+            category=CATEGORY,
+            description=(
+                "Generates the same seeds at several strengths of one guider (CFG/IGG: scale, SoftCFG: strength, "
+                "SSG: beta; the top guider of a stack) and plots the IGG paper's evenness E and divergence D "
+                "against strength. The paper (Nguyen et al. 2025) found its best FID where the two balance; the "
+                "balance point output is where E - D changes sign (interpolated) or, if it never does, the "
+                "closest approach. A suggestion, not a promise: on the pack's own tiny-shapes model the two never "
+                "crossed (E about 0.99, D about 0.03 at every strength) and the closest approach did not predict "
+                "the best Fréchet distance (tests/benchmark_results/shapes_guidance.md). D needs a foreground mask: "
+                "connect one, or use the built-in model, whose shipped judge segments its images. " + SIZES),
+            inputs=[
+                *_sampler_inputs(),
+                GuiderType.Input("guider", tooltip="The guider (or stack) whose top guider's strength is swept."),
+                io.String.Input("strengths", default="1, 2, 3, 4, 6",
+                                tooltip="Strengths to try, separated by commas; sorted ascending, one row each."),
+                io.Mask.Input("mask", optional=True,
+                              tooltip="Foreground masks (white = object) at image size for D: 1, one per column "
+                                      "(seed), or one per image (row by row). Not needed with the built-in model."),
+            ],
+            outputs=[io.Image.Output(display_name="grid"),
+                     io.Image.Output(display_name="plot", tooltip="E and D against strength, balance marked."),
+                     io.Float.Output(display_name="balance_strength",
+                                     tooltip="Strength where E and D balance; -1 without divergence (no mask)."),
+                     io.Image.Output(display_name="images", tooltip="All images, row by row.")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def validate_inputs(cls, strengths):
+        try:
+            parse_strengths(strengths)
+        except ValueError as e:
+            return str(e)
+        return True
+
+    @classmethod
+    def execute(cls, model, conditioning, seed, images_per_row, top_k, top_p, more_smooth, preview,
+                smooth_start_scale, last_scale_temperature, guider, strengths, mask=None) -> io.NodeOutput:
+        values = parse_strengths(strengths)
+        check_size(len(values), images_per_row, "strengths")
+        guiders = []
+        for value in values:
+            try:
+                guiders.append(guider.with_strength(value))
+            except ValueError as e:
+                raise ValueError(f"strengths: {value:g} for {guider.label()}: {e}") from None
+        for g in guiders:
+            check_guider(model.model, g, images_per_row, "guider")
+        images, traces = run_rows(model, conditioning, guiders, seed, images_per_row, preview,
+                                  top_k=top_k, top_p=top_p, more_smooth=more_smooth,
+                                  smooth_start_scale=smooth_start_scale, last_scale_temperature=last_scale_temperature)
+        rows, columns = len(values), images_per_row
+        grid = render_grid(images, [g.describe() for g in guiders], column_labels(seed, columns))
+        masks = sweep_masks(mask, model.model, images, rows, columns)
+        even = [_nanmean(evenness(t)["mean"]) for t in traces]
+        div = None
+        if masks is not None:
+            div = [_nanmean(divergence(t, masks[i * columns:(i + 1) * columns])["mean"])
+                   for i, t in enumerate(traces)]
+        balance = balance_point(values, even, div) if div is not None else None
+        note = ("D from the built-in model's judge masks" if mask is None and div is not None else
+                "D from the connected mask" if div is not None else
+                "no divergence: connect a foreground mask to find the balance point")
+        plot = render_balance_plot(values, even, div, balance, title=f"{guider.kind.upper()} {guider.strength_field} sweep, "
+                                   f"{columns} image(s) per strength", note=note)
+        strength = balance.strength if balance is not None else -1.0
+        device = mm.intermediate_device()
+        return io.NodeOutput(grid.to(device), plot.to(device), strength, images.to(device),
+                             ui=_preview(cls, plot, grid))
