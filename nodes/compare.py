@@ -4,6 +4,7 @@ and Cancel at every scale, out-of-memory message) once per row, with one progres
 from __future__ import annotations
 
 import functools
+import json
 import math
 
 import comfy.model_management as mm
@@ -247,6 +248,13 @@ class GuidanceSweep(io.ComfyNode):
         plot = render_balance_plot(values, even, div, balance, title=f"{guider.kind.upper()} {guider.strength_field} sweep, "
                                    f"{columns} image(s) per strength", note=note)
         strength = balance.strength if balance is not None else -1.0
+        report = json.dumps({"strengths": list(values), "evenness": _json(even), "divergence": _json(div),
+                             "balance_strength": strength, "balance": balance.kind if balance else None,
+                             "mask": "connected" if mask is not None else "judge" if div is not None else None})
         device = mm.intermediate_device()
         return io.NodeOutput(grid.to(device), plot.to(device), strength, images.to(device),
-                             ui=_preview(cls, plot, grid))
+                             ui={**_preview(cls, plot, grid), "scalewise_balance": [report]})
+
+
+def _json(values):
+    return None if values is None else [None if math.isnan(v) else v for v in values]
