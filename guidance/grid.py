@@ -41,7 +41,7 @@ class GridLayout:
         if rows < 1 or columns < 1:
             raise ValueError(f"a grid needs at least one row and one column, got {rows} x {columns}")
         gap = max(4, tile // 24)
-        return cls(rows, columns, tile, label_width=max(160, round(tile * 1.4)),
+        return cls(rows, columns, tile, label_width=max(160, min(round(tile * 1.4), 360)),
                    header_height=round(_font_size(tile) * 1.6) + gap, gap=gap)
 
     @property
@@ -61,7 +61,7 @@ class GridLayout:
 
 
 def _font_size(tile: int) -> int:
-    return max(12, round(tile / 10))
+    return min(max(12, round(tile / 10)), 28)
 
 
 def _resize(images: torch.Tensor, tile: int) -> torch.Tensor:
@@ -86,8 +86,10 @@ def render_grid(images: torch.Tensor, row_labels: list[str], column_labels: list
     draw = ImageDraw.Draw(canvas)
     size = _font_size(layout.tile)
     font = _font(size)
-    if title:
-        draw.text((layout.gap, layout.gap), title, font=_font(max(10, size - 2)), fill=_TEXT)
+    if title:  # in the label column's header corner, wrapped to its width
+        small = _font(max(10, size - 3))
+        for i, piece in enumerate(_wrap(title, small, layout.label_width - 2 * layout.gap, draw)[:2]):
+            draw.text((layout.gap, layout.gap // 2 + i * (size - 1)), piece, font=small, fill=_TEXT)
     tiles = (_resize(images.detach().cpu(), layout.tile).numpy() * 255).round().astype(np.uint8)
     for c, text in enumerate(column_labels):
         x, _ = layout.cell(0, c)

@@ -21,11 +21,11 @@ from .var import SHAPES, model_class_set
 from .sampler import PREVIEWS, ScaleProgressReporter, load_model, prepare_conditioning, sample_images
 
 GUIDER_SLOTS = 4
-SIZES = (f"Largest comparison: {MAX_IMAGES} images (rows x images_per_row). Outputs: the image batch "
+SIZES = (f"At most {MAX_IMAGES} images (rows x images_per_row). Outputs for the largest: the image batch "
          f"[{MAX_IMAGES}, S, S, 3] float32 (S = model image size: 12 MiB at 64 px, 48 MiB at 256 px, 192 MiB at "
-         "512 px, 768 MiB at 1024 px); the grid and the heat-map grid, cells of 128 px (64 px images enlarged) up "
-         "to 512 px (1024 px images shrunk): at most about 8.5k x 2.2k px, 215 MiB each. Sampling memory is that "
-         "of one Scale-wise Sampler batch of images_per_row, one row at a time.")
+         "512 px, 768 MiB at 1024 px); grid cells of 128 px (64 px images enlarged) up to 512 px (1024 px images "
+         "shrunk): 4 x 16 cells of 512 px make 8909 x 2219 px (226 MiB), 64 rows of one such cell 914 x 34199 px "
+         "(358 MiB). Sampling memory is that of one Scale-wise Sampler batch of images_per_row, one row at a time.")
 
 
 def _sampler_inputs():
@@ -131,10 +131,15 @@ class CompareGuiders(io.ComfyNode):
         grid = render_grid(images, labels, columns)
         cells = torch.cat([heatmap_cells(t, images[i * images_per_row:(i + 1) * images_per_row])
                            for i, t in enumerate(traces)])
-        heat_labels = [f"{label}   (mean E {_nanmean(evenness(t)['mean']):.3f})" for label, t in zip(labels, traces)]
-        heat = render_grid(cells, heat_labels, columns, title="guidance magnitude, finest guided scale")
+        heat_labels = [f"{label}   ({_evenness_label(t)})" for label, t in zip(labels, traces)]
+        heat = render_grid(cells, heat_labels, columns, title="guidance at the finest guided scale")
         device = mm.intermediate_device()
-        return io.NodeOutput(grid.to(device), images.to(device), heat.to(device), ui=_preview(cls, grid, heat))
+        return io.NodeOutput(grid.to(device), images.to(device), heat.to(device), ui=_preview(cls, grid))
+
+
+def _evenness_label(trace) -> str:
+    mean = _nanmean(evenness(trace)["mean"])
+    return "unguided: no guidance to map" if math.isnan(mean) else f"mean E {mean:.3f}"
 
 
 def _nanmean(values: torch.Tensor) -> float:

@@ -24,6 +24,11 @@ in)``, models/shapes/), so its thumbnail shows real samples; regenerate it alone
 
     COMFY_DIR=$PWD/.comfy-ci/ComfyUI .comfy-ci/venv/bin/python tools/generate_examples.py --only 00_start_here_tiny_shapes
 
+``01_compare_guiders_tiny_shapes`` and ``02_guidance_sweep_tiny_shapes`` use the built-in model too. A layout's
+``outputs`` maps a node id to a key: the first image that node showed is written as
+``example_workflows/<name>.<key>.png`` (the comparison grid, its heat maps, the sweep's plot), the README's
+pictures of real output made through the real frontend and server.
+
 A layout may also hold ``notes``: Note nodes (frontend only, not in the API JSON) added in the page, referred to in
 the other layout keys by their placeholder key.
 
@@ -265,7 +270,73 @@ def start_here_tiny_shapes(g):
             "sizes": {model.id: [480, 0], cond.id: [480, 0], cfg.id: [480, 0], save.id: [420, 300]}}
 
 
-EXAMPLES = {START_HERE: start_here_tiny_shapes,
+COMPARE = "01_compare_guiders_tiny_shapes"
+SWEEP = "02_guidance_sweep_tiny_shapes"
+SHAPES_SETTINGS = dict(top_k=900, top_p=0.8, more_smooth=False, smooth_start_scale=0, last_scale_temperature=1.0)
+COMPARE_NOTE = """Compare guiders on the same seeds (built-in model)
+
+Four guiders, one row each, the same four seeds (columns): unguided (CFG 0), CFG 3, IGG 3 (all constant over \
+the 4 scales), and CFG 3 with SSG 0.4 (linear_increase) on top. The grid appears in the node; Save Image keeps \
+it. The heat-map grid (right) shows in each cell where guidance pushed hardest at the finest guided scale, with \
+each row's mean evenness E.
+
+Connect any guider or stack to guider_1..guider_4; model, class and sampler settings are given once."""
+SWEEP_NOTE = """Sweep one guider's strength (built-in model)
+
+Rows: the CFG guider at cfg 0.5, 1, 2, 3, 4, 6 (the list in strengths), columns: the same four seeds. The node \
+shows the evenness E and divergence D against strength (D from the built-in model's judge masks; connect a \
+mask for other models) and the grid. balance_strength is where E and D meet or, as on this model where they \
+never cross, come closest: a suggestion, not a promise (see the node's description)."""
+
+
+def compare_guiders_tiny_shapes(g):
+    """Compare Guiders on the built-in model: unguided, CFG 3, IGG 3, CFG 3 + SSG 0.4, four seeds."""
+    from scalewise.models.shapes import BUILTIN_NAME
+
+    model = g.node("ScalewiseVARLoader", var_name=BUILTIN_NAME, vae_name=BUILTIN_NAME, dtype="auto")
+    cond = g.node("ScalewiseImageNetClass", class_name="tiny-shapes 5: star", class_id=-1, batch_classes="")
+    none = _cfg(g, 0.0, schedule="constant")
+    cfg = _cfg(g, 3.0, schedule="constant")
+    igg = g.node("ScalewiseIGGGuider", scale=3.0, schedule="constant", window="global", window_size=3,
+                 operand="raw_logits", start_scale=0, end_scale=0)
+    cfg_ssg = _cfg(g, 3.0, schedule="constant")
+    ssg = g.node("ScalewiseSSGGuider", beta=0.4, schedule="linear_increase", custom_betas="", dse_rescale=True,
+                 interpolation="bilinear", prior_source="guided_pre_ssg", base=cfg_ssg.out(0))
+    compare = g.node("ScalewiseCompareGuiders", model=model.out(0), conditioning=cond.out(0), seed=1,
+                     images_per_row=4, preview="off", **SHAPES_SETTINGS, guider_1=none.out(0), guider_2=cfg.out(0),
+                     guider_3=igg.out(0), guider_4=ssg.out(0))
+    save = g.node("SaveImage", images=compare.out(0), filename_prefix="scalewise_compare")
+    heat = g.node("PreviewImage", images=compare.out(2))
+    return {"columns": [["note:compare", model.id, cond.id], [none.id, cfg.id, igg.id, cfg_ssg.id, ssg.id],
+                        [compare.id, save.id], [heat.id]],
+            "notes": {"note:compare": {"text": COMPARE_NOTE, "title": "Compare guiders", "size": [420, 300]}},
+            "sizes": {compare.id: [620, 560], save.id: [620, 80], heat.id: [620, 480], model.id: [420, 0],
+                      cond.id: [420, 0]},
+            "titles": {none.id: "Unguided (CFG 0)", cfg_ssg.id: "CFG 3 (under SSG)", heat.id: "Heat maps"},
+            "outputs": {save.id: "grid", heat.id: "heatmaps"}}
+
+
+def guidance_sweep_tiny_shapes(g):
+    """Guidance Sweep on the built-in model: CFG (constant) at 0.5 .. 6, four seeds."""
+    from scalewise.models.shapes import BUILTIN_NAME
+
+    model = g.node("ScalewiseVARLoader", var_name=BUILTIN_NAME, vae_name=BUILTIN_NAME, dtype="auto")
+    cond = g.node("ScalewiseImageNetClass", class_name="tiny-shapes 5: star", class_id=-1, batch_classes="")
+    cfg = _cfg(g, 3.0, schedule="constant")
+    sweep = g.node("ScalewiseGuidanceSweep", model=model.out(0), conditioning=cond.out(0), seed=1,
+                   images_per_row=4, preview="off", **SHAPES_SETTINGS, guider=cfg.out(0),
+                   strengths="0.5, 1, 2, 3, 4, 6")
+    plot = g.node("PreviewImage", images=sweep.out(1))
+    return {"columns": [["note:sweep", model.id, cond.id, cfg.id], [sweep.id], [plot.id]],
+            "notes": {"note:sweep": {"text": SWEEP_NOTE, "title": "Guidance sweep", "size": [420, 260]}},
+            "sizes": {sweep.id: [640, 760], plot.id: [600, 420], model.id: [420, 0], cond.id: [420, 0],
+                      cfg.id: [420, 0]},
+            "titles": {plot.id: "Evenness / divergence plot"},
+            "outputs": {plot.id: "plot"}}
+
+
+EXAMPLES = {START_HERE: start_here_tiny_shapes, COMPARE: compare_guiders_tiny_shapes,
+            SWEEP: guidance_sweep_tiny_shapes,
             **{f.__name__: f for f in (var_cfg, var_igg, var_softcfg, var_ssg, var_ssg_over_igg,
                                        var_cfg_vs_igg_heatmap, switti_512, switti_1024)}}
 
@@ -400,7 +471,8 @@ JS_RUN = """async () => {
 }"""
 
 JS_OUTPUT_IMAGES_READY = """() => app.graph._nodes
-  .filter((n) => ["SaveImage", "PreviewImage", "ScalewiseGuidanceHeatmap"].includes(n.type))
+  .filter((n) => ["SaveImage", "PreviewImage", "ScalewiseGuidanceHeatmap", "ScalewiseCompareGuiders",
+                  "ScalewiseGuidanceSweep"].includes(n.type))
   .every((n) => n.imgs?.length && n.imgs.every((i) => i.complete && i.naturalWidth > 0))"""
 
 # Zooms so the whole graph fits the window (at most 1:1), centres it and returns its clip rectangle.
@@ -477,6 +549,17 @@ def write_thumbnail(png: bytes, path: Path) -> tuple[int, int]:
     return img.size
 
 
+def write_outputs(client, prompt_id: str, name: str, outputs: dict, log) -> None:
+    """The first image a node showed in this run, as the server wrote it, to example_workflows/<name>.<key>.png:
+    the README's pictures of real output (only examples of the built-in model declare `outputs`)."""
+    history = client.wait(prompt_id)
+    for node_id, key in outputs.items():
+        image = history["outputs"][node_id]["images"][0]
+        png = client.request(f"/view?filename={image['filename']}&subfolder={image['subfolder']}&type={image['type']}")
+        (EXAMPLES_DIR / f"{name}.{key}.png").write_bytes(png)
+        log(f"  {name}.{key}.png ({len(png) // 1024} KiB)")
+
+
 def settle(page, frames: int = 3):
     """Let the canvas and the DOM widgets catch up with the last change."""
     page.evaluate("""(n) => new Promise((res) => { const f = (k) => k ? requestAnimationFrame(() => f(k - 1)) : res();
@@ -508,6 +591,7 @@ def generate(page, name: str, client, object_info: dict, run: bool, log) -> None
     count = page.evaluate(JS_LOAD_API, [prompt, f"{name}.json"])
     assert count == len(prompt), f"{name}: loaded {count} nodes of {len(prompt)} (missing node types?)"
     notes = layout.pop("notes", {})
+    outputs = layout.pop("outputs", {})
     if notes:
         layout = add_notes(page, layout, notes)
     page.evaluate(JS_LAYOUT, layout)
@@ -528,6 +612,8 @@ def generate(page, name: str, client, object_info: dict, run: bool, log) -> None
         assert end["type"] == "execution_success", f"{name}: {json.dumps(end)[:2000]}"
         page.wait_for_function(JS_OUTPUT_IMAGES_READY, timeout=30000)
         log(f"  ran in {time.monotonic() - t0:.1f} s")
+        if outputs:
+            write_outputs(client, end["detail"]["prompt_id"], name, outputs, log)
         overlaps = page.evaluate(JS_OVERLAPS)       # outputs may have grown a node
         if overlaps:
             log(f"  re-laying out after the run: {overlaps}")

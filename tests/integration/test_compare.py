@@ -119,7 +119,7 @@ def test_compare_reproduces_the_sampler_on_the_same_seeds(pack_loaded):
     # one progress bar over the comparison: 2 rows x 4 scales
     progress = [m["data"] for m in ws.messages if m["type"] == "progress" and m["data"].get("node") == node.id]
     assert [p["value"] for p in progress] == list(range(1, 9)) and {p["max"] for p in progress} == {8}
-    assert len(entry["outputs"][node.id]["images"]) == 2   # the grid and heat maps shown in the node
+    assert len(entry["outputs"][node.id]["images"]) == 1   # the grid shown in the node
 
 
 def test_sweep_plot_and_balance(pack_loaded):

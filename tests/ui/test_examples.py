@@ -15,22 +15,25 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = REPO / "example_workflows"
 API_DIR = REPO / "tests" / "workflows"
-EXPECTED = ["00_start_here_tiny_shapes", "switti_1024", "switti_512", "var_cfg", "var_cfg_vs_igg_heatmap", "var_igg", "var_softcfg", "var_ssg",
+EXPECTED = ["00_start_here_tiny_shapes", "01_compare_guiders_tiny_shapes", "02_guidance_sweep_tiny_shapes", "switti_1024", "switti_512", "var_cfg", "var_cfg_vs_igg_heatmap", "var_igg", "var_softcfg", "var_ssg",
             "var_ssg_over_igg"]
 FOUND = sorted(p.stem for p in EXAMPLES_DIR.glob("*.json"))
 EXAMPLES = sorted(set(EXPECTED) | set(FOUND))     # a missing expected file fails below rather than vanishing
 NODE_IDS = ["ScalewiseVARLoader", "ScalewiseImageNetClass", "ScalewiseCFGGuider", "ScalewiseIGGGuider",
             "ScalewiseSoftCFGGuider", "ScalewiseSSGGuider", "ScalewiseSampler", "ScalewiseGuidanceHeatmap",
-            "ScalewiseSwittiLoader", "ScalewiseSwittiTextEncode"]
+            "ScalewiseSwittiLoader", "ScalewiseSwittiTextEncode", "ScalewiseCompareGuiders", "ScalewiseGuidanceSweep"]
 EXTENSION = "scalewise.guidance.heatmap"
 # Words that mark a console/page error as ours (the frontend always logs some unrelated 404s).
 OUR_WORDS = ("scalewise", EXTENSION, "comfyui-scalewise-guidance", "guidance heatmap")
-IMAGE_OUTPUT_NODES = ("SaveImage", "PreviewImage", "ScalewiseGuidanceHeatmap")
+IMAGE_OUTPUT_NODES = ("SaveImage", "PreviewImage", "ScalewiseGuidanceHeatmap", "ScalewiseCompareGuiders",
+                      "ScalewiseGuidanceSweep")
 HEATMAP_EXAMPLE = "var_cfg_vs_igg_heatmap"
 BUILTIN_NAME = "tiny-shapes (built in)"     # the model that ships with the pack (models/shapes)
 START_HERE = "00_start_here_tiny_shapes"     # the first example: the built-in model, runs on a fresh install
+COMPARE, SWEEP = "01_compare_guiders_tiny_shapes", "02_guidance_sweep_tiny_shapes"
+BUILTIN_EXAMPLES = (START_HERE, COMPARE, SWEEP)  # the examples of the built-in model (real output in their thumbnails)
 # The official file names each loader's first two widgets must hold (the test server has stand-ins under them);
-# only the first example uses the built-in model (both widgets).
+# the examples of the built-in model use it in both widgets.
 OFFICIAL_FILES = {
     "ScalewiseVARLoader": ({"var_d16.pth"}, "vae_ch160v4096z32.pth"),
     "ScalewiseSwittiLoader": ({"Switti/model.safetensors", "Switti-AR/model.safetensors",
@@ -90,7 +93,7 @@ def test_example_files_complete(comfy):
         loaders = [n for n in wf["nodes"] if n["type"] in OFFICIAL_FILES]
         assert loaders, name
         for n in loaders:                                         # the official file names
-            if name == START_HERE:
+            if name in BUILTIN_EXAMPLES:
                 assert n["widgets_values"][:2] == [BUILTIN_NAME, BUILTIN_NAME], (name, n["widgets_values"])
                 continue
             models, vae = OFFICIAL_FILES[n["type"]]
@@ -197,5 +200,56 @@ def test_heatmap_scores_shown(app_page, comfy):
     app_page.evaluate(JS_FIT_VIEW)
     app_page.page.wait_for_timeout(200)
     app_page.screenshot("example-heatmap-scores")
+    assert not app_page.page_errors_since(mark)
+    assert not app_page.errors_mentioning(*OUR_WORDS, since=mark)
+
+
+# Runs the loaded graph from the page (as the Run button does), so the page receives the `executed` messages.
+JS_RUN_IN_PAGE = """async () => {
+  const api = app.api;
+  const done = new Promise((resolve) => {
+    const names = ["execution_success", "execution_error", "execution_interrupted"];
+    const handlers = names.map((type) => {
+      const h = (e) => { names.forEach((t, i) => api.removeEventListener(t, handlers[i])); resolve({type, detail: e.detail}); };
+      api.addEventListener(type, h);
+      return h;
+    });
+  });
+  await app.queuePrompt(0, 1);
+  return await done;
+}"""
+JS_SET_WIDGETS = """([type, values]) => {
+  const n = app.graph._nodes.find((n) => n.type === type);
+  for (const [name, value] of Object.entries(values)) n.widgets.find((w) => w.name === name).value = value;
+  return n.id;
+}"""
+JS_NODE_IMAGES = """(id) => (app.graph.getNodeById(id).imgs ?? [])
+  .filter((i) => i.complete && i.naturalWidth > 0).map((i) => [i.naturalWidth, i.naturalHeight])"""
+
+
+@pytest.mark.parametrize("name,node_type,widgets,expected", [
+    (COMPARE, "ScalewiseCompareGuiders", {"images_per_row": 2}, 1),
+    (SWEEP, "ScalewiseGuidanceSweep", {"images_per_row": 2, "strengths": "1, 3"}, 2),
+])
+def test_grid_and_plot_appear_in_the_node(app_page, name, node_type, widgets, expected):
+    """Run a built-in-model example from the page (smaller): the comparison node shows its grid, the sweep node
+    its plot and grid, as images loaded in the node itself."""
+    from scalewise.guidance.grid import GridLayout, tile_size
+
+    mark = app_page.mark()
+    load_in_page(app_page, name)
+    node_id = app_page.evaluate(JS_SET_WIDGETS, [node_type, widgets])
+    end = app_page.evaluate(JS_RUN_IN_PAGE)
+    assert end["type"] == "execution_success", json.dumps(end)[:2000]
+    app_page.page.wait_for_function(f"() => ({JS_NODE_IMAGES})({node_id}).length === {expected}", timeout=30000)
+    sizes = app_page.evaluate(JS_NODE_IMAGES, node_id)
+    rows = 4 if node_type == "ScalewiseCompareGuiders" else 2
+    grid = GridLayout.for_grid(rows, widgets["images_per_row"], tile_size(64))
+    assert sizes[-1] == [grid.width, grid.height], sizes            # the grid, last
+    if node_type == "ScalewiseGuidanceSweep":
+        assert sizes[0] == [720, 440], sizes                          # the plot, first
+    app_page.evaluate(JS_FIT_VIEW)
+    app_page.page.wait_for_timeout(300)
+    app_page.screenshot(f"in-node-{name}")
     assert not app_page.page_errors_since(mark)
     assert not app_page.errors_mentioning(*OUR_WORDS, since=mark)
