@@ -73,7 +73,8 @@ def run_rows(model, conditioning, guiders, seed, images_per_row, preview, **sett
     reporter = ScaleProgressReporter(len(net.patch_nums), preview, runs=len(guiders))
     images, traces = [], []
     for guider in guiders:
-        out = sample_images(net, guider, cond, reporter, seed=seed, batch_size=images_per_row, **settings)
+        out = sample_images(net, guider, cond, reporter, seed=seed, batch_size=images_per_row,
+                            batch_input="images_per_row", **settings)
         images.append(out.images.permute(0, 2, 3, 1).cpu())
         traces.append(out.trace)
         reporter.next_run()
@@ -194,8 +195,9 @@ class GuidanceSweep(io.ComfyNode):
                 "against strength. The paper (Nguyen et al. 2025) found its best FID where the two balance; the "
                 "balance point output is where E - D changes sign (interpolated) or, if it never does, the "
                 "closest approach. A suggestion, not a promise: on the pack's own tiny-shapes model the two never "
-                "crossed (E about 0.99, D about 0.03 at every strength) and the closest approach did not predict "
-                "the best Fréchet distance (tests/benchmark_results/shapes_guidance.md). D needs a foreground mask: "
+                "crossed (E about 0.99, D about 0.03 at every strength); the closest approach, always the largest "
+                "strength, matched the best Fréchet distance for CFG/IGG on VAR's linear ramp but not for constant "
+                "CFG (best at 1 of 0-6) (tests/benchmark_results/shapes_guidance.md). D needs a foreground mask: "
                 "connect one, or use the built-in model, whose shipped judge segments its images. " + SIZES),
             inputs=[
                 *_sampler_inputs(),
@@ -215,7 +217,9 @@ class GuidanceSweep(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, strengths):
+    def validate_inputs(cls, strengths=None):
+        if not isinstance(strengths, str):  # linked: checked when the node runs
+            return True
         try:
             parse_strengths(strengths)
         except ValueError as e:

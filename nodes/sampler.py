@@ -109,9 +109,10 @@ def load_model(model, batch_size: int, guided: bool) -> None:
                        force_full_load=True)
 
 
-def sample_images(net, guider, cond, reporter, *, seed, batch_size, last_scale_temperature, **settings):
+def sample_images(net, guider, cond, reporter, *, seed, batch_size, last_scale_temperature,
+                  batch_input="batch_size", **settings):
     """One traced generation of `cond` (from `net.prepare_condition`, `batch_size` images) with the reporter
-    as callback; out of memory becomes a clear error."""
+    as callback; out of memory becomes a clear error naming the node's `batch_input`."""
     temperature = None if last_scale_temperature == 1.0 else last_scale_temperature
     try:
         return sample(net, guider, cond, seed=seed, last_scale_temperature=temperature, trace=True,
@@ -119,4 +120,4 @@ def sample_images(net, guider, cond, reporter, *, seed, batch_size, last_scale_t
     except torch.OutOfMemoryError:
         mm.soft_empty_cache(True)
         raise RuntimeError(f"out of memory for a batch of {batch_size} at {net.image_size} px on "
-                           f"{mm.get_torch_device()}: lower batch_size (the model stays loaded)") from None
+                           f"{mm.get_torch_device()}: lower {batch_input} (the model stays loaded)") from None

@@ -197,3 +197,15 @@ def test_heatmap_cells_come_from_the_trace(pack_loaded):
     # the finest scale is 4x4: every 16 px block is one token, one colour
     blocks = colour.reshape(4, 16, 4, 16, 3)
     assert (blocks - blocks[:, :1, :, :1]).abs().max() < 4 / 255
+
+
+def test_out_of_memory_in_a_row_names_images_per_row(pack_loaded):
+    """The sampler's out-of-memory path, shared: a simulated OOM (tests/test_packs/scalewise_fault_injection) in
+    the middle of a comparison row becomes an error naming images_per_row; the next comparison works."""
+    trigger = pack_loaded.work / "user" / "scalewise_fault_oom"
+    trigger.write_text("2")
+    message = failure(pack_loaded, compare_graph(pack_loaded, images_per_row=3)[0])
+    assert not trigger.exists(), "the fault-injection test pack is not active"
+    for fragment in ("ScalewiseCompareGuiders", "out of memory for a batch of 3", "lower images_per_row"):
+        assert fragment in message, (fragment, message)
+    ok(pack_loaded, compare_graph(pack_loaded, guiders=("cfg",), images_per_row=1)[0])
