@@ -251,9 +251,9 @@ class GuidanceSweep(io.ComfyNode):
             div = [_nanmean(divergence(t, masks[i * columns:(i + 1) * columns])["mean"])
                    for i, t in enumerate(traces)]
         balance = balance_point(values, even, div) if div is not None else None
-        note = ("D from the built-in model's judge masks" if mask is None and div is not None else
-                "D from the connected mask" if div is not None else
-                "no divergence: connect a foreground mask to find the balance point")
+        note = ("no divergence: connect a foreground mask to find the balance point" if div is None else
+                "D undefined: the masks leave no background, or no object, at any scale" if balance is None else
+                "D from the built-in model's judge masks" if mask is None else "D from the connected mask")
         plot = render_balance_plot(values, even, div, balance, title=f"{guider.kind.upper()} {guider.strength_field} sweep, "
                                    f"{columns} image(s) per strength", note=note)
         strength = balance.strength if balance is not None else -1.0

@@ -209,3 +209,33 @@ def test_out_of_memory_in_a_row_names_images_per_row(pack_loaded):
     for fragment in ("ScalewiseCompareGuiders", "out of memory for a batch of 3", "lower images_per_row"):
         assert fragment in message, (fragment, message)
     ok(pack_loaded, compare_graph(pack_loaded, guiders=("cfg",), images_per_row=1)[0])
+
+
+def _sweep_report(comfy, prompt, node):
+    return json.loads(ok(comfy, prompt)["outputs"][node.id]["scalewise_balance"][0])
+
+
+def test_sweep_divergence_needs_a_mask(pack_loaded):
+    """A random-weight model without a mask: E only, balance -1. A connected mask is used (an all-foreground one
+    leaves no background: D undefined, balance -1); a mask of the wrong size is refused naming `mask`."""
+    from .fixtures_models import VAR_TINY
+
+    def graph(mask_size=None, mask_count=1):
+        g = pack_loaded.graph_builder()
+        model, cond = _model(g, var=VAR_TINY, vae=VAE, class_name="207: golden retriever")
+        extra = {}
+        if mask_size:
+            solid = g.node("SolidMask", value=1.0, width=mask_size, height=mask_size)
+            extra["mask"] = solid.out(0)
+        node = g.node("ScalewiseGuidanceSweep", model=model.out(0), conditioning=cond.out(0), seed=0,
+                      images_per_row=2, **SETTINGS, guider=_cfg(g).out(0), strengths="1, 2", **extra)
+        return g.finalize(), node
+
+    report = _sweep_report(pack_loaded, *graph())
+    assert report["divergence"] is None and report["balance_strength"] == -1 and report["mask"] is None
+    assert len(report["evenness"]) == 2
+    report = _sweep_report(pack_loaded, *graph(mask_size=64))
+    assert report["mask"] == "connected" and report["divergence"] == [None, None]
+    assert report["balance_strength"] == -1 and report["balance"] is None
+    message = failure(pack_loaded, graph(mask_size=32)[0])
+    assert "mask" in message and "[1, 32, 32]" in message and "[N, 64, 64]" in message, message
