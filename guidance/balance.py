@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .heatmap import _BACKGROUND, _DIM_TEXT, _TEXT, _font
+from .heatmap import BACKGROUND, DIM_TEXT, TEXT, ui_font
 
 EVENNESS_COLOR, DIVERGENCE_COLOR, BALANCE_COLOR = (252, 137, 97), (92, 200, 99), (80, 220, 255)
 
@@ -70,9 +70,9 @@ def render_balance_plot(strengths, evenness, divergence=None, balance: Balance |
     """Evenness (and divergence, when given) against strength on a 0-1 axis, the balance point marked by a
     vertical line and named in the legend: IMAGE float32 [1, H, W, 3] with (W, H) = `size`."""
     width, height = size
-    canvas = Image.new("RGB", (width, height), _BACKGROUND)
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
-    font, small = _font(15), _font(12)
+    font, small = ui_font(15), ui_font(12)
     left, right, top, bottom = 56, width - 20, 40 + (22 if note else 0), height - 92
     xs = [float(x) for x in strengths]
     lo, hi = min(xs), max(xs)
@@ -84,20 +84,20 @@ def render_balance_plot(strengths, evenness, divergence=None, balance: Balance |
     def px(x, y):
         return left + (x - lo) / (hi - lo) * (right - left), bottom - y * (bottom - top)
 
-    draw.text((left, 10), title or "evenness and divergence against strength", font=font, fill=_TEXT)
+    draw.text((left, 10), title or "evenness and divergence against strength", font=font, fill=TEXT)
     if note:
-        draw.text((left, 32), note, font=small, fill=_DIM_TEXT)
+        draw.text((left, 32), note, font=small, fill=DIM_TEXT)
     for y in (0.0, 0.25, 0.5, 0.75, 1.0):  # y grid
         _, py = px(lo, y)
         draw.line([(left, py), (right, py)], fill=(50, 50, 56))
-        draw.text((left - 34, py - 7), f"{y:.2f}", font=small, fill=_DIM_TEXT)
+        draw.text((left - 34, py - 7), f"{y:.2f}", font=small, fill=DIM_TEXT)
     for x in xs:  # x ticks at the swept strengths
         qx, _ = px(x, 0)
-        draw.line([(qx, bottom), (qx, bottom + 5)], fill=_DIM_TEXT)
+        draw.line([(qx, bottom), (qx, bottom + 5)], fill=DIM_TEXT)
         label = f"{x:g}"
-        draw.text((qx - draw.textlength(label, font=small) / 2, bottom + 8), label, font=small, fill=_DIM_TEXT)
-    draw.line([(left, top), (left, bottom), (right, bottom)], fill=_DIM_TEXT)
-    draw.text(((left + right) / 2 - 28, bottom + 26), "strength", font=small, fill=_DIM_TEXT)
+        draw.text((qx - draw.textlength(label, font=small) / 2, bottom + 8), label, font=small, fill=DIM_TEXT)
+    draw.line([(left, top), (left, bottom), (right, bottom)], fill=DIM_TEXT)
+    draw.text(((left + right) / 2 - 28, bottom + 26), "strength", font=small, fill=DIM_TEXT)
 
     series = [("evenness E", evenness, EVENNESS_COLOR)]
     if divergence is not None:
@@ -121,5 +121,5 @@ def render_balance_plot(strengths, evenness, divergence=None, balance: Balance |
         x = left + (i % 2) * (right - left) // 2 if len(legend) < 3 or i < 2 else left
         y_row = y + (0 if i < 2 else 20)
         draw.rectangle([x, y_row + 3, x + 14, y_row + 13], fill=color)
-        draw.text((x + 20, y_row), text, font=small, fill=_TEXT)
+        draw.text((x + 20, y_row), text, font=small, fill=TEXT)
     return torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255)[None]

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from .heatmap import _BACKGROUND, _TEXT, _font, _wrap, apply_colormap
+from .heatmap import BACKGROUND, TEXT, apply_colormap, ui_font, wrap_text
 from .trace import GuidanceTrace
 
 MAX_IMAGES = 64         # per comparison (rows x columns): the sampler node's largest batch
@@ -82,27 +82,27 @@ def render_grid(images: torch.Tensor, row_labels: list[str], column_labels: list
     if images.ndim != 4 or images.shape[-1] != 3 or images.shape[0] != rows * columns:
         raise ValueError(f"grid images must be [{rows} x {columns}, S, S, 3], got {list(images.shape)}")
     layout = GridLayout.for_grid(rows, columns, tile_size(images.shape[1]))
-    canvas = Image.new("RGB", (layout.width, layout.height), _BACKGROUND)
+    canvas = Image.new("RGB", (layout.width, layout.height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     size = _font_size(layout.tile)
-    font = _font(size)
+    font = ui_font(size)
     if title:  # in the label column's header corner, wrapped to its width
-        small = _font(max(10, size - 3))
-        for i, piece in enumerate(_wrap(title, small, layout.label_width - 2 * layout.gap, draw)[:2]):
-            draw.text((layout.gap, layout.gap // 2 + i * (size - 1)), piece, font=small, fill=_TEXT)
+        small = ui_font(max(10, size - 3))
+        for i, piece in enumerate(wrap_text(title, small, layout.label_width - 2 * layout.gap, draw)[:2]):
+            draw.text((layout.gap, layout.gap // 2 + i * (size - 1)), piece, font=small, fill=TEXT)
     tiles = (_resize(images.detach().cpu(), layout.tile).numpy() * 255).round().astype(np.uint8)
     for c, text in enumerate(column_labels):
         x, _ = layout.cell(0, c)
-        draw.text((x, layout.header_height - size - layout.gap // 2 - 2), text, font=font, fill=_TEXT)
+        draw.text((x, layout.header_height - size - layout.gap // 2 - 2), text, font=font, fill=TEXT)
     line = round(size * 1.25)
     for r, text in enumerate(row_labels):
         x, y = layout.gap, layout.cell(r, 0)[1]
-        lines = _wrap(text, font, layout.label_width - 2 * layout.gap, draw)
+        lines = wrap_text(text, font, layout.label_width - 2 * layout.gap, draw)
         max_lines = max(1, layout.tile // line)
         if len(lines) > max_lines:
             lines = lines[:max_lines - 1] + [lines[max_lines - 1] + " ..."]
         for i, piece in enumerate(lines):
-            draw.text((x, y + i * line), piece, font=font, fill=_TEXT)
+            draw.text((x, y + i * line), piece, font=font, fill=TEXT)
         for c in range(columns):
             canvas.paste(Image.fromarray(tiles[r * columns + c]), layout.cell(r, c))
     return torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255)[None]

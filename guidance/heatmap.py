@@ -18,7 +18,7 @@ _COLORMAPS = {
     "magma": ["000004", "1d1147", "51127c", "822681", "b73779", "e75263", "fc8961", "fec488", "fcfdbf"],
     "viridis": ["440154", "472c7a", "3b518b", "2c718e", "21908d", "27ad81", "5cc863", "aadc32", "fde725"],
 }
-_BACKGROUND, _TEXT, _DIM_TEXT, _MASK_EDGE = (24, 24, 27), (236, 236, 236), (150, 150, 155), (80, 220, 255)
+BACKGROUND, TEXT, DIM_TEXT, _MASK_EDGE = (24, 24, 27), (236, 236, 236), (150, 150, 155), (80, 220, 255)
 MAX_COLUMNS = 7
 
 
@@ -33,7 +33,8 @@ def apply_colormap(values: torch.Tensor, name: str = "magma") -> torch.Tensor:
     return anchors[low] * (1 - frac) + anchors[low + 1] * frac
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def ui_font(size: int) -> ImageFont.ImageFont:
+    """PIL's default font at `size` px (shared by the heat map, the comparison grid and the sweep plot)."""
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: fixed-size bitmap font only
@@ -77,16 +78,17 @@ def _mask_edge(mask: torch.Tensor, tile: int) -> torch.Tensor:
 
 def _draw_fitted(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, size: int, width: int, fill) -> None:
     """Draw text, shrinking the font (down to 9 px) until it fits in `width`."""
-    while size > 9 and draw.textlength(text, font=_font(size)) > width:
+    while size > 9 and draw.textlength(text, font=ui_font(size)) > width:
         size -= 1
-    draw.text(xy, text, font=_font(size), fill=fill)
+    draw.text(xy, text, font=ui_font(size), fill=fill)
 
 
 def _fmt(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.3f}"
 
 
-def _wrap(text: str, font, width: int, draw: ImageDraw.ImageDraw) -> list[str]:
+def wrap_text(text: str, font, width: int, draw: ImageDraw.ImageDraw) -> list[str]:
+    """Split text at spaces into lines no wider than `width` px in `font` (a longer single word stays whole)."""
     lines, line = [], ""
     for word in text.split():
         candidate = f"{line} {word}".strip()
@@ -128,20 +130,20 @@ def render_heatmap(trace: GuidanceTrace, image: torch.Tensor | None = None, mask
     panel_count = scales + (photo is not None)
 
     font_size = max(12, round(tile / 9))
-    font = _font(font_size)
+    font = ui_font(font_size)
     gap, line = max(4, tile // 24), round(font_size * 1.3)
     label_h = (2 * line + gap // 2) if labels else 0
     rows = math.ceil(panel_count / MAX_COLUMNS)
     columns = math.ceil(panel_count / rows)
     width = columns * tile + (columns + 1) * gap
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    guider_lines = _wrap(trace.guider or "guidance", font, width - 2 * gap, measure) if labels else []
+    guider_lines = wrap_text(trace.guider or "guidance", font, width - 2 * gap, measure) if labels else []
     header_h = (len(guider_lines) + 1) * line + gap if labels else 0
     height = header_h + rows * (tile + label_h + gap) + gap
 
     out = []
     for b in range(batch):
-        canvas = Image.new("RGB", (width, height), _BACKGROUND)
+        canvas = Image.new("RGB", (width, height), BACKGROUND)
         draw = ImageDraw.Draw(canvas)
         panels = [apply_colormap(_upsample(m[b:b + 1], tile)[0], colormap) for m in maps]  # K x [t, t, 3]
         if photo is not None:
@@ -162,9 +164,9 @@ def render_heatmap(trace: GuidanceTrace, image: torch.Tensor | None = None, mask
                 stats = f"E {_fmt(float(even['per_scale'][b, index]))}"
                 if div is not None:
                     stats += f"  D {_fmt(float(div['per_scale'][b, index]))}"
-                color = _TEXT if guided else _DIM_TEXT
+                color = TEXT if guided else DIM_TEXT
             else:
-                title, stats, color = f"overlay k{scales - 1}", f"alpha {overlay_alpha:g}", _TEXT
+                title, stats, color = f"overlay k{scales - 1}", f"alpha {overlay_alpha:g}", TEXT
             _draw_fitted(draw, (x, y + tile + gap // 2), title, font_size, tile, color)
             _draw_fitted(draw, (x, y + tile + gap // 2 + line), stats, font_size, tile, color)
         if labels:
@@ -173,6 +175,6 @@ def render_heatmap(trace: GuidanceTrace, image: torch.Tensor | None = None, mask
                 totals += f"   mean D {_fmt(float(div['mean'][b]))}"
             header = guider_lines + [f"{totals}   ({normalize} normalisation, {colormap})"]
             for i, text in enumerate(header):
-                draw.text((gap, gap + i * line), text, font=font, fill=_TEXT)
+                draw.text((gap, gap + i * line), text, font=font, fill=TEXT)
         out.append(torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255))
     return torch.stack(out)
