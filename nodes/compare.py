@@ -82,7 +82,7 @@ def run_rows(model, conditioning, guiders, seed, images_per_row, preview, **sett
 
 
 def column_labels(seed: int, columns: int) -> list[str]:
-    return [f"seed {seed + i}" for i in range(columns)]
+    return [f"seed {(seed + i) % 2**64}" for i in range(columns)]  # the sampler's per-image seeds
 
 
 def _preview(cls, *images) -> dict:
