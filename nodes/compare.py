@@ -16,9 +16,11 @@ from ..guidance.balance import balance_point, parse_strengths, render_balance_pl
 from ..guidance.grid import MAX_IMAGES, heatmap_cells, render_grid
 from ..guidance.metrics import divergence, evenness
 from ..guidance.stack import GuidanceRun
+from ..models.shapes import load_judge
+from ..models.shapes.judge import judge_images
+from ..models.var import SHAPES
 from .common import CATEGORY, CondType, GuiderType, ModelType
-from .var import SHAPES, model_class_set
-from .sampler import PREVIEWS, ScaleProgressReporter, load_model, prepare_conditioning, sample_images
+from .sampler import PREVIEWS, ScaleProgressReporter, load_model, sample_images
 
 GUIDER_SLOTS = 4
 SIZES = (f"At most {MAX_IMAGES} images (rows x images_per_row). Outputs for the largest: the image batch "
@@ -68,7 +70,7 @@ def check_size(rows: int, columns: int, rows_name: str) -> None:
 def run_rows(model, conditioning, guiders, seed, images_per_row, preview, **settings):
     """Sample every guider on the same seeds (one batch per row): images [R*C, S, S, 3] row-major, traces."""
     net = model.model
-    cond = prepare_conditioning(net, conditioning)
+    cond = net.prepare_condition(conditioning, images_per_row)  # the model's checks, before any GPU work
     load_model(model, images_per_row, any(g is not None for g in guiders))
     reporter = ScaleProgressReporter(len(net.patch_nums), preview, runs=len(guiders))
     images, traces = [], []
@@ -150,14 +152,7 @@ def _nanmean(values: torch.Tensor) -> float:
 
 @functools.lru_cache(maxsize=1)
 def _shapes_judge():
-    from safetensors.torch import load_file
-
-    from ..models.shapes import CLASS_NAMES, JUDGE_FILE
-    from ..models.shapes.judge import Judge
-
-    judge = Judge(len(CLASS_NAMES))
-    judge.load_state_dict({k: v.float() for k, v in load_file(JUDGE_FILE).items()})
-    return judge.eval()
+    return load_judge()
 
 
 def sweep_masks(mask, net, images: torch.Tensor, rows: int, columns: int):
@@ -165,9 +160,8 @@ def sweep_masks(mask, net, images: torch.Tensor, rows: int, columns: int):
     else the shipped judge's segmentation for the built-in tiny-shapes model; None when there is neither."""
     size = images.shape[1]
     if mask is None:
-        if model_class_set(net.class_names) != SHAPES:
+        if getattr(net, "class_set", None) != SHAPES:
             return None
-        from ..models.shapes.judge import judge_images
         return judge_images(_shapes_judge(), images.permute(0, 3, 1, 2))["masks"]
     mask = mask[None] if mask.ndim == 2 else mask
     if mask.ndim != 3 or tuple(mask.shape[1:]) != (size, size):

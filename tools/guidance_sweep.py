@@ -35,9 +35,9 @@ import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalew
 from scalewise.guidance import CFG, IGG, SSG, SoftCFG, sample  # noqa: E402
 from scalewise.guidance.metrics import divergence, evenness  # noqa: E402
 from scalewise.models.shapes import CLASS_NAMES, load_shapes_model  # noqa: E402
-from scalewise.tools.shapes import JUDGE_FILE  # noqa: E402
+from scalewise.models.shapes import JUDGE_FILE  # noqa: E402
 from scalewise.tools.shapes.data import sample as real_images  # noqa: E402
-from scalewise.tools.shapes.judge import Judge, frechet_distance, judge_images  # noqa: E402
+from scalewise.models.shapes.judge import Judge, frechet_distance, judge_images  # noqa: E402
 
 SCALES = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0)
 BETAS = (0.0, 0.1, 0.2, 0.4, 0.8, 1.5)

@@ -1,7 +1,7 @@
 """Train the built-in shapes models (VQ-VAE, VAR, judge) and write them as fp16 safetensors.
 
-    python tools/train_shapes.py                 # everything (about 85 min on 2 CPU cores): the model into
-                                                 # models/shapes/, the judge into tools/shapes/
+    python tools/train_shapes.py                 # everything (about 85 min on 2 CPU cores) into
+                                                 # models/shapes/ (the model and its judge)
     python tools/train_shapes.py --only judge    # one stage; the VAR stage reuses the VQ-VAE already written
     python tools/train_shapes.py --out /tmp/x --scale 0.05   # a quick smoke run with 5 % of the steps
 
@@ -22,9 +22,9 @@ import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalew
 
 from scalewise.models import load_var_transformer, load_vqvae, var_official_state_dict, vqvae_official_state_dict  # noqa: E402
 from scalewise.models.shapes import PATCH_NUMS, VAE_FILE, VAR_FILE  # noqa: E402
-from scalewise.tools.shapes import JUDGE_FILE  # noqa: E402
+from scalewise.models.shapes import JUDGE_FILE  # noqa: E402
 from scalewise.tools.shapes import train as T  # noqa: E402
-from scalewise.tools.shapes.judge import judge_images  # noqa: E402
+from scalewise.models.shapes.judge import judge_images  # noqa: E402
 
 STAGES = ("vqvae", "decoder", "var", "var_more", "judge")
 # var_more: the VAR trained by the var stage, continued on twice as many fresh images at a lower rate

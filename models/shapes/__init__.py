@@ -1,6 +1,7 @@
-"""The built-in tiny model: a VAR and VQ-VAE of the official layouts trained on procedural shapes. Its weights ship
-in this folder as fp16 safetensors; the data generator, the training code and the judge that scores what it
-generates are tools (tools/shapes/), not run by the pack."""
+"""The built-in tiny model: a VAR and VQ-VAE of the official layouts trained on procedural shapes, and its judge
+(`judge.py`: classifies and segments its images; the Guidance Sweep node takes its foreground masks for the
+divergence). Their weights ship in this folder as safetensors; the data generator and the training code are tools
+(tools/shapes/), not run by the pack."""
 from __future__ import annotations
 
 import os
@@ -12,6 +13,7 @@ from ..var import SHAPES
 HERE = os.path.dirname(os.path.abspath(__file__))
 VAR_FILE = os.path.join(HERE, "shapes_var.safetensors")
 VAE_FILE = os.path.join(HERE, "shapes_vae.safetensors")
+JUDGE_FILE = os.path.join(HERE, "shapes_judge.safetensors")
 BUILTIN_NAME = "tiny-shapes (built in)"  # how loaders list it next to the files of models/var
 RESOLUTION = 64
 PATCH_NUMS = (1, 2, 3, 4)
@@ -26,5 +28,15 @@ def load_shapes_model(device="cpu", dtype=torch.float32):
     return model
 
 
-__all__ = ["CLASS_NAMES", "VAR_FILE", "VAE_FILE", "BUILTIN_NAME", "RESOLUTION", "PATCH_NUMS",
-           "load_shapes_model"]
+def load_judge(device="cpu"):
+    """The judge network (fp32, eval mode) with its shipped weights."""
+    from safetensors.torch import load_file
+
+    from .judge import Judge
+    judge = Judge(len(CLASS_NAMES))
+    judge.load_state_dict({k: v.float() for k, v in load_file(JUDGE_FILE).items()})
+    return judge.eval().to(device)
+
+
+__all__ = ["CLASS_NAMES", "VAR_FILE", "VAE_FILE", "JUDGE_FILE", "BUILTIN_NAME", "RESOLUTION", "PATCH_NUMS",
+           "load_shapes_model", "load_judge"]

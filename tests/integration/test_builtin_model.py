@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from scalewise.models.shapes import BUILTIN_NAME, CLASS_NAMES
-from scalewise.tools.shapes import JUDGE_FILE
-from scalewise.tools.shapes.judge import Judge, judge_images
+from scalewise.models.shapes import JUDGE_FILE
+from scalewise.models.shapes.judge import Judge, judge_images
 
 from .fixtures_models import OFFICIAL_VAE, OFFICIAL_VAR
 

@@ -9,7 +9,7 @@ from safetensors import safe_open
 from scalewise.guidance import CFG, sample
 from scalewise.models.shapes import CLASS_NAMES, PATCH_NUMS, VAE_FILE, VAR_FILE, load_shapes_model
 from scalewise.tools.shapes.data import sample as real_images
-from scalewise.tools.shapes.judge import judge_images
+from scalewise.models.shapes.judge import judge_images
 
 KEYS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "keys")
 

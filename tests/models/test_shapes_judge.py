@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from scalewise.tools.shapes.judge import Judge, frechet_distance, judge_images
+from scalewise.models.shapes.judge import Judge, frechet_distance, judge_images
 
 
 def test_frechet_against_closed_forms():
