@@ -157,12 +157,13 @@ class EditPlan:
     keep: list[torch.Tensor]
     region: torch.Tensor | None = None
 
-    def force(self, k: int, idx: torch.Tensor, h: torch.Tensor, codebook: torch.Tensor):
-        """Scale k's drawn indices [B, n] and embeddings [B, n, C] with the kept tokens replaced."""
+    def force(self, k: int, idx: torch.Tensor, h: torch.Tensor, embed):
+        """Scale k's drawn indices [B, n] and embeddings [B, n, C] with the kept tokens replaced; `embed` maps
+        token ids [B, n] to their codebook vectors [B, n, C] (the model's `embed_tokens`)."""
         keep = self.keep[k].flatten(1)
         image_idx = self.tokens[k].flatten(1)
         idx = torch.where(keep, image_idx, idx)
-        h = torch.where(keep[..., None], codebook[image_idx].to(h.dtype), h)
+        h = torch.where(keep[..., None], embed(image_idx).to(h.dtype), h)
         return idx, h
 
 
@@ -206,7 +207,7 @@ def plan_edit(model, image: torch.Tensor | None, mask: torch.Tensor | None, deno
         return None
     device = model.weight_device
     # a batch-1 image is encoded once and shared by every image of the batch
-    tokens = [t.expand(batch, -1, -1) for t in model.vae.image_to_tokens(image.to(device), patch_nums)]
+    tokens = [t.expand(batch, -1, -1) for t in model.encode_image(image.to(device))]
     if mask is None:
         keep = [torch.zeros(batch, pn, pn, dtype=torch.bool, device=device) for pn in patch_nums]
         region = None

@@ -140,7 +140,7 @@ def test_plan_encodes_the_image_and_broadcasts_it(model):
     mask = torch.zeros(2, 64, 64)
     mask[1, :32] = 1
     plan = plan_edit(model, image, mask, 1.0, 2)
-    own = model.vae.image_to_tokens(image, model.patch_nums)
+    own = model.encode_image(image)
     assert all(torch.equal(t, o.expand(2, -1, -1)) for t, o in zip(plan.tokens, own))
     assert all(k[0].all() for k in plan.keep)  # empty mask: everything kept
     assert plan.keep[-1][1, :2].logical_not().all() and plan.keep[-1][1, 2:].all()
@@ -157,7 +157,7 @@ def test_plan_without_mask_keeps_the_first_scales(model):
 def test_force_replaces_kept_tokens_and_their_embeddings():
     codebook = torch.randn(8, 2)
     plan = EditPlan([torch.tensor([[[5, 6], [7, 1]]])], [torch.tensor([[[True, False], [False, True]]])])
-    idx, h = plan.force(0, torch.tensor([[0, 2, 3, 4]]), torch.zeros(1, 4, 2), codebook)
+    idx, h = plan.force(0, torch.tensor([[0, 2, 3, 4]]), torch.zeros(1, 4, 2), lambda i: codebook[i])
     assert idx.tolist() == [[5, 2, 3, 1]]
     assert torch.equal(h[0, 0], codebook[5]) and torch.equal(h[0, 3], codebook[1])
     assert not h[0, 1:3].any()
