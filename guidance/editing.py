@@ -11,9 +11,11 @@ Rules (README "Editing"):
   value is >= 0.5; a token of the finest scale is regenerated when ANY pixel of its patch (16x16 px for the
   official VQ-VAE) asks for it, so every marked pixel is regenerated and the kept tokens cover unmarked
   pixels only.
-- Coarser scales: the official rule, applied to the finest scale's keep-mask (1 = keep): resized to
-  pn x pn bilinearly (align_corners False, no antialias), kept where > 0.5; a token map of at most 3 tokens
-  (the 1x1 scale) is kept whole whenever a mask is given.
+- Coarser scales, `mask_rule` "official" (the demo's, the default): the finest scale's keep-mask (1 = keep)
+  resized to pn x pn bilinearly (align_corners False, no antialias), kept where > 0.5; a token map of at most
+  3 tokens (the 1x1 scale) is kept whole whenever a mask is given. "strict": a coarse token is kept only when
+  every finest token under it (the quantiser's area-pooling window) is kept, and no map is kept whole, so no
+  kept coarse token reaches into the regenerated region (with a full mask: plain generation).
 - Image-to-image: `denoise` in [0, 1] as in ComfyUI's KSampler: the first round((1 - denoise) * K) scales
   (halves up) keep the image's tokens everywhere; denoise 1 keeps none, 0 keeps all (the reconstruction).
   With a mask, both apply: a token is kept if either rule keeps it.
@@ -29,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 FITS = ("crop", "pad")
+MASK_RULES = ("official", "strict")
 PAD_VALUE = 0.5  # grey, as ComfyUI's "Pad Image for Outpainting"
 KEEP_WHOLE_MAX_TOKENS = 3  # official demo: token maps with ph * pw <= 3 are always the image's
 
@@ -104,6 +107,25 @@ def _fit(x: torch.Tensor, size: int, fit: str, mode: str, pad_value: float):
     return out, (padding if bool(padding.any()) else None)
 
 
+def fit_edit(image: torch.Tensor | None, mask: torch.Tensor | None, size: int,
+             fit: str = "crop") -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """An edit's inputs of any size fitted to the model's size x size: image float [B, 3, H, W] in [0, 1]
+    (`fit_image`), mask float [B, h, w] or [h, w] in [0, 1] (`fit_mask`). With "pad" and no mask, the padding
+    becomes the mask (out-painting). Returns (None, None) without an image. Raises ValueError naming the
+    input: a mask without an image, a malformed tensor, values outside [0, 1] or non-finite."""
+    if image is None:
+        if mask is not None:
+            raise ValueError("mask is connected but image is not: the mask marks what to regenerate in an image; "
+                             "connect the image to edit")
+        return None, None
+    image = check_image(image)
+    mask = None if mask is None else check_mask(mask)
+    fitted, padding = fit_image(image, size, fit)
+    if mask is not None:
+        return fitted, fit_mask(mask, tuple(image.shape[-2:]), size, fit)
+    return fitted, padding
+
+
 def _resize(x: torch.Tensor, height: int, width: int, mode: str) -> torch.Tensor:
     if (height, width) == tuple(x.shape[-2:]):
         return x.float()
@@ -133,6 +155,13 @@ def scale_keep_masks(finest_keep: torch.Tensor, patch_nums) -> list[torch.Tensor
                                  align_corners=False)[:, 0] > 0.5
         out.append(keep)
     return out
+
+
+def strict_keep_masks(finest_keep: torch.Tensor, patch_nums) -> list[torch.Tensor]:
+    """The strict per-scale rule: keep-mask float [B, s, s] (1 = keep) -> K bool maps [B, pn, pn], True where
+    every finest token of the adaptive-pooling window (floor(i s / pn) .. ceil((i + 1) s / pn) - 1) is kept."""
+    generate = 1 - finest_keep[:, None].float()
+    return [F.adaptive_max_pool2d(generate, pn)[:, 0] < 0.5 for pn in patch_nums]
 
 
 def kept_scale_count(denoise: float, num_scales: int) -> int:
@@ -174,13 +203,17 @@ def _batched(x: torch.Tensor, batch: int, name: str) -> torch.Tensor:
     return x.expand(batch, *x.shape[1:])
 
 
-def plan_edit(model, image: torch.Tensor | None, mask: torch.Tensor | None, denoise: float, batch: int) -> EditPlan | None:
+def plan_edit(model, image: torch.Tensor | None, mask: torch.Tensor | None, denoise: float, batch: int,
+              mask_rule: str = "official") -> EditPlan | None:
     """Encode the image and build the keep-maps for `sample`, or None when nothing is kept.
 
     image: float [1 or B, 3, S, S] in [0, 1], S = model.image_size; mask: float [1 or B, S, S] or [S, S]
-    in [0, 1] (1 = generate anew). Raises ValueError naming the input: a mask without an image, a wrong
-    size or batch, values outside [0, 1] or non-finite, denoise outside [0, 1].
+    in [0, 1] (1 = generate anew); mask_rule: "official" or "strict" (module docstring). Raises ValueError
+    naming the input: a mask without an image, a wrong size or batch, values outside [0, 1] or non-finite,
+    denoise outside [0, 1], an unknown mask_rule.
     """
+    if mask_rule not in MASK_RULES:
+        raise ValueError(f"mask_rule must be one of {MASK_RULES}, got {mask_rule!r}")
     patch_nums = tuple(model.patch_nums)
     kept = kept_scale_count(denoise, len(patch_nums))
     if image is None:
@@ -213,7 +246,7 @@ def plan_edit(model, image: torch.Tensor | None, mask: torch.Tensor | None, deno
         region = None
     else:
         finest = finest_keep_mask(mask.to(device), patch_nums[-1])
-        keep = scale_keep_masks(finest, patch_nums)
+        keep = (scale_keep_masks if mask_rule == "official" else strict_keep_masks)(finest, patch_nums)
         factor = size // patch_nums[-1]
         region = (1 - finest).repeat_interleave(factor, -1).repeat_interleave(factor, -2).float()
     for k in range(kept):

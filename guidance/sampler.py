@@ -47,7 +47,7 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
            batch_size: int | None = None, top_k: int = 0, top_p: float = 0.0, more_smooth: bool = False,
            smooth_start_scale: int = 0, last_scale_temperature: float | None = None, trace: bool = False,
            callback: Callable[[ScaleProgress], None] | None = None, image: torch.Tensor | None = None,
-           mask: torch.Tensor | None = None, denoise: float = 1.0) -> SampleOutput:
+           mask: torch.Tensor | None = None, denoise: float = 1.0, mask_rule: str = "official") -> SampleOutput:
     """Generate images scale by scale.
 
     conditioning: whatever `model.prepare_condition` accepts (VAR: a ClassCondition or class ids, image i
@@ -61,7 +61,8 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
 
     Editing (zero-shot, var.md §5.9; rules in `editing.py`): `image` float [1 or B, 3, S, S] in [0, 1] at the
     model's size S, `mask` float [1 or B, S, S] in [0, 1] (1 = generate anew, 0 = keep), `denoise` in
-    [0, 1] (image-to-image: the first round((1 - denoise) K) scales keep the image's tokens). Kept tokens
+    [0, 1] (image-to-image: the first round((1 - denoise) K) scales keep the image's tokens), `mask_rule`
+    "official" (the VAR demo's coarse-scale rule) or "strict" (no coarse token reaches into the mask). Kept tokens
     are replaced by the image's own right after each draw (the draws still consume the random streams),
     so `out.tokens` holds the effective tokens. Raises ValueError naming a bad image, mask or denoise.
     """
@@ -71,7 +72,7 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
     device = model.weight_device
     prepared = model.prepare_condition(conditioning, batch_size)
     batch, patch_nums = model.batch_size(prepared), model.patch_nums
-    edit = plan_edit(model, image, mask, denoise, batch)
+    edit = plan_edit(model, image, mask, denoise, batch, mask_rule)
     num_scales = len(patch_nums)
     run = GuidanceRun(guider, RunInfo(tuple(patch_nums), batch, model.vocab_size, model.family,
                                       model.autoregressive))

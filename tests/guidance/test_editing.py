@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from scalewise.guidance.editing import (EditPlan, finest_keep_mask, fit_image, fit_mask, kept_scale_count,
-                                        plan_edit, scale_keep_masks)
+from scalewise.guidance.editing import (EditPlan, finest_keep_mask, fit_edit, fit_image, fit_mask,
+                                        kept_scale_count, plan_edit, scale_keep_masks, strict_keep_masks)
 from tiny import tiny_model
 
 
@@ -74,6 +74,21 @@ def test_coarser_scales_follow_the_official_rule(patch_nums):
             assert np.array_equal(keep[b].numpy()[decided], expected[decided]), (pn, b)
     assert torch.equal(masks[-1], finest.bool())
     assert masks[0].all() and not masks[1][1].any()  # 1x1 kept whole; 2x2 (4 tokens) is not
+
+
+@pytest.mark.parametrize("patch_nums", [(1, 2, 3, 4, 5, 6, 8, 10, 13, 16), (1, 2, 3, 4)])
+def test_strict_rule_keeps_only_tokens_wholly_outside_the_mask(patch_nums):
+    gen = torch.Generator().manual_seed(1)
+    side = patch_nums[-1]
+    finest = (torch.rand(2, side, side, generator=gen) > 0.15).float()
+    for pn, keep in zip(patch_nums, strict_keep_masks(finest, patch_nums)):
+        for i in range(pn):
+            rows = slice(i * side // pn, -(-(i + 1) * side // pn))  # floor .. ceil: the area-pooling window
+            for j in range(pn):
+                cols = slice(j * side // pn, -(-(j + 1) * side // pn))
+                assert bool(keep[0, i, j]) == bool(finest[0, rows, cols].all()), (pn, i, j)
+    full = strict_keep_masks(torch.zeros(1, side, side), patch_nums)
+    assert not any(k.any() for k in full)  # nothing kept whole: a full mask is plain generation
 
 
 @pytest.mark.parametrize("denoise,kept", [(1.0, 0), (0.0, 10), (0.5, 5), (0.95, 1), (0.96, 0), (0.85, 2),
@@ -181,6 +196,23 @@ def test_force_replaces_kept_tokens_and_their_embeddings():
 def test_bad_inputs_are_refused_naming_them(model, image, mask, denoise, batch, match):
     with pytest.raises(ValueError, match=match):
         plan_edit(model, image, mask, denoise, batch)
+
+
+def test_unknown_mask_rule_is_refused(model):
+    with pytest.raises(ValueError, match="mask_rule must be one of"):
+        plan_edit(model, torch.rand(1, 3, 64, 64), torch.ones(64, 64), 1.0, 1, "loose")
+
+
+def test_fit_edit_pads_into_an_outpainting_mask_and_refuses_a_lonely_mask():
+    image, mask = fit_edit(torch.rand(1, 3, 64, 32), None, 64, "pad")
+    assert image.shape == (1, 3, 64, 64) and mask.shape == (1, 64, 64)
+    assert (mask[:, :, :16] == 1).all() and (mask[:, :, 16:48] == 0).all()
+    assert fit_edit(torch.rand(1, 3, 64, 32), None, 64, "crop")[1] is None
+    assert fit_edit(None, None, 64) == (None, None)
+    with pytest.raises(ValueError, match="mask is connected but image is not"):
+        fit_edit(None, torch.zeros(1, 8, 8), 64)
+    with pytest.raises(ValueError, match="mask contains NaN"):
+        fit_edit(torch.rand(1, 3, 8, 8), torch.full((1, 8, 8), float("nan")), 64)
 
 
 def test_a_two_dimensional_mask_is_accepted(model):

@@ -96,6 +96,17 @@ def test_full_mask_is_plain_generation_except_the_map_kept_whole(model, image):
     assert torch.equal(full.tokens[0], own[0])
 
 
+def test_strict_rule_full_mask_is_plain_generation_and_kept_tokens_stay(model, image):
+    plain = sample(model, CFG(3.0), [5], seed=4, top_k=50)
+    full = sample(model, CFG(3.0), [5], seed=4, top_k=50, image=image[:1], mask=torch.ones(1, SIZE, SIZE),
+                  mask_rule="strict")
+    assert equal_tokens(full.tokens, plain.tokens) and torch.equal(full.images, plain.images)
+    out = sample(model, CFG(3.0), [5], seed=4, top_k=50, image=image[:1], mask=disc_mask(), mask_rule="strict")
+    plan = plan_edit(model, image[:1], disc_mask(), 1.0, 1, "strict")
+    assert all(torch.equal(t[k], o[k]) for t, o, k in zip(out.tokens, plan.tokens, plan.keep))
+    assert not plan.keep[0].any() and plan.keep[-1].any()
+
+
 def test_denoise_keeps_the_first_scales_and_combines_with_a_mask(model, image):
     mask = disc_mask()
     out = sample(model, CFG(3.0), [5], seed=1, top_k=50, image=image[:1], mask=mask, denoise=0.5)
