@@ -126,6 +126,20 @@ def fit_edit(image: torch.Tensor | None, mask: torch.Tensor | None, size: int,
     return fitted, padding
 
 
+def edit_batch(batch_size: int, image: torch.Tensor | None, mask: torch.Tensor | None) -> int:
+    """The batch of an edit: the largest of batch_size and the image and mask batches, each of which must be
+    1 (shared by every image) or that batch. Raises ValueError naming the mismatching input."""
+    sizes = {"batch_size": int(batch_size)}
+    sizes.update((name, x.shape[0]) for name, x in (("image", image), ("mask", mask)) if x is not None)
+    batch = max(sizes.values())
+    for name, size in sizes.items():
+        if size not in (1, batch):
+            other = ", ".join(f"{n} {v}" for n, v in sizes.items() if n != name)
+            raise ValueError(f"{name} {size} does not fit the batch of {batch} ({other}): each of batch_size, "
+                             "the image batch and the mask batch must be 1 or the same number")
+    return batch
+
+
 def _resize(x: torch.Tensor, height: int, width: int, mode: str) -> torch.Tensor:
     if (height, width) == tuple(x.shape[-2:]):
         return x.float()

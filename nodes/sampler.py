@@ -9,7 +9,7 @@ from comfy_api.latest import io
 from PIL import Image
 
 from ..guidance import sample
-from ..guidance.editing import FITS, MASK_RULES, fit_edit
+from ..guidance.editing import FITS, MASK_RULES, edit_batch, fit_edit
 from .common import CATEGORY, CondType, GuiderType, ModelType, TraceType
 
 PREVIEWS = ["every scale", "last 3 scales", "off"]
@@ -113,7 +113,7 @@ class Sampler(io.ComfyNode):
         net = model.model
         # ComfyUI IMAGE [B, H, W, 3] -> [B, 3, H, W]; a batch of images or masks sets the batch (1 = shared)
         image, mask = fit_edit(None if image is None else image.movedim(-1, 1), mask, net.image_size, fit)
-        batch_size = max([batch_size] + [x.shape[0] for x in (image, mask) if x is not None])
+        batch_size = edit_batch(batch_size, image, mask)
         cond = net.prepare_condition(conditioning, batch_size)  # the model's checks, before any GPU work
         # plain torch layers cannot run partially offloaded: load the whole model or let ComfyUI free room
         mm.load_models_gpu([model], memory_required=net.memory_estimate(batch_size, guider is not None),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from scalewise.guidance.editing import (EditPlan, finest_keep_mask, fit_edit, fit_image, fit_mask,
+from scalewise.guidance.editing import (EditPlan, edit_batch, finest_keep_mask, fit_edit, fit_image, fit_mask,
                                         kept_scale_count, plan_edit, scale_keep_masks, strict_keep_masks)
 from tiny import tiny_model
 
@@ -218,3 +218,13 @@ def test_fit_edit_pads_into_an_outpainting_mask_and_refuses_a_lonely_mask():
 def test_a_two_dimensional_mask_is_accepted(model):
     plan = plan_edit(model, torch.rand(1, 3, 64, 64), torch.ones(64, 64), 1.0, 1)
     assert [bool(k.any()) for k in plan.keep] == [True, False, False, False]
+
+
+def test_edit_batch_broadcasts_ones_and_refuses_mismatches():
+    img, msk = torch.rand(3, 3, 8, 8), torch.rand(1, 8, 8)
+    assert edit_batch(1, img, msk) == 3 and edit_batch(3, img, None) == 3 and edit_batch(4, None, None) == 4
+    assert edit_batch(5, torch.rand(1, 3, 8, 8), torch.rand(5, 8, 8)) == 5
+    with pytest.raises(ValueError, match=r"batch_size 2 does not fit the batch of 3 \(image 3, mask 1\)"):
+        edit_batch(2, img, msk)
+    with pytest.raises(ValueError, match="mask 2 does not fit the batch of 3"):
+        edit_batch(1, img, torch.rand(2, 8, 8))

@@ -15,8 +15,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = REPO / "example_workflows"
 API_DIR = REPO / "tests" / "workflows"
-EXPECTED = ["00_start_here_tiny_shapes", "switti_1024", "switti_512", "var_cfg", "var_cfg_vs_igg_heatmap", "var_igg", "var_softcfg", "var_ssg",
-            "var_ssg_over_igg"]
+EXPECTED = ["00_start_here_tiny_shapes", "edit_class_tiny_shapes", "edit_img2img_tiny_shapes",
+            "edit_inpaint_tiny_shapes", "edit_outpaint_tiny_shapes", "switti_1024", "switti_512", "var_cfg",
+            "var_cfg_vs_igg_heatmap", "var_d36_edit_demo", "var_igg", "var_softcfg", "var_ssg", "var_ssg_over_igg"]
 FOUND = sorted(p.stem for p in EXAMPLES_DIR.glob("*.json"))
 EXAMPLES = sorted(set(EXPECTED) | set(FOUND))     # a missing expected file fails below rather than vanishing
 NODE_IDS = ["ScalewiseVARLoader", "ScalewiseImageNetClass", "ScalewiseCFGGuider", "ScalewiseIGGGuider",
@@ -30,9 +31,9 @@ HEATMAP_EXAMPLE = "var_cfg_vs_igg_heatmap"
 BUILTIN_NAME = "tiny-shapes (built in)"     # the model that ships with the pack (models/shapes)
 START_HERE = "00_start_here_tiny_shapes"     # the first example: the built-in model, runs on a fresh install
 # The official file names each loader's first two widgets must hold (the test server has stand-ins under them);
-# only the first example uses the built-in model (both widgets).
+# only the examples named *tiny_shapes use the built-in model (both widgets).
 OFFICIAL_FILES = {
-    "ScalewiseVARLoader": ({"var_d16.pth"}, "vae_ch160v4096z32.pth"),
+    "ScalewiseVARLoader": ({"var_d16.pth", "var_d36.pth"}, "vae_ch160v4096z32.pth"),
     "ScalewiseSwittiLoader": ({"Switti/model.safetensors", "Switti-AR/model.safetensors",
                                "Switti-1024/model.safetensors", "Switti-1024-AR/model.safetensors"},
                               "VQVAE-Switti/model.safetensors"),
@@ -90,7 +91,7 @@ def test_example_files_complete(comfy):
         loaders = [n for n in wf["nodes"] if n["type"] in OFFICIAL_FILES]
         assert loaders, name
         for n in loaders:                                         # the official file names
-            if name == START_HERE:
+            if name.endswith("tiny_shapes"):
                 assert n["widgets_values"][:2] == [BUILTIN_NAME, BUILTIN_NAME], (name, n["widgets_values"])
                 continue
             models, vae = OFFICIAL_FILES[n["type"]]
