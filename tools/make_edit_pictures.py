@@ -2,7 +2,7 @@
 
     python tools/make_edit_pictures.py
 
-example_workflows/input/scalewise_circle.png: a 64 px circle picture (models/shapes/data.py, the first seed whose
+example_workflows/input/scalewise_circle.png: a 64 px circle picture (tools/shapes/data.py, the first seed whose
 circle is centred within 1 px with a radius of 18-22 px) whose alpha channel is 0 on the circle: Load Image turns
 that into its MASK (1 - alpha), as if painted in the mask editor. scalewise_half_circle.png: its left half (64 x 32,
 no alpha), for out-painting with fit = pad. The pack copies both into ComfyUI's input folder when it loads.
@@ -15,11 +15,11 @@ import sys
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-import conftest  # noqa: E402,F401  (makes the repository importable as `scalewise`)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalewise`)
 
 from scalewise.models.shapes import CLASS_NAMES  # noqa: E402
-from scalewise.models.shapes.data import render  # noqa: E402
+from scalewise.tools.shapes.data import render  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example_workflows", "input")
 
