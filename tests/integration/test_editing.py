@@ -65,6 +65,12 @@ def run_error(comfy, prompt) -> str:
     return json.dumps(entry["status"]["messages"])
 
 
+def test_sampler_inputs_keep_their_order(pack_loaded):
+    """Saved workflows store widget values by position: the editing inputs are optional and come last."""
+    order = pack_loaded.object_info("ScalewiseSampler")["ScalewiseSampler"]["input_order"]
+    assert order["optional"] == ["guider", "image", "mask", "denoise", "fit", "mask_rule"]
+
+
 def test_the_pictures_are_in_the_input_folder(pack_loaded):
     for name in (CIRCLE, HALF):
         assert (pack_loaded.work / "input" / name).read_bytes() == (PICTURES / name).read_bytes()
