@@ -99,7 +99,8 @@ class Sampler(io.ComfyNode):
                                tooltip="Which coarse tokens the mask keeps: official = the VAR demo's rule (the "
                                        "mask shrunk bilinearly per scale, the 1x1 scale always the image's); "
                                        "strict = only coarse tokens lying wholly outside the mask, so the image's "
-                                       "coarse shapes do not reach into it (stronger edits)."),
+                                       "coarse shapes do not reach into it (stronger edits; the kept region's "
+                                       "colours may drift: use official for out-painting)."),
             ],
             outputs=[io.Image.Output(display_name="image"),
                      TraceType.Output(display_name="trace",

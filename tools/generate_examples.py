@@ -267,7 +267,7 @@ def start_here_tiny_shapes(g):
 
 # --- Editing (issue 15): the built-in model on pictures from its own shape generator (tools/make_edit_pictures.py,
 # copied into ComfyUI's input folder by the pack), and the official demo's settings for VAR-d36.
-CIRCLE, HALF_CIRCLE = "scalewise_circle.png", "scalewise_half_circle.png"
+CIRCLE, CIRCLE_BAND = "scalewise_circle.png", "scalewise_circle_band.png"
 VAR_D36_FILE = "var_d36.pth"
 EDIT_NOTE_SIZE = [420, 210]
 
@@ -316,9 +316,11 @@ editor: right-click the node > Open in MaskEditor) marks what to regenerate. Cla
 
 OUTPAINT_NOTE = """Out-painting: fit = pad
 
-The picture is only the left half of a circle (64 x 32 px). fit = pad centres it on the model's 64 x 64 canvas; the \
-grey padding is regenerated (it becomes the mask when none is connected), here as the class "circle". fit = crop \
-would instead cut the picture's centre."""
+The picture is only the middle band of a circle picture (64 x 32 px). fit = pad centres it on the model's 64 x 64 \
+canvas; the grey padding on both sides is regenerated (it becomes the mask when none is connected), here as the \
+class "circle". mask_rule official: the band's coarse tokens (its colour) stay the picture's; strict would \
+regenerate every coarse token that touches the padding, and the band's fine tokens would then sit on another colour. \
+fit = crop would instead scale the band up and cut its centre."""
 
 CLASS_EDIT_NOTE = f"""Class editing: one picture, four classes
 
@@ -340,9 +342,9 @@ def edit_inpaint_tiny_shapes(g):
 
 
 def edit_outpaint_tiny_shapes(g):
-    """Half a circle, padded to the model's square (fit pad): the padding is generated, class circle."""
-    return _tiny_edit(g, HALF_CIRCLE, "tiny-shapes 0: circle", "scalewise/edit_outpaint", OUTPAINT_NOTE,
-                      mask=False, fit="pad")
+    """The middle band of a circle picture, padded to the model's square (fit pad): the sides are generated."""
+    return _tiny_edit(g, CIRCLE_BAND, "tiny-shapes 0: circle", "scalewise/edit_outpaint", OUTPAINT_NOTE,
+                      mask=False, fit="pad", mask_rule="official")
 
 
 def edit_class_tiny_shapes(g):

@@ -4,8 +4,8 @@
 
 example_workflows/input/scalewise_circle.png: a 64 px circle picture (tools/shapes/data.py, the first seed whose
 circle is centred within 1 px with a radius of 18-22 px) whose alpha channel is 0 on the circle: Load Image turns
-that into its MASK (1 - alpha), as if painted in the mask editor. scalewise_half_circle.png: its left half (64 x 32,
-no alpha), for out-painting with fit = pad. The pack copies both into ComfyUI's input folder when it loads.
+that into its MASK (1 - alpha), as if painted in the mask editor. scalewise_circle_band.png: its middle 32 columns
+(64 x 32, no alpha), for out-painting with fit = pad, which puts the band back where it was and regenerates both sides. The pack copies both into ComfyUI's input folder when it loads.
 """
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ def main():
     rgb = (image.transpose(1, 2, 0) * 255).round().astype(np.uint8)
     alpha = np.where(mask, 0, 255).astype(np.uint8)[..., None]
     Image.fromarray(np.concatenate((rgb, alpha), -1), "RGBA").save(os.path.join(OUT, "scalewise_circle.png"))
-    Image.fromarray(np.ascontiguousarray(rgb[:, :32]), "RGB").save(os.path.join(OUT, "scalewise_half_circle.png"))
-    print(f"seed {seed}: wrote scalewise_circle.png (alpha 0 on the circle) and scalewise_half_circle.png to {OUT}")
+    Image.fromarray(np.ascontiguousarray(rgb[:, 16:48]), "RGB").save(os.path.join(OUT, "scalewise_circle_band.png"))
+    print(f"seed {seed}: wrote scalewise_circle.png (alpha 0 on the circle) and scalewise_circle_band.png to {OUT}")
 
 
 if __name__ == "__main__":

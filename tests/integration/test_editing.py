@@ -13,7 +13,7 @@ from scalewise.models.shapes import BUILTIN_NAME, CLASS_NAMES, load_shapes_model
 
 REPO = Path(__file__).resolve().parents[2]
 PICTURES = REPO / "example_workflows" / "input"
-CIRCLE, HALF = "scalewise_circle.png", "scalewise_half_circle.png"
+CIRCLE, BAND = "scalewise_circle.png", "scalewise_circle_band.png"
 STAR = CLASS_NAMES.index("star")
 
 
@@ -72,7 +72,7 @@ def test_sampler_inputs_keep_their_order(pack_loaded):
 
 
 def test_the_pictures_are_in_the_input_folder(pack_loaded):
-    for name in (CIRCLE, HALF):
+    for name in (CIRCLE, BAND):
         assert (pack_loaded.work / "input" / name).read_bytes() == (PICTURES / name).read_bytes()
 
 
@@ -94,7 +94,7 @@ def test_inpainting_from_load_image_equals_the_library(pack_loaded):
 
 @pytest.mark.parametrize("fit", ["pad", "crop"])
 def test_another_size_is_fitted_and_the_output_has_the_models_size(pack_loaded, fit):
-    prompt = edit_graph(pack_loaded, picture=HALF, with_mask=False, batch=1, fit=fit, denoise=0.5)
+    prompt = edit_graph(pack_loaded, picture=BAND, with_mask=False, batch=1, fit=fit, denoise=0.5)
     images = saved(pack_loaded, run_ok(pack_loaded, prompt), prompt)
     assert [im.shape for im in images] == [(64, 64, 3)]
 
