@@ -106,7 +106,8 @@ def render_heatmap(trace: GuidanceTrace, image: torch.Tensor | None = None, mask
 
     image: the generated IMAGE [B or 1, S, S, 3] (S = trace.image_size) for a last panel with the
     last scale's map overlaid at `overlay_alpha`; mask: MASK [B or 1, S, S] or [S, S], adds D values
-    and the foreground outline on the overlay. The grid size depends on `tile` and the scale count,
+    and the foreground outline on the overlay; None = the edit's regenerated region when the trace
+    comes from an edit (`trace.edit_mask`). The grid size depends on `tile` and the scale count,
     not on the image size.
     """
     if not trace.magnitude:
@@ -119,6 +120,7 @@ def render_heatmap(trace: GuidanceTrace, image: torch.Tensor | None = None, mask
     batch, scales = trace.batch_size, len(trace.magnitude)
     maps = _normalized_maps(trace, normalize)
     image = _check_image(image.detach().to("cpu", torch.float32), trace) if image is not None else None
+    mask = trace.edit_mask if mask is None else mask
     even = evenness(trace)
     div = divergence(trace, mask) if mask is not None else None
 

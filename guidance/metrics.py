@@ -135,7 +135,9 @@ def _json_floats(values: torch.Tensor) -> list:
 
 
 def summary(trace: GuidanceTrace, mask: torch.Tensor | None = None, *, draws: int = 16, seed: int = 0) -> dict:
-    """JSON-friendly metrics: per image the aggregate and per-scale values (NaN -> None)."""
+    """JSON-friendly metrics: per image the aggregate and per-scale values (NaN -> None). Divergence uses
+    `mask`, else the edit's regenerated region when the trace comes from an edit, else is None."""
+    mask = trace.edit_mask if mask is None else mask
     even = evenness(trace)
     result = {
         "guider": trace.guider,

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from .base import Guider, RunInfo, ScaleRecord
 from .draw import (check_probabilities, check_sampling_args, draw_tokens, filter_logits_, invalid_probabilities,
-                       make_generators, smooth_probabilities)
+                   make_generators, smooth_probabilities)
+from .editing import plan_edit
 from .schedules import ramp
 from .stack import GuidanceRun
 from .trace import GuidanceTrace, guidance_magnitude, sampled_confidence
@@ -45,7 +46,8 @@ class ScaleProgress:
 def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int = 0,
            batch_size: int | None = None, top_k: int = 0, top_p: float = 0.0, more_smooth: bool = False,
            smooth_start_scale: int = 0, last_scale_temperature: float | None = None, trace: bool = False,
-           callback: Callable[[ScaleProgress], None] | None = None) -> SampleOutput:
+           callback: Callable[[ScaleProgress], None] | None = None, image: torch.Tensor | None = None,
+           mask: torch.Tensor | None = None, denoise: float = 1.0, mask_rule: str = "official") -> SampleOutput:
     """Generate images scale by scale.
 
     conditioning: whatever `model.prepare_condition` accepts (VAR: a ClassCondition or class ids, image i
@@ -56,6 +58,13 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
     `last_scale_temperature` divides the logits of the scales after the guider's window (Switti's CFG-off
     scales). `trace=True` records the per-token guidance magnitude and sampled-token confidence of every
     scale.
+
+    Editing (zero-shot, var.md §5.9; rules in `editing.py`): `image` float [1 or B, 3, S, S] in [0, 1] at the
+    model's size S, `mask` float [1 or B, S, S] in [0, 1] (1 = generate anew, 0 = keep), `denoise` in
+    [0, 1] (image-to-image: the first round((1 - denoise) K) scales keep the image's tokens), `mask_rule`
+    "official" (the VAR demo's coarse-scale rule) or "strict" (no coarse token reaches into the mask). Kept tokens
+    are replaced by the image's own right after each draw (the draws still consume the random streams),
+    so `out.tokens` holds the effective tokens. Raises ValueError naming a bad image, mask or denoise.
     """
     check_sampling_args(top_k, top_p, model.vocab_size)
     if last_scale_temperature is not None and not 0 < float(last_scale_temperature) <= 100:
@@ -63,6 +72,7 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
     device = model.weight_device
     prepared = model.prepare_condition(conditioning, batch_size)
     batch, patch_nums = model.batch_size(prepared), model.patch_nums
+    edit = plan_edit(model, image, mask, denoise, batch, mask_rule)
     num_scales = len(patch_nums)
     run = GuidanceRun(guider, RunInfo(tuple(patch_nums), batch, model.vocab_size, model.family,
                                       model.autoregressive))
@@ -70,8 +80,8 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
     smoothing = model.smoothing
     fhat = model.new_canvas(batch)
     tokens, latent_in, cached = [], None, 0
-    record = GuidanceTrace(tuple(patch_nums), model.image_size,
-                           guider.describe() if guider else "unguided") if trace else None
+    record = GuidanceTrace(tuple(patch_nums), model.image_size, guider.describe() if guider else "unguided",
+                           edit_mask=_cpu(edit.region) if edit is not None else None) if trace else None
     state = model.start(prepared, with_uncond=bool(run.uncond_scales))
     invalid = None  # device-side flag of the draws' validity, read once at the end (no per-scale sync)
     try:
@@ -104,6 +114,8 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
                     h = model.embed_mixture(smooth_probabilities(filtered, ratio, generators))
                 else:
                     h = model.embed_tokens(idx)
+            if edit is not None:
+                idx, h = edit.force(k, idx, h, model.embed_tokens)
             tokens.append(idx.view(batch, pn, pn))
             run.observe(ScaleRecord(k, pn, cond, uncond, logits, idx))
             if record is not None:
@@ -122,6 +134,10 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
         record.magnitude = [m.cpu() for m in record.magnitude]
         record.confidence = [c.cpu() for c in record.confidence]
     return SampleOutput(model.decode(fhat), tokens, record)
+
+
+def _cpu(x: torch.Tensor | None) -> torch.Tensor | None:
+    return None if x is None else x.cpu()
 
 
 def _record(trace: GuidanceTrace, k, pn, cond, uncond, combined, guided, logits, idx):

@@ -15,6 +15,7 @@ class GuidanceTrace:
     magnitude: list[torch.Tensor] = field(default_factory=list)   # K x float32 [B, h_k, w_k], m_n >= 0
     confidence: list[torch.Tensor] = field(default_factory=list)  # K x float32 [B, h_k, w_k] in [0, 1]
     guided: list[bool] = field(default_factory=list)         # K: did the uncond branch run at scale k
+    edit_mask: torch.Tensor | None = None  # float32 [B, S, S]: pixels of the regenerated tokens of an edit
 
     @property
     def batch_size(self) -> int:
@@ -24,7 +25,8 @@ class GuidanceTrace:
         """The trace of one image of the batch."""
         return GuidanceTrace(self.patch_nums, self.image_size, self.guider,
                              [m[index:index + 1] for m in self.magnitude],
-                             [c[index:index + 1] for c in self.confidence], list(self.guided))
+                             [c[index:index + 1] for c in self.confidence], list(self.guided),
+                             None if self.edit_mask is None else self.edit_mask[index:index + 1])
 
 
 def guidance_magnitude(guided: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """ComfyUI node adapters (V3 API). Imported only by ComfyUI, through the package's comfy_entrypoint."""
 from comfy_api.latest import ComfyExtension, io
 
-from .common import MODEL_FOLDERS, register_model_folder
+from .common import MODEL_FOLDERS, install_example_inputs, register_model_folder
 from .compare import CompareGuiders, GuidanceSweep
 from .guiders import CFGGuider, IGGGuider, SoftCFGGuider, SSGGuider
 from .heatmap import GuidanceHeatmap
@@ -11,6 +11,7 @@ from .var import ImageNetClass, VARLoader
 
 for _folder in MODEL_FOLDERS:
     register_model_folder(_folder)
+install_example_inputs()
 
 NODES = [VARLoader, ImageNetClass, CFGGuider, IGGGuider, SoftCFGGuider, SSGGuider, Sampler, GuidanceHeatmap,
          SwittiLoader, SwittiTextEncode, CompareGuiders, GuidanceSweep]

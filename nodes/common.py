@@ -1,7 +1,9 @@
 """ComfyUI glue shared by the nodes: socket types, model folders, devices."""
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 
 import comfy.model_management as mm
 import folder_paths
@@ -30,6 +32,24 @@ def register_model_folder(name: str) -> None:
         folder_paths.folder_names_and_paths[name] = (paths, set(exts) | wanted)
     else:
         folder_paths.folder_names_and_paths[name] = ([default_dir], wanted)
+
+
+EXAMPLE_INPUTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example_workflows",
+                              "input")
+
+
+def install_example_inputs() -> None:
+    """Copy the editing examples' pictures (scalewise_*.png) into ComfyUI's input folder, where Load Image finds
+    them; a file already there is never overwritten, and a read-only folder only costs a log line."""
+    try:
+        target = folder_paths.get_input_directory()
+        for name in sorted(os.listdir(EXAMPLE_INPUTS)):
+            if name.startswith("scalewise_") and name.endswith(".png") and \
+                    not os.path.exists(os.path.join(target, name)):
+                os.makedirs(target, exist_ok=True)
+                shutil.copyfile(os.path.join(EXAMPLE_INPUTS, name), os.path.join(target, name))
+    except OSError as e:
+        logging.warning("[scalewise] the editing examples' pictures were not copied to the input folder: %s", e)
 
 
 def model_files(folder: str) -> list[str]:

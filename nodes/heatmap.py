@@ -33,7 +33,8 @@ class GuidanceHeatmap(io.ComfyNode):
                                tooltip="The generated image, to overlay the last scale's map on it."),
                 io.Mask.Input("mask", optional=True,
                               tooltip="Foreground mask of the object (white = object), same size as the image; "
-                                      "enables the divergence score."),
+                                      "enables the divergence score. Not connected after an edit: the region the "
+                                      "sampler regenerated."),
                 io.Combo.Input("normalize", options=["scale", "global"], default="scale",
                                tooltip="Brightness per panel (scale) or shared by all panels (global)."),
                 io.Combo.Input("colormap", options=["magma", "viridis"], default="magma",

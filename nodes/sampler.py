@@ -9,6 +9,7 @@ from comfy_api.latest import io
 from PIL import Image
 
 from ..guidance import sample
+from ..guidance.editing import FITS, MASK_RULES, edit_batch, fit_edit
 from .common import CATEGORY, CondType, GuiderType, ModelType, TraceType
 
 PREVIEWS = ["every scale", "last 3 scales", "off"]
@@ -52,7 +53,9 @@ class Sampler(io.ComfyNode):
                          "whatever the batch size. The image size is fixed by the model (VAR d16-d30: 256 px, d36: "
                          "512 px; the built-in tiny-shapes model: 64 px; Switti: 512 or 1024 px). Official "
                          "settings: VAR top_k 900, top_p 0.95; Switti top_k 400, top_p 0.95, more_smooth on from "
-                         "scale 2, last_scale_temperature 0.1."),
+                         "scale 2, last_scale_temperature 0.1. Editing: connect an image (and a mask from Load "
+                         "Image's mask editor: white = regenerate) for in-painting, out-painting, class or text "
+                         "editing; denoise < 1 is image-to-image. The output has the model's size."),
             inputs=[
                 ModelType.Input("model", tooltip="A model from Load VAR Model or Load Switti Model."),
                 CondType.Input("conditioning",
@@ -83,6 +86,27 @@ class Sampler(io.ComfyNode):
                 io.Float.Input("last_scale_temperature", default=1.0, min=0.01, max=10.0, step=0.01,
                                tooltip="Temperature of the scales after the guider's end_scale (Switti: 0.1, "
                                        "sharper details); 1 = unchanged."),
+                io.Image.Input("image", optional=True,
+                               tooltip="Image to edit (zero-shot): its own tokens are kept wherever the mask is "
+                                       "black, at every scale. Any size: fitted to the model's size by `fit`."),
+                io.Mask.Input("mask", optional=True,
+                              tooltip="What to regenerate (white = 1 = new, black = keep), e.g. Load Image's mask "
+                                      "editor; resized to the image. Needs the image. A token is regenerated when "
+                                      "any pixel of its patch is >= 0.5."),
+                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.05, optional=True,
+                               tooltip="Image-to-image: the first round((1 - denoise) x scales) scales keep the "
+                                       "image's tokens everywhere (0 = the image's reconstruction, 1 = only the "
+                                       "mask decides). Needs the image when < 1."),
+                io.Combo.Input("fit", options=list(FITS), default="crop", optional=True,
+                               tooltip="An image of another size or aspect: crop = scale the short side to the "
+                                       "model's size and cut the centre; pad = scale the long side and pad with "
+                                       "grey, which is regenerated (out-painting)."),
+                io.Combo.Input("mask_rule", options=list(MASK_RULES), default="official", optional=True,
+                               tooltip="Which coarse tokens the mask keeps: official = the VAR demo's rule (the "
+                                       "mask shrunk bilinearly per scale, the 1x1 scale always the image's); "
+                                       "strict = only coarse tokens lying wholly outside the mask, so the image's "
+                                       "coarse shapes do not reach into it (stronger edits; the kept region's "
+                                       "colours may drift: use official for out-painting)."),
             ],
             outputs=[io.Image.Output(display_name="image"),
                      TraceType.Output(display_name="trace",
@@ -91,14 +115,19 @@ class Sampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, conditioning, seed, batch_size, top_k, top_p, more_smooth, preview,
-                smooth_start_scale, last_scale_temperature, guider=None) -> io.NodeOutput:
+                smooth_start_scale, last_scale_temperature, guider=None, image=None, mask=None, denoise=1.0,
+                fit="crop", mask_rule="official") -> io.NodeOutput:
         net = model.model
+        # ComfyUI IMAGE [B, H, W, 3] -> [B, 3, H, W]; a batch of images or masks sets the batch (1 = shared)
+        image, mask = fit_edit(None if image is None else image.movedim(-1, 1), mask, net.image_size, fit)
+        batch_size = edit_batch(batch_size, image, mask)
         cond = net.prepare_condition(conditioning, batch_size)  # the model's checks, before any GPU work
         load_model(model, batch_size, guider is not None)
         reporter = ScaleProgressReporter(len(net.patch_nums), preview)
         out = sample_images(net, guider, cond, reporter, seed=seed, batch_size=batch_size, top_k=top_k, top_p=top_p,
                             more_smooth=more_smooth, smooth_start_scale=smooth_start_scale,
-                            last_scale_temperature=last_scale_temperature)
+                            last_scale_temperature=last_scale_temperature, image=image, mask=mask, denoise=denoise,
+                            mask_rule=mask_rule)
         images = out.images.permute(0, 2, 3, 1).to(mm.intermediate_device())
         return io.NodeOutput(images, out.trace)
 

@@ -335,10 +335,135 @@ def guidance_sweep_tiny_shapes(g):
             "outputs": {plot.id: "plot"}}
 
 
+
+# --- Editing (issue 15): the built-in model on pictures from its own shape generator (tools/make_edit_pictures.py,
+# copied into ComfyUI's input folder by the pack), and the official demo's settings for VAR-d36.
+CIRCLE, CIRCLE_BAND = "scalewise_circle.png", "scalewise_circle_band.png"
+VAR_D36_FILE = "var_d36.pth"
+EDIT_NOTE_SIZE = [420, 210]
+
+
+def _builtin(g):
+    from scalewise.models.shapes import BUILTIN_NAME
+    return g.node("ScalewiseVARLoader", var_name=BUILTIN_NAME, vae_name=BUILTIN_NAME, dtype="auto")
+
+
+def _edit_sampler(g, model, cond, guider, load, mask=True, seed=0, batch=4, top_p=0.8, denoise=1.0, fit="crop",
+                  mask_rule="strict", top_k=900, more_smooth=False, mask_node=None):
+    inputs = {"image": load.out(0)}
+    if mask_node is not None:
+        inputs["mask"] = mask_node.out(0)
+    elif mask:
+        inputs["mask"] = load.out(1)
+    return g.node("ScalewiseSampler", model=model.out(0), conditioning=cond.out(0), guider=guider.out(0),
+                  seed=seed, batch_size=batch, top_k=top_k, top_p=top_p, more_smooth=more_smooth,
+                  preview="last 3 scales", smooth_start_scale=0, last_scale_temperature=1.0, denoise=denoise,
+                  fit=fit, mask_rule=mask_rule, **inputs)
+
+
+def _tiny_edit(g, picture, class_label, prefix, note, batch_classes="", **sampler):
+    model = _builtin(g)
+    cond = g.node("ScalewiseImageNetClass", class_name=class_label, class_id=-1, batch_classes=batch_classes)
+    cfg = _cfg(g, 3.0)
+    load = g.node("LoadImage", image=picture)
+    sampler_node = _edit_sampler(g, model, cond, cfg, load, **sampler)
+    save = _save(g, sampler_node, prefix)
+    return {"columns": [["note:edit", load.id], [model.id, cond.id, cfg.id], [sampler_node.id], [save.id]],
+            "align": {sampler_node.id: model.id, save.id: model.id},
+            "notes": {"note:edit": {"text": note, "title": "Editing", "size": EDIT_NOTE_SIZE}},
+            "sizes": {load.id: [320, 360], save.id: [420, 300]}}
+
+
+EDIT_RULES = """Black in the mask = keep the picture's own tokens at every scale, white = generate anew (a token \
+is regenerated when any pixel of its 16 px patch is white). mask_rule strict keeps only coarse tokens that lie \
+wholly outside the mask (stronger edits on this 4-scale model); official is the VAR demo's rule."""
+
+INPAINT_NOTE = f"""In-painting: the circle becomes a star
+
+Load Image holds a circle picture made by the pack's shape generator; its mask (the circle, painted with the mask \
+editor: right-click the node > Open in MaskEditor) marks what to regenerate. Class "star", CFG 3.
+
+{EDIT_RULES}"""
+
+OUTPAINT_NOTE = """Out-painting: fit = pad
+
+The picture is only the middle band of a circle picture (64 x 32 px). fit = pad centres it on the model's 64 x 64 \
+canvas; the grey padding on both sides is regenerated (it becomes the mask when none is connected), here as the \
+class "circle". mask_rule official: the band's coarse tokens (its colour) stay the picture's; strict would \
+regenerate every coarse token that touches the padding, and the band's fine tokens would then sit on another colour. \
+fit = crop would instead scale the band up and cut its centre."""
+
+CLASS_EDIT_NOTE = f"""Class editing: one picture, four classes
+
+The same circle and mask as the in-painting example; batch_classes gives each image of the batch its own class \
+(square, triangle, star, heart). The image and the mask (batch 1) are shared by the whole batch.
+
+{EDIT_RULES}"""
+
+IMG2IMG_NOTE = """Image-to-image: denoise 0.5
+
+No mask: denoise keeps the picture's tokens everywhere in the first round((1 - denoise) x scales) scales (here 2 of \
+4: the colour and rough layout), and generates the rest as a star. denoise 1 = nothing kept, 0 = the picture's own \
+reconstruction. With a mask both apply."""
+
+
+def edit_inpaint_tiny_shapes(g):
+    """A circle picture, its mask = the circle: in-painted as a star (CFG 3, strict rule, batch of 4)."""
+    return _tiny_edit(g, CIRCLE, "tiny-shapes 5: star", "scalewise/edit_inpaint", INPAINT_NOTE)
+
+
+def edit_outpaint_tiny_shapes(g):
+    """The middle band of a circle picture, padded to the model's square (fit pad): the sides are generated."""
+    return _tiny_edit(g, CIRCLE_BAND, "tiny-shapes 0: circle", "scalewise/edit_outpaint", OUTPAINT_NOTE,
+                      mask=False, fit="pad", mask_rule="official")
+
+
+def edit_class_tiny_shapes(g):
+    """The circle picture and mask, four classes in one batch (class-conditional editing)."""
+    return _tiny_edit(g, CIRCLE, "tiny-shapes 5: star", "scalewise/edit_class", CLASS_EDIT_NOTE,
+                      batch_classes="2, 3, 5, 8")
+
+
+def edit_img2img_tiny_shapes(g):
+    """The circle picture without its mask, denoise 0.5, as a star."""
+    return _tiny_edit(g, CIRCLE, "tiny-shapes 5: star", "scalewise/edit_img2img", IMG2IMG_NOTE, mask=False,
+                      denoise=0.5)
+
+
+D36_NOTE = """VAR-d36 zero-shot editing with the official demo's settings (demo_zero_shot_edit.ipynb)
+
+Files: var_d36.pth and vae_ch160v4096z32.pth in models/var. Class 1000 (null) = in-painting; an ImageNet class = \
+class-conditional editing. CFG 3 (linear ramp), top_k 900, top_p 0.95, more_smooth on, seed 0, mask_rule official.
+The mask is the demo's box (tokens 3..25 of 32 on each axis; here on ComfyUI's 768 px example.png: 72..623 px): \
+SolidMask 0 with a 552 px square of 1 added at (72, 72). Replace it by Load Image's own mask to paint your own."""
+
+
+def var_d36_edit_demo(g):
+    """The official notebook's edit: null class, cfg 3, top_k 900, top_p 0.95, more_smooth, seed 0, the box mask."""
+    model = g.node("ScalewiseVARLoader", var_name=VAR_D36_FILE, vae_name=VAE_FILE, dtype="auto")
+    cond = g.node("ScalewiseImageNetClass", class_name=CLASSES[207], class_id=1000, batch_classes="")
+    cfg = _cfg(g, 3.0)
+    load = g.node("LoadImage", image="example.png")
+    empty = g.node("SolidMask", value=0.0, width=768, height=768)
+    box = g.node("SolidMask", value=1.0, width=552, height=552)
+    mask = g.node("MaskComposite", destination=empty.out(0), source=box.out(0), x=72, y=72, operation="add")
+    sampler_node = _edit_sampler(g, model, cond, cfg, load, seed=0, batch=1, top_p=0.95, mask_rule="official",
+                                 more_smooth=True, mask_node=mask)
+    save = _save(g, sampler_node, "scalewise/var_d36_edit")
+    return {"columns": [["note:d36", load.id], [empty.id, box.id, mask.id], [model.id, cond.id, cfg.id],
+                        [sampler_node.id], [save.id]],
+            "align": {sampler_node.id: model.id, save.id: model.id, empty.id: load.id, model.id: load.id},
+            "notes": {"note:d36": {"text": D36_NOTE, "title": "Official demo settings", "size": [420, 250]}},
+            "sizes": {load.id: [320, 360], save.id: SAVE_SIZE}}
+
+
+EDIT_EXAMPLES = (edit_inpaint_tiny_shapes, edit_outpaint_tiny_shapes, edit_class_tiny_shapes,
+                 edit_img2img_tiny_shapes, var_d36_edit_demo)
+
 EXAMPLES = {START_HERE: start_here_tiny_shapes, COMPARE: compare_guiders_tiny_shapes,
             SWEEP: guidance_sweep_tiny_shapes,
             **{f.__name__: f for f in (var_cfg, var_igg, var_softcfg, var_ssg, var_ssg_over_igg,
-                                       var_cfg_vs_igg_heatmap, switti_512, switti_1024)}}
+                                       var_cfg_vs_igg_heatmap, switti_512, switti_1024, *EDIT_EXAMPLES)}}
 
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -271,6 +272,10 @@ class ComfyServer:
         w = self.work
         for sub in ("models/var", "models/switti", "output", "input", "temp", "user/default"):
             (w / sub).mkdir(parents=True, exist_ok=True)
+        # ComfyUI's own example picture, which every install has in its input folder (the d36 editing example)
+        example = Path(cdir) / "input" / "example.png"
+        if example.is_file() and not (w / "input" / "example.png").exists():
+            shutil.copyfile(example, w / "input" / "example.png")
         # Without it the first page load opens the Templates dialog over the canvas.
         (w / "user/default/comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
         hook = _models_hook()

@@ -14,6 +14,8 @@ VAE = "vae_tiny.safetensors"                  # shared by both (same tiny VQ-VAE
 BROKEN = "broken.safetensors"
 # Stand-ins under the official file names, so the example workflows run unchanged in CI.
 OFFICIAL_VAR, OFFICIAL_VAE = "var_d16.pth", "vae_ch160v4096z32.pth"
+# d36's layout (shared AdaLN) on the fast (1, 2, 3, 4) schedule, for the var_d36_edit_demo example
+OFFICIAL_VAR_D36 = "var_d36.pth"
 # Switti: one folder per Hugging Face repo, as users keep them (every Hub file is model.safetensors).
 SWITTI, SWITTI_AR, SWITTI_VAE = "Switti/model.safetensors", "Switti-AR/model.safetensors", \
     "VQVAE-Switti/model.safetensors"
@@ -34,6 +36,8 @@ def write_tiny_models(models_dir):
     save(var_official_state_dict(big.transformer), folder / VAR_TINY_256)
     save(var_official_state_dict(big.transformer), folder / OFFICIAL_VAR)
     save(vqvae_official_state_dict(big.vae), folder / OFFICIAL_VAE)
+    d36 = tiny_model(shared_adaln=True, seed=11)  # the same VQ-VAE (seed 11) as the stand-in above
+    save(var_official_state_dict(d36.transformer), folder / OFFICIAL_VAR_D36)
     (folder / BROKEN).write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
     write_tiny_switti(models_dir / "switti")
     write_random_clip(models_dir / "text_encoders")

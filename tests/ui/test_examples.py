@@ -15,8 +15,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = REPO / "example_workflows"
 API_DIR = REPO / "tests" / "workflows"
-EXPECTED = ["00_start_here_tiny_shapes", "01_compare_guiders_tiny_shapes", "02_guidance_sweep_tiny_shapes", "switti_1024", "switti_512", "var_cfg", "var_cfg_vs_igg_heatmap", "var_igg", "var_softcfg", "var_ssg",
-            "var_ssg_over_igg"]
+EXPECTED = ["00_start_here_tiny_shapes", "01_compare_guiders_tiny_shapes", "02_guidance_sweep_tiny_shapes",
+            "edit_class_tiny_shapes", "edit_img2img_tiny_shapes", "edit_inpaint_tiny_shapes",
+            "edit_outpaint_tiny_shapes", "switti_1024", "switti_512", "var_cfg", "var_cfg_vs_igg_heatmap",
+            "var_d36_edit_demo", "var_igg", "var_softcfg", "var_ssg", "var_ssg_over_igg"]
 FOUND = sorted(p.stem for p in EXAMPLES_DIR.glob("*.json"))
 EXAMPLES = sorted(set(EXPECTED) | set(FOUND))     # a missing expected file fails below rather than vanishing
 NODE_IDS = ["ScalewiseVARLoader", "ScalewiseImageNetClass", "ScalewiseCFGGuider", "ScalewiseIGGGuider",
@@ -33,9 +35,9 @@ START_HERE = "00_start_here_tiny_shapes"     # the first example: the built-in m
 COMPARE, SWEEP = "01_compare_guiders_tiny_shapes", "02_guidance_sweep_tiny_shapes"
 BUILTIN_EXAMPLES = (START_HERE, COMPARE, SWEEP)  # the examples of the built-in model (real output in their thumbnails)
 # The official file names each loader's first two widgets must hold (the test server has stand-ins under them);
-# the examples of the built-in model use it in both widgets.
+# the examples of the built-in model (names ending in tiny_shapes) use it in both widgets.
 OFFICIAL_FILES = {
-    "ScalewiseVARLoader": ({"var_d16.pth"}, "vae_ch160v4096z32.pth"),
+    "ScalewiseVARLoader": ({"var_d16.pth", "var_d36.pth"}, "vae_ch160v4096z32.pth"),
     "ScalewiseSwittiLoader": ({"Switti/model.safetensors", "Switti-AR/model.safetensors",
                                "Switti-1024/model.safetensors", "Switti-1024-AR/model.safetensors"},
                               "VQVAE-Switti/model.safetensors"),
@@ -93,7 +95,7 @@ def test_example_files_complete(comfy):
         loaders = [n for n in wf["nodes"] if n["type"] in OFFICIAL_FILES]
         assert loaders, name
         for n in loaders:                                         # the official file names
-            if name in BUILTIN_EXAMPLES:
+            if name.endswith("tiny_shapes"):
                 assert n["widgets_values"][:2] == [BUILTIN_NAME, BUILTIN_NAME], (name, n["widgets_values"])
                 continue
             models, vae = OFFICIAL_FILES[n["type"]]

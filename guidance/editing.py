@@ -1,0 +1,268 @@
+"""Zero-shot editing: in-painting, out-painting, class/text editing and image-to-image.
+
+The scale-wise counterpart of the official VAR demo (`demo_zero_shot_edit.ipynb`, var.md §5.9): the image
+is encoded into its own token maps by the multi-scale VQ-VAE, and while sampling, every token the edit
+keeps is replaced, right after its draw, by the image's token at that position. The model therefore
+regenerates only the rest, conditioned on the kept tokens of the same and all earlier scales.
+
+Rules (README "Editing"):
+
+- Pixel mask: ComfyUI's MASK convention, 1 = generate anew, 0 = keep. A pixel asks for generation when its
+  value is >= 0.5; a token of the finest scale is regenerated when ANY pixel of its patch (16x16 px for the
+  official VQ-VAE) asks for it, so every marked pixel is regenerated and the kept tokens cover unmarked
+  pixels only.
+- Coarser scales, `mask_rule` "official" (the demo's, the default): the finest scale's keep-mask (1 = keep)
+  resized to pn x pn bilinearly (align_corners False, no antialias), kept where > 0.5; a token map of at most
+  3 tokens (the 1x1 scale) is kept whole whenever a mask is given. "strict": a coarse token is kept only when
+  every finest token under it (the quantiser's area-pooling window) is kept, and no map is kept whole, so no
+  kept coarse token reaches into the regenerated region (with a full mask: plain generation).
+- Image-to-image: `denoise` in [0, 1] as in ComfyUI's KSampler: the first round((1 - denoise) * K) scales
+  (halves up) keep the image's tokens everywhere; denoise 1 keeps none, 0 keeps all (the reconstruction).
+  With a mask, both apply: a token is kept if either rule keeps it.
+
+Everything here is plain torch; nothing reads ComfyUI.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+FITS = ("crop", "pad")
+MASK_RULES = ("official", "strict")
+PAD_VALUE = 0.5  # grey, as ComfyUI's "Pad Image for Outpainting"
+KEEP_WHOLE_MAX_TOKENS = 3  # official demo: token maps with ph * pw <= 3 are always the image's
+
+
+def _check_values(x: torch.Tensor, name: str, convention: str) -> None:
+    if not torch.is_floating_point(x):
+        raise ValueError(f"{name} must be a float tensor ({convention}), got dtype {x.dtype}")
+    if x.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {list(x.shape)})")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or infinity; expected values in [0, 1] ({convention})")
+    low, high = float(x.min()), float(x.max())
+    if low < 0 or high > 1:
+        raise ValueError(f"{name} values must be in [0, 1] ({convention}), got {low:g} to {high:g}")
+
+
+def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
+    """An image float [B, 3, H, W] (channels first) in [0, 1]; raises ValueError naming `name`."""
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[1] != 3:
+        shape = list(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"{name} must be an RGB image tensor [B, 3, H, W], got {shape}")
+    _check_values(image, name, "RGB in [0, 1]")
+    return image
+
+
+def check_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
+    """A mask float [B, H, W] or [H, W] in [0, 1] (1 = generate) -> [B, H, W]; raises ValueError naming `name`."""
+    if not isinstance(mask, torch.Tensor) or mask.ndim not in (2, 3):
+        shape = list(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise ValueError(f"{name} must be a mask tensor [B, H, W] or [H, W], got {shape}")
+    _check_values(mask, name, "1 = generate anew, 0 = keep")
+    return mask[None] if mask.ndim == 2 else mask
+
+
+def fit_image(image: torch.Tensor, size: int, fit: str = "crop") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Fit an image float [B, 3, H, W] in [0, 1] to size x size.
+
+    "crop": scale so that the short side is `size`, cut the centre; "pad": scale so that the long side is
+    `size`, centre it on grey (0.5). Resampling is bicubic, antialiased when shrinking, clamped to [0, 1].
+    Returns the fitted image and, for "pad" of another aspect, the padding float [1, size, size] (1 = padded:
+    to be generated, i.e. out-painting), else None. Raises ValueError for an unknown `fit`.
+    """
+    return _fit(image, size, fit, "bicubic", PAD_VALUE)
+
+
+def fit_mask(mask: torch.Tensor, image_hw: tuple[int, int], size: int, fit: str = "crop") -> torch.Tensor:
+    """A mask float [B, h, w] for an image of size image_hw, fitted as `fit_image` fits that image: first
+    stretched to image_hw if its own size differs, then cropped or padded, bilinearly; padding is 1
+    (generated). Returns float [B, size, size] in [0, 1]."""
+    if tuple(mask.shape[-2:]) != tuple(image_hw):
+        mask = _resize(mask[:, None], *image_hw, "bilinear")[:, 0].clamp(0, 1)
+    return _fit(mask[:, None], size, fit, "bilinear", 1.0)[0][:, 0]
+
+
+def _fit(x: torch.Tensor, size: int, fit: str, mode: str, pad_value: float):
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
+    height, width = x.shape[-2:]
+    if (height, width) == (size, size):
+        return x, None
+    scale = size / (min if fit == "crop" else max)(height, width)
+    bound = max if fit == "crop" else min  # crop: both sides >= size; pad: both <= size
+    new_h, new_w = (bound(size, max(1, round(n * scale))) for n in (height, width))
+    resized = _resize(x, new_h, new_w, mode).clamp(0, 1)
+    if fit == "crop":
+        top, left = (new_h - size) // 2, (new_w - size) // 2
+        return resized[..., top:top + size, left:left + size], None
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    out = resized.new_full((*x.shape[:-2], size, size), pad_value)
+    out[..., top:top + new_h, left:left + new_w] = resized
+    padding = resized.new_ones(1, size, size)
+    padding[:, top:top + new_h, left:left + new_w] = 0
+    return out, (padding if bool(padding.any()) else None)
+
+
+def fit_edit(image: torch.Tensor | None, mask: torch.Tensor | None, size: int,
+             fit: str = "crop") -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """An edit's inputs of any size fitted to the model's size x size: image float [B, 3, H, W] in [0, 1]
+    (`fit_image`), mask float [B, h, w] or [h, w] in [0, 1] (`fit_mask`). With "pad" and no mask, the padding
+    becomes the mask (out-painting). Returns (None, None) without an image. Raises ValueError naming the
+    input: a mask without an image, a malformed tensor, values outside [0, 1] or non-finite."""
+    if image is None:
+        if mask is not None:
+            raise ValueError("mask is connected but image is not: the mask marks what to regenerate in an image; "
+                             "connect the image to edit")
+        return None, None
+    image = check_image(image)
+    mask = None if mask is None else check_mask(mask)
+    fitted, padding = fit_image(image, size, fit)
+    if mask is not None:
+        return fitted, fit_mask(mask, tuple(image.shape[-2:]), size, fit)
+    return fitted, padding
+
+
+def edit_batch(batch_size: int, image: torch.Tensor | None, mask: torch.Tensor | None) -> int:
+    """The batch of an edit: the largest of batch_size and the image and mask batches, each of which must be
+    1 (shared by every image) or that batch. Raises ValueError naming the mismatching input."""
+    sizes = {"batch_size": int(batch_size)}
+    sizes.update((name, x.shape[0]) for name, x in (("image", image), ("mask", mask)) if x is not None)
+    batch = max(sizes.values())
+    for name, size in sizes.items():
+        if size not in (1, batch):
+            other = ", ".join(f"{n} {v}" for n, v in sizes.items() if n != name)
+            raise ValueError(f"{name} {size} does not fit the batch of {batch} ({other}): each of batch_size, "
+                             "the image batch and the mask batch must be 1 or the same number")
+    return batch
+
+
+def _resize(x: torch.Tensor, height: int, width: int, mode: str) -> torch.Tensor:
+    if (height, width) == tuple(x.shape[-2:]):
+        return x.float()
+    antialias = height < x.shape[-2] or width < x.shape[-1]
+    return F.interpolate(x.float(), size=(height, width), mode=mode, align_corners=False, antialias=antialias)
+
+
+def finest_keep_mask(mask: torch.Tensor, side: int) -> torch.Tensor:
+    """Pixel mask float [B, S, S] (1 = generate) -> keep-mask float [B, side, side] of the finest token map:
+    1 where no pixel of the token's patch is >= 0.5. S must be a multiple of `side`."""
+    size = mask.shape[-1]
+    if mask.shape[-2] != size or size % side:
+        raise ValueError(f"the mask must be square with a side that is a multiple of {side}, got {list(mask.shape)}")
+    generate = (mask >= 0.5).float()[:, None]
+    return 1 - F.max_pool2d(generate, size // side)[:, 0]
+
+
+def scale_keep_masks(finest_keep: torch.Tensor, patch_nums) -> list[torch.Tensor]:
+    """The official per-scale rule: keep-mask float [B, s, s] (1 = keep; s = patch_nums[-1]) -> K bool maps
+    [B, pn, pn]: bilinear resize (align_corners False, no antialias) then > 0.5; maps of <= 3 tokens all True."""
+    out = []
+    for pn in patch_nums:
+        if pn * pn <= KEEP_WHOLE_MAX_TOKENS:
+            keep = torch.ones(finest_keep.shape[0], pn, pn, dtype=torch.bool, device=finest_keep.device)
+        else:
+            keep = F.interpolate(finest_keep[:, None].float(), size=(pn, pn), mode="bilinear",
+                                 align_corners=False)[:, 0] > 0.5
+        out.append(keep)
+    return out
+
+
+def strict_keep_masks(finest_keep: torch.Tensor, patch_nums) -> list[torch.Tensor]:
+    """The strict per-scale rule: keep-mask float [B, s, s] (1 = keep) -> K bool maps [B, pn, pn], True where
+    every finest token of the adaptive-pooling window (floor(i s / pn) .. ceil((i + 1) s / pn) - 1) is kept."""
+    generate = 1 - finest_keep[:, None].float()
+    return [F.adaptive_max_pool2d(generate, pn)[:, 0] < 0.5 for pn in patch_nums]
+
+
+def kept_scale_count(denoise: float, num_scales: int) -> int:
+    """Scales whose tokens all stay the image's for a given `denoise` in [0, 1]: round((1 - denoise) * K),
+    halves rounded up (K = 10: denoise 0.5 keeps 5 scales, 0.95 keeps 1)."""
+    denoise = float(denoise)
+    if not (math.isfinite(denoise) and 0.0 <= denoise <= 1.0):
+        raise ValueError(f"denoise must be in [0, 1] (1 = generate every scale anew), got {denoise}")
+    return min(num_scales, math.floor((1.0 - denoise) * num_scales + 0.5 + 1e-9))
+
+
+@dataclass
+class EditPlan:
+    """Which tokens of each scale are the image's own.
+
+    tokens: K int64 maps [B, pn, pn] (the image's encoding); keep: K bool maps [B, pn, pn], True = forced;
+    region: float32 [B, S, S] in {0, 1}, the pixels of the finest scale's regenerated tokens (None without
+    a mask), the foreground of the heat map's divergence.
+    """
+
+    tokens: list[torch.Tensor]
+    keep: list[torch.Tensor]
+    region: torch.Tensor | None = None
+
+    def force(self, k: int, idx: torch.Tensor, h: torch.Tensor, embed):
+        """Scale k's drawn indices [B, n] and embeddings [B, n, C] with the kept tokens replaced; `embed` maps
+        token ids [B, n] to their codebook vectors [B, n, C] (the model's `embed_tokens`)."""
+        keep = self.keep[k].flatten(1)
+        image_idx = self.tokens[k].flatten(1)
+        idx = torch.where(keep, image_idx, idx)
+        h = torch.where(keep[..., None], embed(image_idx).to(h.dtype), h)
+        return idx, h
+
+
+def _batched(x: torch.Tensor, batch: int, name: str) -> torch.Tensor:
+    if x.shape[0] not in (1, batch):
+        raise ValueError(f"{name} batch {x.shape[0]} does not match the batch of {batch} images: "
+                         f"give 1 (used for every image) or {batch}")
+    return x.expand(batch, *x.shape[1:])
+
+
+def plan_edit(model, image: torch.Tensor | None, mask: torch.Tensor | None, denoise: float, batch: int,
+              mask_rule: str = "official") -> EditPlan | None:
+    """Encode the image and build the keep-maps for `sample`, or None when nothing is kept.
+
+    image: float [1 or B, 3, S, S] in [0, 1], S = model.image_size; mask: float [1 or B, S, S] or [S, S]
+    in [0, 1] (1 = generate anew); mask_rule: "official" or "strict" (module docstring). Raises ValueError
+    naming the input: a mask without an image, a wrong size or batch, values outside [0, 1] or non-finite,
+    denoise outside [0, 1], an unknown mask_rule.
+    """
+    if mask_rule not in MASK_RULES:
+        raise ValueError(f"mask_rule must be one of {MASK_RULES}, got {mask_rule!r}")
+    patch_nums = tuple(model.patch_nums)
+    kept = kept_scale_count(denoise, len(patch_nums))
+    if image is None:
+        if mask is not None:
+            raise ValueError("mask is connected but image is not: the mask marks what to regenerate in an image; "
+                             "connect the image to edit")
+        if kept:
+            raise ValueError(f"denoise {denoise:g} < 1 needs an image to start from: connect an image, "
+                             "or set denoise to 1")
+        return None
+    size = model.image_size
+    image = check_image(image)
+    if tuple(image.shape[-2:]) != (size, size):
+        raise ValueError(f"image is {image.shape[-1]}x{image.shape[-2]} px but this model makes {size}x{size}: "
+                         "fit it first (fit_image: crop or pad)")
+    _batched(image, batch, "image")
+    if mask is not None:
+        mask = check_mask(mask)
+        if tuple(mask.shape[-2:]) != (size, size):
+            raise ValueError(f"mask is {mask.shape[-1]}x{mask.shape[-2]} px but the image is {size}x{size}: "
+                             "fit it first (fit_mask)")
+        mask = _batched(mask, batch, "mask")
+    if mask is None and kept == 0:
+        return None
+    device = model.weight_device
+    # a batch-1 image is encoded once and shared by every image of the batch
+    tokens = [t.expand(batch, -1, -1) for t in model.encode_image(image.to(device))]
+    if mask is None:
+        keep = [torch.zeros(batch, pn, pn, dtype=torch.bool, device=device) for pn in patch_nums]
+        region = None
+    else:
+        finest = finest_keep_mask(mask.to(device), patch_nums[-1])
+        keep = (scale_keep_masks if mask_rule == "official" else strict_keep_masks)(finest, patch_nums)
+        factor = size // patch_nums[-1]
+        region = (1 - finest).repeat_interleave(factor, -1).repeat_interleave(factor, -2).float()
+    for k in range(kept):
+        keep[k] = torch.ones_like(keep[k])
+    return EditPlan(tokens, keep, region)
