@@ -9,7 +9,7 @@ from comfy_api.latest import io
 from PIL import Image
 
 from ..guidance import sample
-from .common import CATEGORY, CondType, GuiderType, ModelType, TraceType
+from .common import CATEGORY, CondType, GuiderType, ModelType, ScalewiseNode, TraceType, checked_inputs
 
 PREVIEWS = ["every scale", "last 3 scales", "off"]
 
@@ -34,7 +34,7 @@ class ScaleProgressReporter:
         self.pbar.update_absolute(progress.k + 1, self.num_scales, frame)
 
 
-class Sampler(io.ComfyNode):
+class Sampler(ScalewiseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -84,6 +84,7 @@ class Sampler(io.ComfyNode):
         )
 
     @classmethod
+    @checked_inputs
     def execute(cls, model, conditioning, seed, batch_size, top_k, top_p, more_smooth, preview,
                 smooth_start_scale, last_scale_temperature, guider=None) -> io.NodeOutput:
         net = model.model

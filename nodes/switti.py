@@ -9,13 +9,14 @@ import torch
 from comfy_api.latest import io
 
 from ..models import TextCondition, load_switti
-from .common import DTYPES, CondType, ModelType, check_loader_inputs, full_path, model_files, pick_dtype
+from .common import (DTYPES, CondType, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs, full_path,
+                     model_files, pick_dtype)
 
 EOS = 49407         # CLIP's end-of-text token; bigG pads with 0 after it
 CLIP_L_WIDTH = 768  # the context is [CLIP-L | bigG]; bigG's part holds the pooled vector
 
 
-class SwittiLoader(io.ComfyNode):
+class SwittiLoader(ScalewiseNode):
     @classmethod
     def define_schema(cls):
         files = model_files("switti")
@@ -41,11 +42,17 @@ class SwittiLoader(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, switti_name, vae_name, dtype):
-        return check_loader_inputs("switti", {"switti_name": switti_name, "vae_name": vae_name}, dtype,
-                                   "keep each Hugging Face repo in its own folder, e.g. "
-                                   "models/switti/Switti/model.safetensors")
+        return cls.known_problem(switti_name=switti_name, vae_name=vae_name, dtype=dtype)
 
     @classmethod
+    def check_values(cls, values):
+        ok = check_loader_inputs("switti", {"switti_name": values["switti_name"], "vae_name": values["vae_name"]},
+                                 values["dtype"], "keep each Hugging Face repo in its own folder, e.g. "
+                                 "models/switti/Switti/model.safetensors")
+        return None if ok is True else ok
+
+    @classmethod
+    @checked_inputs
     def execute(cls, switti_name, vae_name, dtype) -> io.NodeOutput:
         device = mm.get_torch_device()
         model = load_switti(full_path("switti", switti_name), full_path("switti", vae_name), device="cpu",
@@ -85,7 +92,7 @@ def encode_prompt(clip, text: str) -> tuple[TextCondition, bool]:
     return TextCondition(hidden, pooled, mask[None]), truncated
 
 
-class SwittiTextEncode(io.ComfyNode):
+class SwittiTextEncode(ScalewiseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -108,6 +115,7 @@ class SwittiTextEncode(io.ComfyNode):
         )
 
     @classmethod
+    @checked_inputs
     def execute(cls, clip, positive, negative) -> io.NodeOutput:
         cond, cut = encode_prompt(clip, positive)
         cond.negative, cut_neg = encode_prompt(clip, negative)

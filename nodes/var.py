@@ -12,7 +12,8 @@ from comfy_api.latest import io
 from ..models import ClassCondition, load_var
 from ..models.shapes import BUILTIN_NAME, CLASS_NAMES, load_shapes_model
 from ..models.var import IMAGENET, SHAPES
-from .common import DTYPES, CondType, ModelType, check_loader_inputs, full_path, model_files, pick_dtype
+from .common import (DTYPES, CondType, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs, full_path,
+                     model_files, pick_dtype)
 
 VAE_FILE = "vae_ch160v4096z32.pth"
 
@@ -37,7 +38,7 @@ def check_builtin_pair(var_name: str, vae_name: str):
     return True
 
 
-class VARLoader(io.ComfyNode):
+class VARLoader(ScalewiseNode):
     @classmethod
     def define_schema(cls):
         files, vae_files = var_loader_options(model_files("var"))
@@ -67,12 +68,20 @@ class VARLoader(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, var_name, vae_name, dtype):
-        ok = check_loader_inputs("var", {"var_name": var_name, "vae_name": vae_name}, dtype,
-                                 f"put the official files there, e.g. var_d16.pth and {VAE_FILE}, or choose "
-                                 f"'{BUILTIN_NAME}'", builtin=BUILTIN_NAME)
-        return ok if ok is not True else check_builtin_pair(var_name, vae_name)
+        return cls.known_problem(var_name=var_name, vae_name=vae_name, dtype=dtype)
 
     @classmethod
+    def check_values(cls, values):
+        files = {"var_name": values["var_name"], "vae_name": values["vae_name"]}
+        ok = check_loader_inputs("var", files, values["dtype"],
+                                 f"put the official files there, e.g. var_d16.pth and {VAE_FILE}, or choose "
+                                 f"'{BUILTIN_NAME}'", builtin=BUILTIN_NAME)
+        if ok is True and None not in files.values():
+            ok = check_builtin_pair(*files.values())
+        return None if ok is True else ok
+
+    @classmethod
+    @checked_inputs
     def execute(cls, var_name, vae_name, dtype) -> io.NodeOutput:
         device = mm.get_torch_device()
         precision = pick_dtype(dtype, device)
@@ -116,7 +125,7 @@ def parse_class_list(text: str) -> list[int]:
     return ids
 
 
-class ImageNetClass(io.ComfyNode):
+class ImageNetClass(ScalewiseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -148,22 +157,28 @@ class ImageNetClass(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, class_name, class_id, batch_classes):
-        # Declaring these inputs here replaces ComfyUI's own range checks for them: repeat those. Raw ids cannot
-        # know the model yet: the widest range (ImageNet's) passes here, the sampler checks them against the model.
-        if not -1 <= class_id <= NULL_CLASS:
-            return f"class_id: {class_id} is out of range -1..{NULL_CLASS} (-1 = use class_name)"
-        if class_name not in CLASS_LABELS:
+    def validate_inputs(cls, class_name, batch_classes):
+        return cls.known_problem(class_name=class_name, batch_classes=batch_classes)
+
+    @classmethod
+    def check_values(cls, values):
+        # Raw ids cannot know the model yet: the widest range (ImageNet's) passes here, the sampler checks them
+        # against the model. None = linked, not known before the run.
+        class_name, batch_classes = values["class_name"], values["batch_classes"]
+        if class_name is not None and class_name not in CLASS_LABELS:
             return (f"class_name: {class_name!r} is not a class label like '207: golden retriever' (ImageNet) or "
                     f"'{SHAPES_LABELS[5]}' (built-in model)")
+        if batch_classes is None:
+            return None
         try:
             ids = parse_class_list(batch_classes)
         except ValueError as e:
             return str(e)
         bad = [i for i in ids if not 0 <= i <= NULL_CLASS]
-        return f"batch_classes: class id {bad[0]} is out of range 0..{NULL_CLASS}" if bad else True
+        return f"batch_classes: class id {bad[0]} is out of range 0..{NULL_CLASS}" if bad else None
 
     @classmethod
+    @checked_inputs
     def execute(cls, class_name, class_id, batch_classes) -> io.NodeOutput:
         ids = parse_class_list(batch_classes)
         if ids:
