@@ -9,6 +9,7 @@ from comfy_api.latest import io
 from PIL import Image
 
 from ..guidance import sample
+from ..models.torch_compat import is_out_of_memory
 from .common import CATEGORY, CondType, GuiderType, ModelType, ScalewiseNode, TraceType, checked_inputs
 
 PREVIEWS = ["every scale", "last 3 scales", "off"]
@@ -98,7 +99,9 @@ class Sampler(ScalewiseNode):
             out = sample(net, guider, cond, seed=seed, top_k=top_k, top_p=top_p,
                          more_smooth=more_smooth, smooth_start_scale=smooth_start_scale,
                          last_scale_temperature=temperature, trace=True, callback=reporter)
-        except torch.OutOfMemoryError:
+        except Exception as error:  # not `except torch.OutOfMemoryError`: that name needs torch >= 2.5
+            if not is_out_of_memory(error):
+                raise
             mm.soft_empty_cache(True)
             raise RuntimeError(f"out of memory for a batch of {batch_size} at {net.image_size} px on "
                                f"{mm.get_torch_device()}: lower batch_size (the model stays loaded)") from None

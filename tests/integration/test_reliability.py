@@ -499,3 +499,26 @@ def test_out_of_memory_is_a_clear_error_and_the_next_run_works(pack_loaded):
     assert after.kind == "success", after.message
     assert output_images(comfy, before.entry) == output_images(comfy, after.entry)
 
+
+@pytest.mark.parametrize("fault", ["oom", "interrupt"])
+def test_torch_2_4_names_error_and_cancel_paths(pack_loaded, fault):
+    """Issue 13.6: on torch 2.4 (torch-directml's pin) torch.OutOfMemoryError does not exist. The fault-injection
+    pack hides it for one run: an out-of-memory error still becomes the clear message, and Cancel still ends the
+    run as interrupted, not as "module 'torch' has no attribute 'OutOfMemoryError'"."""
+    comfy = pack_loaded
+    trigger = comfy.work / "user" / FAULT_FILE
+    trigger.write_text(f"1 torch-2.4{' interrupt' if fault == 'interrupt' else ''}")
+    prompt = var_graph(comfy, seed=43, batch=3)
+    if fault == "oom":
+        got = outcome(comfy, prompt)
+        assert not trigger.exists(), "the fault-injection test pack is not active"
+        assert got.kind == "error" and got.node == "ScalewiseSampler", got.message
+        assert got.exception_type.split(".")[-1] == "RuntimeError", got.exception_type
+        assert "out of memory for a batch of 3" in got.message and "lower batch_size" in got.message, got.message
+    else:
+        entry, _ = comfy.run(prompt, timeout=300)
+        assert not trigger.exists(), "the fault-injection test pack is not active"
+        kinds = [m[0] for m in entry["status"]["messages"]]
+        assert "execution_interrupted" in kinds and "execution_error" not in kinds, entry["status"]
+    assert "has no attribute 'OutOfMemoryError'" not in comfy.log()
+    assert good_run(comfy, seed=44).kind == "success"
