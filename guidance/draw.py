@@ -56,10 +56,34 @@ def top_k_top_p_sort_free_(logits: torch.Tensor, top_k: int, top_p: float) -> to
     return logits.masked_fill_(mask, float("-inf"))
 
 
-def make_generators(seed: int, batch: int, device) -> list[torch.Generator]:
-    """One stream per image (seed + i), so an image never depends on the batch it was drawn in."""
+GOLDEN_GAMMA = 0x9E3779B97F4A7C15   # SplitMix64's increment (Steele, Lea & Flood 2014, "Fast splittable PRNGs")
+MASK64 = 2**64 - 1
+
+
+def image_seed(seed: int, index: int) -> int:
+    """Seed of the random stream of image `index` of a run with `seed`.
+
+    Image 0 uses the seed itself, so a batch of one is seeded as the official VAR/Switti samplers seed their
+    generator. Image i >= 1 uses the i-th output of SplitMix64 started from `seed` (state seed + i * 0x9E37...15
+    mod 2^64, then its finaliser): streams of nearby seeds never repeat each other, so a run with seed + 1 gives a
+    whole new batch, as ComfyUI's "increment" control expects (with seed + i every run repeated all but one image
+    of the previous run). Pure function of (seed, index): image i is the same whatever the batch size."""
+    seed, index = int(seed) & MASK64, int(index)
+    if index < 0:
+        raise ValueError(f"image index must be >= 0, got {index}")
+    if index == 0:
+        return seed
+    z = (seed + index * GOLDEN_GAMMA) & MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def make_generators(seed: int, batch: int, device, batch_index: int = 0) -> list[torch.Generator]:
+    """One stream per image: image j of this batch is image `batch_index + j` of the seed (see image_seed), so an
+    image never depends on the batch it was drawn in, and `batch_index` re-makes image i alone."""
     device = torch.device(device)
-    return [torch.Generator(device=device).manual_seed((int(seed) + i) % 2**64) for i in range(batch)]
+    return [torch.Generator(device=device).manual_seed(image_seed(seed, batch_index + j)) for j in range(batch)]
 
 
 def draw_tokens(filtered: torch.Tensor, generators) -> torch.Tensor:

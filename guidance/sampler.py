@@ -45,17 +45,19 @@ class ScaleProgress:
 def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int = 0,
            batch_size: int | None = None, top_k: int = 0, top_p: float = 0.0, more_smooth: bool = False,
            smooth_start_scale: int = 0, last_scale_temperature: float | None = None, trace: bool = False,
-           callback: Callable[[ScaleProgress], None] | None = None) -> SampleOutput:
+           callback: Callable[[ScaleProgress], None] | None = None, batch_index: int = 0) -> SampleOutput:
     """Generate images scale by scale.
 
     conditioning: whatever `model.prepare_condition` accepts (VAR: a ClassCondition or class ids, image i
-    gets ids[i % len]; Switti: a TextCondition). Image i uses its own random stream seeded with seed + i,
-    so it is the same whatever the batch size; `top_k=1` is greedy decoding. `more_smooth` uses
-    Gumbel-softmax code mixtures from `smooth_start_scale` on, as `model.smoothing` declares (VAR: after
-    drawing the tokens, on the filtered logits; Switti: instead of drawing, only while guided).
-    `last_scale_temperature` divides the logits of the scales after the guider's window (Switti's CFG-off
-    scales). `trace=True` records the per-token guidance magnitude and sampled-token confidence of every
-    scale.
+    gets ids[i % len]; Switti: a TextCondition). Image j of the batch uses its own random stream, that of
+    image `batch_index + j` of the seed (image 0: the seed itself, as the official samplers; others:
+    guidance.draw.image_seed), so it is the same whatever the batch size, a new seed gives all new images,
+    and batch_size=1, batch_index=i re-makes image i alone (the stream only: pass image i's condition);
+    `top_k=1` is greedy decoding. `more_smooth` uses Gumbel-softmax code mixtures from `smooth_start_scale`
+    on, as `model.smoothing` declares (VAR: after drawing the tokens, on the filtered logits; Switti:
+    instead of drawing, only while guided). `last_scale_temperature` divides the logits of the scales after
+    the guider's window (Switti's CFG-off scales). `trace=True` records the per-token guidance magnitude and
+    sampled-token confidence of every scale.
     """
     check_sampling_args(top_k, top_p, model.vocab_size)
     if last_scale_temperature is not None and not 0 < float(last_scale_temperature) <= 100:
@@ -66,7 +68,7 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
     num_scales = len(patch_nums)
     run = GuidanceRun(guider, RunInfo(tuple(patch_nums), batch, model.vocab_size, model.family,
                                       model.autoregressive))
-    generators = make_generators(seed, batch, device)
+    generators = make_generators(seed, batch, device, batch_index)
     smoothing = model.smoothing
     fhat = model.new_canvas(batch)
     tokens, latent_in, cached = [], None, 0

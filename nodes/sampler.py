@@ -1,6 +1,8 @@
 """The scale-wise sampler node: progress tick, preview and Cancel at every scale."""
 from __future__ import annotations
 
+import dataclasses
+
 import comfy.model_management as mm
 import comfy.utils
 import torch
@@ -9,6 +11,7 @@ from comfy_api.latest import io
 from PIL import Image
 
 from ..guidance import sample
+from ..models import ClassCondition
 from ..models.torch_compat import is_out_of_memory
 from .common import CATEGORY, CondType, GuiderType, ModelType, ScalewiseNode, TraceType, checked_inputs
 
@@ -43,8 +46,9 @@ class Sampler(ScalewiseNode):
             display_name="Scale-wise Sampler",
             category=CATEGORY,
             description=("Generates images with a VAR or Switti model one scale at a time, coarse to fine, applying "
-                         "the connected guider at every scale. Image i of a batch uses seed + i, so it looks the same "
-                         "whatever the batch size. The image size is fixed by the model (VAR d16-d30: 256 px, d36: "
+                         "the connected guider at every scale. Image i of a batch has its own random stream from (seed, "
+                         "i): it looks the same whatever the batch size, every new seed gives a whole new batch, and "
+                         "batch_index re-makes image i alone. The image size is fixed by the model (VAR d16-d30: 256 px, d36: "
                          "512 px; the built-in tiny-shapes model: 64 px; Switti: 512 or 1024 px). Official "
                          "settings: VAR top_k 900, top_p 0.95; Switti top_k 400, top_p 0.95, more_smooth on from "
                          "scale 2, last_scale_temperature 0.1."),
@@ -58,7 +62,10 @@ class Sampler(ScalewiseNode):
                                  tooltip="Guidance (CFG, IGG, SoftCFG, SSG, or a stack of them). Not connected = "
                                          "no guidance (conditional prediction only)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Random seed of the first image; image i of the batch uses seed + i."),
+                             tooltip="Random seed of the batch. Image 0 uses the seed itself (as the official "
+                                     "samplers), image i a stream derived from (seed, i), so each new seed "
+                                     "('increment' included) gives all new images; image i is the same whatever the "
+                                     "batch size."),
                 io.Int.Input("batch_size", default=1, min=1, max=64, tooltip="Number of images."),
                 io.Int.Input("top_k", default=900, min=0, max=4096,
                              tooltip="Draw each token only from its k most likely codes; 0 = off, 1 = greedy "
@@ -78,6 +85,10 @@ class Sampler(ScalewiseNode):
                 io.Float.Input("last_scale_temperature", default=1.0, min=0.01, max=10.0, step=0.01,
                                tooltip="Temperature of the scales after the guider's end_scale (Switti: 0.1, "
                                        "sharper details); 1 = unchanged."),
+                io.Int.Input("batch_index", default=0, min=0, max=4095, optional=True,
+                             tooltip="Index of the first image: image j of this run is image batch_index + j of "
+                                     "the seed (its random stream and its entry of a class list). To re-make image "
+                                     "i of an earlier batch alone: same seed, batch_size 1, batch_index i."),
             ],
             outputs=[io.Image.Output(display_name="image"),
                      TraceType.Output(display_name="trace",
@@ -87,8 +98,12 @@ class Sampler(ScalewiseNode):
     @classmethod
     @checked_inputs
     def execute(cls, model, conditioning, seed, batch_size, top_k, top_p, more_smooth, preview,
-                smooth_start_scale, last_scale_temperature, guider=None) -> io.NodeOutput:
+                smooth_start_scale, last_scale_temperature, guider=None, batch_index=0) -> io.NodeOutput:
         net = model.model
+        if batch_index and isinstance(conditioning, ClassCondition):  # image j = image batch_index + j, class too
+            ids = conditioning.ids
+            rotated = tuple(ids[(batch_index + j) % len(ids)] for j in range(max(batch_size, len(ids))))
+            conditioning = dataclasses.replace(conditioning, ids=rotated)
         cond = net.prepare_condition(conditioning, batch_size)  # the model's checks, before any GPU work
         # plain torch layers cannot run partially offloaded: load the whole model or let ComfyUI free room
         mm.load_models_gpu([model], memory_required=net.memory_estimate(batch_size, guider is not None),
@@ -98,7 +113,8 @@ class Sampler(ScalewiseNode):
         try:
             out = sample(net, guider, cond, seed=seed, top_k=top_k, top_p=top_p,
                          more_smooth=more_smooth, smooth_start_scale=smooth_start_scale,
-                         last_scale_temperature=temperature, trace=True, callback=reporter)
+                         last_scale_temperature=temperature, trace=True, callback=reporter,
+                         batch_index=batch_index)
         except Exception as error:  # not `except torch.OutOfMemoryError`: that name needs torch >= 2.5
             if not is_out_of_memory(error):
                 raise
