@@ -46,10 +46,11 @@ class Sampler(ScalewiseNode):
             display_name="Scale-wise Sampler",
             category=CATEGORY,
             description=("Generates images with a VAR or Switti model one scale at a time, coarse to fine, applying "
-                         "the connected guider at every scale. Image i of a batch has its own random stream from (seed, "
-                         "i): it looks the same whatever the batch size, every new seed gives a whole new batch, and "
-                         "batch_index re-makes image i alone. The image size is fixed by the model (VAR d16-d30: 256 px, d36: "
-                         "512 px; the built-in tiny-shapes model: 64 px; Switti: 512 or 1024 px). Official "
+                         "the connected guider at every scale. Image i of a batch has its own random stream from "
+                         "(seed, i): it looks the same whatever the batch size, every new seed gives a whole new "
+                         "batch, and batch_index re-makes image i alone. The image size is fixed by the model (VAR "
+                         "d16-d30: 256 px, d36: 512 px; the built-in tiny-shapes model: 64 px; Switti: 512 or 1024 "
+                         "px). Official "
                          "settings: VAR top_k 900, top_p 0.95; Switti top_k 400, top_p 0.95, more_smooth on from "
                          "scale 2, last_scale_temperature 0.1."),
             inputs=[

@@ -116,7 +116,8 @@ def test_no_torch_name_newer_than_the_floor(path):
 
 
 def test_the_torch_floor_scan_catches_what_it_should():
-    bad = "import torch\ntry:\n    pass\nexcept torch.OutOfMemoryError:\n    pass\nd = torch.accelerator.current_accelerator()\n"
+    bad = ("import torch\ntry:\n    pass\nexcept torch.OutOfMemoryError:\n    pass\n"
+           "d = torch.accelerator.current_accelerator()\n")
     assert newer_torch_names(bad) == ["line 4: torch.OutOfMemoryError (torch 2.5+)",
                                       "line 6: torch.accelerator (torch 2.6+)"]
     assert newer_torch_names("getattr(torch, 'OutOfMemoryError', None)\ntorch.cuda.OutOfMemoryError\n") == []
