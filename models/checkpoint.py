@@ -11,6 +11,7 @@ import os
 import pickle
 import re
 import struct
+import warnings
 import zipfile
 
 import torch
@@ -18,6 +19,39 @@ import torch
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot serve the requested purpose; the message names the file."""
+
+
+class CheckpointWarning(UserWarning):
+    """A file's name, folder or sidecar config.json disagrees with what its weights record; the weights are used.
+    The message names the file, both values and the one used."""
+
+
+def warn_disagreement(message: str) -> None:
+    warnings.warn(message, CheckpointWarning, stacklevel=3)
+
+
+def name_claims(path) -> dict:
+    """What a checkpoint's file name and folder name say about it, from the official naming: `d16` (depth),
+    `256`/`512`/`1024` (resolution), `AR` (Switti-AR), `ch160v4096z32` (VQ-VAE channels, codebook, latent).
+    Only explicit tokens count: e.g. `Switti-1024-AR/model.safetensors` -> {"reso": 1024, "ar": True}."""
+    path = os.fspath(path)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    claims, sources = {}, {}
+    for part in (os.path.basename(os.path.dirname(path)), stem):
+        for token in re.split(r"[^A-Za-z0-9]+", part.lower()):
+            found = {}
+            if m := re.fullmatch(r"d(\d{1,3})", token):
+                found["depth"] = int(m.group(1))
+            elif token in ("256", "512", "1024"):
+                found["reso"] = int(token)
+            elif token == "ar":
+                found["ar"] = True
+            elif m := re.fullmatch(r"ch(\d+)v(\d+)z(\d+)", token):
+                found.update(ch=int(m.group(1)), vocab=int(m.group(2)), z=int(m.group(3)))
+            for key, value in found.items():
+                claims[key], sources[key] = value, part
+    claims["sources"] = sources
+    return claims
 
 
 _SIGNATURES = {

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .checkpoint import CheckpointError, check_keys, count_indices, expect_kind, materialise, read_state_dict
+from .checkpoint import (CheckpointError, check_keys, count_indices, expect_kind, materialise, name_claims,
+                         read_state_dict, warn_disagreement)
 from .vqvae import VQVAE, VQVAEConfig
 
 VQVAE_BUFFERS = ("quantize.ema_vocab_hit_SV",)
@@ -42,6 +43,11 @@ def load_vqvae(path, *, device="cpu", dtype=torch.float32) -> VQVAE:
         cfg = infer_vqvae_config(sd)
     except (KeyError, IndexError, ZeroDivisionError) as e:
         raise CheckpointError(f"{path}: incomplete VQ-VAE checkpoint (missing {e})") from None
+    claims = name_claims(path)
+    if "ch" in claims and (claims["ch"], claims["vocab"], claims["z"]) != (cfg.ch, cfg.vocab_size, cfg.z_channels):
+        warn_disagreement(f"{path}: the name '{claims['sources']['ch']}' says ch{claims['ch']}v{claims['vocab']}"
+                          f"z{claims['z']}, but the weights hold ch{cfg.ch}v{cfg.vocab_size}z{cfg.z_channels}: "
+                          "using the weights (a renamed file?)")
     model = build_vqvae(cfg, "meta")
     check_keys(path, model, sd)
     return materialise(model, sd, device, dtype)

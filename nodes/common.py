@@ -1,15 +1,20 @@
 """ComfyUI glue shared by the nodes: socket types, model folders, devices."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import logging
 import math
 import os
+import warnings
 
 import comfy.model_management as mm
 import folder_paths
 import torch
 from comfy_api.latest import io
+
+from ..models.checkpoint import CheckpointWarning
 
 # Own socket types: nothing of ours can be wired into the diffusion samplers, and vice versa.
 ModelType = io.Custom("SCALEWISE_MODEL")
@@ -169,3 +174,24 @@ def checked_inputs(execute):
             raise ValueError(problem)
         return execute(cls, *args, **kwargs)
     return run
+
+
+@contextlib.contextmanager
+def checkpoint_notes(node: str):
+    """Collects the CheckpointWarnings of a load (a file name, folder or config.json that disagrees with the
+    weights, which win): logged and yielded as a list for the node's `ui` ("scalewise_info"). Other warnings
+    pass through."""
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CheckpointWarning)
+        yield notes
+    for w in caught:
+        if issubclass(w.category, CheckpointWarning):
+            notes.append(str(w.message))
+            logging.warning("%s: %s", node, w.message)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def info_ui(notes: list[str]) -> dict | None:
+    return {"scalewise_info": notes} if notes else None

@@ -9,8 +9,8 @@ import torch
 from comfy_api.latest import io
 
 from ..models import TextCondition, load_switti
-from .common import (DTYPES, CondType, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs, full_path,
-                     model_files, pick_dtype)
+from .common import (DTYPES, CondType, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs,
+                     checkpoint_notes, full_path, info_ui, model_files, pick_dtype)
 
 EOS = 49407         # CLIP's end-of-text token; bigG pads with 0 after it
 CLIP_L_WIDTH = 768  # the context is [CLIP-L | bigG]; bigG's part holds the pooled vector
@@ -55,10 +55,11 @@ class SwittiLoader(ScalewiseNode):
     @checked_inputs
     def execute(cls, switti_name, vae_name, dtype) -> io.NodeOutput:
         device = mm.get_torch_device()
-        model = load_switti(full_path("switti", switti_name), full_path("switti", vae_name), device="cpu",
-                            dtype=pick_dtype(dtype, device))
+        with checkpoint_notes("Load Switti Model") as notes:
+            model = load_switti(full_path("switti", switti_name), full_path("switti", vae_name), device="cpu",
+                                dtype=pick_dtype(dtype, device))
         patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
-        return io.NodeOutput(patcher)
+        return io.NodeOutput(patcher, ui=info_ui(notes))
 
 
 def encode_prompt(clip, text: str) -> tuple[TextCondition, bool]:

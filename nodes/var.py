@@ -12,8 +12,8 @@ from comfy_api.latest import io
 from ..models import ClassCondition, load_var
 from ..models.shapes import BUILTIN_NAME, CLASS_NAMES, load_shapes_model
 from ..models.var import IMAGENET, SHAPES
-from .common import (DTYPES, CondType, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs, full_path,
-                     model_files, pick_dtype)
+from .common import (DTYPES, CondType, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs,
+                     checkpoint_notes, full_path, info_ui, model_files, pick_dtype)
 
 VAE_FILE = "vae_ch160v4096z32.pth"
 
@@ -86,12 +86,14 @@ class VARLoader(ScalewiseNode):
         device = mm.get_torch_device()
         precision = pick_dtype(dtype, device)
         if var_name == BUILTIN_NAME:
-            model = load_shapes_model(device="cpu", dtype=precision)
+            model, notes = load_shapes_model(device="cpu", dtype=precision), []
         else:
-            model = load_var(full_path("var", var_name), full_path("var", vae_name), device="cpu", dtype=precision)
+            with checkpoint_notes("Load VAR Model") as notes:
+                model = load_var(full_path("var", var_name), full_path("var", vae_name), device="cpu",
+                                 dtype=precision)
         model.source_name = var_name          # named in the sampler's errors
         patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
-        return io.NodeOutput(patcher)
+        return io.NodeOutput(patcher, ui=info_ui(notes))
 
 
 with open(os.path.join(os.path.dirname(__file__), "imagenet_classes.txt"), encoding="utf-8") as f:

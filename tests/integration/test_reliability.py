@@ -62,6 +62,7 @@ SW_VAR = f"{SUB}/VAR-d16/model.safetensors"
 SW_SD = f"{SUB}/SDXL/model.safetensors"
 SW_VAE_1024 = f"{SUB}/VQVAE-1024/model.safetensors"
 SW_PAYLOAD = f"{SUB}/Payload/model.pth"
+SW_AR_RENAMED = f"{SUB}/Renamed/model.safetensors"   # Switti-AR weights beside a config.json saying use_ar false
 
 
 class Payload:
@@ -100,6 +101,8 @@ def write_bad_files(models: Path, work: Path, control_marker: Path) -> Path:
     torch.save({"pos_start": torch.zeros(1, 1, 128), "evil": Payload(marker)}, var(PAYLOAD))
     var(PAYLOAD_LEGACY).write_bytes(pickle.dumps({"evil": Payload(marker)}, protocol=2))
     shutil.copy(var(PAYLOAD), sw(SW_PAYLOAD))
+    shutil.copy(sw(SWITTI_AR), sw(SW_AR_RENAMED))
+    (sw(SW_AR_RENAMED).parent / "config.json").write_text(json.dumps({"depth": 2, "use_ar": False}))
     shutil.copy(sw(SWITTI), var(SWITTI_IN_VAR))
     shutil.copy(var(VAR_TINY_256), sw(SW_VAR))
     sd = {"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(4, 4, 3, 3),
@@ -522,3 +525,18 @@ def test_torch_2_4_names_error_and_cancel_paths(pack_loaded, fault):
         assert "execution_interrupted" in kinds and "execution_error" not in kinds, entry["status"]
     assert "has no attribute 'OutOfMemoryError'" not in comfy.log()
     assert good_run(comfy, seed=44).kind == "success"
+
+
+def test_weights_record_beats_a_stray_config(pack_loaded, bad_files):
+    """Issue 13.3: Switti-AR weights in a renamed folder beside a config.json saying use_ar false run as Switti-AR
+    (the attention mask stored in the file says so): the same image as the Switti-AR folder, and the loader shows
+    a warning naming the file and the config."""
+    comfy = pack_loaded
+    right = outcome(comfy, switti_graph(comfy, model=SWITTI_AR, seed=5))
+    renamed = outcome(comfy, switti_graph(comfy, model=SW_AR_RENAMED, seed=5))
+    assert right.kind == renamed.kind == "success", renamed.message
+    assert output_images(comfy, renamed.entry) == output_images(comfy, right.entry)
+    notes = [n for out in renamed.entry["outputs"].values() for n in out.get("scalewise_info", [])]
+    assert any("Renamed/model.safetensors" in n and "config.json says use_ar false" in n and "Switti-AR" in n
+               for n in notes), notes
+    assert "config.json says use_ar false" in comfy.log()
