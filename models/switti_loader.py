@@ -38,23 +38,23 @@ def _resolve(path) -> tuple[str, dict, str]:
     return path, config, config_path
 
 
-def _read(path: str) -> tuple[dict, float | None]:
-    """State dict without the big training mask, and the mask's last-row first element (AR detection)."""
+def _read(path: str, dtype, mmap: bool) -> tuple[dict, float | None]:
+    """State dict (floating tensors in `dtype`) without the big training mask, and the mask's last-row first
+    element (AR detection)."""
     try:
         from safetensors import safe_open
 
         with safe_open(path, "pt") as f:
-            keys = list(f.keys())
             probe = None
-            if MASK_KEY in keys:
+            if MASK_KEY in f.keys():
                 sl = f.get_slice(MASK_KEY)
                 last = sl.get_shape()[2] - 1
                 probe = float(sl[0:1, 0:1, last:last + 1, 0:1].flatten()[0])
-            return {k: f.get_tensor(k) for k in keys if k != MASK_KEY}, probe
     except Exception:  # not a readable safetensors file: the generic reader explains what it is
-        sd = read_state_dict(path)
+        sd = read_state_dict(path, dtype, mmap=mmap)
         mask = sd.pop(MASK_KEY, None)
         return sd, None if mask is None else float(mask[0, 0, -1, 0])
+    return read_state_dict(path, dtype, mmap=mmap, skip=(MASK_KEY,)), probe
 
 
 SCALES_TO_RESO = {10: 512, 14: 1024}    # Switti's two trained schedules, told apart by their number of scales
@@ -142,9 +142,9 @@ def infer_switti_config(path: str, sd: dict, config: dict, mask_probe: float | N
     return cfg
 
 
-def load_switti_transformer(path, *, device="cpu", dtype=torch.float32) -> SwittiTransformer:
+def load_switti_transformer(path, *, device="cpu", dtype=torch.float32, mmap: bool = True) -> SwittiTransformer:
     path, config, config_path = _resolve(path)
-    sd, probe = _read(path)
+    sd, probe = _read(path, dtype, mmap)
     expect_kind(path, sd, "switti")
     try:
         cfg = infer_switti_config(path, sd, config, probe, config_path)
@@ -166,12 +166,13 @@ def load_switti_transformer(path, *, device="cpu", dtype=torch.float32) -> Switt
     return materialise(model, sd, device, dtype)
 
 
-def load_switti(path, vae_path, *, device="cpu", dtype=torch.float32) -> SwittiModel:
+def load_switti(path, vae_path, *, device="cpu", dtype=torch.float32, mmap: bool = True) -> SwittiModel:
     """Load an official Switti or Switti-AR `model.safetensors` (or its folder; a `config.json` beside it is
-    read when present) and the VQ-VAE-Switti weights."""
-    transformer = load_switti_transformer(path, device=device, dtype=dtype)
+    read when present) and the VQ-VAE-Switti weights. `mmap=False` (ComfyUI's --disable-mmap) reads the files
+    instead of mapping them (see `read_state_dict`)."""
+    transformer = load_switti_transformer(path, device=device, dtype=dtype, mmap=mmap)
     vae_file = _resolve(vae_path)[0] if os.path.isdir(os.fspath(vae_path)) else os.fspath(vae_path)
-    vae = load_vqvae(vae_file, device=device, dtype=dtype)
+    vae = load_vqvae(vae_file, device=device, dtype=dtype, mmap=mmap)
     t, v = transformer.config, vae.config
     if (t.vocab_size, t.latent_channels) != (v.vocab_size, v.z_channels):
         raise CheckpointError(f"{vae_file}: a {v.vocab_size}x{v.z_channels} codebook does not match the Switti "

@@ -98,8 +98,8 @@ def build_var_transformer(cfg: VARConfig, device="cpu") -> VARTransformer:
         return VARTransformer(cfg)
 
 
-def load_var_transformer(path, *, device="cpu", dtype=torch.float32) -> VARTransformer:
-    sd = read_state_dict(path)
+def load_var_transformer(path, *, device="cpu", dtype=torch.float32, mmap: bool = True) -> VARTransformer:
+    sd = read_state_dict(path, dtype, mmap=mmap)  # cast tensor by tensor: peak = the model + one tensor
     expect_kind(path, sd, "var")
     try:
         cfg = infer_var_config(sd)
@@ -116,10 +116,11 @@ def load_var_transformer(path, *, device="cpu", dtype=torch.float32) -> VARTrans
     return materialise(model, sd, device, dtype)
 
 
-def load_var(var_path, vae_path, *, device="cpu", dtype=torch.float32) -> VARModel:
-    """Load an official VAR transformer and its VQ-VAE (`vae_ch160v4096z32.pth`) as one model."""
-    transformer = load_var_transformer(var_path, device=device, dtype=dtype)
-    vae = load_vqvae(vae_path, device=device, dtype=dtype)
+def load_var(var_path, vae_path, *, device="cpu", dtype=torch.float32, mmap: bool = True) -> VARModel:
+    """Load an official VAR transformer and its VQ-VAE (`vae_ch160v4096z32.pth`) as one model. `mmap=False`
+    (ComfyUI's --disable-mmap) reads the files instead of mapping them (see `read_state_dict`)."""
+    transformer = load_var_transformer(var_path, device=device, dtype=dtype, mmap=mmap)
+    vae = load_vqvae(vae_path, device=device, dtype=dtype, mmap=mmap)
     t, v = transformer.config, vae.config
     if (t.vocab_size, t.latent_channels) != (v.vocab_size, v.z_channels):
         raise CheckpointError(

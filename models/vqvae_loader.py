@@ -35,10 +35,9 @@ def build_vqvae(cfg: VQVAEConfig, device="cpu") -> VQVAE:
         return VQVAE(cfg)
 
 
-def load_vqvae(path, *, device="cpu", dtype=torch.float32) -> VQVAE:
-    sd = read_state_dict(path)
+def load_vqvae(path, *, device="cpu", dtype=torch.float32, mmap: bool = True) -> VQVAE:
+    sd = read_state_dict(path, dtype, mmap=mmap, skip=VQVAE_BUFFERS)  # a training statistic, any row count
     expect_kind(path, sd, "vqvae")
-    sd = {k: v for k, v in sd.items() if k not in VQVAE_BUFFERS}  # training statistic, any row count
     try:
         cfg = infer_vqvae_config(sd)
     except (KeyError, IndexError, ZeroDivisionError) as e:

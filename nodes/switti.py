@@ -5,6 +5,7 @@ import logging
 
 import comfy.model_management as mm
 import comfy.model_patcher
+from comfy.cli_args import args
 import torch
 from comfy_api.latest import io
 
@@ -57,7 +58,7 @@ class SwittiLoader(ScalewiseNode):
         device = mm.get_torch_device()
         with checkpoint_notes("Load Switti Model") as notes:
             model = load_switti(full_path("switti", switti_name), full_path("switti", vae_name), device="cpu",
-                                dtype=pick_dtype(dtype, device))
+                                dtype=pick_dtype(dtype, device), mmap=not args.disable_mmap)
         patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
         return io.NodeOutput(patcher, ui=info_ui(notes))
 

@@ -7,6 +7,7 @@ import os
 
 import comfy.model_management as mm
 import comfy.model_patcher
+from comfy.cli_args import args
 from comfy_api.latest import io
 
 from ..models import ClassCondition, load_var
@@ -90,7 +91,7 @@ class VARLoader(ScalewiseNode):
         else:
             with checkpoint_notes("Load VAR Model") as notes:
                 model = load_var(full_path("var", var_name), full_path("var", vae_name), device="cpu",
-                                 dtype=precision)
+                                 dtype=precision, mmap=not args.disable_mmap)
         model.source_name = var_name          # named in the sampler's errors
         patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
         return io.NodeOutput(patcher, ui=info_ui(notes))
