@@ -37,8 +37,18 @@ class ScaleProgress:
         fhat = self.fhat if max_images is None else self.fhat[:max_images]
         side = self.model.patch_nums[self.k]
         if low_res and side < fhat.shape[-1]:
-            fhat = F.interpolate(fhat, size=(side, side), mode="area")
+            fhat = _area_down(fhat, side)
         return self.model.decode(fhat)
+
+
+def _area_down(fhat: torch.Tensor, side: int) -> torch.Tensor:
+    """Area down-sampling for the low-resolution preview. Backends without it for sizes that do not divide
+    (MPS: pytorch/pytorch#143864) run it on the CPU: one small latent per preview. The sampling path itself
+    uses the model's exact equivalent (models/resize.py)."""
+    try:
+        return F.interpolate(fhat, size=(side, side), mode="area")
+    except (RuntimeError, NotImplementedError):
+        return F.interpolate(fhat.cpu(), size=(side, side), mode="area").to(fhat.device)
 
 
 @torch.inference_mode()

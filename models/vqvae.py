@@ -11,6 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .resize import area_resize
+
 # Which of the 4 shared phi convolutions serves scale k. The official choice is a float64 argmin
 # with two exact ties settled by rounding, so the tables for the released schedules are fixed here.
 PHI_TABLES = {
@@ -215,7 +217,7 @@ class MultiScaleQuantizer(nn.Module):
         sq_norms = codebook.square().sum(1)
         out = []
         for k, pn in enumerate(patch_nums):
-            z = residual if k == len(patch_nums) - 1 else F.interpolate(residual, size=(pn, pn), mode="area")
+            z = residual if k == len(patch_nums) - 1 else area_resize(residual, (pn, pn))
             z = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
             dist = z.square().sum(1, keepdim=True) + sq_norms - 2 * z @ codebook.T
             idx = dist.argmin(1).view(f.shape[0], pn, pn)
@@ -244,7 +246,7 @@ class MultiScaleQuantizer(nn.Module):
         if k + 1 == len(patch_nums):
             return None
         nxt = patch_nums[k + 1]
-        return F.interpolate(fhat, size=(nxt, nxt), mode="area").flatten(2).transpose(1, 2)
+        return area_resize(fhat, (nxt, nxt)).flatten(2).transpose(1, 2)
 
     def teacher_forcing_inputs(self, tokens, patch_nums) -> torch.Tensor:
         """Inputs of scales 1..K-1 given the token maps of every scale (int64 [B, pn_k, pn_k]):
