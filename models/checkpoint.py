@@ -212,15 +212,16 @@ def _zip_record_offsets(path: str) -> dict[str, int]:
     return offsets
 
 
-def _cast_from_zip(path: str, mapped: dict, dtype: torch.dtype) -> dict | None:
+def _cast_from_zip(path: str, mapped: dict, dtype: torch.dtype, keys=None) -> dict | None:
     """The memory-mapped tensors of a torch zip file re-read through plain file reads and cast one at a time: the
     mapping's pages are never touched, so they never count as the process's memory. Storage i of the mapping
-    starts at base + offset of record i; None when that layout does not hold (then the caller casts from the
-    mapping)."""
+    starts at base + offset of record i (checked over every tensor of the file); `keys` (default: all) are read.
+    None when that layout does not hold (then the caller casts from the mapping)."""
     storages = {}
     for t in mapped.values():
-        storage = t.untyped_storage()
-        storages.setdefault(storage.data_ptr(), storage.nbytes())
+        if isinstance(t, torch.Tensor):
+            storage = t.untyped_storage()
+            storages.setdefault(storage.data_ptr(), storage.nbytes())
     offsets = sorted(_zip_record_offsets(path).values())
     pointers = sorted(storages)
     if len(offsets) != len(pointers) or len({p - o for p, o in zip(pointers, offsets)}) > 1:
@@ -229,7 +230,8 @@ def _cast_from_zip(path: str, mapped: dict, dtype: torch.dtype) -> dict | None:
     reader = _Reader(path)
     try:
         out = {}
-        for k, t in mapped.items():
+        for k in mapped if keys is None else keys:
+            t = mapped[k]
             storage = t.untyped_storage()
             out[k] = reader.tensor(storage.data_ptr() - base, t.dtype, t.shape, t.stride(), t.storage_offset(),
                                    storage.nbytes(), cast=dtype)
@@ -256,14 +258,14 @@ def _read_pickle(path: str, kind: str, dtype: torch.dtype | None, mmap: bool, sk
             obj = _torch_load(f)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a state dict (name -> tensor), found {type(obj).__name__}")
-    obj = {k: v for k, v in obj.items() if k not in skip}
+    everything, obj = obj, {k: v for k, v in obj.items() if k not in skip}
     nested = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if nested:
         hint = " (a training checkpoint? it nests the model under 'trainer')" if "trainer" in nested else ""
         raise CheckpointError(f"{path}: expected a flat state dict of tensors, but entries {nested[:5]} are "
                               f"containers{hint}")
     if kind == "torch-zip" and mmap and any(_wants_cast(t.dtype, dtype) for t in obj.values()):
-        cast = _cast_from_zip(path, obj, dtype)
+        cast = _cast_from_zip(path, everything, dtype, keys=list(obj))
         if cast is not None:
             return cast
     return _cast_each(obj, dtype)

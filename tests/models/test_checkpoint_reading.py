@@ -67,6 +67,18 @@ def test_zip_cast_reads_the_file_not_the_mapping(tmp_path):
     assert all(torch.equal(cast[k], v.to(torch.bfloat16) if v.is_floating_point() else v) for k, v in sd.items())
 
 
+def test_zip_cast_with_skipped_keys_still_reads_the_file(tmp_path, monkeypatch):
+    """Skipping a key (the VQ-VAE's training statistic) must not send the cast back to the mapping."""
+    path, sd = write(tmp_path, "zip")
+
+    def refuse(*args):
+        raise AssertionError("cast from the mapping")
+    monkeypatch.setattr(checkpoint, "_cast_each", refuse)
+    got = read_state_dict(path, torch.float16, mmap=True, skip=("w32", "tail"))
+    assert set(got) == set(sd) - {"w32", "tail"}
+    assert torch.equal(got["transposed"], sd["transposed"].half())
+
+
 def mapped_file(ptr: int) -> str | None:
     """The file mapped at address `ptr` of this process (/proc/self/maps), or None."""
     with open("/proc/self/maps") as f:
