@@ -166,13 +166,14 @@ def load_switti_transformer(path, *, device="cpu", dtype=torch.float32, mmap: bo
     return materialise(model, sd, device, dtype)
 
 
-def load_switti(path, vae_path, *, device="cpu", dtype=torch.float32, mmap: bool = True) -> SwittiModel:
+def load_switti(path, vae_path, *, device="cpu", dtype=torch.float32, mmap: bool = True,
+                vae_dtype: torch.dtype | None = None) -> SwittiModel:
     """Load an official Switti or Switti-AR `model.safetensors` (or its folder; a `config.json` beside it is
     read when present) and the VQ-VAE-Switti weights. `mmap=False` (ComfyUI's --disable-mmap) reads the files
     instead of mapping them (see `read_state_dict`)."""
     transformer = load_switti_transformer(path, device=device, dtype=dtype, mmap=mmap)
     vae_file = _resolve(vae_path)[0] if os.path.isdir(os.fspath(vae_path)) else os.fspath(vae_path)
-    vae = load_vqvae(vae_file, device=device, dtype=dtype, mmap=mmap)
+    vae = load_vqvae(vae_file, device=device, dtype=vae_dtype or dtype, mmap=mmap)
     t, v = transformer.config, vae.config
     if (t.vocab_size, t.latent_channels) != (v.vocab_size, v.z_channels):
         raise CheckpointError(f"{vae_file}: a {v.vocab_size}x{v.z_channels} codebook does not match the Switti "

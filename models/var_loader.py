@@ -116,11 +116,12 @@ def load_var_transformer(path, *, device="cpu", dtype=torch.float32, mmap: bool 
     return materialise(model, sd, device, dtype)
 
 
-def load_var(var_path, vae_path, *, device="cpu", dtype=torch.float32, mmap: bool = True) -> VARModel:
+def load_var(var_path, vae_path, *, device="cpu", dtype=torch.float32, mmap: bool = True,
+             vae_dtype: torch.dtype | None = None) -> VARModel:
     """Load an official VAR transformer and its VQ-VAE (`vae_ch160v4096z32.pth`) as one model. `mmap=False`
     (ComfyUI's --disable-mmap) reads the files instead of mapping them (see `read_state_dict`)."""
     transformer = load_var_transformer(var_path, device=device, dtype=dtype, mmap=mmap)
-    vae = load_vqvae(vae_path, device=device, dtype=dtype, mmap=mmap)
+    vae = load_vqvae(vae_path, device=device, dtype=vae_dtype or dtype, mmap=mmap)
     t, v = transformer.config, vae.config
     if (t.vocab_size, t.latent_channels) != (v.vocab_size, v.z_channels):
         raise CheckpointError(

@@ -5,6 +5,7 @@ Token maps are int64 [B, h, w], coarse to fine. The running latent f_hat is kept
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -282,9 +283,27 @@ class VQVAE(nn.Module):
         return self.quant_conv.weight.dtype
 
     def fhat_to_image(self, fhat: torch.Tensor) -> torch.Tensor:
-        """Accumulated latent [B, C, h, w] -> image float32 [B, 3, H, W] in [0, 1]."""
-        x = self.decoder(self.post_quant_conv(fhat.to(self.dtype).contiguous()))
+        """Accumulated latent [B, C, h, w] -> image float32 [B, 3, H, W] in [0, 1] (NaN where the decoder
+        overflowed: see ScalewiseModel.decode)."""
+        x = self.decoder(self.post_quant_conv(fhat.to(self.post_quant_conv.weight.dtype).contiguous()))
         return (x.float().clamp(-1, 1) + 1) * 0.5
+
+    @contextlib.contextmanager
+    def decoder_in_float32(self):
+        """Runs post_quant_conv and the decoder in float32 inside the block, then restores their precision
+        (exactly: every fp16/bf16 value is a float32 value). For re-decoding after a half-precision overflow."""
+        parts, dtype = (self.post_quant_conv, self.decoder), self.post_quant_conv.weight.dtype
+        for part in parts:
+            part.float()
+        try:
+            yield
+        finally:
+            for part in parts:
+                part.to(dtype)
+
+    def non_finite_weight(self) -> str | None:
+        """Name of the first parameter holding NaN/inf (a damaged file), or None."""
+        return next((n for n, p in self.named_parameters() if not bool(torch.isfinite(p).all())), None)
 
     def tokens_to_image(self, tokens, patch_nums) -> torch.Tensor:
         return self.fhat_to_image(self.quantize.tokens_to_fhat(tokens, patch_nums))

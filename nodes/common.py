@@ -69,14 +69,18 @@ def check_loader_inputs(folder: str, files: dict, dtype: str, hint: str, builtin
     return True
 
 
-def pick_dtype(choice: str, device) -> torch.dtype:
+def pick_dtypes(choice: str, device, family: str) -> tuple[torch.dtype, torch.dtype]:
+    """(transformer, VQ-VAE) precision of the loader's dtype widget. auto: bf16 for both where ComfyUI finds bf16
+    usable on the device (model_management.should_use_bf16); on GPUs without bf16 (V100, T4, RTX 20xx) the VQ-VAE
+    runs in fp32 (its decoder overflows fp16's 65504) and the transformer in fp16 for VAR (the official VAR demo
+    samples under fp16 autocast) but fp32 for Switti (released for bf16; fp16 unverified); CPU: fp32."""
     if choice != "auto":
-        return DTYPES[choice]
+        return DTYPES[choice], DTYPES[choice]
     if mm.should_use_bf16(device):
-        return torch.bfloat16
+        return torch.bfloat16, torch.bfloat16
     if mm.should_use_fp16(device):
-        return torch.float16
-    return torch.float32
+        return (torch.float16 if family == "var" else torch.float32), torch.float32
+    return torch.float32, torch.float32
 
 
 # --- Inputs that arrive through links -------------------------------------------------------------------------

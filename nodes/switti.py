@@ -11,7 +11,7 @@ from comfy_api.latest import io
 
 from ..models import TextCondition, load_switti
 from .common import (DTYPES, CondType, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs,
-                     checkpoint_notes, full_path, info_ui, model_files, pick_dtype)
+                     checkpoint_notes, full_path, info_ui, model_files, pick_dtypes)
 
 EOS = 49407         # CLIP's end-of-text token; bigG pads with 0 after it
 CLIP_L_WIDTH = 768  # the context is [CLIP-L | bigG]; bigG's part holds the pooled vector
@@ -36,7 +36,9 @@ class SwittiLoader(ScalewiseNode):
                 io.Combo.Input("vae_name", options=vae_files,
                                tooltip="Switti's own VQ-VAE, VQVAE-Switti/model.safetensors (not VAR's VQ-VAE)."),
                 io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
-                               tooltip="Weight precision. auto: bf16 or fp16 on GPUs (about 5 GB), fp32 on CPU."),
+                               tooltip="Weight precision. auto: bf16 on GPUs with bf16 (about 5 GB); on GPUs "
+                                       "without it (V100, T4, RTX 20xx) fp32 (fp16 is unverified for Switti); "
+                                       "fp32 on CPU. The VQ-VAE never runs in fp16 under auto."),
             ],
             outputs=[ModelType.Output(display_name="model")],
         )
@@ -57,8 +59,9 @@ class SwittiLoader(ScalewiseNode):
     def execute(cls, switti_name, vae_name, dtype) -> io.NodeOutput:
         device = mm.get_torch_device()
         with checkpoint_notes("Load Switti Model") as notes:
+            precision, vae_precision = pick_dtypes(dtype, device, "switti")
             model = load_switti(full_path("switti", switti_name), full_path("switti", vae_name), device="cpu",
-                                dtype=pick_dtype(dtype, device), mmap=not args.disable_mmap)
+                                dtype=precision, vae_dtype=vae_precision, mmap=not args.disable_mmap)
         patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
         return io.NodeOutput(patcher, ui=info_ui(notes))
 

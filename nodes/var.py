@@ -14,7 +14,7 @@ from ..models import ClassCondition, load_var
 from ..models.shapes import BUILTIN_NAME, CLASS_NAMES, load_shapes_model
 from ..models.var import IMAGENET, SHAPES
 from .common import (DTYPES, CondType, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs,
-                     checkpoint_notes, full_path, info_ui, model_files, pick_dtype)
+                     checkpoint_notes, full_path, info_ui, model_files, pick_dtypes)
 
 VAE_FILE = "vae_ch160v4096z32.pth"
 
@@ -62,7 +62,9 @@ class VARLoader(ScalewiseNode):
                                tooltip=(f"The multi-scale VQ-VAE that decodes VAR's tokens: {VAE_FILE} for the "
                                         f"official models, '{BUILTIN_NAME}' for the built-in model.")),
                 io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
-                               tooltip="Weight precision. auto: bf16 or fp16 on GPUs that support it, fp32 on CPU."),
+                               tooltip="Weight precision. auto: bf16 on GPUs with bf16; on GPUs without it (V100, "
+                                       "T4, RTX 20xx) fp16 for the transformer and fp32 for the VQ-VAE (fp16 "
+                                       "overflows in its decoder); fp32 on CPU."),
             ],
             outputs=[ModelType.Output(display_name="model")],
         )
@@ -85,13 +87,13 @@ class VARLoader(ScalewiseNode):
     @checked_inputs
     def execute(cls, var_name, vae_name, dtype) -> io.NodeOutput:
         device = mm.get_torch_device()
-        precision = pick_dtype(dtype, device)
+        precision, vae_precision = pick_dtypes(dtype, device, "var")
         if var_name == BUILTIN_NAME:
-            model, notes = load_shapes_model(device="cpu", dtype=precision), []
+            model, notes = load_shapes_model(device="cpu", dtype=precision, vae_dtype=vae_precision), []
         else:
             with checkpoint_notes("Load VAR Model") as notes:
                 model = load_var(full_path("var", var_name), full_path("var", vae_name), device="cpu",
-                                 dtype=precision, mmap=not args.disable_mmap)
+                                 dtype=precision, vae_dtype=vae_precision, mmap=not args.disable_mmap)
         model.source_name = var_name          # named in the sampler's errors
         patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
         return io.NodeOutput(patcher, ui=info_ui(notes))
