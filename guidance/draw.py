@@ -81,9 +81,21 @@ def image_seed(seed: int, index: int) -> int:
 
 def make_generators(seed: int, batch: int, device, batch_index: int = 0) -> list[torch.Generator]:
     """One stream per image: image j of this batch is image `batch_index + j` of the seed (see image_seed), so an
-    image never depends on the batch it was drawn in, and `batch_index` re-makes image i alone."""
+    image never depends on the batch it was drawn in, and `batch_index` re-makes image i alone. Devices whose
+    torch.Generator cannot be created (DirectML: "Device type PRIVATEUSEONE is not supported for torch.Generator()
+    api", microsoft/DirectML#374) get CPU generators; their noise is drawn on the CPU and moved."""
     device = torch.device(device)
+    try:
+        torch.Generator(device=device)
+    except RuntimeError:
+        device = torch.device("cpu")
     return [torch.Generator(device=device).manual_seed(image_seed(seed, batch_index + j)) for j in range(batch)]
+
+
+def _exponential(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Exp(1) noise shaped like `like`, drawn on the generator's device, returned on `like`'s."""
+    noise = torch.empty(like.shape, dtype=like.dtype, device=generator.device).exponential_(generator=generator)
+    return noise.to(like.device)
 
 
 def draw_tokens(filtered: torch.Tensor, generators) -> torch.Tensor:
@@ -93,7 +105,7 @@ def draw_tokens(filtered: torch.Tensor, generators) -> torch.Tensor:
     (same noise, same stream position), minus its validity checks that read the probabilities on the
     host; `check_probabilities` does that once per run instead."""
     probs = filtered.softmax(-1)
-    noise = torch.stack([torch.empty_like(p).exponential_(generator=g) for p, g in zip(probs, generators)])
+    noise = torch.stack([_exponential(p, g) for p, g in zip(probs, generators)])
     return (probs / noise).argmax(-1)
 
 
@@ -113,8 +125,7 @@ def smooth_probabilities(filtered: torch.Tensor, ratio: float, generators) -> to
     """VAR's `more_smooth`: Gumbel-softmax of the filtered logits sharpened by (1 + ratio), at
     temperature max(0.27 (1 - 0.95 ratio), 0.005); drawn after the token indices of the scale."""
     tau = max(0.27 * (1 - 0.95 * ratio), 0.005)
-    noise = torch.stack([-torch.empty_like(row).exponential_(generator=g).log()
-                         for row, g in zip(filtered, generators)])
+    noise = torch.stack([-_exponential(row, g).log() for row, g in zip(filtered, generators)])
     return ((filtered * (1 + ratio) + noise) / tau).softmax(-1)
 
 

@@ -129,3 +129,21 @@ def test_batch_index_offsets_the_streams():
     for i in range(4):
         alone = make_generators(7, 1, "cpu", batch_index=i)[0]
         assert alone.initial_seed() == ref[i].initial_seed() == image_seed(7, i)
+
+
+def test_devices_without_generators_draw_on_cpu_streams(monkeypatch):
+    """DirectML cannot create a torch.Generator on its device: the streams fall back to the CPU (the same
+    draws as CPU generators) instead of failing."""
+    import scalewise.guidance.draw as draw
+    real = torch.Generator
+
+    def generator(device="cpu"):
+        if torch.device(device).type != "cpu":
+            raise RuntimeError("Device type PRIVATEUSEONE is not supported for torch.Generator() api.")
+        return real(device=device)
+    monkeypatch.setattr(draw.torch, "Generator", generator)
+    gens = make_generators(3, 2, "meta", batch_index=1)
+    assert [g.device.type for g in gens] == ["cpu", "cpu"]
+    monkeypatch.setattr(draw.torch, "Generator", real)
+    probs = torch.randn(2, 5, 11).softmax(-1)
+    assert torch.equal(draw_tokens(probs, gens), draw_tokens(probs, make_generators(3, 2, "cpu", batch_index=1)))
