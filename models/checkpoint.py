@@ -116,6 +116,9 @@ def _wants_cast(t_dtype: torch.dtype, dtype: torch.dtype | None) -> bool:
     return dtype is not None and t_dtype.is_floating_point and t_dtype != dtype
 
 
+CAST_CHUNK_BYTES = 4 << 20   # contiguous tensors are cast through a buffer of this size
+
+
 class _Reader:
     """Reads byte ranges of a file into fresh tensors or one reusable scratch buffer, so that casting a file's
     tensors costs the cast model plus the largest tensor, never the whole file."""
@@ -148,8 +151,12 @@ class _Reader:
                 out = torch.empty(shape, dtype=dtype)
                 self.read(offset, numel * out.element_size(), out.view(-1).view(torch.uint8))
                 return out
-            raw = self.read(offset, numel * dtype.itemsize)
-            return raw.view(dtype).view(shape).to(cast)
+            out = torch.empty(shape, dtype=cast)
+            flat, step = out.view(-1), max(1, CAST_CHUNK_BYTES // dtype.itemsize)
+            for start in range(0, numel, step):  # cast through a small buffer: no full-size stored copy
+                n = min(step, numel - start)
+                flat[start:start + n].copy_(self.read(offset + start * dtype.itemsize, n * dtype.itemsize).view(dtype))
+            return out
         raw = self.read(offset, storage_bytes).view(dtype)
         view = raw.as_strided(shape, tuple(stride), storage_offset)
         return view.to(cast if _wants_cast(dtype, cast) else dtype, copy=True, memory_format=torch.contiguous_format)

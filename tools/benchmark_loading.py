@@ -2,7 +2,8 @@
 (310 M parameters) and the official-size VQ-VAE, per file format, dtype and mmap setting, against the loaded
 model's own size. Each case runs in a fresh subprocess; the peak is the kernel's high-water mark of the resident
 size (VmHWM, reset through /proc/self/clear_refs just before loading; getrusage's ru_maxrss would carry the parent's
-size across fork/exec) and a 1 ms sampler of /proc/self/statm, minus the resident size just before loading (Linux).
+size across fork/exec) and a 1 ms sampler of /proc/self/statm, minus the resident size just before loading (Linux),
+after a warm-up that builds a tiny model on the meta device (torch's one-time lazy initialisation).
 
     python tools/benchmark_loading.py [--dir DIR] [--keep]     # writes ~3.4 GB of files to DIR (a temp dir)
 
@@ -70,8 +71,14 @@ def write_files(folder: Path) -> dict[str, tuple[Path, Path]]:
 
 def child(var_path: str, vae_path: str, dtype: str, mmap: bool, old: bool) -> dict:
     _import_pack()
-    from scalewise.models import checkpoint, load_var
+    from scalewise.models import SCHEDULES, VQVAE, VARConfig, VQVAEConfig, checkpoint, load_var
+    from scalewise.models.var import VARTransformer
 
+    # One-time lazy initialisation of torch's meta-device construction (about 80 MB of code and allocator pages,
+    # paid once per process and already paid in a running ComfyUI) is not loading: done before measuring.
+    with torch.device("meta"):
+        VARTransformer(VARConfig(depth=1, width=64, heads=1, patch_nums=SCHEDULES[256]))
+        VQVAE(VQVAEConfig(ch=32))
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current resident size

@@ -135,3 +135,12 @@ def test_pickle_payload_is_refused_on_every_path(tmp_path):
     legacy.write_bytes(pickle.dumps({"evil": Payload()}, protocol=2))
     with pytest.raises(checkpoint.CheckpointError, match="refused to load"):
         read_state_dict(str(legacy), torch.bfloat16)
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "zip"])
+def test_casting_through_a_small_buffer(tmp_path, monkeypatch, fmt):
+    """Tensors larger than the cast buffer are cast chunk by chunk (a 12-byte buffer: several chunks each)."""
+    monkeypatch.setattr(checkpoint, "CAST_CHUNK_BYTES", 12)
+    path, sd = write(tmp_path, fmt)
+    got = read_state_dict(path, torch.float16)
+    assert all(torch.equal(got[k], v.half() if v.is_floating_point() else v) for k, v in sd.items())
