@@ -258,7 +258,10 @@ def _cast_each(sd: dict, dtype: torch.dtype | None) -> dict:
 
 
 def _read_pickle(path: str, kind: str, dtype: torch.dtype | None, mmap: bool, skip) -> dict:
-    if kind == "torch-zip" and mmap:
+    # mmap needs a path, and torch.load hands any path ending in .safetensors to safetensors: a renamed pickle
+    # is read through a file object instead (whole, as without mmap)
+    mmap = mmap and kind == "torch-zip" and not path.lower().endswith(".safetensors")
+    if mmap:
         obj = _torch_load(path, mmap=True)  # memory-mapped: the pickle is read, the tensor data is not
     else:
         with open(path, "rb") as f:  # a file object: torch.load must not dispatch on the extension
@@ -271,7 +274,7 @@ def _read_pickle(path: str, kind: str, dtype: torch.dtype | None, mmap: bool, sk
         hint = " (a training checkpoint? it nests the model under 'trainer')" if "trainer" in nested else ""
         raise CheckpointError(f"{path}: expected a flat state dict of tensors, but entries {nested[:5]} are "
                               f"containers{hint}")
-    if kind == "torch-zip" and mmap and any(_wants_cast(t.dtype, dtype) for t in obj.values()):
+    if mmap and any(_wants_cast(t.dtype, dtype) for t in obj.values()):
         cast = _cast_from_zip(path, everything, dtype, keys=list(obj))
         if cast is not None:
             return cast
