@@ -278,6 +278,7 @@ def _read_pickle(path: str, kind: str, dtype: torch.dtype | None, mmap: bool, sk
         cast = _cast_from_zip(path, everything, dtype, keys=list(obj))
         if cast is not None:
             return cast
+    del everything  # the originals must be freed as _cast_each drops them
     return _cast_each(obj, dtype)
 
 
