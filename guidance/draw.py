@@ -56,10 +56,46 @@ def top_k_top_p_sort_free_(logits: torch.Tensor, top_k: int, top_p: float) -> to
     return logits.masked_fill_(mask, float("-inf"))
 
 
-def make_generators(seed: int, batch: int, device) -> list[torch.Generator]:
-    """One stream per image (seed + i), so an image never depends on the batch it was drawn in."""
+GOLDEN_GAMMA = 0x9E3779B97F4A7C15   # SplitMix64's increment (Steele, Lea & Flood 2014, "Fast splittable PRNGs")
+MASK64 = 2**64 - 1
+
+
+def image_seed(seed: int, index: int) -> int:
+    """Seed of the random stream of image `index` of a run with `seed`.
+
+    Image 0 uses the seed itself, so a batch of one is seeded as the official VAR/Switti samplers seed their
+    generator. Image i >= 1 uses the i-th output of SplitMix64 started from `seed` (state seed + i * 0x9E37...15
+    mod 2^64, then its finaliser): streams of nearby seeds never repeat each other, so a run with seed + 1 gives a
+    whole new batch, as ComfyUI's "increment" control expects (with seed + i every run repeated all but one image
+    of the previous run). Pure function of (seed, index): image i is the same whatever the batch size."""
+    seed, index = int(seed) & MASK64, int(index)
+    if index < 0:
+        raise ValueError(f"image index must be >= 0, got {index}")
+    if index == 0:
+        return seed
+    z = (seed + index * GOLDEN_GAMMA) & MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def make_generators(seed: int, batch: int, device, batch_index: int = 0) -> list[torch.Generator]:
+    """One stream per image: image j of this batch is image `batch_index + j` of the seed (see image_seed), so an
+    image never depends on the batch it was drawn in, and `batch_index` re-makes image i alone. Devices whose
+    torch.Generator cannot be created (DirectML: "Device type PRIVATEUSEONE is not supported for torch.Generator()
+    api", microsoft/DirectML#374) get CPU generators; their noise is drawn on the CPU and moved."""
     device = torch.device(device)
-    return [torch.Generator(device=device).manual_seed((int(seed) + i) % 2**64) for i in range(batch)]
+    try:
+        torch.Generator(device=device)
+    except RuntimeError:
+        device = torch.device("cpu")
+    return [torch.Generator(device=device).manual_seed(image_seed(seed, batch_index + j)) for j in range(batch)]
+
+
+def _exponential(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Exp(1) noise shaped like `like`, drawn on the generator's device, returned on `like`'s."""
+    noise = torch.empty(like.shape, dtype=like.dtype, device=generator.device).exponential_(generator=generator)
+    return noise.to(like.device)
 
 
 def draw_tokens(filtered: torch.Tensor, generators) -> torch.Tensor:
@@ -69,7 +105,7 @@ def draw_tokens(filtered: torch.Tensor, generators) -> torch.Tensor:
     (same noise, same stream position), minus its validity checks that read the probabilities on the
     host; `check_probabilities` does that once per run instead."""
     probs = filtered.softmax(-1)
-    noise = torch.stack([torch.empty_like(p).exponential_(generator=g) for p, g in zip(probs, generators)])
+    noise = torch.stack([_exponential(p, g) for p, g in zip(probs, generators)])
     return (probs / noise).argmax(-1)
 
 
@@ -89,8 +125,7 @@ def smooth_probabilities(filtered: torch.Tensor, ratio: float, generators) -> to
     """VAR's `more_smooth`: Gumbel-softmax of the filtered logits sharpened by (1 + ratio), at
     temperature max(0.27 (1 - 0.95 ratio), 0.005); drawn after the token indices of the scale."""
     tau = max(0.27 * (1 - 0.95 * ratio), 0.005)
-    noise = torch.stack([-torch.empty_like(row).exponential_(generator=g).log()
-                         for row, g in zip(filtered, generators)])
+    noise = torch.stack([-_exponential(row, g).log() for row, g in zip(filtered, generators)])
     return ((filtered * (1 + ratio) + noise) / tau).softmax(-1)
 
 

@@ -38,8 +38,18 @@ class ScaleProgress:
         fhat = self.fhat if max_images is None else self.fhat[:max_images]
         side = self.model.patch_nums[self.k]
         if low_res and side < fhat.shape[-1]:
-            fhat = F.interpolate(fhat, size=(side, side), mode="area")
+            fhat = _area_down(fhat, side)
         return self.model.decode(fhat)
+
+
+def _area_down(fhat: torch.Tensor, side: int) -> torch.Tensor:
+    """Area down-sampling for the low-resolution preview. Backends without it for sizes that do not divide
+    (MPS: pytorch/pytorch#143864) run it on the CPU: one small latent per preview. The sampling path itself
+    uses the model's exact equivalent (models/resize.py)."""
+    try:
+        return F.interpolate(fhat, size=(side, side), mode="area")
+    except (RuntimeError, NotImplementedError):
+        return F.interpolate(fhat.cpu(), size=(side, side), mode="area").to(fhat.device)
 
 
 @torch.inference_mode()
@@ -47,17 +57,20 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
            batch_size: int | None = None, top_k: int = 0, top_p: float = 0.0, more_smooth: bool = False,
            smooth_start_scale: int = 0, last_scale_temperature: float | None = None, trace: bool = False,
            callback: Callable[[ScaleProgress], None] | None = None, image: torch.Tensor | None = None,
-           mask: torch.Tensor | None = None, denoise: float = 1.0, mask_rule: str = "official") -> SampleOutput:
+           mask: torch.Tensor | None = None, denoise: float = 1.0, mask_rule: str = "official",
+           batch_index: int = 0) -> SampleOutput:
     """Generate images scale by scale.
 
     conditioning: whatever `model.prepare_condition` accepts (VAR: a ClassCondition or class ids, image i
-    gets ids[i % len]; Switti: a TextCondition). Image i uses its own random stream seeded with seed + i,
-    so it is the same whatever the batch size; `top_k=1` is greedy decoding. `more_smooth` uses
-    Gumbel-softmax code mixtures from `smooth_start_scale` on, as `model.smoothing` declares (VAR: after
-    drawing the tokens, on the filtered logits; Switti: instead of drawing, only while guided).
-    `last_scale_temperature` divides the logits of the scales after the guider's window (Switti's CFG-off
-    scales). `trace=True` records the per-token guidance magnitude and sampled-token confidence of every
-    scale.
+    gets ids[i % len]; Switti: a TextCondition). Image j of the batch uses its own random stream, that of
+    image `batch_index + j` of the seed (image 0: the seed itself, as the official samplers; others:
+    guidance.draw.image_seed), so it is the same whatever the batch size, a new seed gives all new images,
+    and batch_size=1, batch_index=i re-makes image i alone (the stream only: pass image i's condition);
+    `top_k=1` is greedy decoding. `more_smooth` uses Gumbel-softmax code mixtures from `smooth_start_scale`
+    on, as `model.smoothing` declares (VAR: after drawing the tokens, on the filtered logits; Switti:
+    instead of drawing, only while guided). `last_scale_temperature` divides the logits of the scales after
+    the guider's window (Switti's CFG-off scales). `trace=True` records the per-token guidance magnitude and
+    sampled-token confidence of every scale.
 
     Editing (zero-shot, var.md §5.9; rules in `editing.py`): `image` float [1 or B, 3, S, S] in [0, 1] at the
     model's size S, `mask` float [1 or B, S, S] in [0, 1] (1 = generate anew, 0 = keep), `denoise` in
@@ -76,7 +89,7 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
     num_scales = len(patch_nums)
     run = GuidanceRun(guider, RunInfo(tuple(patch_nums), batch, model.vocab_size, model.family,
                                       model.autoregressive))
-    generators = make_generators(seed, batch, device)
+    generators = make_generators(seed, batch, device, batch_index)
     smoothing = model.smoothing
     fhat = model.new_canvas(batch)
     tokens, latent_in, cached = [], None, 0

@@ -24,6 +24,7 @@ This is the loop of the official `VAR.autoregressive_infer_cfg` (FoundationVisio
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -31,6 +32,10 @@ import torch
 import torch.nn as nn
 
 from .vqvae import VQVAE
+
+
+class NonFiniteImageError(RuntimeError):
+    """Decoding gave NaN/inf that a float32 re-decode cannot fix; the message names the cause and the fix."""
 
 
 @dataclass(frozen=True)
@@ -191,8 +196,31 @@ class ScalewiseModel(nn.Module):
 
     def decode(self, canvas: torch.Tensor) -> torch.Tensor:
         """Canvas [B, Cvae, h, w] -> images float32 [B, 3, 16h, 16w] in [0, 1] (the full canvas, or one downsampled
-        to a scale's side for a cheap preview)."""
-        return self.vae.fhat_to_image(canvas)
+        to a scale's side for a cheap preview). Never NaN/inf: a half-precision decoder that overflows (fp16's
+        largest value is 65504) decodes again in float32, with a RuntimeWarning; NonFiniteImageError names the
+        cause and the fix when even that cannot give a finite image."""
+        images = self.vae.fhat_to_image(canvas)
+        if bool(torch.isfinite(images).all()):  # one host sync per decode (the image is read back anyway)
+            return images
+        half = self.vae.post_quant_conv.weight.dtype
+        if not bool(torch.isfinite(canvas).all()):
+            raise NonFiniteImageError(
+                f"the latent f_hat holds NaN/inf before decoding: the VQ-VAE's quantiser convolutions overflowed in "
+                f"{str(self.vae.dtype).replace('torch.', '')} (or the model's weights are damaged); load the model "
+                "with dtype fp32, or bf16 on a GPU that supports it")
+        if half != torch.float32:
+            with self.vae.decoder_in_float32():
+                images = self.vae.fhat_to_image(canvas)
+            if bool(torch.isfinite(images).all()):
+                warnings.warn(f"the VQ-VAE decoder overflowed in {str(half).replace('torch.', '')}: decoded again in "
+                              "float32 (load the model with dtype fp32 or bf16 to skip the second decode)",
+                              RuntimeWarning, stacklevel=2)
+                return images
+        bad = self.vae.non_finite_weight()
+        cause = (f"its weight {bad} holds NaN/inf: the VQ-VAE file is damaged, download it again" if bad else
+                 "the latent is out of the decoder's range: the transformer and the VQ-VAE may not belong "
+                 "together (pick the VQ-VAE trained with this transformer)")
+        raise NonFiniteImageError(f"the VQ-VAE decoder gives NaN/inf even in float32: {cause}")
 
     def encode_image(self, image: torch.Tensor) -> list[torch.Tensor]:
         """Images float [B, 3, S, S] in [0, 1], S = `image_size` -> K token maps int64 [B, pn_k, pn_k], coarse to

@@ -7,10 +7,12 @@ loads (or fails with a message that says what it really is).
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import re
 import struct
+import warnings
 import zipfile
 
 import torch
@@ -18,6 +20,39 @@ import torch
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot serve the requested purpose; the message names the file."""
+
+
+class CheckpointWarning(UserWarning):
+    """A file's name, folder or sidecar config.json disagrees with what its weights record; the weights are used.
+    The message names the file, both values and the one used."""
+
+
+def warn_disagreement(message: str) -> None:
+    warnings.warn(message, CheckpointWarning, stacklevel=3)
+
+
+def name_claims(path) -> dict:
+    """What a checkpoint's file name and folder name say about it, from the official naming: `d16` (depth),
+    `256`/`512`/`1024` (resolution), `AR` (Switti-AR), `ch160v4096z32` (VQ-VAE channels, codebook, latent).
+    Only explicit tokens count: e.g. `Switti-1024-AR/model.safetensors` -> {"reso": 1024, "ar": True}."""
+    path = os.fspath(path)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    claims, sources = {}, {}
+    for part in (os.path.basename(os.path.dirname(path)), stem):
+        for token in re.split(r"[^A-Za-z0-9]+", part.lower()):
+            found = {}
+            if m := re.fullmatch(r"d(\d{1,3})", token):
+                found["depth"] = int(m.group(1))
+            elif token in ("256", "512", "1024"):
+                found["reso"] = int(token)
+            elif token == "ar":
+                found["ar"] = True
+            elif m := re.fullmatch(r"ch(\d+)v(\d+)z(\d+)", token):
+                found.update(ch=int(m.group(1)), vocab=int(m.group(2)), z=int(m.group(3)))
+            for key, value in found.items():
+                claims[key], sources[key] = value, part
+    claims["sources"] = sources
+    return claims
 
 
 _SIGNATURES = {
@@ -49,10 +84,14 @@ def _sniff(path: str) -> str:
     raise CheckpointError(f"{path}: not a .safetensors or PyTorch checkpoint (unrecognised file header)")
 
 
-def _read_safetensors(path: str) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+                      "BOOL": torch.bool}
 
+
+def _safetensors_header(path: str) -> tuple[dict, int]:
+    """The JSON header (tensor name -> dtype, shape, data_offsets) and the offset of the data, checked against the
+    file size."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         (header_len,) = struct.unpack("<Q", f.read(8))
@@ -64,22 +103,97 @@ def _read_safetensors(path: str) -> dict[str, torch.Tensor]:
             header = json.loads(raw)
         except ValueError as e:
             raise CheckpointError(f"{path}: damaged .safetensors header ({e})") from None
-    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+    header.pop("__metadata__", None)
+    ends = [v["data_offsets"][1] for v in header.values()]
     expected = 8 + header_len + max(ends, default=0)
     if size < expected:
         raise CheckpointError(f"{path}: truncated .safetensors file: {size:,} bytes, the header promises "
                               f"{expected:,} (an incomplete download?)")
-    try:
-        return load_file(path)
-    except SafetensorError as e:
-        raise CheckpointError(f"{path}: damaged .safetensors file ({e})") from None
+    return header, 8 + header_len
 
 
-def _read_pickle(path: str) -> dict:
+def _wants_cast(t_dtype: torch.dtype, dtype: torch.dtype | None) -> bool:
+    return dtype is not None and t_dtype.is_floating_point and t_dtype != dtype
+
+
+CAST_CHUNK_BYTES = 4 << 20   # contiguous tensors are cast through a buffer of this size
+
+
+class _Reader:
+    """Reads byte ranges of a file into fresh tensors or one reusable scratch buffer, so that casting a file's
+    tensors costs the cast model plus the largest tensor, never the whole file."""
+
+    def __init__(self, path: str):
+        self.path, self.file, self.scratch = path, open(path, "rb"), torch.empty(0, dtype=torch.uint8)
+
+    def read(self, offset: int, nbytes: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Bytes [offset, offset + nbytes) into `out` (uint8 view of a fresh tensor) or the scratch buffer."""
+        if out is None:
+            if self.scratch.numel() < nbytes:
+                self.scratch = torch.empty(nbytes, dtype=torch.uint8)
+            out = self.scratch[:nbytes]
+        if nbytes:
+            self.file.seek(offset)
+            got = self.file.readinto(memoryview(out.numpy()).cast("B"))
+            if got != nbytes:
+                raise CheckpointError(f"{self.path}: truncated file: {nbytes:,} bytes expected at offset "
+                                      f"{offset:,}, {got:,} found (an incomplete download?)")
+        return out
+
+    def tensor(self, offset: int, dtype: torch.dtype, shape, stride=None, storage_offset: int = 0,
+               storage_bytes: int | None = None, cast: torch.dtype | None = None) -> torch.Tensor:
+        """A tensor stored at `offset` (contiguous, or a view of a storage of `storage_bytes`), in `cast` when set
+        (floating tensors only), each element read once."""
+        shape = tuple(shape)
+        if stride is None:
+            numel = math.prod(shape)
+            if not _wants_cast(dtype, cast):  # straight into the final tensor
+                out = torch.empty(shape, dtype=dtype)
+                self.read(offset, numel * out.element_size(), out.view(-1).view(torch.uint8))
+                return out
+            out = torch.empty(shape, dtype=cast)
+            flat, step = out.view(-1), max(1, CAST_CHUNK_BYTES // dtype.itemsize)
+            for start in range(0, numel, step):  # cast through a small buffer: no full-size stored copy
+                n = min(step, numel - start)
+                flat[start:start + n].copy_(self.read(offset + start * dtype.itemsize, n * dtype.itemsize).view(dtype))
+            return out
+        raw = self.read(offset, storage_bytes).view(dtype)
+        view = raw.as_strided(shape, tuple(stride), storage_offset)
+        return view.to(cast if _wants_cast(dtype, cast) else dtype, copy=True, memory_format=torch.contiguous_format)
+
+    def close(self):
+        self.file.close()
+        self.scratch = None
+
+
+def _read_safetensors(path: str, dtype: torch.dtype | None, mmap: bool, skip) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    header, data_start = _safetensors_header(path)
     try:
-        with open(path, "rb") as f:  # a file object: torch.load must not dispatch on the extension
-            obj = torch.load(f, map_location="cpu", weights_only=True)
+        dtypes = {k: SAFETENSORS_DTYPES[v["dtype"]] for k, v in header.items() if k not in skip}
+    except KeyError as e:
+        raise CheckpointError(f"{path}: tensor dtype {e} is not supported") from None
+    if mmap and not any(_wants_cast(t, dtype) for t in dtypes.values()):
+        try:
+            sd = load_file(path)  # memory-mapped: no copy, pages read when used
+        except SafetensorError as e:
+            raise CheckpointError(f"{path}: damaged .safetensors file ({e})") from None
+        return {k: v for k, v in sd.items() if k not in skip}
+    reader = _Reader(path)
+    try:
+        return {k: reader.tensor(data_start + header[k]["data_offsets"][0], dtypes[k], header[k]["shape"],
+                                 cast=dtype) for k in dtypes}
+    finally:
+        reader.close()
+
+
+def _torch_load(source, **kwargs):
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True, **kwargs)
     except pickle.UnpicklingError as e:
+        path = source if isinstance(source, str) else source.name
         found = re.search(r"GLOBAL (\S+)", str(e))  # what the pickle wanted to call, e.g. builtins.exec
         detail = f"it refers to {found.group(1)}" if found else re.sub(r"\x1b\[[0-9;]*m", "", str(e).splitlines()[0])
         raise CheckpointError(
@@ -87,25 +201,102 @@ def _read_pickle(path: str) -> dict:
             "Only plain state dicts are accepted, because a pickle can run code; convert the file to "
             ".safetensors with a tool you trust") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        path = source if isinstance(source, str) else source.name
         raise CheckpointError(f"{path}: truncated or damaged PyTorch file ({str(e).splitlines()[0]})") from None
+
+
+def _zip_record_offsets(path: str) -> dict[str, int]:
+    """File offset of the data of every stored record ('.../data/<key>') of a torch zip checkpoint."""
+    offsets = {}
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as f:
+        for info in archive.infolist():
+            parts = info.filename.split("/")
+            if len(parts) >= 2 and parts[-2] == "data" and info.compress_type == zipfile.ZIP_STORED:
+                f.seek(info.header_offset)
+                local = f.read(30)
+                name_len, extra_len = struct.unpack("<HH", local[26:30])
+                offsets[parts[-1]] = info.header_offset + 30 + name_len + extra_len
+    return offsets
+
+
+def _cast_from_zip(path: str, mapped: dict, dtype: torch.dtype, keys=None) -> dict | None:
+    """The memory-mapped tensors of a torch zip file re-read through plain file reads and cast one at a time: the
+    mapping's pages are never touched, so they never count as the process's memory. Storage i of the mapping
+    starts at base + offset of record i (checked over every tensor of the file); `keys` (default: all) are read.
+    None when that layout does not hold (then the caller casts from the mapping)."""
+    storages = {}
+    for t in mapped.values():
+        if isinstance(t, torch.Tensor):
+            storage = t.untyped_storage()
+            storages.setdefault(storage.data_ptr(), storage.nbytes())
+    offsets = sorted(_zip_record_offsets(path).values())
+    pointers = sorted(storages)
+    if len(offsets) != len(pointers) or len({p - o for p, o in zip(pointers, offsets)}) > 1:
+        return None
+    base = pointers[0] - offsets[0] if pointers else 0
+    reader = _Reader(path)
+    try:
+        out = {}
+        for k in mapped if keys is None else keys:
+            t = mapped[k]
+            storage = t.untyped_storage()
+            out[k] = reader.tensor(storage.data_ptr() - base, t.dtype, t.shape, t.stride(), t.storage_offset(),
+                                   storage.nbytes(), cast=dtype)
+        return out
+    finally:
+        reader.close()
+
+
+def _cast_each(sd: dict, dtype: torch.dtype | None) -> dict:
+    """Casts floating tensors one at a time, dropping each original as soon as its copy exists."""
+    out = {}
+    for k in list(sd):
+        t = sd.pop(k)
+        out[k] = t.to(dtype) if isinstance(t, torch.Tensor) and _wants_cast(t.dtype, dtype) else t
+        del t
+    return out
+
+
+def _read_pickle(path: str, kind: str, dtype: torch.dtype | None, mmap: bool, skip) -> dict:
+    # mmap needs a path, and torch.load hands any path ending in .safetensors to safetensors: a renamed pickle
+    # is read through a file object instead (whole, as without mmap)
+    mmap = mmap and kind == "torch-zip" and not path.lower().endswith(".safetensors")
+    if mmap:
+        obj = _torch_load(path, mmap=True)  # memory-mapped: the pickle is read, the tensor data is not
+    else:
+        with open(path, "rb") as f:  # a file object: torch.load must not dispatch on the extension
+            obj = _torch_load(f)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a state dict (name -> tensor), found {type(obj).__name__}")
-    return obj
-
-
-def read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """Tensors of a flat state dict from .safetensors or a PyTorch pickle, on the CPU."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such file")
-    kind = _sniff(path)
-    sd = _read_safetensors(path) if kind == "safetensors" else _read_pickle(path)
-    nested = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    everything, obj = obj, {k: v for k, v in obj.items() if k not in skip}
+    nested = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if nested:
         hint = " (a training checkpoint? it nests the model under 'trainer')" if "trainer" in nested else ""
         raise CheckpointError(f"{path}: expected a flat state dict of tensors, but entries {nested[:5]} are "
                               f"containers{hint}")
-    return sd
+    if mmap and any(_wants_cast(t.dtype, dtype) for t in obj.values()):
+        cast = _cast_from_zip(path, everything, dtype, keys=list(obj))
+        if cast is not None:
+            return cast
+    del everything  # the originals must be freed as _cast_each drops them
+    return _cast_each(obj, dtype)
+
+
+def read_state_dict(path: str, dtype: torch.dtype | None = None, *, mmap: bool = True,
+                    skip=()) -> dict[str, torch.Tensor]:
+    """Tensors of a flat state dict from .safetensors or a PyTorch pickle, on the CPU, without the keys in `skip`.
+
+    dtype: floating-point tensors are cast to it (None = as stored), one tensor at a time, so the peak memory is
+    the loaded state dict plus the largest tensor, not the file plus the model. mmap: map the file where the
+    format allows (.safetensors, PyTorch zip), so tensors kept in their stored dtype cost no copy; False (ComfyUI's
+    --disable-mmap) reads every tensor into memory instead. Legacy (pre-zip) pickles are read whole."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such file")
+    kind = _sniff(path)
+    if kind == "safetensors":
+        return _read_safetensors(path, dtype, mmap, set(skip))
+    return _read_pickle(path, kind, dtype, mmap, set(skip))
 
 
 def describe(sd: dict) -> str:

@@ -6,7 +6,8 @@ import os
 
 import torch
 
-from .checkpoint import CheckpointError, check_keys, count_indices, expect_kind, materialise, read_state_dict
+from .checkpoint import (CheckpointError, check_keys, count_indices, expect_kind, materialise, name_claims,
+                         read_state_dict, warn_disagreement)
 from .vqvae_loader import load_vqvae
 from .switti import SwittiConfig, SwittiModel, SwittiTransformer
 from .var import SCHEDULES
@@ -15,8 +16,9 @@ MASK_KEY = "attn_bias_for_masking"
 BUFFERS = ("lvl_1L", MASK_KEY)
 
 
-def _resolve(path) -> tuple[str, dict]:
-    """The weights file and the config.json beside it (or {}): accepts the file or its folder."""
+def _resolve(path) -> tuple[str, dict, str]:
+    """The weights file, the config.json beside it (or {}) and that config's path: accepts the file or its
+    folder."""
     path = os.fspath(path)
     if os.path.isdir(path):
         found = [f for f in ("model.safetensors", "model_state_dict.pt") if os.path.isfile(os.path.join(path, f))]
@@ -31,53 +33,102 @@ def _resolve(path) -> tuple[str, dict]:
                 config = json.load(f)
         except ValueError as e:
             raise CheckpointError(f"{config_path}: not valid JSON ({e})") from None
-    return path, config
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_path}: expected a JSON object of settings, found {type(config).__name__}")
+    return path, config, config_path
 
 
-def _read(path: str) -> tuple[dict, float | None]:
-    """State dict without the big training mask, and the mask's last-row first element (AR detection)."""
+def _read(path: str, dtype, mmap: bool) -> tuple[dict, float | None]:
+    """State dict (floating tensors in `dtype`) without the big training mask, and the mask's last-row first
+    element (AR detection)."""
     try:
         from safetensors import safe_open
 
         with safe_open(path, "pt") as f:
-            keys = list(f.keys())
             probe = None
-            if MASK_KEY in keys:
+            if MASK_KEY in f.keys():
                 sl = f.get_slice(MASK_KEY)
                 last = sl.get_shape()[2] - 1
                 probe = float(sl[0:1, 0:1, last:last + 1, 0:1].flatten()[0])
-            return {k: f.get_tensor(k) for k in keys if k != MASK_KEY}, probe
     except Exception:  # not a readable safetensors file: the generic reader explains what it is
-        sd = read_state_dict(path)
+        sd = read_state_dict(path, dtype, mmap=mmap)
         mask = sd.pop(MASK_KEY, None)
         return sd, None if mask is None else float(mask[0, 0, -1, 0])
+    return read_state_dict(path, dtype, mmap=mmap, skip=(MASK_KEY,)), probe
 
 
-def _patch_nums(sd: dict, config: dict) -> tuple[int, ...]:
+SCALES_TO_RESO = {10: 512, 14: 1024}    # Switti's two trained schedules, told apart by their number of scales
+
+
+def _patch_nums(path: str, sd: dict, config: dict) -> tuple[int, ...]:
+    """The schedule the weights record: the stored lvl_1L, else the number of level embeddings; config.json's
+    "reso" only picks among schedules with that number of scales."""
     if "lvl_1L" in sd:
         counts = torch.bincount(sd["lvl_1L"].flatten())
         return tuple(round(float(c) ** 0.5) for c in counts)
-    if "reso" in config:
-        return SCHEDULES[int(config["reso"])]
     scales = sd["lvl_embed.weight"].shape[0]
-    return {10: SCHEDULES[512], 14: SCHEDULES[1024]}[scales]
+    if "reso" in config and len(SCHEDULES.get(int(config["reso"]), ())) == scales:
+        return SCHEDULES[int(config["reso"])]
+    if scales not in SCALES_TO_RESO:
+        raise CheckpointError(f"{path}: {scales} level embeddings match no trained Switti schedule (10 scales = 512 "
+                              "px, 14 = 1024 px) and the file has no lvl_1L buffer to read its own schedule from")
+    return SCHEDULES[SCALES_TO_RESO[scales]]
 
 
-def infer_switti_config(path: str, sd: dict, config: dict, mask_probe: float | None) -> SwittiConfig:
-    width = sd["word_embed.weight"].shape[0]
+def _autoregressive(path: str, config: dict, config_path: str, mask_probe: float | None) -> bool:
+    """Switti-AR or Switti: the stored attention mask decides (block-causal = AR: its last row sees the first
+    token); without one, config.json's use_ar, then an explicit name; config and name disagreeing is refused."""
+    if mask_probe is not None:
+        return mask_probe == 0.0
+    claims = name_claims(path)
     if "use_ar" in config:
-        autoregressive = bool(config["use_ar"])
-    elif mask_probe is not None:
-        autoregressive = mask_probe == 0.0  # block-causal mask (AR) vs block-diagonal (non-AR)
-    else:
-        raise CheckpointError(f"{path}: cannot tell Switti from Switti-AR: put the model's config.json beside it")
+        said = bool(config["use_ar"])
+        if claims.get("ar", said) != said:
+            raise CheckpointError(f"{path}: cannot tell Switti from Switti-AR: the file stores no attention mask, "
+                                  f"{config_path} says use_ar {str(said).lower()} but the folder/file name "
+                                  f"'{claims['sources']['ar']}' says AR; fix or remove the wrong one")
+        return said
+    if claims.get("ar"):
+        return True
+    raise CheckpointError(f"{path}: cannot tell Switti from Switti-AR (no attention mask stored, no config.json "
+                          "use_ar): put the model's config.json beside it")
+
+
+def check_switti_records(path: str, config: dict, config_path: str, cfg: SwittiConfig, mask_probe) -> None:
+    """The weights' own record wins over config.json and the folder/file name (a config.json left by another
+    download, a renamed folder): a CheckpointWarning names the file, what each says and what is used."""
+    model = "Switti-AR" if cfg.autoregressive else "Switti (non-AR)"
+    reso = cfg.patch_nums[-1] * 16
+    stored = {"use_ar": (cfg.autoregressive, f"its stored attention mask is that of {model}"),
+              "depth": (cfg.depth, f"it holds {cfg.depth} blocks"),
+              "reso": (reso, f"it holds the {reso} px schedule ({len(cfg.patch_nums)} scales)"),
+              "use_crop_cond": (cfg.crop_condition, f"it {'holds' if cfg.crop_condition else 'lacks'} the crop "
+                                                    "embedding")}
+    for key, (value, what) in stored.items():
+        if key in config and (bool(config[key]) if isinstance(value, bool) else int(config[key])) != value:
+            if key == "use_ar" and mask_probe is None:
+                continue  # no mask: config.json decided
+            warn_disagreement(f"{path}: {config_path} says {key} {json.dumps(config[key])}, but {what}: using the "
+                              f"weights ({key} {json.dumps(value)}; a config.json left by another download?)")
+    claims = name_claims(path)
+    for key, value, what in (("ar", cfg.autoregressive, model), ("reso", reso, f"the {reso} px schedule")):
+        if key in claims and claims[key] != value:
+            said = "AR" if key == "ar" else f"{claims[key]} px"
+            warn_disagreement(f"{path}: the name '{claims['sources'][key]}' says {said}, but the weights are "
+                              f"{what}: using the weights (a renamed file or folder?)")
+
+
+def infer_switti_config(path: str, sd: dict, config: dict, mask_probe: float | None,
+                        config_path: str = "config.json") -> SwittiConfig:
+    width = sd["word_embed.weight"].shape[0]
+    autoregressive = _autoregressive(path, config, config_path, mask_probe)
     if "blocks.0.ffn.gate_proj.weight" not in sd:
         raise CheckpointError(f"{path}: only the SwiGLU Switti layout (all released models) is supported")
-    return SwittiConfig(
+    cfg = SwittiConfig(
         depth=count_indices(sd, r"blocks\.(\d+)\."),
         width=width,
         heads=width // 64,
-        patch_nums=_patch_nums(sd, config),
+        patch_nums=_patch_nums(path, sd, config),
         autoregressive=autoregressive,
         crop_condition="crop_embed.weight" in sd,
         vocab_size=sd["head.weight"].shape[0],
@@ -87,16 +138,22 @@ def infer_switti_config(path: str, sd: dict, config: dict, mask_probe: float | N
         rope_theta=float(config.get("rope_theta", 10000)),
         rope_size=float(config.get("rope_size", 128)),
     )
+    check_switti_records(path, config, config_path, cfg, mask_probe)
+    return cfg
 
 
-def load_switti_transformer(path, *, device="cpu", dtype=torch.float32) -> SwittiTransformer:
-    path, config = _resolve(path)
-    sd, probe = _read(path)
+def load_switti_transformer(path, *, device="cpu", dtype=torch.float32, mmap: bool = True) -> SwittiTransformer:
+    path, config, config_path = _resolve(path)
+    sd, probe = _read(path, dtype, mmap)
     expect_kind(path, sd, "switti")
     try:
-        cfg = infer_switti_config(path, sd, config, probe)
+        cfg = infer_switti_config(path, sd, config, probe, config_path)
     except (KeyError, IndexError) as e:
         raise CheckpointError(f"{path}: incomplete Switti checkpoint (missing {e})") from None
+    except (TypeError, ValueError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"{config_path}: a setting has the wrong type ({e})") from None
     levels = sd.pop("lvl_1L", None)
     if levels is not None:
         expected = torch.cat([torch.full((p * p,), k) for k, p in enumerate(cfg.patch_nums)])
@@ -109,12 +166,14 @@ def load_switti_transformer(path, *, device="cpu", dtype=torch.float32) -> Switt
     return materialise(model, sd, device, dtype)
 
 
-def load_switti(path, vae_path, *, device="cpu", dtype=torch.float32) -> SwittiModel:
+def load_switti(path, vae_path, *, device="cpu", dtype=torch.float32, mmap: bool = True,
+                vae_dtype: torch.dtype | None = None) -> SwittiModel:
     """Load an official Switti or Switti-AR `model.safetensors` (or its folder; a `config.json` beside it is
-    read when present) and the VQ-VAE-Switti weights."""
-    transformer = load_switti_transformer(path, device=device, dtype=dtype)
-    vae_file, _ = _resolve(vae_path) if os.path.isdir(os.fspath(vae_path)) else (os.fspath(vae_path), None)
-    vae = load_vqvae(vae_file, device=device, dtype=dtype)
+    read when present) and the VQ-VAE-Switti weights. `mmap=False` (ComfyUI's --disable-mmap) reads the files
+    instead of mapping them (see `read_state_dict`)."""
+    transformer = load_switti_transformer(path, device=device, dtype=dtype, mmap=mmap)
+    vae_file = _resolve(vae_path)[0] if os.path.isdir(os.fspath(vae_path)) else os.fspath(vae_path)
+    vae = load_vqvae(vae_file, device=device, dtype=vae_dtype or dtype, mmap=mmap)
     t, v = transformer.config, vae.config
     if (t.vocab_size, t.latent_channels) != (v.vocab_size, v.z_channels):
         raise CheckpointError(f"{vae_file}: a {v.vocab_size}x{v.z_channels} codebook does not match the Switti "

@@ -6,7 +6,8 @@ from collections import Counter
 
 import torch
 
-from .checkpoint import CheckpointError, check_keys, count_indices, expect_kind, materialise, read_state_dict
+from .checkpoint import (CheckpointError, check_keys, count_indices, expect_kind, materialise, name_claims,
+                         read_state_dict, warn_disagreement)
 from .var import SCHEDULES, VARConfig, VARModel, VARTransformer
 from .vqvae_loader import load_vqvae
 
@@ -79,13 +80,26 @@ def _verify_buffers(path, sd, cfg: VARConfig):
     return {k: v for k, v in sd.items() if k not in VAR_BUFFERS and k not in zero_k}
 
 
+def check_var_name(path, cfg: VARConfig) -> None:
+    """The weights' own record wins over the file name (`var_d16.pth` holding depth-20 weights, `..._512` holding
+    the 256 px schedule): a CheckpointWarning names the file and both values."""
+    claims = name_claims(path)
+    reso = cfg.patch_nums[-1] * 16
+    for key, stored, what in (("depth", cfg.depth, f"{cfg.depth} blocks (width {cfg.width})"),
+                              ("reso", reso, f"the {reso} px schedule {cfg.patch_nums}")):
+        if key in claims and claims[key] != stored:
+            said = f"d{claims[key]}" if key == "depth" else f"{claims[key]} px"
+            warn_disagreement(f"{path}: the name '{claims['sources'][key]}' says {said}, but the weights hold "
+                              f"{what}: using the weights (a renamed file?)")
+
+
 def build_var_transformer(cfg: VARConfig, device="cpu") -> VARTransformer:
     with torch.device(device):
         return VARTransformer(cfg)
 
 
-def load_var_transformer(path, *, device="cpu", dtype=torch.float32) -> VARTransformer:
-    sd = read_state_dict(path)
+def load_var_transformer(path, *, device="cpu", dtype=torch.float32, mmap: bool = True) -> VARTransformer:
+    sd = read_state_dict(path, dtype, mmap=mmap)  # cast tensor by tensor: peak = the model + one tensor
     expect_kind(path, sd, "var")
     try:
         cfg = infer_var_config(sd)
@@ -94,6 +108,7 @@ def load_var_transformer(path, *, device="cpu", dtype=torch.float32) -> VARTrans
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
     sd = _verify_buffers(path, sd, cfg)
+    check_var_name(path, cfg)
     model = build_var_transformer(cfg, "meta")
     check_keys(path, model, sd)
     # `levels` is a non-persistent buffer; recreate it on the CPU before moving everything.
@@ -101,10 +116,12 @@ def load_var_transformer(path, *, device="cpu", dtype=torch.float32) -> VARTrans
     return materialise(model, sd, device, dtype)
 
 
-def load_var(var_path, vae_path, *, device="cpu", dtype=torch.float32) -> VARModel:
-    """Load an official VAR transformer and its VQ-VAE (`vae_ch160v4096z32.pth`) as one model."""
-    transformer = load_var_transformer(var_path, device=device, dtype=dtype)
-    vae = load_vqvae(vae_path, device=device, dtype=dtype)
+def load_var(var_path, vae_path, *, device="cpu", dtype=torch.float32, mmap: bool = True,
+             vae_dtype: torch.dtype | None = None) -> VARModel:
+    """Load an official VAR transformer and its VQ-VAE (`vae_ch160v4096z32.pth`) as one model. `mmap=False`
+    (ComfyUI's --disable-mmap) reads the files instead of mapping them (see `read_state_dict`)."""
+    transformer = load_var_transformer(var_path, device=device, dtype=dtype, mmap=mmap)
+    vae = load_vqvae(vae_path, device=device, dtype=vae_dtype or dtype, mmap=mmap)
     t, v = transformer.config, vae.config
     if (t.vocab_size, t.latent_channels) != (v.vocab_size, v.z_channels):
         raise CheckpointError(

@@ -5,11 +5,14 @@ Token maps are int64 [B, h, w], coarse to fine. The running latent f_hat is kept
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .resize import area_resize
 
 # Which of the 4 shared phi convolutions serves scale k. The official choice is a float64 argmin
 # with two exact ties settled by rounding, so the tables for the released schedules are fixed here.
@@ -215,7 +218,7 @@ class MultiScaleQuantizer(nn.Module):
         sq_norms = codebook.square().sum(1)
         out = []
         for k, pn in enumerate(patch_nums):
-            z = residual if k == len(patch_nums) - 1 else F.interpolate(residual, size=(pn, pn), mode="area")
+            z = residual if k == len(patch_nums) - 1 else area_resize(residual, (pn, pn))
             z = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
             dist = z.square().sum(1, keepdim=True) + sq_norms - 2 * z @ codebook.T
             idx = dist.argmin(1).view(f.shape[0], pn, pn)
@@ -244,7 +247,7 @@ class MultiScaleQuantizer(nn.Module):
         if k + 1 == len(patch_nums):
             return None
         nxt = patch_nums[k + 1]
-        return F.interpolate(fhat, size=(nxt, nxt), mode="area").flatten(2).transpose(1, 2)
+        return area_resize(fhat, (nxt, nxt)).flatten(2).transpose(1, 2)
 
     def teacher_forcing_inputs(self, tokens, patch_nums) -> torch.Tensor:
         """Inputs of scales 1..K-1 given the token maps of every scale (int64 [B, pn_k, pn_k]):
@@ -280,9 +283,27 @@ class VQVAE(nn.Module):
         return self.quant_conv.weight.dtype
 
     def fhat_to_image(self, fhat: torch.Tensor) -> torch.Tensor:
-        """Accumulated latent [B, C, h, w] -> image float32 [B, 3, H, W] in [0, 1]."""
-        x = self.decoder(self.post_quant_conv(fhat.to(self.dtype).contiguous()))
+        """Accumulated latent [B, C, h, w] -> image float32 [B, 3, H, W] in [0, 1] (NaN where the decoder
+        overflowed: see ScalewiseModel.decode)."""
+        x = self.decoder(self.post_quant_conv(fhat.to(self.post_quant_conv.weight.dtype).contiguous()))
         return (x.float().clamp(-1, 1) + 1) * 0.5
+
+    @contextlib.contextmanager
+    def decoder_in_float32(self):
+        """Runs post_quant_conv and the decoder in float32 inside the block, then restores their precision
+        (exactly: every fp16/bf16 value is a float32 value). For re-decoding after a half-precision overflow."""
+        parts, dtype = (self.post_quant_conv, self.decoder), self.post_quant_conv.weight.dtype
+        for part in parts:
+            part.float()
+        try:
+            yield
+        finally:
+            for part in parts:
+                part.to(dtype)
+
+    def non_finite_weight(self) -> str | None:
+        """Name of the first parameter holding NaN/inf (a damaged file), or None."""
+        return next((n for n, p in self.named_parameters() if not bool(torch.isfinite(p).all())), None)
 
     def tokens_to_image(self, tokens, patch_nums) -> torch.Tensor:
         return self.fhat_to_image(self.quantize.tokens_to_fhat(tokens, patch_nums))

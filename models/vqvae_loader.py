@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .checkpoint import CheckpointError, check_keys, count_indices, expect_kind, materialise, read_state_dict
+from .checkpoint import (CheckpointError, check_keys, count_indices, expect_kind, materialise, name_claims,
+                         read_state_dict, warn_disagreement)
 from .vqvae import VQVAE, VQVAEConfig
 
 VQVAE_BUFFERS = ("quantize.ema_vocab_hit_SV",)
@@ -34,14 +35,18 @@ def build_vqvae(cfg: VQVAEConfig, device="cpu") -> VQVAE:
         return VQVAE(cfg)
 
 
-def load_vqvae(path, *, device="cpu", dtype=torch.float32) -> VQVAE:
-    sd = read_state_dict(path)
+def load_vqvae(path, *, device="cpu", dtype=torch.float32, mmap: bool = True) -> VQVAE:
+    sd = read_state_dict(path, dtype, mmap=mmap, skip=VQVAE_BUFFERS)  # a training statistic, any row count
     expect_kind(path, sd, "vqvae")
-    sd = {k: v for k, v in sd.items() if k not in VQVAE_BUFFERS}  # training statistic, any row count
     try:
         cfg = infer_vqvae_config(sd)
     except (KeyError, IndexError, ZeroDivisionError) as e:
         raise CheckpointError(f"{path}: incomplete VQ-VAE checkpoint (missing {e})") from None
+    claims = name_claims(path)
+    if "ch" in claims and (claims["ch"], claims["vocab"], claims["z"]) != (cfg.ch, cfg.vocab_size, cfg.z_channels):
+        warn_disagreement(f"{path}: the name '{claims['sources']['ch']}' says ch{claims['ch']}v{claims['vocab']}"
+                          f"z{claims['z']}, but the weights hold ch{cfg.ch}v{cfg.vocab_size}z{cfg.z_channels}: "
+                          "using the weights (a renamed file?)")
     model = build_vqvae(cfg, "meta")
     check_keys(path, model, sd)
     return materialise(model, sd, device, dtype)

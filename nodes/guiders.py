@@ -7,7 +7,7 @@ from ..guidance import CFG, IGG, SSG, SoftCFG
 from ..guidance.schedules import SCHEDULE_NAMES
 from ..guidance.softcfg import CONFIDENCES, NORMALIZATIONS
 from ..guidance.ssg import BETA_SCHEDULES, PRIOR_SOURCES
-from .common import GuiderType, scale_window_stop
+from .common import GuiderType, ScalewiseNode, checked_inputs, scale_window_stop
 
 GUIDER_CATEGORY = "sampling/scalewise/guiders"
 SCHEDULE_TIP = ("How the strength grows over scales: linear = VAR's ramp (0 at the first scale, full at the last), "
@@ -28,7 +28,7 @@ def _window_inputs():
             io.Int.Input("end_scale", default=0, min=-63, max=63, tooltip=END_TIP)]
 
 
-class CFGGuider(io.ComfyNode):
+class CFGGuider(ScalewiseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -53,11 +53,12 @@ class CFGGuider(io.ComfyNode):
         )
 
     @classmethod
+    @checked_inputs
     def execute(cls, cfg, schedule, start_scale, end_scale, power, base=None) -> io.NodeOutput:
         return io.NodeOutput(CFG(cfg, schedule, start_scale, scale_window_stop(end_scale), power, base))
 
 
-class IGGGuider(io.ComfyNode):
+class IGGGuider(ScalewiseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -89,13 +90,14 @@ class IGGGuider(io.ComfyNode):
         )
 
     @classmethod
+    @checked_inputs
     def execute(cls, scale, schedule, window, window_size, operand, start_scale, end_scale, base=None):
         win = window_size if window == "custom" else window
         return io.NodeOutput(IGG(scale, schedule, win, operand, start_scale, scale_window_stop(end_scale),
                                  base=base))
 
 
-class SoftCFGGuider(io.ComfyNode):
+class SoftCFGGuider(ScalewiseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -125,11 +127,12 @@ class SoftCFGGuider(io.ComfyNode):
         )
 
     @classmethod
+    @checked_inputs
     def execute(cls, base, strength, normalization, confidence, floor):
         return io.NodeOutput(SoftCFG(strength, normalization, confidence, floor, base=base))
 
 
-class SSGGuider(io.ComfyNode):
+class SSGGuider(ScalewiseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -164,13 +167,19 @@ class SSGGuider(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, custom_betas):
-        try:
-            _parse_betas(custom_betas)
-        except ValueError as e:
-            return str(e)
-        return True
+        return cls.known_problem(custom_betas=custom_betas)
 
     @classmethod
+    def check_values(cls, values):
+        if values["custom_betas"] is not None:
+            try:
+                _parse_betas(values["custom_betas"])
+            except ValueError as e:
+                return str(e)
+        return None
+
+    @classmethod
+    @checked_inputs
     def execute(cls, beta, schedule, custom_betas, dse_rescale, interpolation, prior_source, base=None):
         return io.NodeOutput(SSG(beta, schedule, _parse_betas(custom_betas), dse_rescale, interpolation,
                                  prior_source, base))

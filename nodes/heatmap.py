@@ -9,7 +9,7 @@ from comfy_api.latest import io, ui
 
 from ..guidance.heatmap import render_heatmap
 from ..guidance.metrics import summary
-from .common import CATEGORY, TraceType
+from .common import CATEGORY, ScalewiseNode, TraceType, checked_inputs
 
 
 def _mean(values) -> float:
@@ -17,7 +17,7 @@ def _mean(values) -> float:
     return sum(finite) / len(finite) if finite else -1.0
 
 
-class GuidanceHeatmap(io.ComfyNode):
+class GuidanceHeatmap(ScalewiseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -51,6 +51,7 @@ class GuidanceHeatmap(io.ComfyNode):
         )
 
     @classmethod
+    @checked_inputs
     def execute(cls, trace, normalize, colormap, overlay_alpha, image=None, mask=None) -> io.NodeOutput:
         grid = render_heatmap(trace, image, mask, normalize=normalize, colormap=colormap,
                               overlay_alpha=overlay_alpha).to(mm.intermediate_device())

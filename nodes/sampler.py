@@ -1,6 +1,8 @@
 """The scale-wise sampler node: progress tick, preview and Cancel at every scale."""
 from __future__ import annotations
 
+import dataclasses
+
 import comfy.model_management as mm
 import comfy.utils
 import torch
@@ -10,7 +12,9 @@ from PIL import Image
 
 from ..guidance import sample
 from ..guidance.editing import FITS, MASK_RULES, edit_batch, fit_edit
-from .common import CATEGORY, CondType, GuiderType, ModelType, TraceType
+from ..models import ClassCondition
+from ..models.torch_compat import is_out_of_memory
+from .common import CATEGORY, CondType, GuiderType, ModelType, ScalewiseNode, TraceType, checked_inputs
 
 PREVIEWS = ["every scale", "last 3 scales", "off"]
 
@@ -41,7 +45,7 @@ class ScaleProgressReporter:
         self.pbar.update_absolute(self.offset + progress.k + 1, self.total, frame)
 
 
-class Sampler(io.ComfyNode):
+class Sampler(ScalewiseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -49,9 +53,11 @@ class Sampler(io.ComfyNode):
             display_name="Scale-wise Sampler",
             category=CATEGORY,
             description=("Generates images with a VAR or Switti model one scale at a time, coarse to fine, applying "
-                         "the connected guider at every scale. Image i of a batch uses seed + i, so it looks the same "
-                         "whatever the batch size. The image size is fixed by the model (VAR d16-d30: 256 px, d36: "
-                         "512 px; the built-in tiny-shapes model: 64 px; Switti: 512 or 1024 px). Official "
+                         "the connected guider at every scale. Image i of a batch has its own random stream from "
+                         "(seed, i): it looks the same whatever the batch size, every new seed gives a whole new "
+                         "batch, and batch_index re-makes image i alone. The image size is fixed by the model (VAR "
+                         "d16-d30: 256 px, d36: 512 px; the built-in tiny-shapes model: 64 px; Switti: 512 or 1024 "
+                         "px). Official "
                          "settings: VAR top_k 900, top_p 0.95; Switti top_k 400, top_p 0.95, more_smooth on from "
                          "scale 2, last_scale_temperature 0.1. Editing: connect an image (and a mask from Load "
                          "Image's mask editor: white = regenerate) for in-painting, out-painting, class or text "
@@ -66,7 +72,10 @@ class Sampler(io.ComfyNode):
                                  tooltip="Guidance (CFG, IGG, SoftCFG, SSG, or a stack of them). Not connected = "
                                          "no guidance (conditional prediction only)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Random seed of the first image; image i of the batch uses seed + i."),
+                             tooltip="Random seed of the batch. Image 0 uses the seed itself (as the official "
+                                     "samplers), image i a stream derived from (seed, i), so each new seed "
+                                     "('increment' included) gives all new images; image i is the same whatever the "
+                                     "batch size."),
                 io.Int.Input("batch_size", default=1, min=1, max=64, tooltip="Number of images."),
                 io.Int.Input("top_k", default=900, min=0, max=4096,
                              tooltip="Draw each token only from its k most likely codes; 0 = off, 1 = greedy "
@@ -107,6 +116,10 @@ class Sampler(io.ComfyNode):
                                        "strict = only coarse tokens lying wholly outside the mask, so the image's "
                                        "coarse shapes do not reach into it (stronger edits; the kept region's "
                                        "colours may drift: use official for out-painting)."),
+                io.Int.Input("batch_index", default=0, min=0, max=4095, optional=True,
+                             tooltip="Index of the first image: image j of this run is image batch_index + j of "
+                                     "the seed (its random stream and its entry of a class list). To re-make image "
+                                     "i of an earlier batch alone: same seed, batch_size 1, batch_index i."),
             ],
             outputs=[io.Image.Output(display_name="image"),
                      TraceType.Output(display_name="trace",
@@ -114,20 +127,25 @@ class Sampler(io.ComfyNode):
         )
 
     @classmethod
+    @checked_inputs
     def execute(cls, model, conditioning, seed, batch_size, top_k, top_p, more_smooth, preview,
                 smooth_start_scale, last_scale_temperature, guider=None, image=None, mask=None, denoise=1.0,
-                fit="crop", mask_rule="official") -> io.NodeOutput:
+                fit="crop", mask_rule="official", batch_index=0) -> io.NodeOutput:
         net = model.model
         # ComfyUI IMAGE [B, H, W, 3] -> [B, 3, H, W]; a batch of images or masks sets the batch (1 = shared)
         image, mask = fit_edit(None if image is None else image.movedim(-1, 1), mask, net.image_size, fit)
         batch_size = edit_batch(batch_size, image, mask)
+        if batch_index and isinstance(conditioning, ClassCondition):  # image j = image batch_index + j, class too
+            ids = conditioning.ids
+            rotated = tuple(ids[(batch_index + j) % len(ids)] for j in range(max(batch_size, len(ids))))
+            conditioning = dataclasses.replace(conditioning, ids=rotated)
         cond = net.prepare_condition(conditioning, batch_size)  # the model's checks, before any GPU work
         load_model(model, batch_size, guider is not None)
         reporter = ScaleProgressReporter(len(net.patch_nums), preview)
         out = sample_images(net, guider, cond, reporter, seed=seed, batch_size=batch_size, top_k=top_k, top_p=top_p,
                             more_smooth=more_smooth, smooth_start_scale=smooth_start_scale,
                             last_scale_temperature=last_scale_temperature, image=image, mask=mask, denoise=denoise,
-                            mask_rule=mask_rule)
+                            mask_rule=mask_rule, batch_index=batch_index)
         images = out.images.permute(0, 2, 3, 1).to(mm.intermediate_device())
         return io.NodeOutput(images, out.trace)
 
@@ -146,7 +164,9 @@ def sample_images(net, guider, cond, reporter, *, seed, batch_size, last_scale_t
     try:
         return sample(net, guider, cond, seed=seed, last_scale_temperature=temperature, trace=True,
                       callback=reporter, **settings)
-    except torch.OutOfMemoryError:
+    except Exception as error:  # not `except torch.OutOfMemoryError`: that name needs torch >= 2.5
+        if not is_out_of_memory(error):
+            raise
         mm.soft_empty_cache(True)
         raise RuntimeError(f"out of memory for a batch of {batch_size} at {net.image_size} px on "
                            f"{mm.get_torch_device()}: lower {batch_input} (the model stays loaded)") from None

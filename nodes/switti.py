@@ -5,17 +5,19 @@ import logging
 
 import comfy.model_management as mm
 import comfy.model_patcher
+from comfy.cli_args import args
 import torch
 from comfy_api.latest import io
 
 from ..models import TextCondition, load_switti
-from .common import DTYPES, CondType, ModelType, check_loader_inputs, full_path, model_files, pick_dtype
+from .common import (DTYPES, CondType, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs,
+                     checkpoint_notes, full_path, info_ui, model_files, pick_dtypes)
 
 EOS = 49407         # CLIP's end-of-text token; bigG pads with 0 after it
 CLIP_L_WIDTH = 768  # the context is [CLIP-L | bigG]; bigG's part holds the pooled vector
 
 
-class SwittiLoader(io.ComfyNode):
+class SwittiLoader(ScalewiseNode):
     @classmethod
     def define_schema(cls):
         files = model_files("switti")
@@ -34,24 +36,34 @@ class SwittiLoader(io.ComfyNode):
                 io.Combo.Input("vae_name", options=vae_files,
                                tooltip="Switti's own VQ-VAE, VQVAE-Switti/model.safetensors (not VAR's VQ-VAE)."),
                 io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
-                               tooltip="Weight precision. auto: bf16 or fp16 on GPUs (about 5 GB), fp32 on CPU."),
+                               tooltip="Weight precision. auto: bf16 on GPUs with bf16 (about 5 GB); on GPUs "
+                                       "without it (V100, T4, RTX 20xx) fp32 (fp16 is unverified for Switti); "
+                                       "fp32 on CPU. The VQ-VAE never runs in fp16 under auto."),
             ],
             outputs=[ModelType.Output(display_name="model")],
         )
 
     @classmethod
     def validate_inputs(cls, switti_name, vae_name, dtype):
-        return check_loader_inputs("switti", {"switti_name": switti_name, "vae_name": vae_name}, dtype,
-                                   "keep each Hugging Face repo in its own folder, e.g. "
-                                   "models/switti/Switti/model.safetensors")
+        return cls.known_problem(switti_name=switti_name, vae_name=vae_name, dtype=dtype)
 
     @classmethod
+    def check_values(cls, values):
+        ok = check_loader_inputs("switti", {"switti_name": values["switti_name"], "vae_name": values["vae_name"]},
+                                 values["dtype"], "keep each Hugging Face repo in its own folder, e.g. "
+                                 "models/switti/Switti/model.safetensors")
+        return None if ok is True else ok
+
+    @classmethod
+    @checked_inputs
     def execute(cls, switti_name, vae_name, dtype) -> io.NodeOutput:
         device = mm.get_torch_device()
-        model = load_switti(full_path("switti", switti_name), full_path("switti", vae_name), device="cpu",
-                            dtype=pick_dtype(dtype, device))
+        with checkpoint_notes("Load Switti Model") as notes:
+            precision, vae_precision = pick_dtypes(dtype, device, "switti")
+            model = load_switti(full_path("switti", switti_name), full_path("switti", vae_name), device="cpu",
+                                dtype=precision, vae_dtype=vae_precision, mmap=not args.disable_mmap)
         patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
-        return io.NodeOutput(patcher)
+        return io.NodeOutput(patcher, ui=info_ui(notes))
 
 
 def encode_prompt(clip, text: str) -> tuple[TextCondition, bool]:
@@ -85,7 +97,7 @@ def encode_prompt(clip, text: str) -> tuple[TextCondition, bool]:
     return TextCondition(hidden, pooled, mask[None]), truncated
 
 
-class SwittiTextEncode(io.ComfyNode):
+class SwittiTextEncode(ScalewiseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -108,6 +120,7 @@ class SwittiTextEncode(io.ComfyNode):
         )
 
     @classmethod
+    @checked_inputs
     def execute(cls, clip, positive, negative) -> io.NodeOutput:
         cond, cut = encode_prompt(clip, positive)
         cond.negative, cut_neg = encode_prompt(clip, negative)

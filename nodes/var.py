@@ -7,12 +7,14 @@ import os
 
 import comfy.model_management as mm
 import comfy.model_patcher
+from comfy.cli_args import args
 from comfy_api.latest import io
 
 from ..models import ClassCondition, load_var
 from ..models.shapes import BUILTIN_NAME, CLASS_NAMES, load_shapes_model
 from ..models.var import IMAGENET, SHAPES
-from .common import DTYPES, CondType, ModelType, check_loader_inputs, full_path, model_files, pick_dtype
+from .common import (DTYPES, CondType, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs,
+                     checkpoint_notes, full_path, info_ui, model_files, pick_dtypes)
 
 VAE_FILE = "vae_ch160v4096z32.pth"
 
@@ -37,7 +39,7 @@ def check_builtin_pair(var_name: str, vae_name: str):
     return True
 
 
-class VARLoader(io.ComfyNode):
+class VARLoader(ScalewiseNode):
     @classmethod
     def define_schema(cls):
         files, vae_files = var_loader_options(model_files("var"))
@@ -60,29 +62,41 @@ class VARLoader(io.ComfyNode):
                                tooltip=(f"The multi-scale VQ-VAE that decodes VAR's tokens: {VAE_FILE} for the "
                                         f"official models, '{BUILTIN_NAME}' for the built-in model.")),
                 io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
-                               tooltip="Weight precision. auto: bf16 or fp16 on GPUs that support it, fp32 on CPU."),
+                               tooltip="Weight precision. auto: bf16 on GPUs with bf16; on GPUs without it (V100, "
+                                       "T4, RTX 20xx) fp16 for the transformer and fp32 for the VQ-VAE (fp16 "
+                                       "overflows in its decoder); fp32 on CPU."),
             ],
             outputs=[ModelType.Output(display_name="model")],
         )
 
     @classmethod
     def validate_inputs(cls, var_name, vae_name, dtype):
-        ok = check_loader_inputs("var", {"var_name": var_name, "vae_name": vae_name}, dtype,
-                                 f"put the official files there, e.g. var_d16.pth and {VAE_FILE}, or choose "
-                                 f"'{BUILTIN_NAME}'", builtin=BUILTIN_NAME)
-        return ok if ok is not True else check_builtin_pair(var_name, vae_name)
+        return cls.known_problem(var_name=var_name, vae_name=vae_name, dtype=dtype)
 
     @classmethod
+    def check_values(cls, values):
+        files = {"var_name": values["var_name"], "vae_name": values["vae_name"]}
+        ok = check_loader_inputs("var", files, values["dtype"],
+                                 f"put the official files there, e.g. var_d16.pth and {VAE_FILE}, or choose "
+                                 f"'{BUILTIN_NAME}'", builtin=BUILTIN_NAME)
+        if ok is True and None not in files.values():
+            ok = check_builtin_pair(*files.values())
+        return None if ok is True else ok
+
+    @classmethod
+    @checked_inputs
     def execute(cls, var_name, vae_name, dtype) -> io.NodeOutput:
         device = mm.get_torch_device()
-        precision = pick_dtype(dtype, device)
+        precision, vae_precision = pick_dtypes(dtype, device, "var")
         if var_name == BUILTIN_NAME:
-            model = load_shapes_model(device="cpu", dtype=precision)
+            model, notes = load_shapes_model(device="cpu", dtype=precision, vae_dtype=vae_precision), []
         else:
-            model = load_var(full_path("var", var_name), full_path("var", vae_name), device="cpu", dtype=precision)
+            with checkpoint_notes("Load VAR Model") as notes:
+                model = load_var(full_path("var", var_name), full_path("var", vae_name), device="cpu",
+                                 dtype=precision, vae_dtype=vae_precision, mmap=not args.disable_mmap)
         model.source_name = var_name          # named in the sampler's errors
         patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
-        return io.NodeOutput(patcher)
+        return io.NodeOutput(patcher, ui=info_ui(notes))
 
 
 with open(os.path.join(os.path.dirname(__file__), "imagenet_classes.txt"), encoding="utf-8") as f:
@@ -116,7 +130,7 @@ def parse_class_list(text: str) -> list[int]:
     return ids
 
 
-class ImageNetClass(io.ComfyNode):
+class ImageNetClass(ScalewiseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -148,22 +162,28 @@ class ImageNetClass(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, class_name, class_id, batch_classes):
-        # Declaring these inputs here replaces ComfyUI's own range checks for them: repeat those. Raw ids cannot
-        # know the model yet: the widest range (ImageNet's) passes here, the sampler checks them against the model.
-        if not -1 <= class_id <= NULL_CLASS:
-            return f"class_id: {class_id} is out of range -1..{NULL_CLASS} (-1 = use class_name)"
-        if class_name not in CLASS_LABELS:
+    def validate_inputs(cls, class_name, batch_classes):
+        return cls.known_problem(class_name=class_name, batch_classes=batch_classes)
+
+    @classmethod
+    def check_values(cls, values):
+        # Raw ids cannot know the model yet: the widest range (ImageNet's) passes here, the sampler checks them
+        # against the model. None = linked, not known before the run.
+        class_name, batch_classes = values["class_name"], values["batch_classes"]
+        if class_name is not None and class_name not in CLASS_LABELS:
             return (f"class_name: {class_name!r} is not a class label like '207: golden retriever' (ImageNet) or "
                     f"'{SHAPES_LABELS[5]}' (built-in model)")
+        if batch_classes is None:
+            return None
         try:
             ids = parse_class_list(batch_classes)
         except ValueError as e:
             return str(e)
         bad = [i for i in ids if not 0 <= i <= NULL_CLASS]
-        return f"batch_classes: class id {bad[0]} is out of range 0..{NULL_CLASS}" if bad else True
+        return f"batch_classes: class id {bad[0]} is out of range 0..{NULL_CLASS}" if bad else None
 
     @classmethod
+    @checked_inputs
     def execute(cls, class_name, class_id, batch_classes) -> io.NodeOutput:
         ids = parse_class_list(batch_classes)
         if ids:

@@ -89,3 +89,35 @@ def test_web_extension_talks_to_no_other_host(path):
     text = path.read_text(encoding="utf-8")
     assert not re.search(r"\b(?:https?|wss?)://", text), "absolute URL in the web extension"
     assert not re.search(r"\beval\s*\(|new\s+Function\s*\(|XMLHttpRequest|\bfetch\s*\(", text)
+
+
+# Issue 13.6, the torch floor (torch >= 2.4, torch-directml's pin): names added after 2.4 must not be used directly
+# (an `except torch.OutOfMemoryError` clause is evaluated whenever any exception reaches it). Source: the torch
+# release notes of the version given.
+NEWER_THAN_FLOOR = {"torch.OutOfMemoryError": "2.5", "torch.accelerator": "2.6", "torch.serialization.safe_globals":
+                    "2.5", "torch.nn.attention.flex_attention": "2.5", "torch.float8_e8m0fnu": "2.7",
+                    "torch.mps.is_macos_or_newer": "2.7"}
+
+
+def newer_torch_names(source: str) -> list[str]:
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute):
+            name = _dotted(node)
+            for newer, version in NEWER_THAN_FLOOR.items():
+                if name == newer or name.startswith(newer + "."):
+                    found.add(f"line {node.lineno}: {newer} (torch {version}+)")
+    return sorted(found)
+
+
+@pytest.mark.parametrize("path", PY_FILES, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_no_torch_name_newer_than_the_floor(path):
+    assert newer_torch_names(path.read_text(encoding="utf-8")) == []
+
+
+def test_the_torch_floor_scan_catches_what_it_should():
+    bad = ("import torch\ntry:\n    pass\nexcept torch.OutOfMemoryError:\n    pass\n"
+           "d = torch.accelerator.current_accelerator()\n")
+    assert newer_torch_names(bad) == ["line 4: torch.OutOfMemoryError (torch 2.5+)",
+                                      "line 6: torch.accelerator (torch 2.6+)"]
+    assert newer_torch_names("getattr(torch, 'OutOfMemoryError', None)\ntorch.cuda.OutOfMemoryError\n") == []

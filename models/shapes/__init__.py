@@ -20,10 +20,10 @@ PATCH_NUMS = (1, 2, 3, 4)
 CLASS_NAMES = ("circle", "ring", "square", "triangle", "cross", "star", "crescent", "dots", "heart", "bar")
 
 
-def load_shapes_model(device="cpu", dtype=torch.float32):
-    """The built-in VARModel (10 classes, 64 px)."""
+def load_shapes_model(device="cpu", dtype=torch.float32, vae_dtype=None):
+    """The built-in VARModel (10 classes, 64 px); `vae_dtype` None = `dtype`."""
     from ..var_loader import load_var
-    model = load_var(VAR_FILE, VAE_FILE, device=device, dtype=dtype)
+    model = load_var(VAR_FILE, VAE_FILE, device=device, dtype=dtype, vae_dtype=vae_dtype)
     model.class_names, model.class_set = CLASS_NAMES, SHAPES
     return model
 

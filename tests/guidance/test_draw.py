@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from scalewise.guidance.draw import (check_probabilities, draw_tokens, filter_logits_, invalid_probabilities,
-                                        make_generators, top_k_top_p_sort_free_)
+from scalewise.guidance.draw import (check_probabilities, draw_tokens, filter_logits_, image_seed,
+                                    invalid_probabilities, make_generators, top_k_top_p_sort_free_)
 
 
 def test_top_k_keeps_ties():
@@ -37,7 +37,7 @@ def test_generators_are_per_image():
     probs = torch.randn(3, 5, 40)
     batch = draw_tokens(probs, make_generators(10, 3, "cpu"))
     for i in range(3):
-        assert torch.equal(batch[i], draw_tokens(probs[i:i + 1], make_generators(10 + i, 1, "cpu"))[0])
+        assert torch.equal(batch[i], draw_tokens(probs[i:i + 1], make_generators(10, 1, "cpu", batch_index=i))[0])
 
 
 # -- the sort-free top-k + top-p path against a straightforward reference --------------------------
@@ -104,3 +104,46 @@ def test_invalid_logits_are_reported_once_per_run():
     check_probabilities(None)
     with pytest.raises(RuntimeError, match="NaN or infinity"):
         check_probabilities(torch.tensor(True))
+
+
+def test_image_seed_is_splitmix64_after_image_0():
+    """Image 0 keeps the seed (official samplers' seeding for a batch of one); image i >= 1 is the i-th output of
+    SplitMix64 from the seed: the reference sequence of Vigna's splitmix64.c for seed 1234567."""
+    assert image_seed(1234567, 0) == 1234567
+    assert [image_seed(1234567, i) for i in range(1, 6)] == [
+        6457827717110365317, 3203168211198807973, 9817491932198370423, 4593380528125082431, 16408922859458223821]
+    assert image_seed(2**64 + 5, 0) == 5 and image_seed(-1, 1) == image_seed(2**64 - 1, 1)
+    with pytest.raises(ValueError, match="image index"):
+        image_seed(0, -1)
+
+
+def test_increment_gives_new_streams_for_every_image():
+    """Issue 13.7: batch 4, seed on "increment" for 50 runs: no stream of a run repeats one of another run (with
+    seed + i each run repeated three of the previous four)."""
+    streams = [image_seed(seed, i) for seed in range(1000, 1050) for i in range(4)]
+    assert len(set(streams)) == len(streams)
+
+
+def test_batch_index_offsets_the_streams():
+    ref = make_generators(7, 4, "cpu")
+    for i in range(4):
+        alone = make_generators(7, 1, "cpu", batch_index=i)[0]
+        assert alone.initial_seed() == ref[i].initial_seed() == image_seed(7, i)
+
+
+def test_devices_without_generators_draw_on_cpu_streams(monkeypatch):
+    """DirectML cannot create a torch.Generator on its device: the streams fall back to the CPU (the same
+    draws as CPU generators) instead of failing."""
+    import scalewise.guidance.draw as draw
+    real = torch.Generator
+
+    def generator(device="cpu"):
+        if torch.device(device).type != "cpu":
+            raise RuntimeError("Device type PRIVATEUSEONE is not supported for torch.Generator() api.")
+        return real(device=device)
+    monkeypatch.setattr(draw.torch, "Generator", generator)
+    gens = make_generators(3, 2, "meta", batch_index=1)
+    assert [g.device.type for g in gens] == ["cpu", "cpu"]
+    monkeypatch.setattr(draw.torch, "Generator", real)
+    probs = torch.randn(2, 5, 11).softmax(-1)
+    assert torch.equal(draw_tokens(probs, gens), draw_tokens(probs, make_generators(3, 2, "cpu", batch_index=1)))

@@ -48,7 +48,7 @@ def test_per_image_seeds_do_not_depend_on_batch_size(model):
     assert bound < 1e-2  # still far below what a leak between rows would cause
     batch = sample(model, CFG(2.0), [10, 11, 12], seed=40, top_k=50, top_p=0.9)
     for i, label in enumerate([10, 11, 12]):
-        single = sample(model, CFG(2.0), [label], seed=40 + i, top_k=50, top_p=0.9)
+        single = sample(model, CFG(2.0), [label], seed=40, top_k=50, top_p=0.9, batch_index=i)
         assert all(torch.equal(b[i], s[0]) for b, s in zip(batch.tokens, single.tokens))
         assert (batch.images[i] - single.images[0]).abs().max() <= bound
 
@@ -62,12 +62,24 @@ def test_more_smooth_seeds_do_not_depend_on_batch_size(model):
     absolute difference stays below 1 % of the mean difference between two seeds."""
     batch = sample(model, CFG(2.0), [10, 11, 12], seed=40, top_k=50, top_p=0.9, more_smooth=True)
     for i, label in enumerate([10, 11, 12]):
-        single = sample(model, CFG(2.0), [label], seed=40 + i, top_k=50, top_p=0.9, more_smooth=True)
+        single = sample(model, CFG(2.0), [label], seed=40, top_k=50, top_p=0.9, more_smooth=True, batch_index=i)
         other = sample(model, CFG(2.0), [label], seed=140 + i, top_k=50, top_p=0.9, more_smooth=True)
         assert all(torch.equal(b[i], s[0]) for b, s in zip(batch.tokens, single.tokens))
         noise = (batch.images[i] - single.images[0]).abs().mean()
         signal = (other.images[0] - single.images[0]).abs().mean()
         assert noise < 0.01 * signal, (noise, signal)
+
+
+def test_increment_gives_a_new_batch_and_batch_index_remakes_an_image(model):
+    """Issue 13.7: seeds 40 and 41 (ComfyUI's "increment"), batch 4: no image of one run is an image of the other;
+    image i of the first run is re-made alone by batch_size 1, batch_index i."""
+    first = sample(model, CFG(2.0), [10], batch_size=4, seed=40, top_k=50, top_p=0.9)
+    second = sample(model, CFG(2.0), [10], batch_size=4, seed=41, top_k=50, top_p=0.9)
+    tokens = lambda out, i: torch.cat([t[i].flatten() for t in out.tokens])  # noqa: E731
+    assert not any(torch.equal(tokens(first, i), tokens(second, j)) for i in range(4) for j in range(4))
+    for i in (0, 3):
+        alone = sample(model, CFG(2.0), [10], batch_size=1, seed=40, top_k=50, top_p=0.9, batch_index=i)
+        assert torch.equal(tokens(first, i), tokens(alone, 0))
 
 
 def test_batch_size_cycles_classes(model):

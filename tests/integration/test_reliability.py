@@ -62,6 +62,7 @@ SW_VAR = f"{SUB}/VAR-d16/model.safetensors"
 SW_SD = f"{SUB}/SDXL/model.safetensors"
 SW_VAE_1024 = f"{SUB}/VQVAE-1024/model.safetensors"
 SW_PAYLOAD = f"{SUB}/Payload/model.pth"
+SW_AR_RENAMED = f"{SUB}/Renamed/model.safetensors"   # Switti-AR weights beside a config.json saying use_ar false
 
 
 class Payload:
@@ -100,6 +101,8 @@ def write_bad_files(models: Path, work: Path, control_marker: Path) -> Path:
     torch.save({"pos_start": torch.zeros(1, 1, 128), "evil": Payload(marker)}, var(PAYLOAD))
     var(PAYLOAD_LEGACY).write_bytes(pickle.dumps({"evil": Payload(marker)}, protocol=2))
     shutil.copy(var(PAYLOAD), sw(SW_PAYLOAD))
+    shutil.copy(sw(SWITTI_AR), sw(SW_AR_RENAMED))
+    (sw(SW_AR_RENAMED).parent / "config.json").write_text(json.dumps({"depth": 2, "use_ar": False}))
     shutil.copy(sw(SWITTI), var(SWITTI_IN_VAR))
     shutil.copy(var(VAR_TINY_256), sw(SW_VAR))
     sd = {"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(4, 4, 3, 3),
@@ -305,7 +308,7 @@ CATALOGUE = [
       ["var_untrained_reso.safetensors", "sequence length 39", "256 px = 680", "lvl_1L"], "ScalewiseVARLoader"),
     # --- parameters ---
     C("param/class id 1001", with_inputs(VAR, "ScalewiseImageNetClass", class_id=1001), "rejected",
-      ["class_id", "1001", "-1..1000"]),
+      ["class_id", "1001", "max of 1000"]),
     C("param/class id -2", with_inputs(VAR, "ScalewiseImageNetClass", class_id=-2), "rejected", ["class_id", "-2"]),
     C("param/batch class 5000", with_inputs(VAR, "ScalewiseImageNetClass", batch_classes="3, 5000"), "rejected",
       ["batch_classes", "5000", "0..1000"]),
@@ -320,16 +323,16 @@ CATALOGUE = [
     C("param/top_p 1", with_inputs(VAR, "ScalewiseSampler", top_p=1.0), "success"),
     C("param/top_p -0.1", with_inputs(VAR, "ScalewiseSampler", top_p=-0.1), "rejected", ["top_p", "min of 0"]),
     C("param/top_p 1.5", with_inputs(VAR, "ScalewiseSampler", top_p=1.5), "rejected", ["top_p", "max of 1"]),
-    C("param/top_p NaN", with_inputs(VAR, "ScalewiseSampler", top_p=NAN), "error", ["top_p", "[0, 1]", "nan"],
+    C("param/top_p NaN", with_inputs(VAR, "ScalewiseSampler", top_p=NAN), "error", ["top_p", "nan", "finite", "0.0..1.0"],
       "ScalewiseSampler"),
-    C("param/cfg NaN", with_inputs(VAR, "ScalewiseCFGGuider", cfg=NAN), "error", ["cfg scale", "finite", "nan"],
+    C("param/cfg NaN", with_inputs(VAR, "ScalewiseCFGGuider", cfg=NAN), "error", ["cfg", "nan", "finite", "0.0..30.0"],
       "ScalewiseCFGGuider"),
     C("param/cfg +inf", with_inputs(VAR, "ScalewiseCFGGuider", cfg=INF), "rejected", ["cfg", "inf", "max of 30"]),
     C("param/cfg -inf", with_inputs(VAR, "ScalewiseCFGGuider", cfg=-INF), "rejected", ["cfg", "-inf", "min of 0"]),
-    C("param/cfg power NaN", with_inputs(VAR, "ScalewiseCFGGuider", power=NAN), "error", ["cfg power", "finite"],
+    C("param/cfg power NaN", with_inputs(VAR, "ScalewiseCFGGuider", power=NAN), "error", ["power", "nan", "finite"],
       "ScalewiseCFGGuider"),
     C("param/igg scale NaN", with_inputs(lambda c: VAR(c, guider="igg"), "ScalewiseIGGGuider", scale=NAN), "error",
-      ["igg scale", "finite", "nan"], "ScalewiseIGGGuider"),
+      ["scale", "nan", "finite"], "ScalewiseIGGGuider"),
     C("param/ssg custom beta NaN", with_inputs(lambda c: VAR(c, guider="ssg"), "ScalewiseSSGGuider",
                                                custom_betas="0, nan"), "error",
       ["ssg custom beta", "finite", "nan"], "ScalewiseSSGGuider"),
@@ -338,9 +341,9 @@ CATALOGUE = [
       ["custom_betas", "0, high", "comma-separated list of numbers"]),
     C("param/softcfg strength NaN", with_inputs(lambda c: VAR(c, guider="softcfg"), "ScalewiseSoftCFGGuider",
                                                 strength=NAN), "error",
-      ["softcfg strength", "finite", "nan"], "ScalewiseSoftCFGGuider"),
+      ["strength", "nan", "finite"], "ScalewiseSoftCFGGuider"),
     C("param/heatmap overlay NaN", with_inputs(VAR, "ScalewiseGuidanceHeatmap", overlay_alpha=NAN), "error",
-      ["overlay_alpha", "[0, 1]", "nan"], "ScalewiseGuidanceHeatmap"),
+      ["overlay_alpha", "nan", "finite"], "ScalewiseGuidanceHeatmap"),
     C("param/batch_size 0", with_inputs(VAR, "ScalewiseSampler", batch_size=0), "rejected",
       ["batch_size", "min of 1"]),
     C("param/batch_size 65", with_inputs(VAR, "ScalewiseSampler", batch_size=65), "rejected",
@@ -349,7 +352,7 @@ CATALOGUE = [
     C("param/temperature 0", with_inputs(VAR, "ScalewiseSampler", last_scale_temperature=0.0), "rejected",
       ["last_scale_temperature", "min of 0.01"]),
     C("param/temperature NaN", with_inputs(VAR, "ScalewiseSampler", last_scale_temperature=NAN), "error",
-      ["last_scale_temperature", "(0, 100]", "nan"], "ScalewiseSampler"),
+      ["last_scale_temperature", "nan", "finite"], "ScalewiseSampler"),
     C("param/dtype fp8", with_inputs(VAR, "ScalewiseVARLoader", dtype="fp8"), "rejected", ["dtype", "fp8"]),
     # --- wiring ---
     C("wiring/Switti model with class conditioning", lambda c: SW(c, cond="class"), "error",
@@ -498,3 +501,42 @@ def test_out_of_memory_is_a_clear_error_and_the_next_run_works(pack_loaded):
     after = outcome(comfy, var_graph(comfy, seed=41))
     assert after.kind == "success", after.message
     assert output_images(comfy, before.entry) == output_images(comfy, after.entry)
+
+
+@pytest.mark.parametrize("fault", ["oom", "interrupt"])
+def test_torch_2_4_names_error_and_cancel_paths(pack_loaded, fault):
+    """Issue 13.6: on torch 2.4 (torch-directml's pin) torch.OutOfMemoryError does not exist. The fault-injection
+    pack hides it for one run: an out-of-memory error still becomes the clear message, and Cancel still ends the
+    run as interrupted, not as "module 'torch' has no attribute 'OutOfMemoryError'"."""
+    comfy = pack_loaded
+    trigger = comfy.work / "user" / FAULT_FILE
+    trigger.write_text(f"1 torch-2.4{' interrupt' if fault == 'interrupt' else ''}")
+    prompt = var_graph(comfy, seed=43, batch=3)
+    if fault == "oom":
+        got = outcome(comfy, prompt)
+        assert not trigger.exists(), "the fault-injection test pack is not active"
+        assert got.kind == "error" and got.node == "ScalewiseSampler", got.message
+        assert got.exception_type.split(".")[-1] == "RuntimeError", got.exception_type
+        assert "out of memory for a batch of 3" in got.message and "lower batch_size" in got.message, got.message
+    else:
+        entry, _ = comfy.run(prompt, timeout=300)
+        assert not trigger.exists(), "the fault-injection test pack is not active"
+        kinds = [m[0] for m in entry["status"]["messages"]]
+        assert "execution_interrupted" in kinds and "execution_error" not in kinds, entry["status"]
+    assert "has no attribute 'OutOfMemoryError'" not in comfy.log()
+    assert good_run(comfy, seed=44).kind == "success"
+
+
+def test_weights_record_beats_a_stray_config(pack_loaded, bad_files):
+    """Issue 13.3: Switti-AR weights in a renamed folder beside a config.json saying use_ar false run as Switti-AR
+    (the attention mask stored in the file says so): the same image as the Switti-AR folder, and the loader shows
+    a warning naming the file and the config."""
+    comfy = pack_loaded
+    right = outcome(comfy, switti_graph(comfy, model=SWITTI_AR, seed=5))
+    renamed = outcome(comfy, switti_graph(comfy, model=SW_AR_RENAMED, seed=5))
+    assert right.kind == renamed.kind == "success", renamed.message
+    assert output_images(comfy, renamed.entry) == output_images(comfy, right.entry)
+    notes = [n for out in renamed.entry["outputs"].values() for n in out.get("scalewise_info", [])]
+    assert any("Renamed/model.safetensors" in n and "config.json says use_ar false" in n and "Switti-AR" in n
+               for n in notes), notes
+    assert "config.json says use_ar false" in comfy.log()

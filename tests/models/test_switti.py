@@ -84,8 +84,8 @@ def test_per_image_seeds_with_text_batches():
     batch = sample(model, CFG(4.0), text, seed=10, top_k=40, top_p=0.9, more_smooth=True, smooth_start_scale=1)
     for i in range(3):
         one = TextCondition(text.hidden[i:i + 1], text.pooled[i:i + 1], text.mask[i:i + 1], text.negative)
-        single = sample(model, CFG(4.0), one, seed=10 + i, top_k=40, top_p=0.9, more_smooth=True,
-                        smooth_start_scale=1)
+        single = sample(model, CFG(4.0), one, seed=10, top_k=40, top_p=0.9, more_smooth=True,
+                        smooth_start_scale=1, batch_index=i)
         assert all(torch.equal(b[i], s[0]) for b, s in zip(batch.tokens, single.tokens))
 
 

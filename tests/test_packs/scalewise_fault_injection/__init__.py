@@ -8,6 +8,11 @@ and raises torch.OutOfMemoryError from the sampler's per-scale callback at the s
 memory would. A real CUDA OOM cannot be provoked on the CPU test server (the CPU allocator raises a plain
 RuntimeError, or the kernel kills the process), so this is how the test checks the sampler's out-of-memory path: a
 clear error, and the next run works.
+
+The file may add words after the scale: `interrupt` raises ComfyUI's Cancel (InterruptProcessingException) instead,
+and `torch-2.4` hides torch.OutOfMemoryError (added in torch 2.5) from that run until the next sampler run starts
+(the node's error handling included), as on the torch 2.4 that torch-directml pins; the simulated OOM is then
+torch.cuda.OutOfMemoryError.
 """
 import logging
 import os
@@ -31,7 +36,7 @@ def _sampler_module():
 
 
 def _take_fault():
-    """The armed scale, removing the trigger file (one shot), or None."""
+    """(armed scale, words), removing the trigger file (one shot), or None."""
     path = os.path.join(folder_paths.get_user_directory(), FAULT_FILE)
     try:
         with open(path, encoding="utf-8") as f:
@@ -39,22 +44,34 @@ def _take_fault():
         os.remove(path)
     except FileNotFoundError:
         return None
-    return int(text) if text else 1
+    words = text.split()
+    return (int(words[0]) if words else 1), set(words[1:])
 
 
 def _install(module):
     real_sample = module.sample
 
+    hidden = {}
+
     def sample(*args, callback=None, **kwargs):
-        scale = _take_fault()
-        if scale is None:
+        if "OutOfMemoryError" in hidden:
+            torch.OutOfMemoryError = hidden.pop("OutOfMemoryError")
+        fault = _take_fault()
+        if fault is None:
             return real_sample(*args, callback=callback, **kwargs)
+        scale, words = fault
+        oom_class = torch.cuda.OutOfMemoryError if "torch-2.4" in words else torch.OutOfMemoryError
 
         def failing(progress):
             if progress.k >= scale:
-                raise torch.OutOfMemoryError(MESSAGE)
+                if "interrupt" in words:
+                    import comfy.model_management
+                    raise comfy.model_management.InterruptProcessingException()
+                raise oom_class(MESSAGE)
             if callback is not None:
                 callback(progress)
+        if "torch-2.4" in words and hasattr(torch, "OutOfMemoryError"):
+            hidden["OutOfMemoryError"] = torch.__dict__.pop("OutOfMemoryError")
         return real_sample(*args, callback=failing, **kwargs)
 
     sample.scalewise_fault_injection = True
