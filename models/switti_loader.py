@@ -64,6 +64,11 @@ def _patch_nums(sd: dict, config: dict) -> tuple[int, ...]:
 
 
 def infer_switti_config(path: str, sd: dict, config: dict, mask_probe: float | None) -> SwittiConfig:
+    """The configuration of an official Switti state dict from its tensors and `config.json` (may be {}).
+    Switti and Switti-AR have the same parameters: `use_ar` in config.json decides, else the stored attention
+    mask's last row (0 = block-causal, Switti-AR; -inf = block-diagonal, Switti). Heads = width / 64 (all released
+    models). Raises CheckpointError naming `path` when neither source tells the variant or the layout is not
+    SwiGLU's."""
     width = sd["word_embed.weight"].shape[0]
     if "use_ar" in config:
         autoregressive = bool(config["use_ar"])
@@ -90,6 +95,10 @@ def infer_switti_config(path: str, sd: dict, config: dict, mask_probe: float | N
 
 
 def load_switti_transformer(path, *, device="cpu", dtype=torch.float32) -> SwittiTransformer:
+    """Load an official Switti / Switti-AR transformer (`model.safetensors` or its folder, with `config.json`
+    beside it when present) in eval mode on `device` in `dtype`. The stored training mask (357 MB at 1024 px) is
+    never loaded: one element of it tells the variant. `lvl_1L` is checked against the schedule. Raises
+    CheckpointError naming the file for an unreadable, foreign, incomplete or inconsistent file."""
     path, config = _resolve(path)
     sd, probe = _read(path)
     expect_kind(path, sd, "switti")

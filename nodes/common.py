@@ -53,10 +53,12 @@ def install_example_inputs() -> None:
 
 
 def model_files(folder: str) -> list[str]:
+    """The files ComfyUI lists for models/<folder> (every configured path), as relative names."""
     return folder_paths.get_filename_list(folder)
 
 
 def full_path(folder: str, name: str) -> str:
+    """The absolute path of `name` in models/<folder>; FileNotFoundError naming the searched folders if absent."""
     path = folder_paths.get_full_path(folder, name)
     if path is None:
         raise FileNotFoundError(f"'{name}' not found in models/{folder} "
@@ -82,6 +84,8 @@ def check_loader_inputs(folder: str, files: dict, dtype: str, hint: str, builtin
 
 
 def pick_dtype(choice: str, device) -> torch.dtype:
+    """The weight dtype of a loader's `dtype` widget: bf16/fp16/fp32 as chosen; auto = bf16 where ComfyUI says the
+    device supports it, else fp16 where it does, else fp32."""
     if choice != "auto":
         return DTYPES[choice]
     if mm.should_use_bf16(device):
