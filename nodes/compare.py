@@ -20,7 +20,7 @@ from ..models.shapes import load_judge
 from ..models.shapes.judge import judge_images
 from ..models.var import SHAPES
 from .common import CATEGORY, CondType, GuiderType, ModelType
-from .sampler import PREVIEWS, ScaleProgressReporter, load_model, sample_images
+from .sampler import PREVIEWS, ScaleProgressReporter, load_model, prepare_condition, sample_images
 
 GUIDER_SLOTS = 4
 SIZES = (f"At most {MAX_IMAGES} images (rows x images_per_row). Outputs for the largest: the image batch "
@@ -70,7 +70,7 @@ def check_size(rows: int, columns: int, rows_name: str) -> None:
 def run_rows(model, conditioning, guiders, seed, images_per_row, preview, **settings):
     """Sample every guider on the same seeds (one batch per row): images [R*C, S, S, 3] row-major, traces."""
     net = model.model
-    cond = net.prepare_condition(conditioning, images_per_row)  # the model's checks, before any GPU work
+    cond = prepare_condition(net, conditioning, images_per_row)  # the model's checks, before any GPU work
     load_model(model, images_per_row, any(g is not None for g in guiders))
     reporter = ScaleProgressReporter(len(net.patch_nums), preview, runs=len(guiders))
     images, traces = [], []

@@ -121,7 +121,7 @@ class Sampler(io.ComfyNode):
         # ComfyUI IMAGE [B, H, W, 3] -> [B, 3, H, W]; a batch of images or masks sets the batch (1 = shared)
         image, mask = fit_edit(None if image is None else image.movedim(-1, 1), mask, net.image_size, fit)
         batch_size = edit_batch(batch_size, image, mask)
-        cond = net.prepare_condition(conditioning, batch_size)  # the model's checks, before any GPU work
+        cond = prepare_condition(net, conditioning, batch_size)  # the model's checks, before any GPU work
         load_model(model, batch_size, guider is not None)
         reporter = ScaleProgressReporter(len(net.patch_nums), preview)
         out = sample_images(net, guider, cond, reporter, seed=seed, batch_size=batch_size, top_k=top_k, top_p=top_p,
@@ -130,6 +130,15 @@ class Sampler(io.ComfyNode):
                             mask_rule=mask_rule)
         images = out.images.permute(0, 2, 3, 1).to(mm.intermediate_device())
         return io.NodeOutput(images, out.trace)
+
+
+def prepare_condition(net, conditioning, batch_size: int):
+    """`net.prepare_condition`, with conditioning of another family (the model's TypeError: a wiring mistake)
+    reported as a ValueError with the same message."""
+    try:
+        return net.prepare_condition(conditioning, batch_size)
+    except TypeError as e:
+        raise ValueError(str(e)) from None
 
 
 def load_model(model, batch_size: int, guided: bool) -> None:
