@@ -61,6 +61,7 @@ def check_guider(net, guider, batch: int, name: str) -> None:
 
 
 def check_size(rows: int, columns: int, rows_name: str) -> None:
+    """ValueError naming both inputs when rows x columns exceeds MAX_IMAGES images."""
     if rows * columns > MAX_IMAGES:
         raise ValueError(f"{rows} {rows_name} x images_per_row {columns} = {rows * columns} images: a comparison "
                          f"holds at most {MAX_IMAGES}; lower images_per_row to {max(1, MAX_IMAGES // rows)} or "
@@ -84,6 +85,7 @@ def run_rows(model, conditioning, guiders, seed, images_per_row, preview, **sett
 
 
 def column_labels(seed: int, columns: int) -> list[str]:
+    """The column titles: each column's seed (seed + i, the sampler's per-image seeds)."""
     return [f"seed {(seed + i) % 2**64}" for i in range(columns)]  # the sampler's per-image seeds
 
 

@@ -142,6 +142,8 @@ def prepare_condition(net, conditioning, batch_size: int):
 
 
 def load_model(model, batch_size: int, guided: bool) -> None:
+    """Load the whole model onto the GPU through ComfyUI, asking it to free the room a generation needs
+    (`memory_estimate`)."""
     # plain torch layers cannot run partially offloaded: load the whole model or let ComfyUI free room
     mm.load_models_gpu([model], memory_required=model.model.memory_estimate(batch_size, guided),
                        force_full_load=True)
