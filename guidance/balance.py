@@ -42,6 +42,9 @@ def parse_strengths(text: str, name: str = "strengths") -> tuple[float, ...]:
 
 @dataclass(frozen=True)
 class Balance:
+    """Where evenness E and divergence D balance over a strength sweep: the strength, how it was found and |E - D|
+    there."""
+
     strength: float
     kind: str     # "crossing" (E - D changes sign there) or "closest" (smallest |E - D| of the swept strengths)
     gap: float    # |E - D| at that strength (0 at a crossing)

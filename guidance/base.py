@@ -31,6 +31,7 @@ class RunInfo:
 
     @property
     def num_scales(self) -> int:
+        """K, the number of scales."""
         return len(self.patch_nums)
 
 
@@ -58,6 +59,7 @@ class GuiderRuntime:
     """Per-generation behaviour of one guider; every hook defaults to 'no effect'."""
 
     def term(self, k: int) -> Term | None:
+        """This guider's additive nudge at scale k, or None (inactive: cond-only unless another term runs)."""
         return None
 
     def value_weights(self, k: int, cached: int) -> torch.Tensor | None:
@@ -65,10 +67,12 @@ class GuiderRuntime:
         return None
 
     def postprocess(self, k: int, logits: torch.Tensor) -> torch.Tensor:
+        """Transform the combined logits float32 [B, n_k, V] of scale k; must return a new tensor (never modify
+        `logits` in place: the trace keeps it)."""
         return logits
 
     def observe(self, record: ScaleRecord) -> None:
-        pass
+        """Called after the tokens of scale `record.k` were drawn (read-only tensors)."""
 
 
 class Guider:
@@ -114,6 +118,7 @@ class Guider:
         return " + ".join(g.label() for g in self.stack())
 
     def runtime(self, info: RunInfo) -> GuiderRuntime:
+        """A fresh runtime for one generation (all per-run state lives there, never in the description)."""
         raise NotImplementedError
 
     def validate(self, info: RunInfo, stack: tuple["Guider", ...]) -> None:

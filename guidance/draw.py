@@ -130,6 +130,7 @@ def smooth_probabilities(filtered: torch.Tensor, ratio: float, generators) -> to
 
 
 def check_sampling_args(top_k: int, top_p: float, vocab_size: int) -> None:
+    """Raise ValueError unless top_k is an integer >= 0 and top_p is in [0, 1] (the message names the value)."""
     # k >= vocab_size keeps every code, like 0: one widget value (VAR's 900) then suits every model.
     if isinstance(top_k, bool) or int(top_k) != top_k or top_k < 0:
         raise ValueError(f"top_k must be an integer >= 0 (0 or >= {vocab_size} = off, 1 = greedy), got {top_k!r}")

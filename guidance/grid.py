@@ -38,6 +38,8 @@ class GridLayout:
 
     @classmethod
     def for_grid(cls, rows: int, columns: int, tile: int) -> "GridLayout":
+        """The layout of a rows x columns grid of tile-pixel images (label column and header sized from the tile);
+        ValueError for fewer than one row or column."""
         if rows < 1 or columns < 1:
             raise ValueError(f"a grid needs at least one row and one column, got {rows} x {columns}")
         gap = max(4, tile // 24)
@@ -46,10 +48,12 @@ class GridLayout:
 
     @property
     def width(self) -> int:
+        """Total width in pixels."""
         return self.label_width + self.columns * (self.tile + self.gap) + self.gap
 
     @property
     def height(self) -> int:
+        """Total height in pixels."""
         return self.header_height + self.rows * (self.tile + self.gap) + self.gap
 
     def cell(self, row: int, column: int) -> tuple[int, int]:

@@ -1,6 +1,6 @@
 """Render a GuidanceTrace as a ComfyUI IMAGE: one colour-mapped panel per scale, labelled with its
 evenness (and divergence with a mask), plus an optional overlay of the last scale on the generated
-image (spec guidance.md §6.4). Pure function of its inputs; text is drawn with PIL's default font."""
+image. Pure function of its inputs; text is drawn with PIL's default font."""
 from __future__ import annotations
 
 import math

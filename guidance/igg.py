@@ -1,5 +1,9 @@
 """IGG (Information-Grounding Guidance): each token's nudge l_c - l_u is replaced by an attention-
-weighted average of the nudges of the scale, A = softmax(D D^T / sqrt(V)), on raw logits in fp32."""
+weighted average of the nudges of the scale, A = softmax(D D^T / sqrt(V)), on raw logits in fp32.
+
+Paper: Nguyen et al., "Not All Tokens are Guided Equal: Improving Guidance in Visual Autoregressive Models",
+arXiv 2509.23876; official code: dnngky/infoground-guidance, models/var.py (the mixed scheme
+l_u + a_k D + b_k A D when stacked over CFG)."""
 from __future__ import annotations
 
 import math
@@ -24,6 +28,8 @@ def window_side(window, side: int) -> int | None:
 
 
 def local_mask(side: int, window: int, device) -> torch.Tensor:
+    """bool [side^2, side^2]: token j lies within the window (Chebyshev radius window // 2) around token i;
+    cached per (side, window, device)."""
     return _local_mask(side, window, torch.device(device))
 
 

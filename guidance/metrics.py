@@ -1,6 +1,8 @@
-"""Guidance-dynamics metrics from a GuidanceTrace (spec guidance.md §6): Pielou evenness of the per-token
-guidance magnitude, and the JS distance between its foreground/background distribution and a
-background-resampled reference. Plain torch; computed in float64 on the CPU (traces are small)."""
+"""Guidance-dynamics metrics from a GuidanceTrace, after the IGG paper (Nguyen et al., arXiv 2509.23876): Pielou
+evenness of the per-token guidance magnitude, E_k = -sum q_n ln q_n / ln N_k with q = m / sum m (token-weighted
+mean over the scales with N_k > 1), and the JS distance between its distribution and a background-resampled
+reference. The paper does not state how a token's [V] nudge becomes one magnitude; we use the official heat-map
+reduction m = max_v (nudge)^+. Plain torch; computed in float64 on the CPU (traces are small)."""
 from __future__ import annotations
 
 import math
@@ -99,8 +101,9 @@ def _resampled_reference(flat: torch.Tensor, foreground: torch.Tensor, draws: in
 
 
 def divergence(trace: GuidanceTrace, mask: torch.Tensor, *, draws: int = 16, seed: int = 0) -> dict:
-    """JS distance of each scale's magnitude distribution to a background-resampled reference (§6.3,
-    reconstructed): 0 when the object is guided like the background, larger when guidance singles it out.
+    """JS distance of each scale's magnitude distribution to a background-resampled reference (our
+    reconstruction: the paper's algorithm text is not public; the paper masked its objects with a YOLO11
+    segmenter): 0 when the object is guided like the background, larger when guidance singles it out.
 
     mask: float [B, H, W] or [H, W] at image resolution, 1 = foreground; batch 1 broadcasts. A scale is
     NaN when its background is empty or covers every token, or when sum m == 0. Returns

@@ -18,6 +18,9 @@ from .trace import GuidanceTrace, guidance_magnitude, sampled_confidence
 
 @dataclass
 class SampleOutput:
+    """What `sample` returns: the decoded images, the token maps of every scale and, with trace=True, the guidance
+    trace."""
+
     images: torch.Tensor         # float32 [B, 3, H, W] in [0, 1]
     tokens: list[torch.Tensor]   # K int64 maps [B, h_k, w_k], coarse to fine
     trace: GuidanceTrace | None = None

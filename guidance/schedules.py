@@ -25,6 +25,7 @@ def schedule_value(name: str, k: int, num_scales: int, power: float = 1.0) -> fl
 
 
 def check_finite(name: str, value: float, low: float | None = None, high: float | None = None) -> float:
+    """float(value) if finite and within [low, high] (None = unbounded); else ValueError naming `name`."""
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value}")
@@ -41,11 +42,13 @@ class ScaleWindow:
     stop: int | None = None
 
     def bounds(self, num_scales: int) -> tuple[int, int]:
+        """(lo, hi): the guided scales are lo <= k < hi, clipped to 0..num_scales."""
         start = self.start + num_scales if self.start < 0 else self.start
         stop = num_scales if self.stop is None else (self.stop + num_scales if self.stop < 0 else self.stop)
         return max(0, start), min(num_scales, stop)
 
     def contains(self, k: int, num_scales: int) -> bool:
+        """Whether scale k is inside the window."""
         lo, hi = self.bounds(num_scales)
         return lo <= k < hi
 

@@ -1,7 +1,10 @@
 """SoftCFG: soften the unconditional branch where the conditional model was already confident.
 
-The uncond branch's cached attention values of earlier scales are multiplied by per-position
-weights derived from the confidence of the token predicted at that position (guidance.md §4.5).
+Paper: Xu, Tiulpin, Blaschko, "SoftCFG", arXiv 2510.00996 (ICLR 2026); official code: AliTok's sampler. Mapped to
+scale-wise models: the uncond branch's cached attention values of earlier scales are multiplied by per-position
+weights derived from the confidence of the token predicted at that position. Each cached position of scale j
+produced exactly one token of scale j, so confidences map one to one, without resampling; the start/class
+position keeps weight 1.
 Keys, queries, the cond branch and the current scale's own values are never touched, and the
 stored cache is not modified: the sampler applies the weights at attention time.
 """

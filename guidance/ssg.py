@@ -1,8 +1,12 @@
 """SSG (Scaled Spatial Guidance): push each scale's logits away from what the previous scale
 already implied, l + beta_k (l - l_prior), with the prior built by DSE in the DCT domain.
 
-The official code is unreleased (see guidance.md §5): DSE's rescale and the beta schedule are
-reconstructions, exposed as options.
+Paper: Shin, Hur, Kim, "Scaled Spatial Guidance", arXiv 2602.05534 (ICLR 2026): the update
+l_k + beta_k (l_k - l_prior) and DSE (its Alg. 1: interpolate the previous scale's logits, then put the coarse
+map's DCT spectrum back into the low-frequency block). Its official code is unreleased, so two details are our
+reconstructions, exposed as options: the DCT rescale factor sqrt(HW / hw) (with orthonormal DCTs of different
+sizes it keeps a constant map constant; without it the prior's mean shrinks to sqrt(hw / HW)) and the beta
+schedule (the paper reports neither).
 """
 from __future__ import annotations
 
@@ -30,6 +34,8 @@ def _dct_matrix(n: int) -> torch.Tensor:
 
 
 def dct_matrix(n: int, device, dtype=torch.float32) -> torch.Tensor:
+    """Orthonormal DCT-II matrix D [n, n] (X = D x, x = D^T X) in `dtype` on `device`, cached per (n, device,
+    dtype)."""
     return _device_dct_matrix(n, torch.device(device), dtype)
 
 
@@ -85,6 +91,8 @@ class SSG(Guider):
                 raise ValueError(f"SSG {name} must be one of {allowed}, got {value!r}")
 
     def beta_at(self, k: int, num_scales: int) -> float:
+        """beta_k: 0 at k = 0 (no previous scale); else beta times 1 (constant), 1 - r_k (linear_decay) or r_k
+        (linear_increase), r_k = k / (K - 1); `custom_betas[k]` (0 past its end) for the custom schedule."""
         if k == 0:
             return 0.0
         r = ramp(k, num_scales)

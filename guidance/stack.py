@@ -31,10 +31,12 @@ class GuidanceRun:
         else:
             self.uncond_scales = frozenset(needed)
 
-    def terms(self, k: int):
+    def terms(self, k: int) -> list:
+        """The active `Term`s of scale k, in stack order (empty: cond-only)."""
         return [t for t in (rt.term(k) for rt in self.runtimes) if t is not None]
 
     def value_weights(self, k: int, cached: int) -> torch.Tensor | None:
+        """Product of the runtimes' multipliers [B, cached] on the uncond rows' cached values, or None."""
         weights = [w for rt in self.runtimes if (w := rt.value_weights(k, cached)) is not None]
         if not weights:
             return None
@@ -44,6 +46,10 @@ class GuidanceRun:
         return out
 
     def combine(self, k: int, cond: torch.Tensor, uncond: torch.Tensor | None) -> torch.Tensor:
+        """Guided logits [B, n_k, V] from l_c and l_u (float32 [B, n_k, V]): l_u + sum_i w_i T_i(l_c - l_u) over
+        the active terms; with identity transforms only, VAR's own (1 + t) l_c - t l_u, t = sum w_i - 1
+        (models/var.py `autoregressive_infer_cfg` of the official VAR), so plain CFG matches it bit for bit.
+        A copy of l_c when no term is active or the uncond branch did not run. Never modifies its inputs."""
         terms = self.terms(k)
         if uncond is None or not terms:
             return cond.clone()
@@ -58,10 +64,12 @@ class GuidanceRun:
         return out
 
     def postprocess(self, k: int, logits: torch.Tensor) -> torch.Tensor:
+        """The runtimes' `postprocess` hooks applied in stack order (SSG)."""
         for rt in self.runtimes:
             logits = rt.postprocess(k, logits)
         return logits
 
     def observe(self, record: ScaleRecord) -> None:
+        """Hand the scale's outcome to every runtime."""
         for rt in self.runtimes:
             rt.observe(record)

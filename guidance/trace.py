@@ -9,6 +9,9 @@ import torch
 
 @dataclass
 class GuidanceTrace:
+    """What the sampler recorded (`sample(..., trace=True)`), on the CPU: per scale k the guidance magnitude
+    m = max_v (applied nudge)^+ and the drawn token's probability, float32 [B, h_k, w_k] each."""
+
     patch_nums: tuple[int, ...]
     image_size: int
     guider: str = ""                                          # human-readable description of the stack
@@ -19,6 +22,7 @@ class GuidanceTrace:
 
     @property
     def batch_size(self) -> int:
+        """B, the number of images recorded (0 when empty)."""
         return self.magnitude[0].shape[0] if self.magnitude else 0
 
     def select(self, index: int) -> "GuidanceTrace":

@@ -339,6 +339,7 @@ DESCRIPTIONS = {
 
 
 def expect_kind(path: str, sd: dict, wanted: str) -> None:
+    """Raise CheckpointError naming `path`, what the file looks like and a hint, unless `describe(sd) == wanted`."""
     found = describe(sd)
     if found != wanted:
         raise CheckpointError(f"{path}: expected {DESCRIPTIONS[wanted]}, but this file looks like "

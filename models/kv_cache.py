@@ -9,6 +9,9 @@ import torch
 
 
 class KVCache:
+    """Keys and values of every layer for `rows` rows, pre-allocated [rows, heads, max_len, head_dim] in the
+    model's dtype; scales append their positions in order (`extend` per layer, then `advance`)."""
+
     def __init__(self, layers: int, rows: int, heads: int, max_len: int, head_dim: int,
                  dtype: torch.dtype, device):
         shape = (rows, heads, max_len, head_dim)
@@ -24,6 +27,7 @@ class KVCache:
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
     def advance(self, n: int):
+        """Mark the n positions just written by every layer as filled (after the last layer of a scale)."""
         self.length += n
 
     def keep_rows(self, rows: slice):
@@ -34,4 +38,5 @@ class KVCache:
                 store[i] = t[rows].clone()
 
     def release(self):
+        """Drop the tensors (idempotent); the cache is empty afterwards."""
         self.keys, self.values, self.length = [], [], 0

@@ -23,6 +23,11 @@ CROP_CONDITION = (512.0, 512.0, 0.0, 0.0)  # the official pipeline's [orig_h, or
 
 @dataclass(frozen=True)
 class SwittiConfig:
+    """Sizes of a Switti transformer, inferred from an official checkpoint and its config.json
+    (models/switti_loader.py). Released models: depth 20, width 1920, 30 heads, 512 px (10 scales) or 1024 px
+    (14 scales), Switti (each scale attends within itself) or Switti-AR (block-causal); context_dim 2048 =
+    CLIP-L 768 + bigG 1280, pooled_dim 1280, RoPE theta 10000 over coordinates stretched to [0, 128]."""
+
     depth: int
     width: int
     heads: int
@@ -38,6 +43,7 @@ class SwittiConfig:
 
     @property
     def seq_len(self) -> int:
+        """L = sum of pn_k^2 over the schedule."""
         return sum(p * p for p in self.patch_nums)
 
 
@@ -53,12 +59,16 @@ class TextCondition:
 
     @property
     def batch(self) -> int:
+        """Number of prompts (rows)."""
         return self.hidden.shape[0]
 
     def rows(self, index) -> "TextCondition":
+        """The rows `index` (int tensor or slice) of hidden, pooled and mask, without the negative."""
         return TextCondition(self.hidden[index], self.pooled[index], self.mask[index])
 
     def check(self, what="text conditioning"):
+        """Raise ValueError (naming `what`) unless hidden is [B, T, 2048], pooled [B, 1280], mask [B, T] and every
+        prompt has a valid token."""
         b, t, c = self.hidden.shape
         if self.pooled.shape != (b, 1280) or self.mask.shape != (b, t) or c != 2048:
             raise ValueError(f"{what}: expected hidden [B, T, 2048], pooled [B, 1280] and mask [B, T]; got "
@@ -68,11 +78,15 @@ class TextCondition:
 
 
 class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + 1e-6) * weight over the last dimension, computed in float32 (official basic_switti.py
+    RMSNorm); same shape and dtype as x."""
+
     def __init__(self, dim: int):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
+        """Normalise x [..., C]; same shape and dtype."""
         normed = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + EPS)
         return normed.type_as(x) * self.weight
 
@@ -104,6 +118,9 @@ def _split_heads(x, heads):
 
 
 class SelfAttention(nn.Module):
+    """Switti's self-attention (official basic_switti.py SelfAttention): fused q/k/v with bias, a non-affine LayerNorm
+    over the whole width on q and k before the head split, 2-D RoPE, SDPA with scale 1/sqrt(head_dim)."""
+
     def __init__(self, width: int, heads: int):
         super().__init__()
         self.heads = heads
@@ -111,6 +128,9 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(width, width)
 
     def forward(self, x, rope, cache=None, layer=0, attn_mask=None, value_weights=None):
+        """x [R, n, C] -> [R, n, C] with the rotations `rope` [n, head_dim/2] of these positions. With a cache (Switti-
+        AR) attention covers the cached earlier scales; value_weights [R, cached + n] multiply the values
+        per position."""
         b, n, c = x.shape
         q, k, v = self.to_qkv(x).view(b, n, 3, c).unbind(2)
         q = apply_rope(_split_heads(_layer_norm(q), self.heads), rope)
@@ -125,6 +145,9 @@ class SelfAttention(nn.Module):
 
 
 class CrossAttention(nn.Module):
+    """Attention from the image tokens to the CLIP token states (official basic_switti.py CrossAttention): LayerNorm
+    over the width on q and k, padding masked by an additive bias; no RoPE."""
+
     def __init__(self, width: int, context_dim: int, heads: int):
         super().__init__()
         self.heads = heads
@@ -139,6 +162,8 @@ class CrossAttention(nn.Module):
         return _split_heads(_layer_norm(k), self.heads), _split_heads(v, self.heads)
 
     def forward(self, x, kv, bias):
+        """x [R, n, C] attends to the text keys/values kv ([R, H, T, D] each) with the additive padding bias [R, 1, 1,
+        T]."""
         b, n, c = x.shape
         q = _split_heads(_layer_norm(self.to_q(x)), self.heads)
         out = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=bias)
@@ -146,6 +171,9 @@ class CrossAttention(nn.Module):
 
 
 class SwiGLU(nn.Module):
+    """down(silu(gate(x)) * up(x)), hidden width int(8 C / 3), no biases (official basic_switti.py SwiGLUFFN); [.., C]
+    -> [.., C]."""
+
     def __init__(self, width: int):
         super().__init__()
         hidden = int(width * 8 / 3)
@@ -154,10 +182,15 @@ class SwiGLU(nn.Module):
         self.gate_proj = nn.Linear(width, hidden, bias=False)
 
     def forward(self, x):
+        """[..., C] -> [..., C]."""
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class Block(nn.Module):
+    """One Switti block (official basic_switti.py AdaLNSelfCrossAttn): sandwich RMSNorms around AdaLN-modulated self-
+    attention, plain cross-attention and an AdaLN-modulated SwiGLU; the modulation's condition is the pooled
+    text vector plus a per-block scale times the crop vector."""
+
     def __init__(self, cfg: SwittiConfig):
         super().__init__()
         c = cfg.width
@@ -173,11 +206,14 @@ class Block(nn.Module):
             self.crop_cond_scales = nn.Parameter(torch.zeros(1, c))
 
     def modulation(self, cond, crop):
+        """[R, 6, C] chunks (gamma1, gamma2, scale1, scale2, shift1, shift2) from cond [R, C] (+ crop_cond_scales *
+        crop)."""
         if crop is not None:
             cond = cond + self.crop_cond_scales * crop
         return self.ada_lin(cond).view(cond.shape[0], 6, -1)
 
     def forward(self, x, mod, rope, text_kv, text_bias, cache=None, layer=0, attn_mask=None, value_weights=None):
+        """x [R, n, C] -> [R, n, C]: self-attention, cross-attention to the text, SwiGLU, each through its norms."""
         g1, g2, s1, s2, b1, b2 = mod[:, :, None].unbind(1)
         a = self.self_attention_norm1(x) * (1 + s1) + b1
         x = x + self.self_attention_norm2(self.attn(a, rope, cache, layer, attn_mask, value_weights)) * g1
@@ -212,18 +248,26 @@ class SwittiCondition:
 
     @property
     def rows(self) -> int:
+        """Number of rows (prompts, negatives included)."""
         return self.pooled.shape[0]
 
     def select(self, rows: slice) -> "SwittiCondition":
+        """The same condition restricted to `rows` (views)."""
         return SwittiCondition(self.pooled[rows], [m[rows] for m in self.block_mods], self.head_mod[rows],
                                [(k[rows], v[rows]) for k, v in self.text_kv], self.text_bias[rows])
 
     def copy(self) -> "SwittiCondition":
+        """A copy that owns its tensors (so dropped rows' memory is released)."""
         return SwittiCondition(self.pooled.clone(), [m.clone() for m in self.block_mods], self.head_mod.clone(),
                                [(k.clone(), v.clone()) for k, v in self.text_kv], self.text_bias.clone())
 
 
 class SwittiTransformer(nn.Module):
+    """Switti's next-scale prediction network with the official state-dict layout (yandex-research/switti
+    models/switti.py `Switti`): text pooler, start tokens, level embeddings, RoPE, `depth` blocks with cross-
+    attention, crop micro-conditioning, an AdaLN head. Maps inputs to logits only; per-run state lives in a
+    SwittiState."""
+
     def __init__(self, cfg: SwittiConfig):
         super().__init__()
         self.config = cfg
@@ -246,6 +290,8 @@ class SwittiTransformer(nn.Module):
         self.register_buffer("levels", levels, persistent=False)
 
     def rope(self, start: int, end: int, device) -> torch.Tensor:
+        """The complex RoPE rotations of positions start..end-1 ([end - start, head_dim/2], complex64), cached per
+        device."""
         key = str(device)
         if key not in self._rope:
             self._rope[key] = self._rope["cpu"].to(device)
@@ -261,6 +307,8 @@ class SwittiTransformer(nn.Module):
         return self.crop_proj(features.to(self.crop_proj.weight.dtype).contiguous())
 
     def condition(self, text: TextCondition) -> SwittiCondition:
+        """Everything that depends only on the prompts: pooled condition c = text_pooler(pooled), block modulations (c
+        + crop), text keys/values of every block and the padding bias; computed once per generation."""
         dtype = self.word_embed.weight.dtype
         pooled = self.text_pooler(text.pooled.to(dtype))
         crop = self.crop_vector(pooled.shape[0]) if self.config.crop_condition else None
@@ -274,17 +322,22 @@ class SwittiTransformer(nn.Module):
         return SwittiCondition(pooled, mods, self.head_nm.ada_lin(pooled).view(pooled.shape[0], 2, -1), kv, bias)
 
     def scale_bounds(self, k: int) -> tuple[int, int]:
+        """(start, end) of scale k's positions in the flattened pyramid."""
         start = sum(p * p for p in self.config.patch_nums[:k])
         return start, start + self.config.patch_nums[k] ** 2
 
     def embed_start(self, cond: SwittiCondition) -> torch.Tensor:
+        """Scale 0 input [R, n_0, C]: c + pos_start + lvl_embed[0]."""
         return cond.pooled[:, None] + self.pos_start + self.lvl_embed(self.levels[:1])
 
     def embed_scale(self, k: int, latent_tokens: torch.Tensor) -> torch.Tensor:
+        """Scale k >= 1 input: word_embed(latent_tokens [R, n_k, Cvae]) + lvl_embed[k] -> [R, n_k, C] (no absolute
+        positions: RoPE)."""
         x = self.word_embed(latent_tokens.to(self.word_embed.weight.dtype))
         return x + self.lvl_embed(self.levels[self.scale_bounds(k)[0]])
 
     def run_blocks(self, x, cond: SwittiCondition, rope, cache=None, attn_mask=None, value_weights=None):
+        """All blocks on x [R, n, C]; with a cache, its length advances by n afterwards."""
         for i, blk in enumerate(self.blocks):
             x = blk(x, cond.block_mods[i], rope, cond.text_kv[i], cond.text_bias, cache, i, attn_mask,
                     value_weights)
@@ -293,6 +346,8 @@ class SwittiTransformer(nn.Module):
         return x
 
     def logits(self, h, cond: SwittiCondition) -> torch.Tensor:
+        """Head: LN(h)(1 + scale) + shift (modulated by c, without the crop vector), then the linear head:
+        [R, n, C] -> float32 [R, n, V]."""
         scale, shift = cond.head_mod[:, :, None].unbind(1)
         return self.head(_layer_norm(h) * (1 + scale) + shift).float()
 
@@ -321,6 +376,7 @@ class SwittiState(ScaleState):
 
     @property
     def has_uncond(self) -> bool:
+        """Whether the negative-prompt rows are currently computed."""
         return self.cond.rows > self.batch
 
     @property

@@ -120,6 +120,12 @@ def check_switti_records(path: str, config: dict, config_path: str, cfg: SwittiC
 
 def infer_switti_config(path: str, sd: dict, config: dict, mask_probe: float | None,
                         config_path: str = "config.json") -> SwittiConfig:
+    """The configuration of an official Switti state dict from its tensors and `config.json` (may be {}, read
+    from `config_path`). Switti and Switti-AR have the same parameters: the stored attention mask's last row
+    decides (0 = block-causal, Switti-AR; -inf = block-diagonal, Switti), else config.json's `use_ar`, else an
+    explicit name. Heads = width / 64 (all released models). The weights' own record wins over config.json and
+    names (a CheckpointWarning names the file). Raises CheckpointError naming `path` when no source tells the
+    variant, config and name disagree without a stored mask, or the layout is not SwiGLU's."""
     width = sd["word_embed.weight"].shape[0]
     autoregressive = _autoregressive(path, config, config_path, mask_probe)
     if "blocks.0.ffn.gate_proj.weight" not in sd:
@@ -143,6 +149,10 @@ def infer_switti_config(path: str, sd: dict, config: dict, mask_probe: float | N
 
 
 def load_switti_transformer(path, *, device="cpu", dtype=torch.float32, mmap: bool = True) -> SwittiTransformer:
+    """Load an official Switti / Switti-AR transformer (`model.safetensors` or its folder, with `config.json`
+    beside it when present) in eval mode on `device` in `dtype`. The stored training mask (357 MB at 1024 px) is
+    never loaded: one element of it tells the variant. `lvl_1L` is checked against the schedule. Raises
+    CheckpointError naming the file for an unreadable, foreign, incomplete or inconsistent file."""
     path, config, config_path = _resolve(path)
     sd, probe = _read(path, dtype, mmap)
     expect_kind(path, sd, "switti")

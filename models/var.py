@@ -38,6 +38,10 @@ class ClassCondition:
 
 @dataclass(frozen=True)
 class VARConfig:
+    """Sizes of a VAR transformer, inferred from an official checkpoint (models/var_loader.py). Official models:
+    d16/20/24/30 at 256 px (width 64 x depth, heads = depth) and d36 at 512 px with shared AdaLN; num_classes
+    1000 (ImageNet-1k, the null class is id 1000), vocab_size 4096, latent_channels 32 (the VQ-VAE's Cvae)."""
+
     depth: int
     width: int
     heads: int
@@ -50,10 +54,12 @@ class VARConfig:
 
     @property
     def seq_len(self) -> int:
+        """L = sum of pn_k^2: the positions of the whole token pyramid (680 for the 256 px schedule)."""
         return sum(p * p for p in self.patch_nums)
 
     @property
     def scale_offsets(self) -> tuple[int, ...]:
+        """Position of the first token of each scale in the flattened pyramid (cumulative sums of pn_k^2)."""
         out, acc = [], 0
         for p in self.patch_nums:
             out.append(acc)
@@ -89,6 +95,10 @@ class SelfAttention(nn.Module):
 
     def forward(self, x, cache: KVCache | None = None, layer: int = 0, attn_mask=None, value_weights=None,
                 qkv_bias=None):
+        """x [R, n, C] -> [R, n, C] (official basic_var.py SelfAttention with attn_l2_norm): q and k L2-normalised per
+        head, q times exp(min(scale_mul_1H11, ln 100)), softmax scale 1. With a cache the keys/values of
+        this call are appended and attention covers the cached prefix; value_weights [R, cached + n]
+        multiply the values per position."""
         b, n, c = x.shape
         bias = self.qkv_bias() if qkv_bias is None else qkv_bias
         q, k, v = F.linear(x, self.mat_qkv.weight, bias).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
@@ -103,16 +113,23 @@ class SelfAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
+    """The MLP of a block: fc2(GELU_tanh(fc1(x))) (official basic_var.py FFN)."""
+
     def __init__(self, width: int, hidden: int):
         super().__init__()
         self.fc1 = nn.Linear(width, hidden)
         self.fc2 = nn.Linear(hidden, width)
 
     def forward(self, x):
+        """[R, n, C] -> [R, n, C]."""
         return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
 
 
 class Block(nn.Module):
+    """One AdaLN transformer block (official basic_var.py AdaLNSelfAttn): x + g1 * attn(LN(x)(1 + s1) + b1), then x +
+    g2 * ffn(LN(x)(1 + s2) + b2), non-affine LayerNorm, eps 1e-6. The six modulation chunks come from the class
+    embedding (ada_lin) or, in shared-AdaLN models (d36), from a shared projection plus a per-block ada_gss."""
+
     def __init__(self, cfg: VARConfig):
         super().__init__()
         c = cfg.width
@@ -130,12 +147,16 @@ class Block(nn.Module):
         return self.ada_lin(cond).view(cond.shape[0], 6, -1)
 
     def forward(self, x, mod, cache=None, layer=0, attn_mask=None, value_weights=None, qkv_bias=None):
+        """x [R, n, C] with modulation mod [R, 6, C] -> [R, n, C]; cache, attn_mask, value_weights and qkv_bias as in
+        SelfAttention.forward."""
         g1, g2, s1, s2, b1, b2 = mod[:, :, None].unbind(1)
         x = x + self.attn(_layer_norm(x) * (1 + s1) + b1, cache, layer, attn_mask, value_weights, qkv_bias) * g1
         return x + self.ffn(_layer_norm(x) * (1 + s2) + b2) * g2
 
 
 class HeadNorm(nn.Module):
+    """Holds the head's AdaLN projection (`head_nm.ada_lin`, 2 chunks: scale, shift) in the official key layout."""
+
     def __init__(self, width: int):
         super().__init__()
         self.ada_lin = _adaln_linear(width, 2)
@@ -151,11 +172,17 @@ class VARCondition:
     qkv_biases: list[torch.Tensor] = field(default_factory=list)  # depth x [3C], not per row
 
     def select(self, rows: slice) -> "VARCondition":
+        """The same condition restricted to `rows` (the conditional rows when the unconditional branch stops)."""
         return VARCondition(self.embedding[rows], [m[rows] for m in self.block_mods], self.head_mod[rows],
                               self.qkv_biases)
 
 
 class VARTransformer(nn.Module):
+    """VAR's next-scale prediction network with the official state-dict layout (FoundationVision/VAR models/var.py
+    `VAR`): class embedding (num_classes + 1 rows, the last is the null class), start tokens, absolute position
+    and level embeddings, `depth` AdaLN blocks and a head over the V codes. It maps inputs to logits only; per-
+    run state lives in a VARState."""
+
     def __init__(self, cfg: VARConfig):
         super().__init__()
         self.config = cfg
@@ -175,6 +202,8 @@ class VARTransformer(nn.Module):
 
     # -- pieces used by both the cached and the teacher-forced paths -------------------------
     def condition(self, labels: torch.Tensor) -> VARCondition:
+        """Everything that depends only on the class ids int64 [R]: embeddings [R, C], block modulations, head
+        modulation and the fused q/k/v biases, computed once per generation."""
         emb = self.class_emb(labels)
         shared = None
         if self.config.shared_adaln:
@@ -186,9 +215,11 @@ class VARTransformer(nn.Module):
         return VARCondition(emb, mods, self.head_nm.ada_lin(emb).view(emb.shape[0], 2, -1), biases)
 
     def position_embedding(self, start: int, end: int) -> torch.Tensor:
+        """lvl_embed(level) + pos_1LC for the flattened positions start..end-1: [end - start, C]."""
         return self.lvl_embed(self.levels[start:end]) + self.pos_1LC[0, start:end]
 
     def embed_start(self, cond: VARCondition) -> torch.Tensor:
+        """Scale 0 input [R, n_0, C]: class embedding + pos_start + position embedding."""
         n = self.pos_start.shape[1]
         return cond.embedding[:, None] + self.pos_start + self.position_embedding(0, n)
 
@@ -199,11 +230,13 @@ class VARTransformer(nn.Module):
         return x + self.position_embedding(start, start + latent_tokens.shape[1])
 
     def logits(self, h: torch.Tensor, cond: VARCondition) -> torch.Tensor:
+        """Head: LN(h)(1 + scale) + shift, then the linear head, in float32: [R, n, C] -> float32 [R, n, V]."""
         scale, shift = cond.head_mod.float()[:, :, None].unbind(1)
         h = _layer_norm(h.float()) * (1 + scale) + shift
         return self.head(h.to(self.head.weight.dtype)).float()
 
     def run_blocks(self, x, cond: VARCondition, cache=None, attn_mask=None, value_weights=None):
+        """All blocks on x [R, n, C]; with a cache, its length advances by n afterwards."""
         for i, blk in enumerate(self.blocks):
             bias = cond.qkv_biases[i] if cond.qkv_biases else None
             x = blk(x, cond.block_mods[i], cache, i, attn_mask, value_weights, bias)
@@ -225,6 +258,7 @@ class VARTransformer(nn.Module):
         return self.logits(self.run_blocks(x, cond, attn_mask=mask), cond)
 
     def embed_scale_all(self, latent_inputs):
+        """Inputs of scales 1..K-1 at once: word_embed(latent_inputs [B, L - n_0, Cvae]) + their position embeddings."""
         n0 = self.pos_start.shape[1]
         x = self.word_embed(latent_inputs.to(self.word_embed.weight.dtype))
         return x + self.position_embedding(n0, n0 + latent_inputs.shape[1])
@@ -242,6 +276,7 @@ class VARState(ScaleState):
 
     @property
     def has_uncond(self) -> bool:
+        """Whether the unconditional rows are still computed."""
         return self.rows > self.batch
 
     def set_uncond(self, active: bool):

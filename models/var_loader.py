@@ -30,6 +30,10 @@ def _patch_nums_from(sd: dict) -> tuple[int, ...]:
 
 
 def infer_var_config(sd: dict) -> VARConfig:
+    """The configuration of an official VAR state dict from its tensors: depth, width, heads, shared AdaLN (d36),
+    classes, vocabulary, latent channels, MLP ratio, and the scale schedule (read from `lvl_1L`, else the trained
+    schedule whose sum of pn^2 equals `pos_1LC`'s length). Raises KeyError/IndexError for a missing tensor and
+    CheckpointError when no schedule fits."""
     width = sd["pos_start"].shape[-1]
     return VARConfig(
         depth=count_indices(sd, r"blocks\.(\d+)\."),
@@ -94,11 +98,16 @@ def check_var_name(path, cfg: VARConfig) -> None:
 
 
 def build_var_transformer(cfg: VARConfig, device="cpu") -> VARTransformer:
+    """An untrained VARTransformer of `cfg` built on `device` (e.g. "meta": shapes only, no memory)."""
     with torch.device(device):
         return VARTransformer(cfg)
 
 
 def load_var_transformer(path, *, device="cpu", dtype=torch.float32, mmap: bool = True) -> VARTransformer:
+    """Load an official VAR transformer (`var_d16.pth` ... `var_d36.pth`, or the same tensors as .safetensors) in
+    eval mode on `device` in `dtype`. The buffers the file carries (`lvl_1L`, `attn_bias_for_masking`, zero
+    `attn.zero_k_bias`) are checked against the inferred schedule and dropped. Raises CheckpointError naming the
+    file for an unreadable, unsafe, foreign, incomplete or inconsistent file."""
     sd = read_state_dict(path, dtype, mmap=mmap)  # cast tensor by tensor: peak = the model + one tensor
     expect_kind(path, sd, "var")
     try:

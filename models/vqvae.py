@@ -23,6 +23,10 @@ PHI_TABLES = {
 
 
 def phi_index_table(num_scales: int, num_phi: int = 4) -> tuple[int, ...]:
+    """Which of the `num_phi` shared phi convolutions serves each scale k of K: the tick nearest to k / (K - 1) among
+    `num_phi` ticks linspace(1/(3 num_phi), 1 - 1/(3 num_phi)) (official quant.py PhiPartiallyShared, which uses
+    these ticks for 4 convs, all released models). The released 10- and 14-scale tables are hard-coded because the
+    official float64 argmin settles two exact ties by rounding."""
     if num_phi == 4 and num_scales in PHI_TABLES:
         return PHI_TABLES[num_scales]
     ticks = torch.linspace(1 / (3 * num_phi), 1 - 1 / (3 * num_phi), num_phi, dtype=torch.float64)
@@ -35,6 +39,9 @@ def _group_norm(channels: int) -> nn.GroupNorm:
 
 
 class ResBlock(nn.Module):
+    """x + conv(silu(norm(conv(silu(norm(x)))))) with GroupNorm(32, eps 1e-6) and a 1x1 shortcut when the width changes
+    (official basic_vae.py ResnetBlock, dropout 0)."""
+
     def __init__(self, cin: int, cout: int):
         super().__init__()
         self.norm1 = _group_norm(cin)
@@ -44,6 +51,7 @@ class ResBlock(nn.Module):
         self.nin_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x):
+        """[B, cin, H, W] -> [B, cout, H, W]."""
         h = self.conv1(F.silu(self.norm1(x)))
         h = self.conv2(F.silu(self.norm2(h)))
         return self.nin_shortcut(x) + h
@@ -59,6 +67,7 @@ class AttnBlock(nn.Module):
         self.proj_out = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x):
+        """[B, C, H, W] -> [B, C, H, W] (residual)."""
         b, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).unbind(1)
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
@@ -66,25 +75,35 @@ class AttnBlock(nn.Module):
 
 
 class Downsample(nn.Module):
+    """Stride-2 3x3 conv after padding right and bottom by one (official basic_vae.py Downsample2x)."""
+
     def __init__(self, channels: int):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0)
 
     def forward(self, x):
+        """[B, C, H, W] -> [B, C, H/2, W/2]."""
         return self.conv(F.pad(x, (0, 1, 0, 1)))
 
 
 class Upsample(nn.Module):
+    """Nearest-neighbour 2x upsampling, then a 3x3 conv (official basic_vae.py Upsample2x)."""
+
     def __init__(self, channels: int):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x):
+        """[B, C, H, W] -> [B, C, 2H, 2W]."""
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
 @dataclass(frozen=True)
 class VQVAEConfig:
+    """Sizes of the multi-scale VQ-VAE (defaults: VAR's vae_ch160v4096z32, also VQVAE-Switti): codebook of vocab_size
+    codes of z_channels dims, base width ch, per-level width multipliers ch_mult (4 downsamplings: 16 px per
+    token)."""
+
     vocab_size: int = 4096
     z_channels: int = 32
     ch: int = 160
@@ -93,6 +112,7 @@ class VQVAEConfig:
 
     @property
     def downsample(self) -> int:
+        """Pixels per latent cell along each axis: 2^(levels - 1) (16 for the official VQ-VAE)."""
         return 2 ** (len(self.ch_mult) - 1)
 
 
@@ -132,6 +152,9 @@ class _Mid(nn.Module):
 
 
 class Encoder(nn.Module):
+    """Image [B, 3, H, W] in [-1, 1] -> latent [B, z_channels, H/16, W/16] (official basic_vae.py Encoder, double_z
+    False)."""
+
     def __init__(self, cfg: VQVAEConfig):
         super().__init__()
         widths = [cfg.ch * m for m in cfg.ch_mult]
@@ -146,6 +169,7 @@ class Encoder(nn.Module):
         self.conv_out = nn.Conv2d(widths[-1], cfg.z_channels, 3, padding=1)
 
     def forward(self, x):
+        """[B, 3, H, W] -> [B, z_channels, H/ds, W/ds] (ds = `VQVAEConfig.downsample`)."""
         x = self.conv_in(x)
         for level in self.down:
             x = level(x)
@@ -153,6 +177,8 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
+    """Latent [B, z_channels, h, w] -> image [B, 3, 16h, 16w] in about [-1, 1] (official basic_vae.py Decoder)."""
+
     def __init__(self, cfg: VQVAEConfig):
         super().__init__()
         widths = [cfg.ch * m for m in cfg.ch_mult]
@@ -168,6 +194,7 @@ class Decoder(nn.Module):
         self.conv_out = nn.Conv2d(widths[0], 3, 3, padding=1)
 
     def forward(self, z):
+        """[B, z_channels, h, w] -> [B, 3, h ds, w ds]."""
         x = self.mid(self.conv_in(z))
         for level in reversed(self.up):
             x = level(x)
@@ -181,6 +208,7 @@ class Phi(nn.Conv2d):
         super().__init__(channels, channels, 3, padding=1)
 
     def forward(self, h):
+        """[B, C, h, w] -> [B, C, h, w] (0.5 h + 0.5 conv(h); the official quant_resi ratio 0.5)."""
         return h * 0.5 + super().forward(h) * 0.5
 
 
@@ -191,12 +219,17 @@ class _PhiSet(nn.Module):
 
 
 class MultiScaleQuantizer(nn.Module):
+    """The multi-scale residual quantiser (official quant.py VectorQuantizer2 with 4 partially shared phi convs): a
+    token map per scale, each scale's code vectors upsampled to the last scale's side, refined by phi and summed
+    into the latent f_hat."""
+
     def __init__(self, vocab_size: int, channels: int):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, channels)
         self.quant_resi = _PhiSet(channels)
 
     def phi(self, k: int, num_scales: int, h: torch.Tensor) -> torch.Tensor:
+        """Scale k's phi conv applied to h [B, C, s, s] (in the weights' dtype), returned as float32."""
         conv = self.quant_resi.qresi_ls[phi_index_table(num_scales, len(self.quant_resi.qresi_ls))[k]]
         return conv(h.to(conv.weight.dtype)).float()
 
@@ -261,6 +294,8 @@ class MultiScaleQuantizer(nn.Module):
         return torch.cat(out, dim=1)
 
     def tokens_to_fhat(self, tokens, patch_nums) -> torch.Tensor:
+        """f_hat float32 [B, C, pn_K, pn_K] = sum over scales of phi_k(up(E[tokens_k])) (official embed_to_fhat with
+        last_one)."""
         fhat = None
         for k, idx in enumerate(tokens):
             h = self.scale_contribution(k, patch_nums, self.lookup(idx))
@@ -269,6 +304,9 @@ class MultiScaleQuantizer(nn.Module):
 
 
 class VQVAE(nn.Module):
+    """The multi-scale VQ-VAE with the official key layout (encoder, decoder, quant_conv, post_quant_conv, quantize).
+    Images are RGB; its public methods take and return [0, 1]."""
+
     def __init__(self, cfg: VQVAEConfig = VQVAEConfig()):
         super().__init__()
         self.config = cfg
@@ -280,6 +318,7 @@ class VQVAE(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
+        """The weights' dtype."""
         return self.quant_conv.weight.dtype
 
     def fhat_to_image(self, fhat: torch.Tensor) -> torch.Tensor:
@@ -306,6 +345,7 @@ class VQVAE(nn.Module):
         return next((n for n, p in self.named_parameters() if not bool(torch.isfinite(p).all())), None)
 
     def tokens_to_image(self, tokens, patch_nums) -> torch.Tensor:
+        """K token maps int64 [B, pn_k, pn_k] -> image float32 [B, 3, H, W] in [0, 1] (official idxBl_to_img)."""
         return self.fhat_to_image(self.quantize.tokens_to_fhat(tokens, patch_nums))
 
     def image_to_tokens(self, image: torch.Tensor, patch_nums) -> list[torch.Tensor]:

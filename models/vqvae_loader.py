@@ -12,6 +12,9 @@ VQVAE_BUFFERS = ("quantize.ema_vocab_hit_SV",)
 
 
 def infer_vqvae_config(sd: dict) -> VQVAEConfig:
+    """The configuration of a VQ-VAE state dict from its tensors: codebook [V, Cvae], base width `ch`, the width
+    multiplier of every encoder level and the residual blocks per level. Raises KeyError/IndexError when a
+    tensor it reads is missing (the loader turns that into a CheckpointError)."""
     ch = sd["encoder.conv_in.weight"].shape[0]
     levels = count_indices(sd, r"encoder\.down\.(\d+)\.")
     mult = tuple(sd[f"encoder.down.{i}.block.0.conv1.weight"].shape[0] // ch for i in range(levels))
@@ -25,17 +28,24 @@ def infer_vqvae_config(sd: dict) -> VQVAEConfig:
 
 
 def vqvae_official_state_dict(vae: VQVAE, num_scales: int = 10) -> dict[str, torch.Tensor]:
+    """State dict in the official file layout (`vae_ch160v4096z32.pth`): the parameters plus the training
+    statistic `quantize.ema_vocab_hit_SV` (zeros [num_scales, V]), which the official file carries and the loader
+    ignores."""
     sd = {k: v.detach() for k, v in vae.state_dict().items()}
     sd["quantize.ema_vocab_hit_SV"] = torch.zeros(num_scales, vae.config.vocab_size)
     return sd
 
 
 def build_vqvae(cfg: VQVAEConfig, device="cpu") -> VQVAE:
+    """An untrained VQVAE of `cfg` built on `device` (e.g. "meta": shapes only, no memory)."""
     with torch.device(device):
         return VQVAE(cfg)
 
 
 def load_vqvae(path, *, device="cpu", dtype=torch.float32, mmap: bool = True) -> VQVAE:
+    """Load the multi-scale VQ-VAE (VAR's `vae_ch160v4096z32.pth` or VQVAE-Switti's `model.safetensors`; sizes
+    inferred from the tensors) in eval mode on `device` in `dtype`. Raises CheckpointError naming the file for an
+    unreadable, unsafe, foreign or incomplete file."""
     sd = read_state_dict(path, dtype, mmap=mmap, skip=VQVAE_BUFFERS)  # a training statistic, any row count
     expect_kind(path, sd, "vqvae")
     try:

@@ -60,10 +60,12 @@ def install_example_inputs() -> None:
 
 
 def model_files(folder: str) -> list[str]:
+    """The files ComfyUI lists for models/<folder> (every configured path), as relative names."""
     return folder_paths.get_filename_list(folder)
 
 
 def full_path(folder: str, name: str) -> str:
+    """The absolute path of `name` in models/<folder>; FileNotFoundError naming the searched folders if absent."""
     path = folder_paths.get_full_path(folder, name)
     if path is None:
         raise FileNotFoundError(f"'{name}' not found in models/{folder} "

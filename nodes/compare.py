@@ -20,7 +20,7 @@ from ..models.shapes import load_judge
 from ..models.shapes.judge import judge_images
 from ..models.var import SHAPES
 from .common import CATEGORY, CondType, GuiderType, ModelType
-from .sampler import PREVIEWS, ScaleProgressReporter, load_model, sample_images
+from .sampler import PREVIEWS, ScaleProgressReporter, load_model, prepare_condition, sample_images
 
 GUIDER_SLOTS = 4
 SIZES = (f"At most {MAX_IMAGES} images (rows x images_per_row). Outputs for the largest: the image batch "
@@ -61,6 +61,7 @@ def check_guider(net, guider, batch: int, name: str) -> None:
 
 
 def check_size(rows: int, columns: int, rows_name: str) -> None:
+    """ValueError naming both inputs when rows x columns exceeds MAX_IMAGES images."""
     if rows * columns > MAX_IMAGES:
         raise ValueError(f"{rows} {rows_name} x images_per_row {columns} = {rows * columns} images: a comparison "
                          f"holds at most {MAX_IMAGES}; lower images_per_row to {max(1, MAX_IMAGES // rows)} or "
@@ -70,7 +71,7 @@ def check_size(rows: int, columns: int, rows_name: str) -> None:
 def run_rows(model, conditioning, guiders, seed, images_per_row, preview, **settings):
     """Sample every guider on the same seeds (one batch per row): images [R*C, S, S, 3] row-major, traces."""
     net = model.model
-    cond = net.prepare_condition(conditioning, images_per_row)  # the model's checks, before any GPU work
+    cond = prepare_condition(net, conditioning, images_per_row)  # the model's checks, before any GPU work
     load_model(model, images_per_row, any(g is not None for g in guiders))
     reporter = ScaleProgressReporter(len(net.patch_nums), preview, runs=len(guiders))
     images, traces = [], []
@@ -84,6 +85,7 @@ def run_rows(model, conditioning, guiders, seed, images_per_row, preview, **sett
 
 
 def column_labels(seed: int, columns: int) -> list[str]:
+    """The column titles: each column's seed (seed + i, the sampler's per-image seeds)."""
     return [f"seed {(seed + i) % 2**64}" for i in range(columns)]  # the sampler's per-image seeds
 
 

@@ -139,7 +139,7 @@ class Sampler(ScalewiseNode):
             ids = conditioning.ids
             rotated = tuple(ids[(batch_index + j) % len(ids)] for j in range(max(batch_size, len(ids))))
             conditioning = dataclasses.replace(conditioning, ids=rotated)
-        cond = net.prepare_condition(conditioning, batch_size)  # the model's checks, before any GPU work
+        cond = prepare_condition(net, conditioning, batch_size)  # the model's checks, before any GPU work
         load_model(model, batch_size, guider is not None)
         reporter = ScaleProgressReporter(len(net.patch_nums), preview)
         out = sample_images(net, guider, cond, reporter, seed=seed, batch_size=batch_size, top_k=top_k, top_p=top_p,
@@ -150,7 +150,18 @@ class Sampler(ScalewiseNode):
         return io.NodeOutput(images, out.trace)
 
 
+def prepare_condition(net, conditioning, batch_size: int):
+    """`net.prepare_condition`, with conditioning of another family (the model's TypeError: a wiring mistake)
+    reported as a ValueError with the same message."""
+    try:
+        return net.prepare_condition(conditioning, batch_size)
+    except TypeError as e:
+        raise ValueError(str(e)) from None
+
+
 def load_model(model, batch_size: int, guided: bool) -> None:
+    """Load the whole model onto the GPU through ComfyUI, asking it to free the room a generation needs
+    (`memory_estimate`)."""
     # plain torch layers cannot run partially offloaded: load the whole model or let ComfyUI free room
     mm.load_models_gpu([model], memory_required=model.model.memory_estimate(batch_size, guided),
                        force_full_load=True)

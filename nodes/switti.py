@@ -78,7 +78,8 @@ def encode_prompt(clip, text: str) -> tuple[TextCondition, bool]:
                          f"this CLIP object has encoders {sorted(tokens)}")
     truncated = len(tokens["g"]) > 1
     tokens = {name: [[(t[0], 1.0) + tuple(t[2:]) for t in chunks[0]]] for name, chunks in tokens.items()}
-    hidden, _ = clip.encode_from_tokens(tokens, return_pooled=True)  # not "unprojected": see switti.md §4.4
+    # ComfyUI's pooled output is bigG's projected vector; Switti wants the unprojected one (the EOS state, below)
+    hidden, _ = clip.encode_from_tokens(tokens, return_pooled=True)
     ids = [t[0] for t in tokens["g"][0]]
     valid = ids.index(EOS) + 1 if EOS in ids else len(ids)
     mask = torch.arange(hidden.shape[1]) < valid

@@ -118,6 +118,8 @@ def parse_label(label: str) -> tuple[str, int]:
 
 
 def parse_class_list(text: str) -> list[int]:
+    """'207, 980; 88: pizza' -> [207, 980, 88]: comma- or semicolon-separated ids, each optionally followed by ':
+    name'. ValueError naming the entry that is not an id (ranges are checked by the model)."""
     ids = []
     for part in text.replace(";", ",").split(","):
         part = part.strip()

@@ -20,7 +20,7 @@ summary table go to stderr. Fields:
   img_per_s        batch / s_per_batch
   peak_gib         peak memory in GiB, see peak_kind
   peak_kind        "cuda_max_allocated": torch.cuda.max_memory_allocated() after reset_peak_memory_stats()
-                   (weights included, like the reference tables of var.md 6.4 and switti.md 8.2b);
+                   (weights included, as in the reference measurements of the official samplers on an H100);
                    "cpu_rss_delta": process peak RSS during the run (VmHWM, reset through
                    /proc/self/clear_refs) minus the RSS before it (weights excluded);
                    "none": peak_gib is null (no way to measure on this platform)
@@ -32,11 +32,11 @@ summary table go to stderr. Fields:
   tiny             true when small models of the official layouts were used
   error            present only when a configuration failed (e.g. "out of memory"); numbers are null then
 
-VAR settings (as the reference measurement of var.md 6.4): random class labels, top-k 900, top-p 0.96,
-more_smooth off, VQ-VAE decode included. Guiders: cfg = CFG(1.5); igg = IGG(1.85); softcfg =
+VAR settings (as our measurement of the official `autoregressive_infer_cfg`): random class labels, top-k 900,
+top-p 0.96, more_smooth off, VQ-VAE decode included. Guiders: cfg = CFG(1.5); igg = IGG(1.85); softcfg =
 SoftCFG(base=CFG(1.5)); ssg = SSG(0.1, base=CFG(1.5)); ssg+igg = SSG(0.1, base=IGG(1.85)).
 
-Switti settings (as the official pipeline measurement of switti.md 8.2b): text encoding excluded -- random
+Switti settings (as our measurement of the official `SwittiPipeline`): text encoding excluded -- random
 embeddings are fed directly (hidden [B, 77, 2048], pooled [B, 1280], a mask of 8-12 valid tokens; the
 negative is an "empty prompt" of 2 valid tokens), drawn before each timed run; cfg 6, top-k 400, top-p 0.95,
 Gumbel smoothing from scale 2 (more_smooth, smooth_start_scale 2), CFG off from scale 8 (512 px) / 11
@@ -123,7 +123,7 @@ TINY = {  # resolution -> model name; layouts of d16-d30 (256) and d36 (512, sha
 TINY_DEPTH, TINY_HEADS, TINY_VAE_CH = 2, 2, 32
 VAE_CH, VAE_MULT = 160, (1, 1, 2, 2, 4)
 
-# Switti (switti.md 2.1 and 8.2b). name -> (resolution, autoregressive)
+# Switti: the four released models (yresearch/Switti, -AR, -1024, -1024-AR). name -> (resolution, autoregressive)
 SWITTI = {
     "switti-512": (512, False),
     "switti-512-ar": (512, True),
@@ -161,7 +161,7 @@ def switti_guider(name: str, stop: int):
 
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-DEFAULT_CUDA_DTYPE = {"var": "fp16", "switti": "bf16"}  # VAR as var.md 6.4, Switti as its official pipeline
+DEFAULT_CUDA_DTYPE = {"var": "fp16", "switti": "bf16"}  # VAR: the official fp16 autocast; Switti: its pipeline's bf16
 
 
 def note(msg: str) -> None:
@@ -413,9 +413,9 @@ def sync(device: torch.device):
 
 
 def random_text(batch: int, gen: torch.Generator, device, dtype) -> TextCondition:
-    """Random CLIP-like embeddings in place of the text encoders (excluded from the timing, as in
-    switti.md 8.2b): hidden [B, 77, 2048], pooled [B, 1280], 8-12 valid tokens per prompt, and an
-    "empty prompt" negative of batch 1 with 2 valid tokens (the sampler repeats it per image)."""
+    """Random CLIP-like embeddings in place of the text encoders (excluded from the timing, as in our
+    measurement of the official pipeline): hidden [B, 77, 2048], pooled [B, 1280], 8-12 valid tokens per
+    prompt, and an "empty prompt" negative of batch 1 with 2 valid tokens (the sampler repeats it per image)."""
 
     def make(b, lengths):
         mask = torch.arange(TEXT_TOKENS)[None] < lengths[:, None]

@@ -7,7 +7,7 @@ For every example below this script
 2. loads it into the real ComfyUI frontend in headless Chromium (``app.loadApiJson``), lays the nodes out in
    readable, non-overlapping columns, sets the seed widget to "fixed" and checks that the page converts it back
    to exactly the same API JSON (widget inputs a builder leaves out get the server's defaults first);
-3. serialises the graph *in the page* (``JSON.stringify(app.graph.serialize())``, spec §A10/§A11) and writes that
+3. serialises the graph *in the page* (``JSON.stringify(app.graph.serialize())``, the UI format) and writes that
    string unchanged to ``example_workflows/<name>.json`` (UI format, listed under Templates -> Extensions);
 4. queues it once from the page (as the Run button does) and waits until it has run, so the outputs, previews and
    the heat-map scores are visible, then
@@ -203,7 +203,7 @@ def var_cfg_vs_igg_heatmap(g):
 
 
 def _switti(g, reso, start_scale, end_scale):
-    """Switti text-to-image with the official settings (switti.md §5.1): cfg 6 on the linear ramp, top_k 400,
+    """Switti text-to-image with the official settings (Switti README, notebook): cfg 6 on the linear ramp, top_k 400,
     top_p 0.95, Gumbel smoothing from scale 2, temperature 0.1 once CFG has stopped, seed 59. The guided window
     differs: the 512 notebook guides scales 2-7 (turn_on 2, turn_off 8), the README 1024 example scales 0-10."""
     clip = g.node("DualCLIPLoader", clip_name1=CLIP_L_FILE, clip_name2=CLIP_G_FILE, type="sdxl",
@@ -726,7 +726,7 @@ def generate(page, name: str, client, object_info: dict, run: bool, log) -> None
     back = page.evaluate("async () => (await app.graphToPrompt()).output")
     assert strip_meta(back) == strip_meta(prompt), f"{name}: UI -> API differs from the built API JSON: {back}"
     page.evaluate(JS_SET_SAVED_VIEW)
-    ui_json = page.evaluate(JS_SERIALIZE)          # a string: written unchanged (spec §A10)
+    ui_json = page.evaluate(JS_SERIALIZE)          # a string: written unchanged (the frontend validates it on load)
     wf = json.loads(ui_json)
     assert len(wf["nodes"]) == len(prompt) + len(notes)
     (EXAMPLES_DIR / f"{name}.json").write_text(ui_json)

@@ -13,6 +13,8 @@ def _conv(cin, cout, stride):
 
 
 class Judge(nn.Module):
+    """The judge CNN: classifies an image of the shapes dataset, segments its object and gives 4w-d features (Frechet
+    distance)."""
     def __init__(self, num_classes: int = 10, width: int = 32):
         super().__init__()
         w = width

@@ -284,7 +284,7 @@ class ComfyServer:
         # Absolute paths; the var/switti keys exist (with an empty extension set) before the pack loads.
         yaml = ["scalewise_ci:", f"    base_path: {w / 'models'}", "    var: var/", "    switti: switti/",
                 "    text_encoders: text_encoders/"]
-        if (REPO / "tests" / "test_packs").is_dir():     # optional test-only node packs (spec §C8)
+        if (REPO / "tests" / "test_packs").is_dir():     # optional test-only node packs (e.g. fault injection)
             yaml.append(f"    custom_nodes: {REPO / 'tests' / 'test_packs'}")
         (w / "extra_model_paths.yaml").write_text("\n".join(yaml) + "\n")
         _link_pack(cdir)

@@ -1,4 +1,4 @@
-"""Layer 3 (spec §C7): a real ComfyUI server started once per session with the pack symlinked into
+"""Layer 3 (the pack in a real ComfyUI server): a real ComfyUI server started once per session with the pack symlinked into
 custom_nodes/comfyui-scalewise-guidance. Needs COMFY_DIR=<ComfyUI tree>; run pytest with that tree's venv
 python (.comfy-ci/venv/bin/python). Without COMFY_DIR every test here is skipped."""
 import importlib.util

@@ -1,4 +1,5 @@
-"""The Switti text-encoding recipe (switti.md §4.4) against ComfyUI's own SDXL text encoders."""
+"""The Switti text-encoding recipe (final-LayerNorm states of CLIP-L and bigG, bigG's unprojected pooled vector
+at the EOS token, the padding mask) against ComfyUI's own SDXL text encoders."""
 import json
 import os
 import subprocess

@@ -1,4 +1,4 @@
-"""Layer 4 (spec §C9): the ComfyUI page in headless Chromium through Playwright's sync API.
+"""Layer 4 (the real frontend): the ComfyUI page in headless Chromium through Playwright's sync API.
 
 Uses Debian's /usr/bin/chromium (apt-get install chromium); Playwright never downloads a browser. Shares the
 session's ComfyUI server with tests/integration. Skipped without COMFY_DIR, playwright or Chromium."""
