@@ -65,7 +65,9 @@ class SwittiTextEncode(io.ComfyNode):
             inputs=[
                 io.Clip.Input("clip", tooltip="CLIP from DualCLIPLoader (type sdxl) with clip_l and clip_g."),
                 io.String.Input("positive", multiline=True, default="",
-                                tooltip="What to draw. Only the first 77 tokens (about 60 words) are used."),
+                                tooltip="What to draw. Only the first 77 tokens (about 60 words) are used. "
+                                        "embedding:name works with SDXL embeddings; weights like (word:1.2) are "
+                                        "ignored (Switti has no prompt weighting)."),
                 io.String.Input("negative", multiline=True, default="",
                                 tooltip="The unconditional prompt for guidance; Switti was trained with the empty "
                                         "prompt, so leave it empty unless you want to steer away from something."),
