@@ -8,6 +8,7 @@ object ComfyUI's DualCLIPLoader builds from them (comfy.sd.load_clip, type sdxl)
 truncation to 77 and the padding mask, as the official FrozenCLIPEmbedder does — no ComfyUI code on that side.
 A textual-inversion file whose vectors are the token embeddings of "red fox" must give the features of those words.
 """
+import gc
 import importlib.util
 import json
 import sys
@@ -22,6 +23,7 @@ import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer  # noqa: E402
 
+import comfy.model_management  # noqa: E402
 import comfy.sd  # noqa: E402
 
 spec = importlib.util.spec_from_file_location("scalewise", f"{pack_dir}/__init__.py",
@@ -74,6 +76,8 @@ clip = comfy.sd.load_clip(ckpt_paths=[str(clip_dir / "clip_l.safetensors"), str(
 ours = {name: encode_prompt(clip, text) for name, (text, _) in PROMPTS.items()}
 comfy_chunk0 = sum(w != 0 for _, _, w in clip.tokenize(straddle[0], return_word_ids=True)["g"][0])
 del clip
+comfy.model_management.unload_all_models()  # ComfyUI's fp32 copy of the encoders (3.3 GB) before HF's
+gc.collect()
 
 # Reference: official tokenisation and HF CLIPTextModel, one encoder at a time (memory).
 batch = tokenizer([official for _, official in PROMPTS.values()], truncation=True, max_length=77,
