@@ -6,15 +6,12 @@ import logging
 import comfy.model_management as mm
 import comfy.model_patcher
 from comfy.cli_args import args
-import torch
 from comfy_api.latest import io
 
-from ..models import TextCondition, load_switti
+from ..models import load_switti
 from .common import (DTYPES, CondType, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs,
                      checkpoint_notes, full_path, info_ui, model_files, pick_dtypes)
-
-EOS = 49407         # CLIP's end-of-text token; bigG pads with 0 after it
-CLIP_L_WIDTH = 768  # the context is [CLIP-L | bigG]; bigG's part holds the pooled vector
+from .switti_text import encode_prompt
 
 
 class SwittiLoader(ScalewiseNode):
@@ -66,38 +63,6 @@ class SwittiLoader(ScalewiseNode):
         return io.NodeOutput(patcher, ui=info_ui(notes))
 
 
-def encode_prompt(clip, text: str) -> tuple[TextCondition, bool]:
-    """Switti's text features from an SDXL CLIP object: last layer after the final LayerNorm of both
-    encoders ([L | G], 77 tokens), the unprojected bigG pooled vector and the padding mask. Returns the
-    condition and whether the prompt was truncated to 77 tokens (as the official pipeline does)."""
-    clip = clip.clone()
-    clip.clip_layer(-33)  # beyond every layer index: ComfyUI then takes the final-LN'd last layer
-    tokens = clip.tokenize(text)
-    if set(tokens) != {"l", "g"}:
-        raise ValueError(f"Switti needs the SDXL text encoders (clip_l + clip_g through DualCLIPLoader, type sdxl); "
-                         f"this CLIP object has encoders {sorted(tokens)}")
-    truncated = len(tokens["g"]) > 1
-    tokens = {name: [[(t[0], 1.0) + tuple(t[2:]) for t in chunks[0]]] for name, chunks in tokens.items()}
-    # ComfyUI's pooled output is bigG's projected vector; Switti wants the unprojected one (the EOS state, below)
-    hidden, _ = clip.encode_from_tokens(tokens, return_pooled=True)
-    ids = [t[0] for t in tokens["g"][0]]
-    valid = ids.index(EOS) + 1 if EOS in ids else len(ids)
-    mask = torch.arange(hidden.shape[1]) < valid
-    hidden = hidden.float().cpu()
-    for name, other, part in (("clip_l", "clip_g", hidden[..., :CLIP_L_WIDTH]),
-                              ("clip_g", "clip_l", hidden[..., CLIP_L_WIDTH:])):
-        # An encoder whose file was never loaded (DualCLIPLoader given two clip_l or two clip_g files) keeps
-        # uninitialised weights: NaN, or the same vector at every token. Real features are neither.
-        finite = bool(torch.isfinite(part).all())
-        if not finite or bool((part == part[:, :1]).all()):
-            raise ValueError(f"clip: the {name} encoder of this CLIP gives {'constant' if finite else 'NaN/inf'} "
-                             f"features: its weights are missing (two {other} files in DualCLIPLoader?) or damaged. "
-                             "Switti needs clip_l.safetensors and clip_g.safetensors, one of each, through "
-                             "DualCLIPLoader, type sdxl")
-    pooled = hidden[:, valid - 1, CLIP_L_WIDTH:]
-    return TextCondition(hidden, pooled, mask[None]), truncated
-
-
 class SwittiTextEncode(ScalewiseNode):
     @classmethod
     def define_schema(cls):
@@ -112,7 +77,9 @@ class SwittiTextEncode(ScalewiseNode):
             inputs=[
                 io.Clip.Input("clip", tooltip="CLIP from DualCLIPLoader (type sdxl) with clip_l and clip_g."),
                 io.String.Input("positive", multiline=True, default="",
-                                tooltip="What to draw. Only the first 77 tokens (about 60 words) are used."),
+                                tooltip="What to draw. Only the first 77 tokens (about 60 words) are used. "
+                                        "embedding:name works with SDXL embeddings; weights like (word:1.2) are "
+                                        "ignored (Switti has no prompt weighting)."),
                 io.String.Input("negative", multiline=True, default="",
                                 tooltip="The unconditional prompt for guidance; Switti was trained with the empty "
                                         "prompt, so leave it empty unless you want to steer away from something."),
@@ -123,10 +90,9 @@ class SwittiTextEncode(ScalewiseNode):
     @classmethod
     @checked_inputs
     def execute(cls, clip, positive, negative) -> io.NodeOutput:
-        cond, cut = encode_prompt(clip, positive)
-        cond.negative, cut_neg = encode_prompt(clip, negative)
-        notes = [f"{name} prompt cut to 77 tokens (Switti reads no more)" for name, c in
-                 (("positive", cut), ("negative", cut_neg)) if c]
+        cond, notes = encode_prompt(clip, positive, "positive")
+        cond.negative, notes_neg = encode_prompt(clip, negative, "negative")
+        notes += notes_neg
         for note in notes:
             logging.warning("Switti Text Encode: %s", note)
         return io.NodeOutput(cond, ui={"scalewise_info": notes} if notes else None)

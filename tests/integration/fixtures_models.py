@@ -54,14 +54,20 @@ def write_tiny_switti(folder):
     save(vqvae_official_state_dict(model.vae), folder / SWITTI_VAE)
 
 
-def write_random_clip(folder):
-    """Full-size random SDXL text encoders (made once and cached next to the ComfyUI tree)."""
+def clip_cache() -> Path:
+    """The folder of the full-size random SDXL text encoders (made once, next to the ComfyUI tree)."""
     comfy_dir = Path(os.environ["COMFY_DIR"])
     cache = comfy_dir.parent / "test-cache" / "clip-v1"
     if not (cache / CLIP_G).is_file():
         script = Path(__file__).with_name("make_clip.py")
         subprocess.run([sys.executable, str(script), str(comfy_dir), str(cache)], check=True,
                        stdout=subprocess.DEVNULL)
+    return cache
+
+
+def write_random_clip(folder):
+    """Symlinks to the random SDXL text encoders of clip_cache() in `folder`."""
+    cache = clip_cache()
     folder.mkdir(parents=True, exist_ok=True)
     for name in (CLIP_L, CLIP_G):
         (folder / name).symlink_to(cache / name)
