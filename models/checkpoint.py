@@ -28,6 +28,8 @@ class CheckpointWarning(UserWarning):
 
 
 def warn_disagreement(message: str) -> None:
+    """Warn (CheckpointWarning) that a sidecar file or a name disagrees with what the weights record; `message`
+    names the file and both values. The loaders go on with the weights' own record."""
     warnings.warn(message, CheckpointWarning, stacklevel=3)
 
 

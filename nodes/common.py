@@ -219,4 +219,5 @@ def checkpoint_notes(node: str):
 
 
 def info_ui(notes: list[str]) -> dict | None:
+    """The node's `ui` payload for loader notes (shown under the key "scalewise_info"), or None without notes."""
     return {"scalewise_info": notes} if notes else None

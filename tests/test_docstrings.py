@@ -83,7 +83,8 @@ def test_node_helpers_are_documented(path):
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
             is_node = isinstance(node, ast.ClassDef) and any(
-                getattr(b, "attr", getattr(b, "id", None)) in ("ComfyNode", "ComfyExtension") for b in node.bases)
+                getattr(b, "attr", getattr(b, "id", None)) in ("ComfyNode", "ScalewiseNode", "ComfyExtension")
+                for b in node.bases)
             if not is_node and not ast.get_docstring(node):
                 missing.append(node.name)
     assert missing == []

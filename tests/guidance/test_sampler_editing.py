@@ -126,7 +126,8 @@ def test_image_and_mask_broadcast_and_images_keep_their_seeds(model, image):
     mask[1] = torch.flip(mask[1], (0,))
     batch = sample(model, CFG(2.0), [3, 4], seed=9, top_k=40, image=image[:1], mask=mask)
     for i in range(2):
-        single = sample(model, CFG(2.0), [3 + i], seed=9 + i, top_k=40, image=image[:1], mask=mask[i:i + 1])
+        single = sample(model, CFG(2.0), [3 + i], seed=9, batch_index=i, top_k=40, image=image[:1],
+                        mask=mask[i:i + 1])
         assert equal_tokens([t[i:i + 1] for t in batch.tokens], single.tokens)
     per_image = sample(model, CFG(2.0), [3, 3], seed=9, top_k=40, image=image, mask=mask[:1])
     own = model.encode_image(image)
