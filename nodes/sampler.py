@@ -10,6 +10,7 @@ from PIL import Image
 
 from ..guidance import sample
 from .common import CATEGORY, CondType, GuiderType, ModelType, TraceType
+from .features import aliases, expert
 
 PREVIEWS = ["every scale", "last 3 scales", "off"]
 
@@ -41,6 +42,7 @@ class Sampler(io.ComfyNode):
             node_id="ScalewiseSampler",
             display_name="Scale-wise Sampler",
             category=CATEGORY,
+            **aliases("VAR", "Switti", "sampler", "KSampler", "next-scale prediction", "autoregressive", "generate"),
             description=("Generates images with a VAR or Switti model one scale at a time, coarse to fine, applying "
                          "the connected guider at every scale. Image i of a batch uses seed + i, so it looks the same "
                          "whatever the batch size. The image size is fixed by the model (VAR d16-d30: 256 px, d36: "
@@ -73,7 +75,7 @@ class Sampler(io.ComfyNode):
                                tooltip="Preview of the partial image after each scale (cheap: decoded at the "
                                        "scale's own size)."),
                 io.Int.Input("smooth_start_scale", default=0, min=0, max=63,
-                             tooltip="First scale where more_smooth applies (Switti: 2)."),
+                             tooltip="First scale where more_smooth applies (Switti: 2).", **expert()),
                 io.Float.Input("last_scale_temperature", default=1.0, min=0.01, max=10.0, step=0.01,
                                tooltip="Temperature of the scales after the guider's end_scale (Switti: 0.1, "
                                        "sharper details); 1 = unchanged."),

@@ -10,6 +10,7 @@ from comfy_api.latest import io
 
 from ..models import TextCondition, load_switti
 from .common import DTYPES, CondType, ModelType, check_loader_inputs, full_path, model_files, pick_dtype
+from .features import aliases, expert
 
 EOS = 49407         # CLIP's end-of-text token; bigG pads with 0 after it
 CLIP_L_WIDTH = 768  # the context is [CLIP-L | bigG]; bigG's part holds the pooled vector
@@ -24,6 +25,7 @@ class SwittiLoader(io.ComfyNode):
             node_id="ScalewiseSwittiLoader",
             display_name="Load Switti Model",
             category="loaders/scalewise",
+            **aliases("Switti", "load Switti", "checkpoint", "text to image", "next-scale"),
             description=(
                 "Loads an official Switti text-to-image model from models/switti (one folder per Hugging Face "
                 "repo: Switti/, Switti-AR/, Switti-1024/, Switti-1024-AR/, each with model.safetensors and "
@@ -34,7 +36,8 @@ class SwittiLoader(io.ComfyNode):
                 io.Combo.Input("vae_name", options=vae_files,
                                tooltip="Switti's own VQ-VAE, VQVAE-Switti/model.safetensors (not VAR's VQ-VAE)."),
                 io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
-                               tooltip="Weight precision. auto: bf16 or fp16 on GPUs (about 5 GB), fp32 on CPU."),
+                               tooltip="Weight precision. auto: bf16 or fp16 on GPUs (about 5 GB), fp32 on CPU.",
+                               **expert()),
             ],
             outputs=[ModelType.Output(display_name="model")],
         )
@@ -92,6 +95,7 @@ class SwittiTextEncode(io.ComfyNode):
             node_id="ScalewiseSwittiTextEncode",
             display_name="Switti Text Encode",
             category="conditioning/scalewise",
+            **aliases("Switti", "prompt", "CLIP text encode", "text encode", "conditioning"),
             description=("Encodes a prompt for Switti with the CLIP-L and CLIP-bigG files you already have "
                          "(DualCLIPLoader, type sdxl, clip_l + clip_g), the way Switti was trained: final-layer "
                          "features, the unprojected pooled vector and a padding mask. ComfyUI's SDXL CONDITIONING "

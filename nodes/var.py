@@ -13,6 +13,7 @@ from ..models import ClassCondition, load_var
 from ..models.shapes import BUILTIN_NAME, CLASS_NAMES, load_shapes_model
 from ..models.var import IMAGENET, SHAPES
 from .common import DTYPES, CondType, ModelType, check_loader_inputs, full_path, model_files, pick_dtype
+from .features import aliases, expert
 
 VAE_FILE = "vae_ch160v4096z32.pth"
 
@@ -45,6 +46,7 @@ class VARLoader(io.ComfyNode):
             node_id="ScalewiseVARLoader",
             display_name="Load VAR Model",
             category="loaders/scalewise",
+            **aliases("VAR", "visual autoregressive", "load VAR", "checkpoint", "tiny shapes", "next-scale"),
             description=(
                 "Loads an official VAR checkpoint (var_d16/20/24/30.pth at 256 px, var_d36.pth at 512 px) with its "
                 f"VQ-VAE {VAE_FILE}, both from models/var, or the built-in '{BUILTIN_NAME}' model: a tiny VAR "
@@ -60,7 +62,8 @@ class VARLoader(io.ComfyNode):
                                tooltip=(f"The multi-scale VQ-VAE that decodes VAR's tokens: {VAE_FILE} for the "
                                         f"official models, '{BUILTIN_NAME}' for the built-in model.")),
                 io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
-                               tooltip="Weight precision. auto: bf16 or fp16 on GPUs that support it, fp32 on CPU."),
+                               tooltip="Weight precision. auto: bf16 or fp16 on GPUs that support it, fp32 on CPU.",
+                               **expert()),
             ],
             outputs=[ModelType.Output(display_name="model")],
         )
@@ -123,6 +126,7 @@ class ImageNetClass(io.ComfyNode):
             node_id="ScalewiseImageNetClass",
             display_name="Class (VAR)",
             category="conditioning/scalewise",
+            **aliases("VAR", "ImageNet", "class", "label", "class conditioning", "tiny shapes"),
             description=("Chooses what a class-conditional VAR model draws: one of the 1000 ImageNet classes "
                          f"(official VAR models; null class {NULL_CLASS} = unconditional) or, listed after them, one "
                          f"of the {len(CLASS_NAMES)} classes of the built-in '{BUILTIN_NAME}' model (entries "
