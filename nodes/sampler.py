@@ -19,12 +19,26 @@ def _to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray((image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy())
 
 
+def previews_allowed() -> bool:
+    """False when the user turned live previews off: ComfyUI's "Live preview method" setting, which arrives with
+    each prompt since ComfyUI 0.5.0 and lands in `args.preview_method` (the --preview-method flag on older cores,
+    and when the setting is "default"). Any other method lets the node's `preview` input decide: scale-wise
+    models have no latent2rgb/TAESD previewer, their previews are decoded by the model's own VQ-VAE."""
+    return str(getattr(args.preview_method, "value", args.preview_method)) != "none"
+
+
 class ScaleProgressReporter:
-    """Per-scale callback: checks for Cancel, ticks the progress bar and sends a preview frame."""
+    """Per-scale callback: checks for Cancel, reports progress for every scale and sends a preview frame.
+
+    Progress goes straight to ComfyUI's progress hook (what ProgressBar.update_absolute calls): since ComfyUI
+    0.9.2 ProgressBar drops updates without a preview that come less than 100 ms after the previous one, and a
+    scale can take less, so the bar would jump from 0 to done. The hook takes the same arguments on 0.3.75 and
+    on today's cores."""
 
     def __init__(self, num_scales: int, preview: str):
-        self.pbar = comfy.utils.ProgressBar(num_scales)
-        self.num_scales, self.preview = num_scales, preview
+        self.hook = comfy.utils.PROGRESS_BAR_HOOK  # None outside the server: progress is then a no-op
+        self.num_scales = num_scales
+        self.preview = preview if previews_allowed() else "off"
 
     def __call__(self, progress):
         mm.throw_exception_if_processing_interrupted()
@@ -32,7 +46,8 @@ class ScaleProgressReporter:
         if self.preview == "every scale" or (self.preview == "last 3 scales" and progress.k >= self.num_scales - 3):
             image = _to_pil(progress.preview(max_images=1, low_res=True))
             frame = ("JPEG", image, min(args.preview_size, max(image.size)))  # never blown up to 512 px
-        self.pbar.update_absolute(progress.k + 1, self.num_scales, frame)
+        if self.hook is not None:
+            self.hook(progress.k + 1, self.num_scales, frame)
 
 
 class Sampler(io.ComfyNode):
@@ -73,7 +88,8 @@ class Sampler(io.ComfyNode):
                                          "uses it while guided, without top_k/top_p."),
                 io.Combo.Input("preview", options=PREVIEWS, default="every scale",
                                tooltip="Preview of the partial image after each scale (cheap: decoded at the "
-                                       "scale's own size)."),
+                                       "scale's own size). ComfyUI's Live preview method = none turns it off; "
+                                       "the progress bar still moves at every scale."),
                 io.Int.Input("smooth_start_scale", default=0, min=0, max=63,
                              tooltip="First scale where more_smooth applies (Switti: 2).", **expert()),
                 io.Float.Input("last_scale_temperature", default=1.0, min=0.01, max=10.0, step=0.01,

@@ -149,9 +149,11 @@ class ComfyClient:
         """All node definitions, or {node_id: definition}; an unknown id gives {} (HTTP 200): assert the key."""
         return self.get_json("/object_info" + (f"/{node_id}" if node_id else ""))
 
-    def queue(self, prompt: dict, client_id: str | None = None) -> str:
-        """POST /prompt (API format); returns the prompt_id, raises PromptRejected with the 400 body."""
-        payload = {"prompt": prompt, **({"client_id": client_id} if client_id else {})}
+    def queue(self, prompt: dict, client_id: str | None = None, extra_data: dict | None = None) -> str:
+        """POST /prompt (API format); returns the prompt_id, raises PromptRejected with the 400 body.
+        extra_data: what the frontend adds per prompt (e.g. {"preview_method": "none"})."""
+        payload = {"prompt": prompt, **({"client_id": client_id} if client_id else {}),
+                   **({"extra_data": extra_data} if extra_data else {})}
         try:
             return self.post_json("/prompt", payload)["prompt_id"]
         except urllib.error.HTTPError as e:
@@ -172,11 +174,11 @@ class ComfyClient:
             time.sleep(0.1)
         raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s\n{self.log()[-3000:]}")
 
-    def run(self, prompt: dict, timeout: float = 120):
+    def run(self, prompt: dict, timeout: float = 120, extra_data: dict | None = None):
         """Queue with a fresh websocket and wait: returns (history entry, WsCollector) — the collector is
         closed but keeps its messages and binary frames. The end message arrives before the history entry."""
         with self.ws() as ws:
-            prompt_id = self.queue(prompt, client_id=ws.client_id)
+            prompt_id = self.queue(prompt, client_id=ws.client_id, extra_data=extra_data)
             ws.wait_end(prompt_id, timeout)
         return self.wait(prompt_id, timeout), ws
 
@@ -261,8 +263,11 @@ def _models_hook():
 
 
 class ComfyServer:
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, extra_args: tuple[str, ...] = ("--preview-method", "auto")):
+        """extra_args: command-line flags; by default the user has turned live previews on (ComfyUI's own default
+        is none, which the pack honours)."""
         self.work = work
+        self.extra_args = tuple(extra_args)
         self.proc = None
         self.client = None
 
@@ -293,7 +298,7 @@ class ComfyServer:
                "--temp-directory", str(w / "temp"), "--user-directory", str(w / "user"),
                # own database: a second server (e.g. comfy_ci.sh start) must not share ComfyUI/user/comfyui.db
                "--database-url", f"sqlite:///{w / 'comfyui.db'}",
-               *shlex.split(os.environ.get("COMFY_EXTRA_ARGS", ""))]
+               *self.extra_args, *shlex.split(os.environ.get("COMFY_EXTRA_ARGS", ""))]
         # Outbound-network guard (tests/integration/netguard): the server's interpreter loads it as sitecustomize,
         # refuses every non-loopback connection and records the attempt with its stack (test_no_network.py).
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "SCALEWISE_NET_GUARD_LOG": str(w / "net_attempts.jsonl"),
