@@ -57,3 +57,43 @@ def test_live_preview_method_none_per_prompt_turns_previews_off(pack_loaded):
     prompt, _, _ = graph(pack_loaded, seed=14, preview="every scale")
     _, ws = pack_loaded.run(prompt, extra_data={"preview_method": "latent2rgb"})
     assert len(preview_frames(ws)) == 4  # any other method: the node's input decides
+
+
+HOOK_RUNNER = r"""
+import importlib.util, json, sys
+core, pack = sys.argv[1], sys.argv[2]
+sys.path.insert(0, core)
+from comfy.cli_args import args
+args.cpu = True
+import comfy.utils, folder_paths  # noqa: F401
+spec = importlib.util.spec_from_file_location("custom_nodes.scalewise", pack + "/__init__.py",
+                                              submodule_search_locations=[pack])
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+sent = []
+comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, **kw: sent.append([value, total]))
+from custom_nodes.scalewise.nodes.sampler import ScaleProgressReporter
+reporter = ScaleProgressReporter(14, "off")
+for k in range(14):  # scales faster than any throttle interval, as on a GPU
+    reporter(type("Progress", (), {"k": k})())
+print(json.dumps(sent))
+"""
+
+
+def test_fast_scales_each_reach_the_progress_hook():
+    """Scales quicker than ComfyUI's 100 ms progress throttle (>= 0.9.2) still report one update each: through the
+    real comfy.utils of COMFY_DIR, with ComfyUI's progress hook replaced by a recorder."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    core = os.environ.get("COMFY_DIR")
+    if not core or not (Path(core) / "comfy" / "utils.py").is_file():
+        pytest.skip("COMFY_DIR does not point at a ComfyUI tree")
+    pack = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", HOOK_RUNNER, core, str(pack)], capture_output=True, text=True,
+                         timeout=600, cwd=core)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [[k, 14] for k in range(1, 15)]
