@@ -17,17 +17,15 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 def comfyui_too_old() -> str | None:
     """The version found when the running ComfyUI is below the floor or lacks the V3 node API, else None.
-    Outside ComfyUI (pytest, a plain import: no `folder_paths` loaded yet) it checks nothing."""
+
+    Reads only what ComfyUI has loaded before it loads custom nodes (its server imports `comfyui_version`, its
+    `nodes` module imports `comfy_api.latest` on cores with the V3 API), so this module imports nothing of
+    ComfyUI. Outside ComfyUI (pytest, a plain import: no `folder_paths` loaded) it checks nothing."""
     if "folder_paths" not in sys.modules:
         return None
-    try:
-        import comfyui_version
-        version = str(comfyui_version.__version__)
-    except Exception:  # cores before comfyui_version.py existed
-        version = "unknown"
-    try:
-        from comfy_api.latest import ComfyExtension, io  # noqa: F401
-    except Exception:
+    version = str(getattr(sys.modules.get("comfyui_version"), "__version__", "unknown"))
+    latest = sys.modules.get("comfy_api.latest")
+    if latest is None or not all(hasattr(latest, name) for name in ("ComfyExtension", "io")):
         return f"{version}, without the V3 node API"
     if version != "unknown" and _version_tuple(version) < MIN_COMFYUI:
         return version

@@ -16,7 +16,14 @@ import importlib.util, json, logging, sys
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 core, pack, fake_version = sys.argv[1], sys.argv[2], sys.argv[3]
 sys.path.insert(0, core)
-import folder_paths  # noqa: F401  (ComfyUI has loaded it before any custom node)
+# What ComfyUI has loaded before it loads custom nodes: folder_paths, comfyui_version (server.py) and, on cores
+# with the V3 API, comfy_api.latest (nodes.py).
+import folder_paths  # noqa: F401
+for name in ("comfyui_version", "comfy_api.latest"):
+    try:
+        __import__(name)
+    except ImportError:
+        pass
 if fake_version:
     import types
     sys.modules["comfyui_version"] = types.SimpleNamespace(__version__=fake_version)
