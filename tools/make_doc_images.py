@@ -4,7 +4,9 @@
 
 - cfg_schedules.png: the CFG strength multiplier of each schedule over 10 scales (guidance.schedules);
 - scales.png: the partial image after each scale of one built-in tiny-shapes sample, coarse to fine;
-- heatmap.png: the Guidance Heatmap of that sample (guidance.heatmap.render_heatmap).
+- heatmap.png: the Guidance Heatmap of that sample (guidance.heatmap.render_heatmap);
+- web/icon.png: the pack's icon for the Comfy Registry (token maps of 1, 2, 3 and 4 tokens a side, coarse to fine,
+  the finest one the star of that sample), 400 x 400.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from scalewise.guidance import CFG, sample  # noqa: E402
-from scalewise.guidance.heatmap import render_heatmap  # noqa: E402
+from scalewise.guidance.heatmap import apply_colormap, render_heatmap  # noqa: E402
 from scalewise.guidance.schedules import SCHEDULE_NAMES, schedule_value  # noqa: E402
 from scalewise.models.shapes import CLASS_NAMES, load_shapes_model  # noqa: E402
 
@@ -59,7 +61,7 @@ def cfg_schedules(path: Path, cfg: float = 4.0, scales: int = 10) -> None:
     img.save(path, optimize=True)
 
 
-def scales_and_heatmap(scales_path: Path, heatmap_path: Path) -> None:
+def scales_and_heatmap(scales_path: Path, heatmap_path: Path) -> list[torch.Tensor]:
     model = load_shapes_model()
     frames = []
     star = CLASS_NAMES.index("star")
@@ -72,14 +74,36 @@ def scales_and_heatmap(scales_path: Path, heatmap_path: Path) -> None:
     strip.save(scales_path, optimize=True)
     grid = render_heatmap(out.trace, out.images.permute(0, 2, 3, 1))[0]
     Image.fromarray((grid * 255).round().byte().numpy()).save(heatmap_path, optimize=True)
+    return frames
+
+
+def icon(path: Path, frames: list[torch.Tensor], size: int = 400) -> None:
+    """Four staggered token maps on a dark square: each scale's partial image pooled to its tokens, the shape's
+    ink in magma colours, the finest map on top."""
+    img = Image.new("RGB", (size, size), (24, 28, 38))
+    d = ImageDraw.Draw(img)
+    panel, step = 196, 52
+    for i, frame in enumerate(frames):
+        side = i + 1
+        x0 = y0 = 28 + step * i
+        ink = 1 - torch.nn.functional.adaptive_avg_pool2d(frame.mean(0, keepdim=True), side)[0]  # dark = shape
+        colours = apply_colormap(0.25 + 0.7 * ink / ink.max().clamp(min=1e-6), "magma").permute(2, 0, 1)
+        pic = to_pil(colours).resize((panel, panel), Image.NEAREST)
+        img.paste(pic, (x0, y0))
+        for t in range(side + 1):  # token grid lines
+            c = round(t * panel / side)
+            d.line([(x0 + c, y0), (x0 + c, y0 + panel)], fill=(24, 28, 38), width=3)
+            d.line([(x0, y0 + c), (x0 + panel, y0 + c)], fill=(24, 28, 38), width=3)
+    img.save(path, optimize=True)
 
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     cfg_schedules(OUT / "cfg_schedules.png")
-    scales_and_heatmap(OUT / "scales.png", OUT / "heatmap.png")
-    for p in sorted(OUT.iterdir()):
+    frames = scales_and_heatmap(OUT / "scales.png", OUT / "heatmap.png")
+    icon(ROOT / "web" / "icon.png", frames)
+    for p in [*sorted(OUT.iterdir()), ROOT / "web" / "icon.png"]:
         print(f"{p.relative_to(ROOT)}  {p.stat().st_size} bytes")
 
 
