@@ -19,10 +19,10 @@ The example files name the official checkpoints (``var_d16.pth``, ``vae_ch160v40
 (tests/integration/comfy_server.py) whose models folders hold tiny random stand-ins under those names (full-size
 random CLIP files), so it needs no real weights and runs on CPU (80-170 s on 2 busy cores). The images in the
 thumbnails are therefore noise from random weights: the thumbnails show the graph, not image quality. The exception
-is the first example, ``00_start_here_tiny_shapes``: it uses the model built into the pack (``tiny-shapes (built
+is the first example, ``Start here (tiny shapes model, no download)``: it uses the model built into the pack (``tiny-shapes (built
 in)``, models/shapes/), so its thumbnail shows real samples; regenerate it alone whenever those weights change:
 
-    COMFY_DIR=$PWD/.comfy-ci/ComfyUI .comfy-ci/venv/bin/python tools/generate_examples.py --only 00_start_here_tiny_shapes
+    COMFY_DIR=$PWD/.comfy-ci/ComfyUI .comfy-ci/venv/bin/python tools/generate_examples.py --only 'Start here (tiny shapes model, no download)'
 
 A layout may also hold ``notes``: Note nodes (frontend only, not in the API JSON) added in the page, referred to in
 the other layout keys by their placeholder key.
@@ -230,7 +230,14 @@ def switti_1024(g):
     return _switti(g, 1024, start_scale=0, end_scale=11)
 
 
-START_HERE = "00_start_here_tiny_shapes"
+# File names are the titles the Templates browser shows (it lists a pack's examples by file name; its
+# alphabetical order puts titles that start with a digit last): start-here first, then by model.
+TITLES = {"start_here_tiny_shapes": "Start here (tiny shapes model, no download)",
+          "var_cfg": "VAR with CFG", "var_igg": "VAR with IGG", "var_softcfg": "VAR with SoftCFG",
+          "var_ssg": "VAR with SSG", "var_ssg_over_igg": "VAR with SSG over IGG",
+          "var_cfg_vs_igg_heatmap": "VAR, CFG vs IGG heat maps",
+          "switti_512": "Switti 512 (text to image)", "switti_1024": "Switti 1024 (text to image)"}
+START_HERE = TITLES["start_here_tiny_shapes"]
 START_HERE_NOTE = """Start here: the tiny model built into the pack
 
 Runs as it is, with nothing to download: "tiny-shapes (built in)" is a small class-conditional VAR (64 px, 4 scales) \
@@ -245,7 +252,7 @@ token more often).
 4. Press Run: 8 images appear in Save Image (output folder, prefix scalewise_tiny_shapes).
 
 For real images put the official var_d16.pth and vae_ch160v4096z32.pth into models/var, refresh, and open the \
-var_cfg example."""
+"VAR with CFG" example."""
 
 
 def start_here_tiny_shapes(g):
@@ -265,9 +272,8 @@ def start_here_tiny_shapes(g):
             "sizes": {model.id: [480, 0], cond.id: [480, 0], cfg.id: [480, 0], save.id: [420, 300]}}
 
 
-EXAMPLES = {START_HERE: start_here_tiny_shapes,
-            **{f.__name__: f for f in (var_cfg, var_igg, var_softcfg, var_ssg, var_ssg_over_igg,
-                                       var_cfg_vs_igg_heatmap, switti_512, switti_1024)}}
+EXAMPLES = {TITLES[f.__name__]: f for f in (start_here_tiny_shapes, var_cfg, var_igg, var_softcfg, var_ssg,
+                                           var_ssg_over_igg, var_cfg_vs_igg_heatmap, switti_512, switti_1024)}
 
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")

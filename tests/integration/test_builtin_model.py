@@ -17,7 +17,7 @@ from scalewise.tools.shapes.judge import Judge, judge_images
 from .fixtures_models import OFFICIAL_VAE, OFFICIAL_VAR
 
 REPO = Path(__file__).resolve().parents[2]
-START_HERE = "00_start_here_tiny_shapes"
+START_HERE = "Start here (tiny shapes model, no download)"
 WORKFLOW = REPO / "tests" / "workflows" / f"{START_HERE}.json"
 STAR = CLASS_NAMES.index("star")
 STAR_LABEL = f"tiny-shapes {STAR}: star"

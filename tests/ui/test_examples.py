@@ -9,14 +9,18 @@ run. Screenshots go to ARTIFACTS_DIR (default artifacts/ui).
 import json
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = REPO / "example_workflows"
 API_DIR = REPO / "tests" / "workflows"
-EXPECTED = ["00_start_here_tiny_shapes", "switti_1024", "switti_512", "var_cfg", "var_cfg_vs_igg_heatmap", "var_igg", "var_softcfg", "var_ssg",
-            "var_ssg_over_igg"]
+# File names are the titles the Templates browser shows (it lists a pack's examples by file name).
+START_HERE = "Start here (tiny shapes model, no download)"  # the first example: the built-in model, fresh install
+HEATMAP_EXAMPLE = "VAR, CFG vs IGG heat maps"
+EXPECTED = [START_HERE, "Switti 1024 (text to image)", "Switti 512 (text to image)", "VAR with CFG", HEATMAP_EXAMPLE,
+            "VAR with IGG", "VAR with SoftCFG", "VAR with SSG", "VAR with SSG over IGG"]
 FOUND = sorted(p.stem for p in EXAMPLES_DIR.glob("*.json"))
 EXAMPLES = sorted(set(EXPECTED) | set(FOUND))     # a missing expected file fails below rather than vanishing
 NODE_IDS = ["ScalewiseVARLoader", "ScalewiseImageNetClass", "ScalewiseCFGGuider", "ScalewiseIGGGuider",
@@ -26,9 +30,7 @@ EXTENSION = "scalewise.guidance.heatmap"
 # Words that mark a console/page error as ours (the frontend always logs some unrelated 404s).
 OUR_WORDS = ("scalewise", EXTENSION, "comfyui-scalewise-guidance", "guidance heatmap")
 IMAGE_OUTPUT_NODES = ("SaveImage", "PreviewImage", "ScalewiseGuidanceHeatmap")
-HEATMAP_EXAMPLE = "var_cfg_vs_igg_heatmap"
 BUILTIN_NAME = "tiny-shapes (built in)"     # the model that ships with the pack (models/shapes)
-START_HERE = "00_start_here_tiny_shapes"     # the first example: the built-in model, runs on a fresh install
 # The official file names each loader's first two widgets must hold (the test server has stand-ins under them);
 # only the first example uses the built-in model (both widgets).
 OFFICIAL_FILES = {
@@ -97,8 +99,24 @@ def test_example_files_complete(comfy):
             assert n["widgets_values"][0] in models and n["widgets_values"][1] == vae, (name, n["widgets_values"])
     listed = comfy.get_json("/workflow_templates")
     assert sorted(listed.get(comfy.pack_folder, [])) == FOUND, listed
-    for ext in ("json", "jpg"):
-        assert comfy.request(f"/api/workflow_templates/{comfy.pack_folder}/{HEATMAP_EXAMPLE}.{ext}")
+    for name in FOUND:  # served under the URL the frontend builds from the name (fetch percent-encodes it)
+        for ext in ("json", "jpg"):
+            assert comfy.request(f"/api/workflow_templates/{comfy.pack_folder}/{quote(name)}.{ext}"), (name, ext)
+
+
+# The Templates browser's "alphabetical" order (frontend 1.58 compareAlphabetical): titles that start with a digit
+# go last, the others by the browser's locale collation, numeric, case- and accent-insensitive. Its default order is
+# the server's, which is the directory order of the pack's folder (glob): no file name can set that one.
+JS_ALPHABETICAL = """(names) => {
+  const digit = (s) => /^\\d/.test(s);
+  return [...names].sort((a, b) => digit(a) === digit(b)
+    ? a.localeCompare(b, undefined, {numeric: true, sensitivity: 'base'}) : (digit(a) ? 1 : -1));
+}"""
+
+
+def test_template_titles_are_readable_and_start_here_comes_first(app_page):
+    assert all(re.fullmatch(r"[A-Z][A-Za-z0-9 ,()]+", name) for name in FOUND), FOUND  # no raw_file_names
+    assert app_page.evaluate(JS_ALPHABETICAL, FOUND)[0] == START_HERE
 
 
 def test_nodes_and_extension_registered(app_page, comfy):
