@@ -276,8 +276,10 @@ class ComfyServer:
         w = self.work
         for sub in ("models/var", "models/switti", "output", "input", "temp", "user/default"):
             (w / sub).mkdir(parents=True, exist_ok=True)
-        # Without it the first page load opens the Templates dialog over the canvas.
-        (w / "user/default/comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
+        # Without it the first page load opens the Templates dialog over the canvas. COMFY_UI_SETTINGS (JSON) adds
+        # frontend settings, e.g. {"Comfy.VueNodes.Enabled": true} for the Nodes 2.0 mode.
+        settings = {"Comfy.TutorialCompleted": True, **json.loads(os.environ.get("COMFY_UI_SETTINGS") or "{}")}
+        (w / "user/default/comfy.settings.json").write_text(json.dumps(settings))
         hook = _models_hook()
         if hook is not None:
             hook(w / "models")
@@ -299,6 +301,8 @@ class ComfyServer:
                # own database: a second server (e.g. comfy_ci.sh start) must not share ComfyUI/user/comfyui.db
                "--database-url", f"sqlite:///{w / 'comfyui.db'}",
                *self.extra_args, *shlex.split(os.environ.get("COMFY_EXTRA_ARGS", ""))]
+        if os.environ.get("COMFY_FRONTEND_ROOT"):  # another frontend build (the static folder of a frontend package)
+            cmd += ["--front-end-root", os.environ["COMFY_FRONTEND_ROOT"]]
         # Outbound-network guard (tests/integration/netguard): the server's interpreter loads it as sitecustomize,
         # refuses every non-loopback connection and records the attempt with its stack (test_no_network.py).
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "SCALEWISE_NET_GUARD_LOG": str(w / "net_attempts.jsonl"),
