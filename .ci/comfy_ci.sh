@@ -6,6 +6,8 @@
 #   comfy_ci.sh start|wait|stop  background server on 127.0.0.1:$COMFY_PORT (log: $COMFY_ROOT/server.log)
 #   comfy_ci.sh check [NODE...]  fail on import failures in the log or on unregistered node ids
 #   comfy_ci.sh run WF.json      POST an API-format workflow and wait for success
+#   comfy_ci.sh frontend         the newest comfyui-frontend-package (--no-deps) in $COMFY_ROOT/frontend-latest;
+#                                prints its static folder (for --front-end-root) and version
 #
 # Env: COMFY_ROOT (default <repo>/.comfy-ci), COMFY_PORT (8188), PACK_DIR (default <repo>),
 #      PACK_NAME (comfyui-scalewise-guidance), COMFY_EXTRA_ARGS, TORCH_PIP_ARGS, PYTHON (python3).
@@ -157,11 +159,22 @@ stop() {    # SIGTERM to the server's process group (see setsid), up to 10 s gra
   log "stopped"
 }
 
+frontend() {  # today's frontend over the 0.3.75 backend: a separate target folder, the venv's own copy untouched
+  local dir="$ROOT/frontend-latest"
+  rm -rf "$dir.tmp"
+  pip install -q --no-deps --no-compile --target "$dir.tmp" comfyui-frontend-package
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  local version; version="$(cd "$dir" && ls -d comfyui_frontend_package-*.dist-info | sed -E 's/^comfyui_frontend_package-(.*)\.dist-info$/\1/')"
+  log "newest frontend: $version"
+  echo "$dir/comfyui_frontend_package/static $version"
+}
+
 serve() {   # a local ComfyUI (CPU torch) with this pack, in the foreground; Ctrl-C stops it
   install
   mkdir -p "$COMFY/models/var" "$COMFY/models/switti"
   log "open $URL  (put the official files into $COMFY/models/var)"
-  cd "$COMFY" && exec "$PY" main.py --cpu --listen 127.0.0.1 --port "$PORT" ${COMFY_EXTRA_ARGS:-}
+  # live previews on (ComfyUI's default is none, which the sampler honours)
+  cd "$COMFY" && exec "$PY" main.py --cpu --listen 127.0.0.1 --port "$PORT" --preview-method auto ${COMFY_EXTRA_ARGS:-}
 }
 
 case "${1:-}" in
@@ -172,5 +185,6 @@ case "${1:-}" in
   check) shift; check "$@" ;;
   run) run_wf "${2:?usage: $0 run WF.json}" ;;
   stop) stop ;;
-  *) echo "usage: $0 install|serve|start|wait|check [NODE...]|run WF.json|stop" >&2; exit 2 ;;
+  frontend) frontend ;;
+  *) echo "usage: $0 install|serve|start|wait|check [NODE...]|run WF.json|stop|frontend" >&2; exit 2 ;;
 esac

@@ -20,6 +20,7 @@ from ..models.shapes import load_judge
 from ..models.shapes.judge import judge_images
 from ..models.var import SHAPES
 from .common import CATEGORY, CondType, GuiderType, ModelType
+from .features import aliases, expert
 from .sampler import PREVIEWS, ScaleProgressReporter, load_model, prepare_condition, sample_images
 
 GUIDER_SLOTS = 4
@@ -45,7 +46,8 @@ def _sampler_inputs():
         io.Boolean.Input("more_smooth", default=False, tooltip="As in the Scale-wise Sampler."),
         io.Combo.Input("preview", options=PREVIEWS, default="every scale",
                        tooltip="Preview of the row being generated, after each scale."),
-        io.Int.Input("smooth_start_scale", default=0, min=0, max=63, tooltip="As in the Scale-wise Sampler."),
+        io.Int.Input("smooth_start_scale", default=0, min=0, max=63, tooltip="As in the Scale-wise Sampler.",
+                     **expert()),
         io.Float.Input("last_scale_temperature", default=1.0, min=0.01, max=10.0, step=0.01,
                        tooltip="As in the Scale-wise Sampler."),
     ]
@@ -101,6 +103,7 @@ class CompareGuiders(io.ComfyNode):
             node_id="ScalewiseCompareGuiders",
             display_name="Compare Guiders",
             category=CATEGORY,
+            **aliases("compare", "comparison", "grid", "XY plot", "guider", "CFG", "VAR", "Switti"),
             description=("Generates the same seeds with up to four guiders (or stacks) and lays the results out as "
                          "a labelled grid: a row per guider with its description, a column per seed. Model, "
                          "conditioning and sampler settings are given once. Also outputs every image as one batch "
@@ -185,6 +188,8 @@ class GuidanceSweep(io.ComfyNode):
             node_id="ScalewiseGuidanceSweep",
             display_name="Guidance Sweep",
             category=CATEGORY,
+            **aliases("sweep", "guidance scale", "CFG scale", "evenness", "divergence", "balance", "XY plot", "VAR",
+                      "Switti"),
             description=(
                 "Generates the same seeds at several strengths of one guider (CFG/IGG: scale, SoftCFG: strength, "
                 "SSG: beta; the top guider of a stack) and plots the IGG paper's evenness E and divergence D "

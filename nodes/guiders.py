@@ -8,6 +8,7 @@ from ..guidance.schedules import SCHEDULE_NAMES
 from ..guidance.softcfg import CONFIDENCES, NORMALIZATIONS
 from ..guidance.ssg import BETA_SCHEDULES, PRIOR_SOURCES
 from .common import GuiderType, ScalewiseNode, checked_inputs, scale_window_stop
+from .features import aliases, expert
 
 GUIDER_CATEGORY = "sampling/scalewise/guiders"
 SCHEDULE_TIP = ("How the strength grows over scales: linear = VAR's ramp (0 at the first scale, full at the last), "
@@ -35,6 +36,7 @@ class CFGGuider(ScalewiseNode):
             node_id="ScalewiseCFGGuider",
             display_name="Scale-wise CFG Guider",
             category=GUIDER_CATEGORY,
+            **aliases("CFG", "classifier-free guidance", "guidance", "guider", "VAR", "Switti"),
             description=("Classifier-free guidance on the token logits: pushes each scale's prediction away from the "
                          "unconditional one, l_u + (1 + cfg x schedule)(l_c - l_u). VAR demo: cfg 4, FID protocol: "
                          "1.5; Switti: 6."),
@@ -46,7 +48,7 @@ class CFGGuider(ScalewiseNode):
                 io.Combo.Input("schedule", options=list(SCHEDULE_NAMES), default="linear", tooltip=SCHEDULE_TIP),
                 *_window_inputs(),
                 io.Float.Input("power", default=1.0, min=0.1, max=10.0, step=0.05,
-                               tooltip="Shape of the cosine schedule: above 1 keeps guidance low for longer."),
+                               tooltip="Shape of the cosine schedule: above 1 keeps guidance low for longer.", **expert()),
                 _base_input(),
             ],
             outputs=[GuiderType.Output(display_name="guider")],
@@ -65,6 +67,7 @@ class IGGGuider(ScalewiseNode):
             node_id="ScalewiseIGGGuider",
             display_name="Scale-wise IGG Guider",
             category=GUIDER_CATEGORY,
+            **aliases("IGG", "information-grounding guidance", "guidance", "guider", "CFG", "VAR", "Switti"),
             description=("Information-Grounding Guidance (Nguyen et al. 2025, arXiv 2509.23876): each token's "
                          "guidance is replaced by an attention-weighted mix of the guidance of related tokens, so "
                          "weakly guided tokens borrow from the informative ones. Use a scale about 0.1-0.6 above "
@@ -79,10 +82,11 @@ class IGGGuider(ScalewiseNode):
                                tooltip="Which tokens share guidance: global = the whole scale (paper default), "
                                        "auto = a square neighbourhood of side sqrt(tokens), custom = window_size."),
                 io.Int.Input("window_size", default=3, min=1, max=127,
-                             tooltip="Side of the square neighbourhood when window is custom; 1 = plain CFG."),
+                             tooltip="Side of the square neighbourhood when window is custom; 1 = plain CFG.",
+                             **expert()),
                 io.Combo.Input("operand", options=["raw_logits", "centered"], default="raw_logits",
                                tooltip="raw_logits = the paper's method; centered removes per-token offsets first "
-                                       "(experimental)."),
+                                       "(experimental).", **expert()),
                 *_window_inputs(),
                 _base_input(),
             ],
@@ -104,6 +108,7 @@ class SoftCFGGuider(ScalewiseNode):
             node_id="ScalewiseSoftCFGGuider",
             display_name="Scale-wise SoftCFG Guider",
             category=GUIDER_CATEGORY,
+            **aliases("SoftCFG", "soft CFG", "guidance", "guider", "CFG", "VAR", "Switti"),
             description=("SoftCFG (Xu et al., ICLR 2026, arXiv 2510.00996), adapted to scale-wise models: the "
                          "unconditional branch forgets the tokens the model was already sure of, which keeps "
                          "guidance from fading. Modifies the CFG or IGG guider connected to base. Experimental on "
@@ -115,12 +120,13 @@ class SoftCFGGuider(ScalewiseNode):
                                        "0 = plain CFG, 1 = paper default."),
                 io.Combo.Input("normalization", options=list(NORMALIZATIONS), default="global",
                                tooltip="Step-Normalization: global = one token's worth of change spread over all "
-                                       "earlier tokens (paper), per_scale = one per scale, none = raw (unstable)."),
+                                       "earlier tokens (paper), per_scale = one per scale, none = raw (unstable).",
+                               **expert()),
                 io.Combo.Input("confidence", options=list(CONFIDENCES), default="max",
                                tooltip="Confidence of a token: max = its most likely code (paper), sampled = the "
-                                       "probability of the code actually drawn."),
+                                       "probability of the code actually drawn.", **expert()),
                 io.Float.Input("floor", default=0.05, min=0.0, max=1.0, step=0.01,
-                               tooltip="Smallest weight a token keeps in the unconditional branch."),
+                               tooltip="Smallest weight a token keeps in the unconditional branch.", **expert()),
             ],
             outputs=[GuiderType.Output(display_name="guider")],
             is_experimental=True,
@@ -139,6 +145,7 @@ class SSGGuider(ScalewiseNode):
             node_id="ScalewiseSSGGuider",
             display_name="Scale-wise SSG Guider",
             category=GUIDER_CATEGORY,
+            **aliases("SSG", "scaled spatial guidance", "guidance", "guider", "detail", "VAR", "Switti"),
             description=("Scaled Spatial Guidance (Shin et al., ICLR 2026, arXiv 2602.05534): each scale is pushed "
                          "towards what is new compared with the previous, coarser scale (detail), using a "
                          "frequency-domain prior. Works on top of any guider or alone. Reconstructed from the paper "
@@ -151,14 +158,16 @@ class SSGGuider(ScalewiseNode):
                                        "(strong late), or custom (custom_betas)."),
                 io.String.Input("custom_betas", default="",
                                 tooltip="For the custom schedule: comma-separated beta per scale, e.g. "
-                                        "'0, 0.2, 0.2, 0.1'; missing scales get 0."),
+                                        "'0, 0.2, 0.2, 0.1'; missing scales get 0.", **expert()),
                 io.Boolean.Input("dse_rescale", default=True,
-                                 tooltip="Keep the coarse scale's brightness when building the prior (recommended)."),
+                                 tooltip="Keep the coarse scale's brightness when building the prior (recommended).",
+                                 **expert()),
                 io.Combo.Input("interpolation", options=["bilinear", "bicubic"], default="bilinear",
-                               tooltip="Upsampling used inside the prior before its frequencies are corrected."),
+                               tooltip="Upsampling used inside the prior before its frequencies are corrected.",
+                               **expert()),
                 io.Combo.Input("prior_source", options=list(PRIOR_SOURCES), default="guided_pre_ssg",
                                tooltip="Which previous-scale logits form the prior: the guided ones before SSG "
-                                       "(default), after SSG, or the conditional ones."),
+                                       "(default), after SSG, or the conditional ones.", **expert()),
                 _base_input(),
             ],
             outputs=[GuiderType.Output(display_name="guider")],

@@ -10,6 +10,7 @@ from comfy_api.latest import io, ui
 from ..guidance.heatmap import render_heatmap
 from ..guidance.metrics import summary
 from .common import CATEGORY, ScalewiseNode, TraceType, checked_inputs
+from .features import aliases
 
 
 def _mean(values) -> float:
@@ -24,6 +25,7 @@ class GuidanceHeatmap(ScalewiseNode):
             node_id="ScalewiseGuidanceHeatmap",
             display_name="Guidance Heatmap",
             category=CATEGORY,
+            **aliases("heat map", "heatmap", "guidance map", "evenness", "divergence", "IGG", "VAR", "Switti"),
             description=("Shows where guidance pushed hardest, one panel per scale (brighter = stronger), labelled "
                          "with the IGG paper's evenness E (1 = guidance spread evenly over the image) and, with a "
                          "mask of the object, divergence D (0 = the object is guided like the background)."),

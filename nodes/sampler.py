@@ -15,6 +15,7 @@ from ..guidance.editing import FITS, MASK_RULES, edit_batch, fit_edit
 from ..models import ClassCondition
 from ..models.torch_compat import is_out_of_memory
 from .common import CATEGORY, CondType, GuiderType, ModelType, ScalewiseNode, TraceType, checked_inputs
+from .features import aliases, expert
 
 PREVIEWS = ["every scale", "last 3 scales", "off"]
 
@@ -23,15 +24,28 @@ def _to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray((image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy())
 
 
-class ScaleProgressReporter:
-    """Per-scale callback: checks for Cancel, ticks the progress bar and sends a preview frame.
+def previews_allowed() -> bool:
+    """False when the user turned live previews off: ComfyUI's "Live preview method" setting, which arrives with
+    each prompt since ComfyUI 0.5.0 and lands in `args.preview_method` (the --preview-method flag on older cores,
+    and when the setting is "default"). Any other method lets the node's `preview` input decide: scale-wise
+    models have no latent2rgb/TAESD previewer, their previews are decoded by the model's own VQ-VAE."""
+    return str(getattr(args.preview_method, "value", args.preview_method)) != "none"
 
-    `runs` > 1 spreads one bar over several generations (a comparison): call `next_run()` after each."""
+
+class ScaleProgressReporter:
+    """Per-scale callback: checks for Cancel, reports progress for every scale and sends a preview frame.
+
+    Progress goes straight to ComfyUI's progress hook (what ProgressBar.update_absolute calls): since ComfyUI
+    0.9.2 ProgressBar drops updates without a preview that come less than 100 ms after the previous one, and a
+    scale can take less, so the bar would jump from 0 to done. The hook takes the same arguments on 0.3.75 and
+    on today's cores. `runs` > 1 spreads one bar over several generations (a comparison): call `next_run()`
+    after each."""
 
     def __init__(self, num_scales: int, preview: str, runs: int = 1):
+        self.hook = comfy.utils.PROGRESS_BAR_HOOK  # None outside the server: progress is then a no-op
         self.total = num_scales * runs
-        self.pbar = comfy.utils.ProgressBar(self.total)
-        self.num_scales, self.preview, self.offset = num_scales, preview, 0
+        self.num_scales, self.offset = num_scales, 0
+        self.preview = preview if previews_allowed() else "off"
 
     def next_run(self) -> None:
         self.offset += self.num_scales
@@ -42,7 +56,8 @@ class ScaleProgressReporter:
         if self.preview == "every scale" or (self.preview == "last 3 scales" and progress.k >= self.num_scales - 3):
             image = _to_pil(progress.preview(max_images=1, low_res=True))
             frame = ("JPEG", image, min(args.preview_size, max(image.size)))  # never blown up to 512 px
-        self.pbar.update_absolute(self.offset + progress.k + 1, self.total, frame)
+        if self.hook is not None:
+            self.hook(self.offset + progress.k + 1, self.total, frame)
 
 
 class Sampler(ScalewiseNode):
@@ -52,6 +67,7 @@ class Sampler(ScalewiseNode):
             node_id="ScalewiseSampler",
             display_name="Scale-wise Sampler",
             category=CATEGORY,
+            **aliases("VAR", "Switti", "sampler", "KSampler", "next-scale prediction", "autoregressive", "generate"),
             description=("Generates images with a VAR or Switti model one scale at a time, coarse to fine, applying "
                          "the connected guider at every scale. Image i of a batch has its own random stream from "
                          "(seed, i): it looks the same whatever the batch size, every new seed gives a whole new "
@@ -89,9 +105,10 @@ class Sampler(ScalewiseNode):
                                          "uses it while guided, without top_k/top_p."),
                 io.Combo.Input("preview", options=PREVIEWS, default="every scale",
                                tooltip="Preview of the partial image after each scale (cheap: decoded at the "
-                                       "scale's own size)."),
+                                       "scale's own size). ComfyUI's Live preview method = none turns it off; "
+                                       "the progress bar still moves at every scale."),
                 io.Int.Input("smooth_start_scale", default=0, min=0, max=63,
-                             tooltip="First scale where more_smooth applies (Switti: 2)."),
+                             tooltip="First scale where more_smooth applies (Switti: 2).", **expert()),
                 io.Float.Input("last_scale_temperature", default=1.0, min=0.01, max=10.0, step=0.01,
                                tooltip="Temperature of the scales after the guider's end_scale (Switti: 0.1, "
                                        "sharper details); 1 = unchanged."),

@@ -11,6 +11,7 @@ from comfy_api.latest import io
 from ..models import load_switti
 from .common import (DTYPES, CondType, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs,
                      checkpoint_notes, full_path, info_ui, model_files, pick_dtypes)
+from .features import aliases, expert
 from .switti_text import encode_prompt
 
 
@@ -23,6 +24,7 @@ class SwittiLoader(ScalewiseNode):
             node_id="ScalewiseSwittiLoader",
             display_name="Load Switti Model",
             category="loaders/scalewise",
+            **aliases("Switti", "load Switti", "checkpoint", "text to image", "next-scale"),
             description=(
                 "Loads an official Switti text-to-image model from models/switti (one folder per Hugging Face "
                 "repo: Switti/, Switti-AR/, Switti-1024/, Switti-1024-AR/, each with model.safetensors and "
@@ -35,7 +37,8 @@ class SwittiLoader(ScalewiseNode):
                 io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
                                tooltip="Weight precision. auto: bf16 on GPUs with bf16 (about 5 GB); on GPUs "
                                        "without it (V100, T4, RTX 20xx) fp32 (fp16 is unverified for Switti); "
-                                       "fp32 on CPU. The VQ-VAE never runs in fp16 under auto."),
+                                       "fp32 on CPU. The VQ-VAE never runs in fp16 under auto.",
+                               **expert()),
             ],
             outputs=[ModelType.Output(display_name="model")],
         )
@@ -70,6 +73,7 @@ class SwittiTextEncode(ScalewiseNode):
             node_id="ScalewiseSwittiTextEncode",
             display_name="Switti Text Encode",
             category="conditioning/scalewise",
+            **aliases("Switti", "prompt", "CLIP text encode", "text encode", "conditioning"),
             description=("Encodes a prompt for Switti with the CLIP-L and CLIP-bigG files you already have "
                          "(DualCLIPLoader, type sdxl, clip_l + clip_g), the way Switti was trained: final-layer "
                          "features, the unprojected pooled vector and a padding mask. ComfyUI's SDXL CONDITIONING "

@@ -15,6 +15,7 @@ from ..models.shapes import BUILTIN_NAME, CLASS_NAMES, load_shapes_model
 from ..models.var import IMAGENET, SHAPES
 from .common import (DTYPES, CondType, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs,
                      checkpoint_notes, full_path, info_ui, model_files, pick_dtypes)
+from .features import aliases, expert
 
 VAE_FILE = "vae_ch160v4096z32.pth"
 
@@ -47,6 +48,7 @@ class VARLoader(ScalewiseNode):
             node_id="ScalewiseVARLoader",
             display_name="Load VAR Model",
             category="loaders/scalewise",
+            **aliases("VAR", "visual autoregressive", "load VAR", "checkpoint", "tiny shapes", "next-scale"),
             description=(
                 "Loads an official VAR checkpoint (var_d16/20/24/30.pth at 256 px, var_d36.pth at 512 px) with its "
                 f"VQ-VAE {VAE_FILE}, both from models/var, or the built-in '{BUILTIN_NAME}' model: a tiny VAR "
@@ -64,7 +66,8 @@ class VARLoader(ScalewiseNode):
                 io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
                                tooltip="Weight precision. auto: bf16 on GPUs with bf16; on GPUs without it (V100, "
                                        "T4, RTX 20xx) fp16 for the transformer and fp32 for the VQ-VAE (fp16 "
-                                       "overflows in its decoder); fp32 on CPU."),
+                                       "overflows in its decoder); fp32 on CPU.",
+                               **expert()),
             ],
             outputs=[ModelType.Output(display_name="model")],
         )
@@ -139,6 +142,7 @@ class ImageNetClass(ScalewiseNode):
             node_id="ScalewiseImageNetClass",
             display_name="Class (VAR)",
             category="conditioning/scalewise",
+            **aliases("VAR", "ImageNet", "class", "label", "class conditioning", "tiny shapes"),
             description=("Chooses what a class-conditional VAR model draws: one of the 1000 ImageNet classes "
                          f"(official VAR models; null class {NULL_CLASS} = unconditional) or, listed after them, one "
                          f"of the {len(CLASS_NAMES)} classes of the built-in '{BUILTIN_NAME}' model (entries "

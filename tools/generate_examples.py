@@ -19,13 +19,13 @@ The example files name the official checkpoints (``var_d16.pth``, ``vae_ch160v40
 (tests/integration/comfy_server.py) whose models folders hold tiny random stand-ins under those names (full-size
 random CLIP files), so it needs no real weights and runs on CPU (80-170 s on 2 busy cores). The images in the
 thumbnails are therefore noise from random weights: the thumbnails show the graph, not image quality. The exception
-is the first example, ``00_start_here_tiny_shapes``: it uses the model built into the pack (``tiny-shapes (built
+is the first example, ``Start here (tiny shapes model, no download)``: it uses the model built into the pack (``tiny-shapes (built
 in)``, models/shapes/), so its thumbnail shows real samples; regenerate it alone whenever those weights change:
 
-    COMFY_DIR=$PWD/.comfy-ci/ComfyUI .comfy-ci/venv/bin/python tools/generate_examples.py --only 00_start_here_tiny_shapes
+    COMFY_DIR=$PWD/.comfy-ci/ComfyUI .comfy-ci/venv/bin/python tools/generate_examples.py --only 'Start here (tiny shapes model, no download)'
 
-``01_compare_guiders_tiny_shapes`` and ``02_guidance_sweep_tiny_shapes`` use the built-in model too. A layout's
-``outputs`` maps a node id to a key: the first image that node showed is written as
+The other ``Tiny shapes, ...`` examples (compare guiders, guidance sweep, the editing ones) use the built-in model
+too. A layout's ``outputs`` maps a node id to a key: the first image that node showed is written as
 ``example_workflows/<name>.<key>.png`` (the comparison grid, its heat maps, the sweep's plot), the README's
 pictures of real output made through the real frontend and server.
 
@@ -235,7 +235,20 @@ def switti_1024(g):
     return _switti(g, 1024, start_scale=0, end_scale=11)
 
 
-START_HERE = "00_start_here_tiny_shapes"
+# File names are the titles the Templates browser shows (it lists a pack's examples by file name; its
+# alphabetical order puts titles that start with a digit last): start-here first, then by model.
+TITLES = {"start_here_tiny_shapes": "Start here (tiny shapes model, no download)",
+          "var_cfg": "VAR with CFG", "var_igg": "VAR with IGG", "var_softcfg": "VAR with SoftCFG",
+          "var_ssg": "VAR with SSG", "var_ssg_over_igg": "VAR with SSG over IGG",
+          "var_cfg_vs_igg_heatmap": "VAR, CFG vs IGG heat maps",
+          "switti_512": "Switti 512 (text to image)", "switti_1024": "Switti 1024 (text to image)",
+          "compare_guiders_tiny_shapes": "Tiny shapes, compare guiders",
+          "guidance_sweep_tiny_shapes": "Tiny shapes, guidance sweep",
+          "edit_inpaint_tiny_shapes": "Tiny shapes, inpainting", "edit_outpaint_tiny_shapes": "Tiny shapes, outpainting",
+          "edit_class_tiny_shapes": "Tiny shapes, class editing",
+          "edit_img2img_tiny_shapes": "Tiny shapes, image to image",
+          "var_d36_edit_demo": "VAR d36 editing (official demo settings)"}
+START_HERE = TITLES["start_here_tiny_shapes"]
 START_HERE_NOTE = """Start here: the tiny model built into the pack
 
 Runs as it is, with nothing to download: "tiny-shapes (built in)" is a small class-conditional VAR (64 px, 4 scales) \
@@ -250,7 +263,7 @@ token more often).
 4. Press Run: 8 images appear in Save Image (output folder, prefix scalewise_tiny_shapes).
 
 For real images put the official var_d16.pth and vae_ch160v4096z32.pth into models/var, refresh, and open the \
-var_cfg example."""
+"VAR with CFG" example."""
 
 
 def start_here_tiny_shapes(g):
@@ -270,8 +283,8 @@ def start_here_tiny_shapes(g):
             "sizes": {model.id: [480, 0], cond.id: [480, 0], cfg.id: [480, 0], save.id: [420, 300]}}
 
 
-COMPARE = "01_compare_guiders_tiny_shapes"
-SWEEP = "02_guidance_sweep_tiny_shapes"
+COMPARE = TITLES["compare_guiders_tiny_shapes"]
+SWEEP = TITLES["guidance_sweep_tiny_shapes"]
 SHAPES_SETTINGS = dict(top_k=900, top_p=0.8, more_smooth=False, smooth_start_scale=0, last_scale_temperature=1.0)
 COMPARE_NOTE = """Compare guiders on the same seeds (built-in model)
 
@@ -333,7 +346,6 @@ def guidance_sweep_tiny_shapes(g):
                       cfg.id: [420, 0]},
             "titles": {plot.id: "Evenness / divergence plot"},
             "outputs": {plot.id: "plot"}}
-
 
 
 # --- Editing (issue 15): the built-in model on pictures from its own shape generator (tools/make_edit_pictures.py,
@@ -460,10 +472,10 @@ def var_d36_edit_demo(g):
 EDIT_EXAMPLES = (edit_inpaint_tiny_shapes, edit_outpaint_tiny_shapes, edit_class_tiny_shapes,
                  edit_img2img_tiny_shapes, var_d36_edit_demo)
 
-EXAMPLES = {START_HERE: start_here_tiny_shapes, COMPARE: compare_guiders_tiny_shapes,
-            SWEEP: guidance_sweep_tiny_shapes,
-            **{f.__name__: f for f in (var_cfg, var_igg, var_softcfg, var_ssg, var_ssg_over_igg,
-                                       var_cfg_vs_igg_heatmap, switti_512, switti_1024, *EDIT_EXAMPLES)}}
+EXAMPLES = {TITLES[f.__name__]: f for f in (start_here_tiny_shapes, compare_guiders_tiny_shapes,
+                                            guidance_sweep_tiny_shapes, var_cfg, var_igg, var_softcfg, var_ssg,
+                                            var_ssg_over_igg, var_cfg_vs_igg_heatmap, switti_512, switti_1024,
+                                            *EDIT_EXAMPLES)}
 
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")

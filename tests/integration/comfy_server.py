@@ -150,9 +150,11 @@ class ComfyClient:
         """All node definitions, or {node_id: definition}; an unknown id gives {} (HTTP 200): assert the key."""
         return self.get_json("/object_info" + (f"/{node_id}" if node_id else ""))
 
-    def queue(self, prompt: dict, client_id: str | None = None) -> str:
-        """POST /prompt (API format); returns the prompt_id, raises PromptRejected with the 400 body."""
-        payload = {"prompt": prompt, **({"client_id": client_id} if client_id else {})}
+    def queue(self, prompt: dict, client_id: str | None = None, extra_data: dict | None = None) -> str:
+        """POST /prompt (API format); returns the prompt_id, raises PromptRejected with the 400 body.
+        extra_data: what the frontend adds per prompt (e.g. {"preview_method": "none"})."""
+        payload = {"prompt": prompt, **({"client_id": client_id} if client_id else {}),
+                   **({"extra_data": extra_data} if extra_data else {})}
         try:
             return self.post_json("/prompt", payload)["prompt_id"]
         except urllib.error.HTTPError as e:
@@ -173,11 +175,11 @@ class ComfyClient:
             time.sleep(0.1)
         raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s\n{self.log()[-3000:]}")
 
-    def run(self, prompt: dict, timeout: float = 120):
+    def run(self, prompt: dict, timeout: float = 120, extra_data: dict | None = None):
         """Queue with a fresh websocket and wait: returns (history entry, WsCollector) — the collector is
         closed but keeps its messages and binary frames. The end message arrives before the history entry."""
         with self.ws() as ws:
-            prompt_id = self.queue(prompt, client_id=ws.client_id)
+            prompt_id = self.queue(prompt, client_id=ws.client_id, extra_data=extra_data)
             ws.wait_end(prompt_id, timeout)
         return self.wait(prompt_id, timeout), ws
 
@@ -262,8 +264,11 @@ def _models_hook():
 
 
 class ComfyServer:
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, extra_args: tuple[str, ...] = ("--preview-method", "auto")):
+        """extra_args: command-line flags; by default the user has turned live previews on (ComfyUI's own default
+        is none, which the pack honours)."""
         self.work = work
+        self.extra_args = tuple(extra_args)
         self.proc = None
         self.client = None
 
@@ -276,8 +281,10 @@ class ComfyServer:
         example = Path(cdir) / "input" / "example.png"
         if example.is_file() and not (w / "input" / "example.png").exists():
             shutil.copyfile(example, w / "input" / "example.png")
-        # Without it the first page load opens the Templates dialog over the canvas.
-        (w / "user/default/comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
+        # Without it the first page load opens the Templates dialog over the canvas. COMFY_UI_SETTINGS (JSON) adds
+        # frontend settings, e.g. {"Comfy.VueNodes.Enabled": true} for the Nodes 2.0 mode.
+        settings = {"Comfy.TutorialCompleted": True, **json.loads(os.environ.get("COMFY_UI_SETTINGS") or "{}")}
+        (w / "user/default/comfy.settings.json").write_text(json.dumps(settings))
         hook = _models_hook()
         if hook is not None:
             hook(w / "models")
@@ -298,7 +305,9 @@ class ComfyServer:
                "--temp-directory", str(w / "temp"), "--user-directory", str(w / "user"),
                # own database: a second server (e.g. comfy_ci.sh start) must not share ComfyUI/user/comfyui.db
                "--database-url", f"sqlite:///{w / 'comfyui.db'}",
-               *shlex.split(os.environ.get("COMFY_EXTRA_ARGS", ""))]
+               *self.extra_args, *shlex.split(os.environ.get("COMFY_EXTRA_ARGS", ""))]
+        if os.environ.get("COMFY_FRONTEND_ROOT"):  # another frontend build (the static folder of a frontend package)
+            cmd += ["--front-end-root", os.environ["COMFY_FRONTEND_ROOT"]]
         # Outbound-network guard (tests/integration/netguard): the server's interpreter loads it as sitecustomize,
         # refuses every non-loopback connection and records the attempt with its stack (test_no_network.py).
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "SCALEWISE_NET_GUARD_LOG": str(w / "net_attempts.jsonl"),

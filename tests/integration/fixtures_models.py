@@ -14,7 +14,7 @@ VAE = "vae_tiny.safetensors"                  # shared by both (same tiny VQ-VAE
 BROKEN = "broken.safetensors"
 # Stand-ins under the official file names, so the example workflows run unchanged in CI.
 OFFICIAL_VAR, OFFICIAL_VAE = "var_d16.pth", "vae_ch160v4096z32.pth"
-# d36's layout (shared AdaLN) on the fast (1, 2, 3, 4) schedule, for the var_d36_edit_demo example
+# d36's layout (shared AdaLN) on the fast (1, 2, 3, 4) schedule, for the "VAR d36 editing (official demo settings)" example
 OFFICIAL_VAR_D36 = "var_d36.pth"
 # Switti: one folder per Hugging Face repo, as users keep them (every Hub file is model.safetensors).
 SWITTI, SWITTI_AR, SWITTI_VAE = "Switti/model.safetensors", "Switti-AR/model.safetensors", \

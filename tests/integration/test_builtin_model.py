@@ -17,7 +17,7 @@ from scalewise.models.shapes.judge import Judge, judge_images
 from .fixtures_models import OFFICIAL_VAE, OFFICIAL_VAR
 
 REPO = Path(__file__).resolve().parents[2]
-START_HERE = "00_start_here_tiny_shapes"
+START_HERE = "Start here (tiny shapes model, no download)"
 WORKFLOW = REPO / "tests" / "workflows" / f"{START_HERE}.json"
 STAR = CLASS_NAMES.index("star")
 STAR_LABEL = f"tiny-shapes {STAR}: star"
@@ -198,7 +198,7 @@ def fresh_comfy(tmp_path_factory):
     own = cs.comfy_dir() / "models" / "var"
     if own.is_dir() and any(own.iterdir()):
         pytest.skip(f"{own} holds files: not a fresh install")
-    server = cs.ComfyServer(tmp_path_factory.mktemp("comfy_fresh"))
+    server = cs.ComfyServer(tmp_path_factory.mktemp("comfy_fresh"), extra_args=())  # ComfyUI's own defaults
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(cs, "_models_hook", lambda: None)
         client = server.start()
@@ -215,3 +215,19 @@ def test_fresh_install_offers_only_the_builtin_model_and_runs_the_first_example(
     assert _options(fresh_comfy, "ScalewiseVARLoader", "vae_name") == [BUILTIN_NAME]
     images = run_images(fresh_comfy, load_workflow())
     assert len(images) == 8 and all(im.size == (64, 64) for im in images)
+
+
+def test_fresh_install_defaults_show_progress_at_every_scale_and_no_previews(fresh_comfy):
+    """ComfyUI's default live preview method is none: the user sees no previews (as with KSampler), the bar
+    still moves at every scale; the example's sampler asks for previews at every scale."""
+    import struct
+    prompt = load_workflow()
+    sampler = _id(prompt, "ScalewiseSampler")
+    assert prompt[sampler]["inputs"]["preview"] == "every scale"
+    _set(prompt, "ScalewiseSampler", seed=prompt[sampler]["inputs"]["seed"] + 101)  # not served from the cache
+    entry, ws = fresh_comfy.run(prompt, timeout=300)
+    assert entry["status"]["status_str"] == "success"
+    progress = [(m["data"]["value"], m["data"]["max"]) for m in ws.messages
+                if m["type"] == "progress" and m["data"].get("node") == sampler]
+    assert progress == [(k, 4) for k in (1, 2, 3, 4)]
+    assert not [f for f in ws.binary if struct.unpack(">I", f[:4])[0] in (1, 4)]

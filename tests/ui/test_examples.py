@@ -9,16 +9,21 @@ run. Screenshots go to ARTIFACTS_DIR (default artifacts/ui).
 import json
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = REPO / "example_workflows"
 API_DIR = REPO / "tests" / "workflows"
-EXPECTED = ["00_start_here_tiny_shapes", "01_compare_guiders_tiny_shapes", "02_guidance_sweep_tiny_shapes",
-            "edit_class_tiny_shapes", "edit_img2img_tiny_shapes", "edit_inpaint_tiny_shapes",
-            "edit_outpaint_tiny_shapes", "switti_1024", "switti_512", "var_cfg", "var_cfg_vs_igg_heatmap",
-            "var_d36_edit_demo", "var_igg", "var_softcfg", "var_ssg", "var_ssg_over_igg"]
+# File names are the titles the Templates browser shows (it lists a pack's examples by file name).
+START_HERE = "Start here (tiny shapes model, no download)"  # the first example: the built-in model, fresh install
+HEATMAP_EXAMPLE = "VAR, CFG vs IGG heat maps"
+COMPARE, SWEEP = "Tiny shapes, compare guiders", "Tiny shapes, guidance sweep"
+EXPECTED = [START_HERE, "Switti 1024 (text to image)", "Switti 512 (text to image)", COMPARE, SWEEP,
+            "Tiny shapes, class editing", "Tiny shapes, image to image", "Tiny shapes, inpainting",
+            "Tiny shapes, outpainting", "VAR with CFG", HEATMAP_EXAMPLE, "VAR with IGG", "VAR with SoftCFG",
+            "VAR with SSG", "VAR with SSG over IGG", "VAR d36 editing (official demo settings)"]
 FOUND = sorted(p.stem for p in EXAMPLES_DIR.glob("*.json"))
 EXAMPLES = sorted(set(EXPECTED) | set(FOUND))     # a missing expected file fails below rather than vanishing
 NODE_IDS = ["ScalewiseVARLoader", "ScalewiseImageNetClass", "ScalewiseCFGGuider", "ScalewiseIGGGuider",
@@ -29,13 +34,10 @@ EXTENSION = "scalewise.guidance.heatmap"
 OUR_WORDS = ("scalewise", EXTENSION, "comfyui-scalewise-guidance", "guidance heatmap")
 IMAGE_OUTPUT_NODES = ("SaveImage", "PreviewImage", "ScalewiseGuidanceHeatmap", "ScalewiseCompareGuiders",
                       "ScalewiseGuidanceSweep")
-HEATMAP_EXAMPLE = "var_cfg_vs_igg_heatmap"
 BUILTIN_NAME = "tiny-shapes (built in)"     # the model that ships with the pack (models/shapes)
-START_HERE = "00_start_here_tiny_shapes"     # the first example: the built-in model, runs on a fresh install
-COMPARE, SWEEP = "01_compare_guiders_tiny_shapes", "02_guidance_sweep_tiny_shapes"
 BUILTIN_EXAMPLES = (START_HERE, COMPARE, SWEEP)  # the examples of the built-in model (real output in their thumbnails)
 # The official file names each loader's first two widgets must hold (the test server has stand-ins under them);
-# the examples of the built-in model (names ending in tiny_shapes) use it in both widgets.
+# the examples of the built-in model (titles naming the tiny shapes model) use it in both widgets.
 OFFICIAL_FILES = {
     "ScalewiseVARLoader": ({"var_d16.pth", "var_d36.pth"}, "vae_ch160v4096z32.pth"),
     "ScalewiseSwittiLoader": ({"Switti/model.safetensors", "Switti-AR/model.safetensors",
@@ -59,6 +61,11 @@ JS_FIT_VIEW = """() => {
   c.ds.offset = [left / s - x0, top / s - y0];
   c.setDirty(true, true);
 }"""
+
+
+def uses_builtin(name: str) -> bool:
+    """The examples of the built-in model say so in their titles ("tiny shapes")."""
+    return "tiny shapes" in name.lower()
 
 
 def load_example(name: str) -> dict:
@@ -96,15 +103,31 @@ def test_example_files_complete(comfy):
         loaders = [n for n in wf["nodes"] if n["type"] in OFFICIAL_FILES]
         assert loaders, name
         for n in loaders:                                         # the official file names
-            if name.endswith("tiny_shapes"):
+            if uses_builtin(name):
                 assert n["widgets_values"][:2] == [BUILTIN_NAME, BUILTIN_NAME], (name, n["widgets_values"])
                 continue
             models, vae = OFFICIAL_FILES[n["type"]]
             assert n["widgets_values"][0] in models and n["widgets_values"][1] == vae, (name, n["widgets_values"])
     listed = comfy.get_json("/workflow_templates")
     assert sorted(listed.get(comfy.pack_folder, [])) == FOUND, listed
-    for ext in ("json", "jpg"):
-        assert comfy.request(f"/api/workflow_templates/{comfy.pack_folder}/{HEATMAP_EXAMPLE}.{ext}")
+    for name in FOUND:  # served under the URL the frontend builds from the name (fetch percent-encodes it)
+        for ext in ("json", "jpg"):
+            assert comfy.request(f"/api/workflow_templates/{comfy.pack_folder}/{quote(name)}.{ext}"), (name, ext)
+
+
+# The Templates browser's "alphabetical" order (frontend 1.58 compareAlphabetical): titles that start with a digit
+# go last, the others by the browser's locale collation, numeric, case- and accent-insensitive. Its default order is
+# the server's, which is the directory order of the pack's folder (glob): no file name can set that one.
+JS_ALPHABETICAL = """(names) => {
+  const digit = (s) => /^\\d/.test(s);
+  return [...names].sort((a, b) => digit(a) === digit(b)
+    ? a.localeCompare(b, undefined, {numeric: true, sensitivity: 'base'}) : (digit(a) ? 1 : -1));
+}"""
+
+
+def test_template_titles_are_readable_and_start_here_comes_first(app_page):
+    assert all(re.fullmatch(r"[A-Z][A-Za-z0-9 ,()]+", name) for name in FOUND), FOUND  # no raw_file_names
+    assert app_page.evaluate(JS_ALPHABETICAL, FOUND)[0] == START_HERE
 
 
 def test_nodes_and_extension_registered(app_page, comfy):
