@@ -1,8 +1,8 @@
 """Zero-shot editing: in-painting, out-painting, class/text editing and image-to-image.
 
 The scale-wise counterpart of the official VAR demo (FoundationVision/VAR `demo_zero_shot_edit.ipynb`,
-`autoregressive_infer_cfg_with_mask` and `replace_embedding`; VAR paper, Tian et al. 2024, §zero-shot generalisation,
-arXiv 2404.02905): the image
+`autoregressive_infer_cfg_with_mask` and `replace_embedding`; VAR paper, Tian et al. 2024, zero-shot task
+generalisation, arXiv 2404.02905): the image
 is encoded into its own token maps by the multi-scale VQ-VAE, and while sampling, every token the edit
 keeps is replaced, right after its draw, by the image's token at that position. The model therefore
 regenerates only the rest, conditioned on the kept tokens of the same and all earlier scales.
