@@ -76,7 +76,7 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
     model.image_size; the K token maps int64 [B, pn_k, pn_k]; the trace or None).
 
     model: a models.base.ScalewiseModel. guider: a guider stack (guidance/base.py), None = unguided (cond-only
-    logits, the official samplers with cfg = 1 / guidance_scale = 1).
+    logits, as the official samplers with cfg = 0, where (1 + t) l_c - t l_u with t = cfg * ratio is l_c).
 
     conditioning: whatever `model.prepare_condition` accepts (VAR: a ClassCondition or class ids, image i
     gets ids[i % len]; Switti: a TextCondition). Image j of the batch uses its own random stream, that of

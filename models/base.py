@@ -217,8 +217,8 @@ class ScalewiseModel(nn.Module):
         """Canvas [B, Cvae, h, w] -> images float32 [B, 3, 16h, 16w] in [0, 1] (the full canvas, or one downsampled
         to a scale's side for a cheap preview). Never NaN/inf: a half-precision decoder that overflows (fp16's
         largest value is 65504) decodes again in float32, with a RuntimeWarning; NonFiniteImageError names the
-        cause and the fix when even that cannot give a finite image. Official `VQVAE.fhat_to_img` followed by
-        the pipelines' `(x + 1) / 2` and clamp to [0, 1]."""
+        cause and the fix when even that cannot give a finite image. Official `VQVAE.fhat_to_img` (decoder output
+        clamped to [-1, 1]) followed by the samplers' `(x + 1) / 2`."""
         images = self.vae.fhat_to_image(canvas)
         if bool(torch.isfinite(images).all()):  # one host sync per decode (the image is read back anyway)
             return images
