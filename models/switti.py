@@ -421,7 +421,7 @@ class SwittiModel(ScalewiseModel):
     @property
     def autoregressive(self) -> bool:
         """True for Switti-AR (every scale attends to the cached earlier ones), False for Switti (each scale sees
-        only itself and the text), as read from the checkpoint's config."""
+        only itself and the text), as the loader inferred it from the checkpoint."""
         return self.config.autoregressive
 
     def prepare_condition(self, conditioning, batch_size: int | None) -> TextCondition:
