@@ -19,7 +19,7 @@ from ..guidance.stack import GuidanceRun
 from ..models.shapes import load_judge
 from ..models.shapes.judge import judge_images
 from ..models.var import SHAPES
-from .common import CATEGORY, CondType, GuiderType, ModelType
+from .common import CATEGORY, CondType, GuiderType, ModelType, ScalewiseNode, checked_inputs
 from .sampler import PREVIEWS, ScaleProgressReporter, load_model, prepare_condition, sample_images
 
 GUIDER_SLOTS = 4
@@ -94,7 +94,7 @@ def _preview(cls, *images) -> dict:
     return {"images": values, "animated": (False,)}
 
 
-class CompareGuiders(io.ComfyNode):
+class CompareGuiders(ScalewiseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -119,6 +119,7 @@ class CompareGuiders(io.ComfyNode):
         )
 
     @classmethod
+    @checked_inputs
     def execute(cls, model, conditioning, seed, images_per_row, top_k, top_p, more_smooth, preview,
                 smooth_start_scale, last_scale_temperature, **guiders) -> io.NodeOutput:
         named = [(f"guider_{i}", guiders.get(f"guider_{i}")) for i in range(1, GUIDER_SLOTS + 1)]
@@ -178,7 +179,7 @@ def sweep_masks(mask, net, images: torch.Tensor, rows: int, columns: int):
     raise ValueError(f"mask: {count} masks; give 1, one per column ({columns}) or one per image ({rows * columns})")
 
 
-class GuidanceSweep(io.ComfyNode):
+class GuidanceSweep(ScalewiseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -213,16 +214,21 @@ class GuidanceSweep(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, strengths=None):
-        if not isinstance(strengths, str):  # linked: checked when the node runs
-            return True
-        try:
-            parse_strengths(strengths)
-        except ValueError as e:
-            return str(e)
-        return True
+    def check_values(cls, values):
+        strengths = values.get("strengths")
+        if isinstance(strengths, str):  # linked: None before the run, checked when the node runs
+            try:
+                parse_strengths(strengths)
+            except ValueError as e:
+                return str(e)
+        return None
 
     @classmethod
+    def validate_inputs(cls, strengths=None):
+        return cls.known_problem(strengths=strengths)
+
+    @classmethod
+    @checked_inputs
     def execute(cls, model, conditioning, seed, images_per_row, top_k, top_p, more_smooth, preview,
                 smooth_start_scale, last_scale_temperature, guider, strengths, mask=None) -> io.NodeOutput:
         values = parse_strengths(strengths)
