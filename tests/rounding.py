@@ -9,12 +9,17 @@ same shapes.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 
 def unit_roundoff(dtype: torch.dtype = torch.float32) -> float:
     return torch.finfo(dtype).eps / 2
+
+
+U = unit_roundoff()  # float32: 2^-24
 
 
 def gamma(n: int, dtype: torch.dtype = torch.float32) -> float:
@@ -40,3 +45,32 @@ def stack_bound(*modules: nn.Module, extra: tuple[int, ...] = (), dtype=torch.fl
     modules (not only one path) and counting `extra` reductions (attention: head dim, sequence length)
     makes it an over-estimate, never an under-estimate, of the path's length."""
     return sum(gamma(n, dtype) for n in (*reduction_lengths(torch.nn.ModuleList(modules)), *extra))
+
+
+def transformer_bound(transformer: nn.Module, context_tokens: int = 0) -> float:
+    """`stack_bound` of a VAR/Switti transformer: every linear layer, plus per block the attention's
+    reductions over the head dimension (q·k) and over the sequence (softmax · v: all tokens of the
+    schedule), and over the text tokens where the block cross-attends."""
+    cfg = transformer.config
+    seq = sum(p * p for p in cfg.patch_nums)
+    per_block = (cfg.width // cfg.heads, seq) + ((cfg.width // cfg.heads, context_tokens) if context_tokens else ())
+    return stack_bound(transformer, extra=per_block * cfg.depth)
+
+
+def gamma_rms(n: int, dtype: torch.dtype = torch.float32) -> float:
+    """3√n·u: three standard deviations of n roundings of random sign (Higham §3.6), the realistic size of
+    a long reduction's error where the worst case γ_n (n·u) is never approached and too loose to test."""
+    return 3 * math.sqrt(n) * unit_roundoff(dtype)
+
+
+def attention_bound(keys: torch.Tensor, values: torch.Tensor, scale: float, dtype=torch.float32,
+                    probabilistic: bool = False) -> float:
+    """Absolute bound on one evaluation of softmax(keys keysᵀ · scale) @ values ([N, V] each) against the
+    exact result: the scores are off by at most e = γ_V · max(|K||K|ᵀ) · scale (γ_V → `gamma_rms` when
+    `probabilistic`); shifting a softmax's arguments by at most e changes each weight by a factor within
+    exp(±2e), so the mixture moves by at most (exp(2e) − 1) · max|values|; the weighted sum itself adds
+    γ_N · max|values| (weights sum to 1)."""
+    k = keys.double().abs()
+    g = (gamma_rms if probabilistic else gamma)(keys.shape[-1], dtype)
+    e = g * (k @ k.transpose(-1, -2)).max().item() * scale
+    return (math.expm1(2 * e) + gamma(keys.shape[-2] + 2, dtype)) * values.abs().max().item()

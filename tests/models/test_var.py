@@ -8,6 +8,7 @@ from scalewise.models import SCHEDULES, VARConfig, var_official_state_dict, vqva
 from scalewise.models.var_loader import build_var_transformer
 from scalewise.models.vqvae_loader import build_vqvae
 from scalewise.models import VQVAEConfig
+from rounding import transformer_bound
 from tiny import TINY_PN, LogitRecorder, tiny_model
 
 KEYS = pathlib.Path(__file__).parent.parent / "data" / "keys"
@@ -62,13 +63,16 @@ def test_cached_logits_equal_teacher_forcing(shared, patch_nums):
     full = model.transformer.forward_teacher(torch.tensor([5, 17]), inputs)
     cached = torch.cat(rec.logits, dim=1)
     assert full.shape == cached.shape
-    assert (full - cached).abs().max() < 1e-4 * full.abs().max()
+    # same maths, different matmul shapes (cached K/V vs masked full sequence): each within the
+    # transformer's rounding bound of the exact logits, relative to their scale
+    assert (full - cached).abs().max() <= 2 * transformer_bound(model.transformer) * full.abs().max()
 
 
 def test_sampler_image_equals_decoded_tokens():
     model = tiny_model(seed=2)
     out = sample(model, CFG(3.0), [1, 2], seed=0, top_k=100, top_p=0.9)
-    assert torch.allclose(model.vae.tokens_to_image(out.tokens, model.patch_nums), out.images, atol=1e-6)
+    # the same lookups, contributions in the same order and the same decode shapes: bitwise equal
+    assert torch.equal(model.vae.tokens_to_image(out.tokens, model.patch_nums), out.images)
 
 
 def test_class_rules_live_in_the_model():
