@@ -36,8 +36,9 @@ def _sampler_inputs():
         ModelType.Input("model", tooltip="A model from Load VAR Model or Load Switti Model."),
         CondType.Input("conditioning", tooltip="What to generate (Class (VAR) or Switti Text Encode)."),
         io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                     tooltip="Seed of the first column; column i uses seed + i in every row (the sampler's "
-                             "convention), so each column compares the same random draws."),
+                     tooltip="Seed of the comparison; column i is image i of this seed in every row (the "
+                             "sampler's per-image streams: re-make it there with batch_size 1, batch_index i), so "
+                             "each column compares the same random draws."),
         io.Int.Input("images_per_row", default=4, min=1, max=MAX_IMAGES,
                      tooltip=f"Columns: images per guider or strength (rows x columns <= {MAX_IMAGES})."),
         io.Int.Input("top_k", default=900, min=0, max=4096, tooltip="As in the Scale-wise Sampler."),
@@ -85,8 +86,8 @@ def run_rows(model, conditioning, guiders, seed, images_per_row, preview, **sett
 
 
 def column_labels(seed: int, columns: int) -> list[str]:
-    """The column titles: each column's seed (seed + i, the sampler's per-image seeds)."""
-    return [f"seed {(seed + i) % 2**64}" for i in range(columns)]  # the sampler's per-image seeds
+    """The column titles: the seed and each column's image index (the sampler's `batch_index`)."""
+    return [f"seed {seed % 2**64} #{i}" for i in range(columns)]
 
 
 def _preview(cls, *images) -> dict:

@@ -134,7 +134,7 @@ def test_guidance_needs_a_negative():
 
 
 def test_class_ids_are_refused():
-    with pytest.raises(TypeError, match="text conditioning"):
+    with pytest.raises(TypeError, match="needs conditioning from the Switti Text Encode"):
         sample(tiny_switti(), CFG(4.0), [3], top_k=1)
     with pytest.raises(TypeError, match="class ids"):
         sample(tiny_model(), CFG(4.0), random_text(), top_k=1)
