@@ -1,6 +1,6 @@
 """Strength sweeps: the strength list, the evenness/divergence balance point and its plot.
 
-The IGG paper (Nguyen et al. 2025, arXiv 2509.23876, the evenness/divergence analysis; spec guidance.md §6.3)
+The IGG paper (Nguyen et al. 2025, arXiv 2509.23876, its evenness/divergence analysis)
 reports that the best FID sat where evenness and divergence *balance*, not where either is optimised. The balance
 point here is where E - D changes sign between two swept strengths (linear interpolation), or, when it never
 does, the swept strength where |E - D| is smallest (the closest approach). Plain Python + PIL.

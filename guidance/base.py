@@ -10,6 +10,11 @@ their `base` field. For each generation the sampler asks every guider of the sta
 3. `postprocess` in stack order (SSG);
 4. sample (the sampler filters a copy; guiders' tensors are never modified in place);
 5. `observe` the outcome (SoftCFG confidences).
+
+Shapes: B images, n_k = pn_k^2 tokens of scale k, V codes; logits are float32 [B, n_k, V]. The combination of
+step 2 is CFG (Ho & Salimans 2022, arXiv 2207.12598) written on logits as the VAR sampler does
+(FoundationVision/VAR models/var.py `autoregressive_infer_cfg`), generalised to the IGG paper's mixed scheme
+(Nguyen et al. 2025, arXiv 2509.23876; dnngky/infoground-guidance models/var.py).
 """
 from __future__ import annotations
 
@@ -21,7 +26,9 @@ import torch
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What guiders may know about the generation they serve."""
+    """What guiders may know about the generation they serve: the scale schedule (patch_nums, side pn_k of each
+    token map), the batch size B, the codebook size V, the model family ("var", "switti") and whether every scale
+    attends to the cached earlier scales (`autoregressive`)."""
 
     patch_nums: tuple[int, ...]
     batch_size: int
@@ -37,7 +44,11 @@ class RunInfo:
 
 @dataclass(frozen=True)
 class Term:
-    """One additive nudge: weight * transform(l_c - l_u); transform None means identity (CFG)."""
+    """One additive nudge: weight * transform(l_c - l_u); transform None means identity (CFG).
+
+    weight: the schedule's g(k) (a float, no unit; 1 = the cond logits alone when it is the only term).
+    transform: float32 [B, n_k, V] -> float32 [B, n_k, V], must not modify its argument (IGG: the grounded nudge
+    A (l_c - l_u))."""
 
     weight: float
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None
@@ -45,7 +56,8 @@ class Term:
 
 @dataclass
 class ScaleRecord:
-    """What happened at scale k, handed to `observe` after sampling. Tensors are read-only."""
+    """What happened at scale k (side = pn_k, n = side^2), handed to `observe` after sampling. Tensors are
+    read-only: logits float32, tokens int64 in [0, V) (row-major over the side x side map)."""
 
     k: int
     side: int
@@ -63,7 +75,9 @@ class GuiderRuntime:
         return None
 
     def value_weights(self, k: int, cached: int) -> torch.Tensor | None:
-        """Multipliers [B, cached] for the uncond branch's cached attention values before scale k."""
+        """Multipliers float32 [B, cached] for the uncond branch's cached attention values before scale k (cached =
+        sum of n_j over scales j < k; 1 = unchanged, 0 = that position's value removed), or None for no change.
+        SoftCFG's re-weighting (Xu, Tiulpin & Blaschko, arXiv 2510.00996)."""
         return None
 
     def postprocess(self, k: int, logits: torch.Tensor) -> torch.Tensor:
@@ -72,11 +86,13 @@ class GuiderRuntime:
         return logits
 
     def observe(self, record: ScaleRecord) -> None:
-        """Called after the tokens of scale `record.k` were drawn (read-only tensors)."""
+        """Called after the tokens of scale `record.k` were drawn (read-only tensors); returns nothing."""
 
 
 class Guider:
-    """Base of the immutable guider descriptions; subclasses are frozen dataclasses with a `base` field."""
+    """Base of the immutable guider descriptions; subclasses are frozen dataclasses with a `base` field (the guider
+    applied before this one, or None) and check their fields in `__post_init__` (ValueError naming the field and
+    its range)."""
 
     kind: ClassVar[str] = "guider"
     # The field that sets how hard this guider pushes, in its paper's vocabulary (see `with_strength`).
@@ -122,4 +138,5 @@ class Guider:
         raise NotImplementedError
 
     def validate(self, info: RunInfo, stack: tuple["Guider", ...]) -> None:
-        """Raise ValueError when this guider cannot serve the run (wrong model, missing base, ...)."""
+        """Raise ValueError when this guider cannot serve the run (wrong model, missing base, ...); `stack` is the
+        whole chain, bottom first. The default accepts every run."""

@@ -1,4 +1,8 @@
-"""Classifier-free guidance on logits with VAR's schedule family."""
+"""Classifier-free guidance on logits with VAR's schedule family.
+
+CFG: Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022 (arXiv 2207.12598), applied to next-token logits as
+the official VAR sampler does: l = (1 + t) l_c - t l_u with t = cfg * k / (K - 1) (FoundationVision/VAR models/var.py
+`autoregressive_infer_cfg`; the same in yandex-research/switti models/pipeline.py inside its on/off window)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,6 +18,10 @@ class CFG(Guider):
     `scale` has the model-native meaning (VAR demo 4, VAR FID 1.5, Switti 6; 0 = no guidance); a
     ComfyUI-style cfg c is scale = c - 1 with the constant schedule. Schedules: "linear" (VAR,
     s = k/(K-1)), "constant", "cosine" (s = (1 - cos(pi r^power)) / 2).
+
+    Logits l_c, l_u, l: float32 [B, n_k, V]. The window is `start_scale` <= k < `stop_scale` (negative indices
+    count from the end; see schedules.ScaleWindow). Raises ValueError for a non-finite `scale` or one outside
+    [-1, 100], `power` outside [0.01, 100], or an unknown `schedule`.
     """
 
     scale: float = 1.5
@@ -35,7 +43,8 @@ class CFG(Guider):
         return f"CFG {self.scale:g} {self.schedule}" + ScaleWindow(self.start_scale, self.stop_scale).label()
 
     def weight(self, k: int, num_scales: int) -> float | None:
-        """g(k), or None outside the window (no uncond branch needed there)."""
+        """g(k) = 1 + scale * s(k) (a float, no unit; g = 1 means the cond logits alone), or None outside the window
+        (no uncond branch needed there). num_scales = K."""
         if not ScaleWindow(self.start_scale, self.stop_scale).contains(k, num_scales):
             return None
         return 1.0 + self.scale * schedule_value(self.schedule, k, num_scales, self.power)

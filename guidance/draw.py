@@ -1,6 +1,10 @@
 """Token drawing: top-k / top-p filtering, per-image random streams, VAR's Gumbel smoothing.
 
 Nothing here reads a tensor value on the host, so a GPU run never waits for the device per scale.
+
+Logits are float32 [B, n, V] (B images, n tokens of a scale, V codes). The filters and the draw reproduce the
+official FoundationVision/VAR models/helpers.py `sample_with_top_k_top_p_` (top-k, then the top-p nucleus, then
+torch.multinomial) and `gumbel_softmax_with_rng`; Switti's models/helpers.py has the same functions.
 """
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ import torch
 
 def filter_logits_(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0) -> torch.Tensor:
     """In place: -inf below the k-th largest logit (ties kept), then outside the top-p nucleus
-    (ascending cumulative softmax, the largest entry always kept). 0 disables either filter."""
+    (ascending cumulative softmax, the largest entry always kept). 0 disables either filter; top_k >= V keeps
+    every code. logits: float [..., V], modified in place and returned. Formula: official VAR models/helpers.py
+    `sample_with_top_k_top_p_` (entries whose ascending cumulative probability is <= 1 - top_p are dropped)."""
     vocab = logits.shape[-1]
     if top_k > 0 and top_p > 0 and top_k < vocab and logits.device.type != "cpu":
         # The sort-free path wins where sorting is the cost (GPUs); on the CPU its dozen extra
@@ -38,7 +44,9 @@ def top_k_top_p_sort_free_(logits: torch.Tensor, top_k: int, top_p: float) -> to
     ascending), n = entries >= kth (ties kept). That vector is rebuilt exactly, so its softmax and
     cumulative sum, and hence how many entries are dropped, are bit for bit those of the full sort.
     The dropped entries are the D smallest; among entries equal to the largest dropped value the
-    lowest vocabulary indices go first, as a stable sort orders them."""
+    lowest vocabulary indices go first, as a stable sort orders them.
+
+    logits: float [..., V], modified in place and returned; requires 0 < top_k <= V and 0 < top_p."""
     vocab = logits.shape[-1]
     values, _ = logits.topk(top_k, dim=-1, sorted=True)  # descending
     kth = values[..., -1:]
@@ -67,7 +75,8 @@ def image_seed(seed: int, index: int) -> int:
     generator. Image i >= 1 uses the i-th output of SplitMix64 started from `seed` (state seed + i * 0x9E37...15
     mod 2^64, then its finaliser): streams of nearby seeds never repeat each other, so a run with seed + 1 gives a
     whole new batch, as ComfyUI's "increment" control expects (with seed + i every run repeated all but one image
-    of the previous run). Pure function of (seed, index): image i is the same whatever the batch size."""
+    of the previous run). Pure function of (seed, index): image i is the same whatever the batch size.
+    Returns an int in [0, 2^64); the seed is taken mod 2^64. Raises ValueError for index < 0."""
     seed, index = int(seed) & MASK64, int(index)
     if index < 0:
         raise ValueError(f"image index must be >= 0, got {index}")
@@ -83,7 +92,8 @@ def make_generators(seed: int, batch: int, device, batch_index: int = 0) -> list
     """One stream per image: image j of this batch is image `batch_index + j` of the seed (see image_seed), so an
     image never depends on the batch it was drawn in, and `batch_index` re-makes image i alone. Devices whose
     torch.Generator cannot be created (DirectML: "Device type PRIVATEUSEONE is not supported for torch.Generator()
-    api", microsoft/DirectML#374) get CPU generators; their noise is drawn on the CPU and moved."""
+    api", microsoft/DirectML#374) get CPU generators; their noise is drawn on the CPU and moved. Returns `batch`
+    torch.Generator objects."""
     device = torch.device(device)
     try:
         torch.Generator(device=device)
@@ -99,7 +109,8 @@ def _exponential(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor
 
 
 def draw_tokens(filtered: torch.Tensor, generators) -> torch.Tensor:
-    """One draw per token from softmax(filtered) [B, n, V] -> [B, n].
+    """One draw per token from softmax(filtered): float logits [B, n, V] (-inf = filtered out) -> int64 [B, n] in
+    [0, V); `generators` holds one torch.Generator per image (B of them).
 
     argmax(p / q), q ~ Exp(1) per image stream: exactly what torch.multinomial does for one sample
     (same noise, same stream position), minus its validity checks that read the probabilities on the
@@ -110,12 +121,14 @@ def draw_tokens(filtered: torch.Tensor, generators) -> torch.Tensor:
 
 
 def invalid_probabilities(filtered: torch.Tensor) -> torch.Tensor:
-    """Device-side flag: a row has no finite logit to draw from (NaN, +inf, or all -inf)."""
+    """Device-side flag (bool scalar tensor, not read on the host): some row of `filtered` [B, n, V] has no finite
+    largest logit to draw from (NaN, +inf, or all -inf)."""
     return ~filtered.amax(-1).isfinite().all()  # amax propagates NaN
 
 
 def check_probabilities(flag: torch.Tensor | None) -> None:
-    """The deferred validity check of the draws (one host read per run)."""
+    """The deferred validity check of the draws (one host read per run): raises RuntimeError when `flag` (the OR
+    of the run's `invalid_probabilities`) is set, with torch.multinomial's own wording; None = nothing drawn."""
     if flag is not None and bool(flag):
         raise RuntimeError("the logits contain NaN or infinity (a numerical overflow in the model?): "
                            "probability tensor contains either inf, nan or element < 0")
@@ -123,7 +136,12 @@ def check_probabilities(flag: torch.Tensor | None) -> None:
 
 def smooth_probabilities(filtered: torch.Tensor, ratio: float, generators) -> torch.Tensor:
     """VAR's `more_smooth`: Gumbel-softmax of the filtered logits sharpened by (1 + ratio), at
-    temperature max(0.27 (1 - 0.95 ratio), 0.005); drawn after the token indices of the scale."""
+    temperature max(0.27 (1 - 0.95 ratio), 0.005); drawn after the token indices of the scale.
+
+    filtered: float logits [B, n, V]; ratio = k / (K - 1) in [0, 1]; one generator per image. Returns
+    probabilities float [B, n, V] (rows sum to 1) with Gumbel noise -log(Exp(1)). Formula: official VAR
+    models/var.py `autoregressive_infer_cfg` (`gum_t`, "refer to mask-git") and models/helpers.py
+    `gumbel_softmax_with_rng`; Switti models/pipeline.py uses it on the unfiltered logits."""
     tau = max(0.27 * (1 - 0.95 * ratio), 0.005)
     noise = torch.stack([-_exponential(row, g).log() for row, g in zip(filtered, generators)])
     return ((filtered * (1 + ratio) + noise) / tau).softmax(-1)

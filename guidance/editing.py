@@ -1,6 +1,8 @@
 """Zero-shot editing: in-painting, out-painting, class/text editing and image-to-image.
 
-The scale-wise counterpart of the official VAR demo (`demo_zero_shot_edit.ipynb`, var.md §5.9): the image
+The scale-wise counterpart of the official VAR demo (FoundationVision/VAR `demo_zero_shot_edit.ipynb`,
+`autoregressive_infer_cfg_with_mask` and `replace_embedding`; VAR paper, Tian et al. 2024, zero-shot task
+generalisation, arXiv 2404.02905): the image
 is encoded into its own token maps by the multi-scale VQ-VAE, and while sampling, every token the edit
 keeps is replaced, right after its draw, by the image's token at that position. The model therefore
 regenerates only the rest, conditioned on the kept tokens of the same and all earlier scales.
@@ -49,7 +51,9 @@ def _check_values(x: torch.Tensor, name: str, convention: str) -> None:
 
 
 def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
-    """An image float [B, 3, H, W] (channels first) in [0, 1]; raises ValueError naming `name`."""
+    """Check an image float [B, 3, H, W] (channels first) in [0, 1] and return it unchanged. Raises ValueError
+    naming `name` when it is not a 4-D tensor with 3 channels, not floating point, empty, non-finite or outside
+    [0, 1]."""
     if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[1] != 3:
         shape = list(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise ValueError(f"{name} must be an RGB image tensor [B, 3, H, W], got {shape}")
@@ -58,7 +62,8 @@ def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
 
 
 def check_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
-    """A mask float [B, H, W] or [H, W] in [0, 1] (1 = generate) -> [B, H, W]; raises ValueError naming `name`."""
+    """A mask float [B, H, W] or [H, W] in [0, 1] (1 = generate) -> [B, H, W] (a view). Raises ValueError naming
+    `name` when it is not a 2-D or 3-D tensor, not floating point, empty, non-finite or outside [0, 1]."""
     if not isinstance(mask, torch.Tensor) or mask.ndim not in (2, 3):
         shape = list(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
         raise ValueError(f"{name} must be a mask tensor [B, H, W] or [H, W], got {shape}")
@@ -80,7 +85,7 @@ def fit_image(image: torch.Tensor, size: int, fit: str = "crop") -> tuple[torch.
 def fit_mask(mask: torch.Tensor, image_hw: tuple[int, int], size: int, fit: str = "crop") -> torch.Tensor:
     """A mask float [B, h, w] for an image of size image_hw, fitted as `fit_image` fits that image: first
     stretched to image_hw if its own size differs, then cropped or padded, bilinearly; padding is 1
-    (generated). Returns float [B, size, size] in [0, 1]."""
+    (generated). Returns float32 [B, size, size] in [0, 1]. Raises ValueError for an unknown `fit`."""
     if tuple(mask.shape[-2:]) != tuple(image_hw):
         mask = _resize(mask[:, None], *image_hw, "bilinear")[:, 0].clamp(0, 1)
     return _fit(mask[:, None], size, fit, "bilinear", 1.0)[0][:, 0]
@@ -149,7 +154,8 @@ def _resize(x: torch.Tensor, height: int, width: int, mode: str) -> torch.Tensor
 
 def finest_keep_mask(mask: torch.Tensor, side: int) -> torch.Tensor:
     """Pixel mask float [B, S, S] (1 = generate) -> keep-mask float [B, side, side] of the finest token map:
-    1 where no pixel of the token's patch is >= 0.5. S must be a multiple of `side`."""
+    1 where no pixel of the token's patch (S / side pixels square, 16 for the official VQ-VAE) is >= 0.5.
+    Raises ValueError unless the mask is square with S a multiple of `side`."""
     size = mask.shape[-1]
     if mask.shape[-2] != size or size % side:
         raise ValueError(f"the mask must be square with a side that is a multiple of {side}, got {list(mask.shape)}")
@@ -159,7 +165,8 @@ def finest_keep_mask(mask: torch.Tensor, side: int) -> torch.Tensor:
 
 def scale_keep_masks(finest_keep: torch.Tensor, patch_nums) -> list[torch.Tensor]:
     """The official per-scale rule: keep-mask float [B, s, s] (1 = keep; s = patch_nums[-1]) -> K bool maps
-    [B, pn, pn]: bilinear resize (align_corners False, no antialias) then > 0.5; maps of <= 3 tokens all True."""
+    [B, pn, pn]: bilinear resize (align_corners False, no antialias) then > 0.5; maps of <= 3 tokens all True
+    (the official demo's `replace_embedding`, which keeps maps with ph * pw <= 3 whole)."""
     out = []
     for pn in patch_nums:
         if pn * pn <= KEEP_WHOLE_MAX_TOKENS:
@@ -180,7 +187,8 @@ def strict_keep_masks(finest_keep: torch.Tensor, patch_nums) -> list[torch.Tenso
 
 def kept_scale_count(denoise: float, num_scales: int) -> int:
     """Scales whose tokens all stay the image's for a given `denoise` in [0, 1]: round((1 - denoise) * K),
-    halves rounded up (K = 10: denoise 0.5 keeps 5 scales, 0.95 keeps 1)."""
+    halves rounded up (K = 10: denoise 0.5 keeps 5 scales, 0.95 keeps 1). Raises ValueError for a denoise that
+    is not a finite number in [0, 1]."""
     denoise = float(denoise)
     if not (math.isfinite(denoise) and 0.0 <= denoise <= 1.0):
         raise ValueError(f"denoise must be in [0, 1] (1 = generate every scale anew), got {denoise}")
@@ -202,7 +210,9 @@ class EditPlan:
 
     def force(self, k: int, idx: torch.Tensor, h: torch.Tensor, embed):
         """Scale k's drawn indices [B, n] and embeddings [B, n, C] with the kept tokens replaced; `embed` maps
-        token ids [B, n] to their codebook vectors [B, n, C] (the model's `embed_tokens`)."""
+        token ids [B, n] to their codebook vectors [B, n, C] (the model's `embed_tokens`). Returns (idx int64
+        [B, n], h [B, n, C] in h's dtype), new tensors; the inputs are not modified (official demo:
+        `replace_embedding`, applied after each draw)."""
         keep = self.keep[k].flatten(1)
         image_idx = self.tokens[k].flatten(1)
         idx = torch.where(keep, image_idx, idx)

@@ -81,7 +81,8 @@ def _resize(images: torch.Tensor, tile: int) -> torch.Tensor:
 def render_grid(images: torch.Tensor, row_labels: list[str], column_labels: list[str],
                 title: str = "") -> torch.Tensor:
     """images float [rows * columns, S, S, 3] in [0, 1], row-major (row r, column c at r * columns + c)
-    -> one labelled grid IMAGE float32 [1, H, W, 3]. H and W follow `GridLayout` with `tile_size(S)`."""
+    -> one labelled grid IMAGE float32 [1, H, W, 3] in [0, 1]. H and W follow `GridLayout` with `tile_size(S)`.
+    Raises ValueError unless images is [rows * columns, S, S, 3]."""
     rows, columns = len(row_labels), len(column_labels)
     if images.ndim != 4 or images.shape[-1] != 3 or images.shape[0] != rows * columns:
         raise ValueError(f"grid images must be [{rows} x {columns}, S, S, 3], got {list(images.shape)}")
@@ -115,7 +116,8 @@ def render_grid(images: torch.Tensor, row_labels: list[str], column_labels: list
 def heatmap_cells(trace: GuidanceTrace, images: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
     """Per image the guidance magnitude of the finest guided scale (normalised to its own maximum, magma),
     nearest-upsampled and laid over the image at `alpha`: [B, S, S, 3] from a trace of batch B and
-    images [B, S, S, 3]. The cells of a heat-map grid aligned with the image grid."""
+    images [B, S, S, 3]. The cells of a heat-map grid aligned with the image grid. images: float in [0, 1]
+    (ComfyUI IMAGE, channels last); returns float32 [B, S, S, 3] in [0, 1] for alpha in [0, 1]."""
     guided = [k for k, g in enumerate(trace.guided) if g]
     k = guided[-1] if guided else len(trace.magnitude) - 1
     m = trace.magnitude[k].detach().to("cpu", torch.float32).clamp_min(0)

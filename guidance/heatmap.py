@@ -23,7 +23,8 @@ MAX_COLUMNS = 7
 
 
 def apply_colormap(values: torch.Tensor, name: str = "magma") -> torch.Tensor:
-    """Values in [0, 1] of any shape -> RGB float32 [..., 3] in [0, 1]."""
+    """Values in [0, 1] of any shape -> RGB float32 [..., 3] in [0, 1] (values are clamped to [0, 1], NaN -> 0;
+    linear interpolation between the colormap's anchor colours). Raises ValueError for an unknown `name`."""
     if name not in _COLORMAPS:
         raise ValueError(f"unknown colormap {name!r}; expected one of {sorted(_COLORMAPS)}")
     anchors = torch.tensor([[int(c[i:i + 2], 16) / 255 for i in (0, 2, 4)] for c in _COLORMAPS[name]])
@@ -109,6 +110,12 @@ def render_heatmap(trace: GuidanceTrace, image: torch.Tensor | None = None, mask
     and the foreground outline on the overlay; None = the edit's regenerated region when the trace
     comes from an edit (`trace.edit_mask`). The grid size depends on `tile` and the scale count,
     not on the image size.
+
+    Panels show the magnitude m = max_v (nudge)^+ (logit units) normalised per scale ("scale") or over all scales
+    ("global"), in the IGG paper's heat-map style (arXiv 2509.23876; official dnngky/infoground-guidance), with
+    evenness and, given a mask, divergence values (guidance/metrics.py). Raises ValueError for an empty trace,
+    overlay_alpha outside [0, 1], tile < 16 px, an unknown normalize or colormap, or an image or mask that does
+    not match the trace.
     """
     if not trace.magnitude:
         raise ValueError("the guidance trace holds no magnitude maps")

@@ -3,7 +3,12 @@ weighted average of the nudges of the scale, A = softmax(D D^T / sqrt(V)), on ra
 
 Paper: Nguyen et al., "Not All Tokens are Guided Equal: Improving Guidance in Visual Autoregressive Models",
 arXiv 2509.23876; official code: dnngky/infoground-guidance, models/var.py (the mixed scheme
-l_u + a_k D + b_k A D when stacked over CFG)."""
+l_u + a_k D + b_k A D when stacked over CFG).
+
+Per scale k and image: D = l_c - l_u float32 [N, V] (N = n_k tokens, V codes), A = softmax_rows(D D^T / sqrt(V))
+[N, N], grounded nudge G = A D [N, V]; the guided logits are l_u + b_k G, b_k = 1 + w r_k (the paper's
+p~ = p_u + gamma_k f_k p->, with f_k = A, p-> = D; the official code feeds D as query, key and value of one
+single-head scaled-dot-product attention). At k = 0 (N = 1) A = [1] and IGG equals CFG."""
 from __future__ import annotations
 
 import math
@@ -19,7 +24,9 @@ OPERANDS = ("raw_logits", "centered")
 
 
 def window_side(window, side: int) -> int | None:
-    """Side of the square neighbourhood, or None for global attention over the scale."""
+    """Side of the square neighbourhood, or None for global attention over the scale. window: "global", "auto"
+    (ceil(sqrt(side * side)) = side: a side x side neighbourhood around each token) or an int side >= 1;
+    side = pn_k."""
     if window == "global":
         return None
     if window == "auto":
@@ -44,7 +51,13 @@ def _local_mask(side: int, window: int, device: torch.device) -> torch.Tensor:
 
 def grounded_nudge(delta: torch.Tensor, side: int, window: int | None = None,
                    operand: str = "raw_logits") -> torch.Tensor:
-    """A @ delta for delta [B, N, V]; one image at a time so memory stays at one [N, N] matrix."""
+    """A @ delta for delta [B, N, V]; one image at a time so memory stays at one [N, N] matrix.
+
+    delta: l_c - l_u, float [B, N, V] with N = side^2 (row-major token map); computed in float32, returned float32
+    [B, N, V]. A = softmax_rows(K K^T / sqrt(V)) with K = delta ("raw_logits", the official choice) or delta minus
+    its per-token mean over V ("centered"); with a `window` side below 2 side - 1 the scores outside the
+    Chebyshev neighbourhood of radius window // 2 are -inf. Formula: IGG paper (arXiv 2509.23876), official
+    dnngky/infoground-guidance models/var.py."""
     delta = delta.float()
     keys = delta - delta.mean(-1, keepdim=True) if operand == "centered" else delta
     mask = local_mask(side, window, delta.device) if window is not None and window < side * 2 - 1 else None
@@ -61,7 +74,11 @@ def grounded_nudge(delta: torch.Tensor, side: int, window: int | None = None,
 class IGG(Guider):
     """Adds (1 + scale * s(k)) * A (l_c - l_u) to l_u. Stacked over a CFG guider both terms add
     (the official mixed scheme l_u + a_k D + b_k A D). `window`: "global" (paper default), "auto"
-    (square window of side ceil(sqrt(h_k w_k))) or an integer side; side 1 is exactly CFG."""
+    (square window of side ceil(sqrt(h_k w_k))) or an integer side; side 1 is exactly CFG.
+
+    `operand`: "raw_logits" (official) or "centered" (keys/queries centred per token over V, an option of ours).
+    Raises ValueError for a non-finite `scale` or one outside [-1, 100], `power` outside [0.01, 100], or an
+    unknown `schedule`, `operand` or `window`."""
 
     scale: float = 1.85
     schedule: str = "linear"

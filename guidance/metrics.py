@@ -53,14 +53,17 @@ def _scale_sizes(trace: GuidanceTrace) -> list[int]:
 
 
 def evenness(trace: GuidanceTrace) -> dict:
-    """{"per_scale": [B, K], "mean": [B]} (token-weighted over scales with N_k > 1); values in [0, 1] or NaN."""
+    """{"per_scale": [B, K], "mean": [B]} (token-weighted over scales with N_k > 1); float32 values in [0, 1] or
+    NaN (1 = guidance spread evenly over the tokens). Raises ValueError when the trace holds no magnitude maps."""
     sizes = _scale_sizes(trace)
     per_scale = torch.stack([evenness_per_scale(m) for m in trace.magnitude], 1)
     return {"per_scale": per_scale, "mean": _token_weighted_mean(per_scale, sizes)}
 
 
 def check_mask(mask: torch.Tensor, trace: GuidanceTrace) -> torch.Tensor:
-    """Check a ComfyUI MASK ([B,H,W] or [H,W]) against the trace and return it as float64 [B, H, W]."""
+    """Check a ComfyUI MASK ([B,H,W] or [H,W]) against the trace and return it as float64 [B, H, W] (batch 1 is
+    expanded to the trace's B). Raises ValueError when it is not 2-D/3-D, its size is not the trace's image size
+    S x S, or its batch is neither 1 nor B."""
     mask = torch.as_tensor(mask).detach().to("cpu", torch.float64)
     if mask.ndim == 2:
         mask = mask[None]
@@ -109,6 +112,8 @@ def divergence(trace: GuidanceTrace, mask: torch.Tensor, *, draws: int = 16, see
     NaN when its background is empty or covers every token, or when sum m == 0. Returns
     {"per_scale": [B, K], "mean": [B]} with values in [0, 1]. Each (image, scale) pair reseeds its own
     generator, so an image's values do not depend on the rest of the batch.
+
+    Raises ValueError for draws < 1, an empty trace or a mask that `check_mask` refuses.
     """
     if draws < 1:
         raise ValueError(f"draws must be >= 1, got {draws}")
@@ -139,7 +144,8 @@ def _json_floats(values: torch.Tensor) -> list:
 
 def summary(trace: GuidanceTrace, mask: torch.Tensor | None = None, *, draws: int = 16, seed: int = 0) -> dict:
     """JSON-friendly metrics: per image the aggregate and per-scale values (NaN -> None). Divergence uses
-    `mask`, else the edit's regenerated region when the trace comes from an edit, else is None."""
+    `mask`, else the edit's regenerated region when the trace comes from an edit, else is None. Raises
+    ValueError as `evenness` and `divergence` do."""
     mask = trace.edit_mask if mask is None else mask
     even = evenness(trace)
     result = {

@@ -1,4 +1,8 @@
-"""The scale-wise sampler: one forward per scale, guidance, token draw, latent update."""
+"""The scale-wise sampler: one forward per scale, guidance, token draw, latent update.
+
+The loop of the official `VAR.autoregressive_infer_cfg` (FoundationVision/VAR, models/var.py; VAR paper, Tian et al.
+2024, arXiv 2404.02905, Alg. 2) and `SwittiPipeline.__call__` (yandex-research/switti, models/pipeline.py; Voronov
+et al. 2024, arXiv 2412.01819), with the guidance step delegated to a guider stack (guidance/stack.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,14 +25,18 @@ class SampleOutput:
     """What `sample` returns: the decoded images, the token maps of every scale and, with trace=True, the guidance
     trace."""
 
-    images: torch.Tensor         # float32 [B, 3, H, W] in [0, 1]
+    images: torch.Tensor         # float32 [B, 3, H, W] in [0, 1], H = W = model.image_size (pixels)
     tokens: list[torch.Tensor]   # K int64 maps [B, h_k, w_k], coarse to fine
     trace: GuidanceTrace | None = None
 
 
 @dataclass
 class ScaleProgress:
-    """Handed to the callback after each scale; raising from the callback cancels the run cleanly."""
+    """Handed to the callback after each scale; raising from the callback cancels the run cleanly (the model's
+    caches are released, the exception propagates out of `sample`).
+
+    k: the scale just finished (0-based) of num_scales = K. fhat: the accumulated latent float32
+    [B, Cvae, pn_K, pn_K] after scale k (live: copy it to keep it). model: the ScalewiseModel, for `preview`."""
 
     k: int
     num_scales: int
@@ -37,7 +45,9 @@ class ScaleProgress:
 
     def preview(self, max_images: int | None = None, low_res: bool = False) -> torch.Tensor:
         """Decode the partial latent: float32 [b, 3, H, W] in [0, 1]. `low_res` decodes it at this
-        scale's own size (16 px per token), which costs (pn_k / pn_K)^2 of a full decode."""
+        scale's own size (16 px per token), which costs (pn_k / pn_K)^2 of a full decode. `max_images` keeps the
+        first b images of the batch (None: all B). H = W = 16 pn_K, or 16 pn_k with `low_res`. May raise
+        models.base.NonFiniteImageError (see `ScalewiseModel.decode`)."""
         fhat = self.fhat if max_images is None else self.fhat[:max_images]
         side = self.model.patch_nums[self.k]
         if low_res and side < fhat.shape[-1]:
@@ -62,7 +72,11 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
            callback: Callable[[ScaleProgress], None] | None = None, image: torch.Tensor | None = None,
            mask: torch.Tensor | None = None, denoise: float = 1.0, mask_rule: str = "official",
            batch_index: int = 0) -> SampleOutput:
-    """Generate images scale by scale.
+    """Generate images scale by scale; returns a `SampleOutput` (images float32 [B, 3, S, S] in [0, 1], S =
+    model.image_size; the K token maps int64 [B, pn_k, pn_k]; the trace or None).
+
+    model: a models.base.ScalewiseModel. guider: a guider stack (guidance/base.py), None = unguided (cond-only
+    logits, as the official samplers with cfg = 0, where (1 + t) l_c - t l_u with t = cfg * ratio is l_c).
 
     conditioning: whatever `model.prepare_condition` accepts (VAR: a ClassCondition or class ids, image i
     gets ids[i % len]; Switti: a TextCondition). Image j of the batch uses its own random stream, that of
@@ -75,12 +89,20 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
     the guider's window (Switti's CFG-off scales). `trace=True` records the per-token guidance magnitude and
     sampled-token confidence of every scale.
 
-    Editing (zero-shot, var.md §5.9; rules in `editing.py`): `image` float [1 or B, 3, S, S] in [0, 1] at the
+    Editing (zero-shot, the official VAR demo `demo_zero_shot_edit.ipynb`; rules in `editing.py`): `image` float
+    [1 or B, 3, S, S] in [0, 1] at the
     model's size S, `mask` float [1 or B, S, S] in [0, 1] (1 = generate anew, 0 = keep), `denoise` in
     [0, 1] (image-to-image: the first round((1 - denoise) K) scales keep the image's tokens), `mask_rule`
     "official" (the VAR demo's coarse-scale rule) or "strict" (no coarse token reaches into the mask). Kept tokens
     are replaced by the image's own right after each draw (the draws still consume the random streams),
-    so `out.tokens` holds the effective tokens. Raises ValueError naming a bad image, mask or denoise.
+    so `out.tokens` holds the effective tokens.
+
+    Raises: ValueError for top_k not an integer >= 0, top_p outside [0, 1], last_scale_temperature outside
+    (0, 100], a guider stack that cannot serve this model (two guiders of one kind, a model it cannot guide, a
+    missing base), or a bad image, mask, denoise or mask_rule (the message names it); TypeError/ValueError from
+    `model.prepare_condition` for a conditioning of another family or out of range; RuntimeError when some
+    logits row has no finite value to draw from (NaN/inf from an overflow, checked once after the last scale);
+    models.base.NonFiniteImageError when the decoded image cannot be made finite; whatever `callback` raises.
     """
     check_sampling_args(top_k, top_p, model.vocab_size)
     if last_scale_temperature is not None and not 0 < float(last_scale_temperature) <= 100:

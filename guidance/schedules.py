@@ -1,4 +1,8 @@
-"""Per-scale guidance schedules: the strength multiplier g(k) = 1 + w * s(k) and the on/off window."""
+"""Per-scale guidance schedules: the strength multiplier g(k) = 1 + w * s(k) and the on/off window.
+
+"linear" is the official samplers' t = cfg * k / (K - 1) (FoundationVision/VAR models/var.py, yandex-research/switti
+models/pipeline.py); the on/off window is Switti's `turn_on_cfg_start_si` / `turn_off_cfg_start_si`, an analogue of
+limited-interval guidance (Kynkaanniemi et al., NeurIPS 2024, arXiv 2404.07724)."""
 from __future__ import annotations
 
 import math
@@ -13,7 +17,8 @@ def ramp(k: int, num_scales: int) -> float:
 
 
 def schedule_value(name: str, k: int, num_scales: int, power: float = 1.0) -> float:
-    """s(k) in [0, 1] for the named schedule."""
+    """s(k) in [0, 1] for the named schedule: "linear" r_k, "constant" 1, "cosine" (1 - cos(pi r_k^power)) / 2,
+    with r_k = k / (K - 1) (`ramp`). Raises ValueError for an unknown name."""
     r = ramp(k, num_scales)
     if name == "linear":  # VAR: t_k = w * k / (K - 1)
         return r

@@ -1,6 +1,9 @@
 """SoftCFG: soften the unconditional branch where the conditional model was already confident.
 
-Paper: Xu, Tiulpin, Blaschko, "SoftCFG", arXiv 2510.00996 (ICLR 2026); official code: AliTok's sampler. Mapped to
+Paper: Xu, Tiulpin, Blaschko, "SoftCFG", arXiv 2510.00996 (ICLR 2026): weights w_i = 1 - p_max(x_i) on the uncond
+branch's cached values, with Step-Normalization w_i = 1 - c_i / sum_j c_j; official code: Xudangliatiger/alitok
+modeling/ar.py (weights max(0.05, (1 - c_j / sum c)^alpha), confidence of the sampled token) and
+Xudangliatiger/RobusTok RAR/rar.py (max confidence, the paper's). Mapped to
 scale-wise models: the uncond branch's cached attention values of earlier scales are multiplied by per-position
 weights derived from the confidence of the token predicted at that position. Each cached position of scale j
 produced exactly one token of scale j, so confidences map one to one, without resampling; the start/class
@@ -28,6 +31,12 @@ class SoftCFG(Guider):
     strength alpha: weights (1 - c / sum c)^alpha with Step-Normalization over all weighted cached
     positions ("global", the paper's), within each scale ("per_scale"), or plain (1 - c)^alpha
     ("none"); `floor` bounds the normalised weights from below. alpha = 0 is plain CFG.
+
+    `confidence`: "max" (c = max_v p_c(v), the paper's) or "sampled" (p_c of the drawn token, the AliTok code's),
+    with p_c = softmax(l_c / temperature) of the conditional logits. Needs an autoregressive model (VAR,
+    Switti-AR) and a CFG or IGG guider in its stack: `validate` raises ValueError otherwise; the constructor
+    raises ValueError for strength outside [0, 10], floor outside [0, 1], temperature outside [0.001, 100], or an
+    unknown normalization or confidence.
     """
 
     strength: float = 1.0
@@ -59,7 +68,8 @@ class SoftCFG(Guider):
                              "its base input")
 
     def weights(self, confidences: list[torch.Tensor]) -> torch.Tensor:
-        """Weights [B, sum n_j] for the cached positions of scales 1..k-1 from their confidences."""
+        """Weights float [B, sum n_j] in [0, 1] for the cached positions of scales 1..k-1 from their confidences
+        (a list of float [B, n_j] in [0, 1], one per scale, coarse to fine)."""
         c = torch.cat(confidences, dim=1)
         if self.normalization == "none":
             return (1 - c).clamp(min=0) ** self.strength

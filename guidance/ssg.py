@@ -49,7 +49,11 @@ def dse_prior(prev: torch.Tensor, size: tuple[int, int], rescale: bool = True,
               interpolation: str = "bilinear") -> torch.Tensor:
     """Discrete Spatial Enhancement: prev [B, V, h, w] -> prior [B, V, H, W]. The interpolated map's
     low-frequency DCT block is replaced by the coarse map's spectrum (times sqrt(HW/hw), which keeps
-    a constant map constant); its high frequencies are kept."""
+    a constant map constant); its high frequencies are kept.
+
+    prev: the previous scale's logits as a float32 map (h, w <= H, W); interpolation "bilinear" or "bicubic"
+    (align_corners False); rescale False drops the sqrt(HW/hw) factor. The SSG paper's Alg. 1 (DSE), with the
+    rescale factor our reconstruction (module docstring)."""
     h, w = prev.shape[-2:]
     H, W = size
     up = F.interpolate(prev, size=size, mode=interpolation, align_corners=False)
@@ -68,6 +72,11 @@ class SSG(Guider):
 
     beta_k = beta * s(k): "constant", "linear_decay" (1 - r_k), "linear_increase" (r_k), or
     "custom" (`custom_betas[k]`, missing entries 0).
+
+    Logits float32 [B, n_k, V]; the prior DSE(l_{k-1}) is built from the previous scale's logits taken per
+    `prior_source`: the guided logits before SSG ("guided_pre_ssg"), after it ("guided_post_ssg") or the raw
+    conditional logits ("cond"). Raises ValueError for beta or a custom beta outside [-1, 10] or non-finite, or
+    an unknown schedule, interpolation or prior_source; `with_strength` refuses the custom schedule.
     """
 
     beta: float = 0.1

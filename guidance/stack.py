@@ -1,4 +1,9 @@
-"""Per-run execution of a guider stack: which branches run, and how logits are combined."""
+"""Per-run execution of a guider stack: which branches run, and how logits are combined.
+
+Logits are float32 [B, n_k, V] (B images, n_k = pn_k^2 tokens of scale k, V codes); l_c conditional, l_u
+unconditional. The combination is CFG on logits (Ho & Salimans 2022, arXiv 2207.12598, as the official VAR
+sampler writes it) extended to a sum of terms as in the IGG paper's mixed scheme (Nguyen et al. 2025,
+arXiv 2509.23876)."""
 from __future__ import annotations
 
 import torch
@@ -7,7 +12,13 @@ from .base import Guider, RunInfo, ScaleRecord
 
 
 class GuidanceRun:
-    """Instantiated by the sampler for one generation; owns the runtimes of every guider."""
+    """Instantiated by the sampler for one generation; owns the runtimes of every guider.
+
+    Raises ValueError when the stack holds two guiders of one kind, or when a guider's `validate` refuses the run
+    (its message names the guider and the fix). Attributes: `guidance_end`, the first scale from which on no term
+    is active (K when the last scale is guided or none is); `uncond_scales`, the scales on which the unconditional
+    rows run (for an autoregressive model every scale up to the last guided one, since its KV cache must stay
+    complete; otherwise exactly the guided scales)."""
 
     def __init__(self, guider: Guider | None, info: RunInfo):
         self.info = info

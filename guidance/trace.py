@@ -34,10 +34,12 @@ class GuidanceTrace:
 
 
 def guidance_magnitude(guided: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """m_n = max_v (guided - reference)^+ per token: [B, n, V] -> [B, n] (the IGG heat-map reduction)."""
+    """m_n = max_v (guided - reference)^+ per token: float logits [B, n, V] -> [B, n] >= 0, in logit units (the
+    reduction of the official IGG heat maps, dnngky/infoground-guidance)."""
     return (guided - reference).amax(-1).clamp(min=0)
 
 
 def sampled_confidence(guided: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Probability of the drawn token under softmax(guided): [B, n, V], [B, n] -> [B, n]."""
+    """Probability of the drawn token under softmax(guided): logits float [B, n, V], token ids int64 [B, n] ->
+    probabilities [B, n] in [0, 1] (computed via log_softmax, so a filtered-out -inf logit gives 0)."""
     return guided.log_softmax(-1).gather(-1, tokens[..., None])[..., 0].exp()

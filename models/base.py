@@ -35,16 +35,19 @@ from .vqvae import VQVAE
 
 
 class NonFiniteImageError(RuntimeError):
-    """Decoding gave NaN/inf that a float32 re-decode cannot fix; the message names the cause and the fix."""
+    """Decoding gave NaN/inf that a float32 re-decode cannot fix; the message names the cause (latent f_hat already
+    non-finite, a damaged VQ-VAE weight by name, or a transformer/VQ-VAE mismatch) and the fix."""
 
 
 @dataclass(frozen=True)
 class GumbelSmoothing:
     """How a family's `more_smooth` option feeds the next scale a Gumbel-softmax mixture of codes instead of one code.
 
-    The mixture is softmax((l (1 + r_k) + g) / tau_k) with Gumbel noise g, r_k = k / (K - 1) and
-    tau_k = max(0.27 (1 - 0.95 r_k), 0.005) (both official samplers, "refer to mask-git"); the sampler computes it
-    with its per-image random streams.
+    The mixture is softmax((l (1 + r_k) + g) / tau_k) with Gumbel noise g = -log(Exp(1)), r_k = k / (K - 1) and
+    tau_k = max(0.27 (1 - 0.95 r_k), 0.005): official VAR models/var.py `autoregressive_infer_cfg` (comment "refer
+    to mask-git") with models/helpers.py `gumbel_softmax_with_rng`; Switti models/pipeline.py the same. The
+    probabilities [B, n_k, V] float32 weight the codebook (`ScalewiseModel.embed_mixture`); the sampler draws g
+    from its per-image random streams (guidance/draw.py `smooth_probabilities`).
 
     replaces_draw: False (VAR): the tokens are drawn first from the top-k/top-p filtered logits, then the mixture of
         those filtered logits feeds the next scale. True (Switti): the mixture of the unfiltered logits replaces the
@@ -60,7 +63,10 @@ class GumbelSmoothing:
 class ScaleState:
     """Per-generation state returned by `ScalewiseModel.start`: the conditioning rows (conditional rows first, then
     the unconditional ones while that branch runs) and the model's caches. Owned by the caller, never by the modules,
-    so an interrupted run leaves nothing behind; `close()` releases the caches."""
+    so an interrupted run leaves nothing behind; `close()` releases the caches.
+
+    Rows are laid out [cond_0 .. cond_{B-1}, uncond_0 .. uncond_{B-1}] (the official samplers' `torch.cat` of the
+    conditional and null conditions), so `logits[:B]` are l_c and `logits[B:]` l_u."""
 
     batch: int  # B, the number of images
 
@@ -70,12 +76,14 @@ class ScaleState:
         raise NotImplementedError
 
     def set_uncond(self, active: bool) -> None:
-        """Run the unconditional rows at the next scale or not. Raises RuntimeError when a model with a KV cache is
-        asked to restart that branch after dropping it (its cache of the skipped scales would be missing)."""
+        """Run the unconditional rows at the next scale or not (`rows` becomes 2B or B). Raises RuntimeError when a
+        model with a KV cache is asked to restart that branch after dropping it (its cache of the skipped scales
+        would be missing), or to run it when `start` was called with with_uncond=False."""
         raise NotImplementedError
 
     def close(self) -> None:
-        """Release the caches (idempotent)."""
+        """Release the caches (KV tensors, conditioning rows) so their memory is freed even after an exception;
+        idempotent (the sampler calls it in a `finally`)."""
         raise NotImplementedError
 
 
@@ -85,6 +93,12 @@ class ScalewiseModel(nn.Module):
     Subclasses set `family`, `smoothing` and implement `autoregressive`, `prepare_condition`, `batch_size`, `start`
     and `forward_scale`; the schedule, vocabulary and token map <-> latent canvas members below are shared (the
     VQ-VAE implements them).
+
+    Notation in the docstrings: K scales, pn_k = patch_nums[k], n_k = pn_k^2 tokens of scale k (row-major),
+    L = sum n_k, V = vocab_size, Cvae = the VQ-VAE's latent channels (32 for the official VQ-VAEs), B images,
+    rows = B or 2B (see `ScaleState`). Token ids are int64 in [0, V); logits are unnormalised float32.
+    Paper: Tian et al., "Visual Autoregressive Modeling: Scalable Image Generation via Next-Scale Prediction",
+    NeurIPS 2024 (arXiv 2404.02905), Alg. 1-2; Switti: Voronov et al. 2024 (arXiv 2412.01819).
     """
 
     family: ClassVar[str] = ""                   # "var", "switti": named in messages and in guidance.RunInfo
@@ -171,7 +185,8 @@ class ScalewiseModel(nn.Module):
         return kv + logits + decode
 
     def cached_positions(self) -> int:
-        """Attention keys kept per row during a generation."""
+        """Attention keys kept per row during a generation: L = sum_k pn_k^2 (680 for VAR 256 px) by default; a
+        family without a cross-scale cache may return less."""
         return self.config.seq_len
 
     # -- token maps <-> latent canvas (the VQ-VAE's multi-scale quantiser) --------------------------------
@@ -181,24 +196,29 @@ class ScalewiseModel(nn.Module):
         return torch.zeros(batch, self.vae.config.z_channels, side, side, device=self.weight_device)
 
     def embed_tokens(self, idx: torch.Tensor) -> torch.Tensor:
-        """Codebook vectors of token ids: int64 [B, n] -> float32 [B, n, Cvae]."""
+        """Codebook vectors of token ids: int64 [B, n] in [0, V) -> float32 [B, n, Cvae] (official
+        `VectorQuantizer2.embedding(idx)`); an id outside [0, V) raises IndexError (CPU) or a device assert."""
         return self.vae.quantize.embed(idx)
 
     def embed_mixture(self, probs: torch.Tensor) -> torch.Tensor:
-        """Probability-weighted codebook mixture (Gumbel smoothing): [B, n, V] -> float32 [B, n, Cvae]."""
+        """Probability-weighted codebook mixture (Gumbel smoothing): probabilities float [B, n, V] (rows sum to 1)
+        -> float32 [B, n, Cvae] = probs @ codebook (official `gumbel_softmax_with_rng(...) @ embedding.weight`)."""
         return self.vae.quantize.embed_mixture(probs)
 
     def next_autoregressive_input(self, k: int, canvas: torch.Tensor, h: torch.Tensor) -> torch.Tensor | None:
         """Add scale k's embeddings h (float32 [B, n_k, Cvae], row-major) to the canvas in place and return the
-        next scale's input [B, n_{k+1}, Cvae], None after the last scale. See
-        `MultiScaleQuantizer.next_autoregressive_input`."""
+        next scale's input [B, n_{k+1}, Cvae], None after the last scale. canvas: float32 [B, Cvae, pn_K, pn_K],
+        modified in place: f_hat += phi_k(upsample_bicubic(h, pn_K)) (the last scale: no upsampling). Formula:
+        official models/quant.py `VectorQuantizer2.get_next_autoregressive_input` (VAR and Switti alike; VAR
+        paper Alg. 2). See `MultiScaleQuantizer.next_autoregressive_input`."""
         return self.vae.quantize.next_autoregressive_input(k, self.patch_nums, canvas, h)
 
     def decode(self, canvas: torch.Tensor) -> torch.Tensor:
         """Canvas [B, Cvae, h, w] -> images float32 [B, 3, 16h, 16w] in [0, 1] (the full canvas, or one downsampled
         to a scale's side for a cheap preview). Never NaN/inf: a half-precision decoder that overflows (fp16's
         largest value is 65504) decodes again in float32, with a RuntimeWarning; NonFiniteImageError names the
-        cause and the fix when even that cannot give a finite image."""
+        cause and the fix when even that cannot give a finite image. Official `VQVAE.fhat_to_img` (decoder output
+        clamped to [-1, 1]) followed by the samplers' `(x + 1) / 2`."""
         images = self.vae.fhat_to_image(canvas)
         if bool(torch.isfinite(images).all()):  # one host sync per decode (the image is read back anyway)
             return images
@@ -224,10 +244,12 @@ class ScalewiseModel(nn.Module):
 
     def encode_image(self, image: torch.Tensor) -> list[torch.Tensor]:
         """Images float [B, 3, S, S] in [0, 1], S = `image_size` -> K token maps int64 [B, pn_k, pn_k], coarse to
-        fine (official `VQVAE.img_to_idxBl`). Raises ValueError for another size."""
+        fine (official `VQVAE.img_to_idxBl`, the residual quantisation of VAR paper Alg. 1; the image is mapped to
+        [-1, 1] first). Raises ValueError when the spatial size is not S x S."""
         return self.vae.image_to_tokens(image, self.patch_nums)
 
     def teacher_forcing_inputs(self, tokens: list[torch.Tensor]) -> torch.Tensor:
         """Inputs of scales 1..K-1 given the token maps of every scale: float32 [B, L - n_0, Cvae], what the
-        sampler feeds `forward_scale` when it draws exactly these tokens (official `idxBl_to_var_input`)."""
+        sampler feeds `forward_scale` when it draws exactly these tokens (official `idxBl_to_var_input`).
+        tokens: K int64 maps [B, pn_k, pn_k] (or [B, n_k]), coarse to fine."""
         return self.vae.quantize.teacher_forcing_inputs(tokens, self.patch_nums)

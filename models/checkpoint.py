@@ -291,7 +291,12 @@ def read_state_dict(path: str, dtype: torch.dtype | None = None, *, mmap: bool =
     dtype: floating-point tensors are cast to it (None = as stored), one tensor at a time, so the peak memory is
     the loaded state dict plus the largest tensor, not the file plus the model. mmap: map the file where the
     format allows (.safetensors, PyTorch zip), so tensors kept in their stored dtype cost no copy; False (ComfyUI's
-    --disable-mmap) reads every tensor into memory instead. Legacy (pre-zip) pickles are read whole."""
+    --disable-mmap) reads every tensor into memory instead. Legacy (pre-zip) pickles are read whole.
+
+    Pickles are read with torch.load(weights_only=True): no code in the file runs. Raises CheckpointError naming
+    `path` when the file is missing or empty, is not a .safetensors/PyTorch file (the message says what it looks
+    like), is truncated or damaged, contains objects other than tensors (the class it refers to is named), or is
+    not a flat name -> tensor dict (e.g. a training checkpoint nesting the model under 'trainer')."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such file")
@@ -349,7 +354,8 @@ def expect_kind(path: str, sd: dict, wanted: str) -> None:
 
 
 def check_keys(path: str, model: torch.nn.Module, sd: dict) -> None:
-    """Strict key and shape comparison with a readable summary."""
+    """Strict key and shape comparison of `sd` against `model.state_dict()`. Raises CheckpointError naming `path`
+    with the counts and first four of the missing, unexpected and wrong-shape keys."""
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]

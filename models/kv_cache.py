@@ -20,7 +20,9 @@ class KVCache:
         self.length = 0  # positions filled by completed scales
 
     def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor):
-        """Store this scale's k/v [R, H, n, D] after the cached prefix; return the full prefix + new."""
+        """Store this scale's k/v [R, H, n, D] after the cached prefix; return the full prefix + new, views
+        [R, H, length + n, D] of the cache (cast to its dtype on write). A scale past max_len raises RuntimeError
+        (shape mismatch on the slice assignment)."""
         end = self.length + k.shape[2]
         self.keys[layer][:, :, self.length:end] = k
         self.values[layer][:, :, self.length:end] = v

@@ -26,7 +26,9 @@ def _weights_cpu(n_in: int, n_out: int) -> torch.Tensor:
 
 
 def area_weights(n_in: int, n_out: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """[n_out, n_in] averaging matrix of 1-D adaptive average pooling from n_in to n_out cells."""
+    """[n_out, n_in] averaging matrix of 1-D adaptive average pooling from n_in to n_out cells (row i averages
+    input cells floor(i n_in / n_out) .. ceil((i + 1) n_in / n_out) - 1; each row sums to 1), in `dtype` on
+    `device`; built in float64 and cached on the CPU."""
     return _weights_cpu(int(n_in), int(n_out)).to(device=device, dtype=dtype)
 
 

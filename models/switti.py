@@ -4,6 +4,12 @@ Differences from VAR that matter: sandwich RMSNorms, a non-affine LayerNorm over
 q and k (before the head split), 2-D RoPE normalised per scale, cross-attention to CLIP token states,
 SwiGLU, and a crop micro-condition added to each block's AdaLN input. Switti (non-AR) attends only
 within the current scale; Switti-AR also attends to cached earlier scales.
+
+Paper: Voronov, Kuznedelev, Khoroshikh, Khrulkov & Baranchuk, "Switti: Designing Scale-Wise Transformers for
+Text-to-Image Synthesis", 2024 (arXiv 2412.01819). Official code: yandex-research/switti models/switti.py
+(`Switti`), models/basic_switti.py (blocks), models/rope.py and models/pipeline.py (`SwittiPipeline.__call__`).
+Shapes: R rows (B prompts, then B negatives while guided), n tokens of a scale, C = width, T text tokens (77),
+V codes, L = sum pn_k^2.
 """
 from __future__ import annotations
 
@@ -50,7 +56,11 @@ class SwittiConfig:
 @dataclass
 class TextCondition:
     """CLIP-L ⊕ bigG last-layer states [B, T, 2048], the unprojected bigG pooled vector [B, 1280] and the
-    padding mask [B, T] (True = real token). `negative` (batch 1 or B) feeds the unconditional branch."""
+    padding mask [B, T] (True = real token). `negative` (batch 1 or B) feeds the unconditional branch.
+
+    hidden and pooled are float (any dtype; moved to the model's device by `SwittiModel.start`), mask bool; T is
+    CLIP's 77-token context. This is the official pipeline's `encode_prompt` output (prompt_embeds,
+    pooled_prompt_embeds, attn_bias), with the null prompt kept apart as `negative`."""
 
     hidden: torch.Tensor
     pooled: torch.Tensor
@@ -410,9 +420,15 @@ class SwittiModel(ScalewiseModel):
 
     @property
     def autoregressive(self) -> bool:
+        """True for Switti-AR (every scale attends to the cached earlier ones), False for Switti (each scale sees
+        only itself and the text), as the loader inferred it from the checkpoint."""
         return self.config.autoregressive
 
     def prepare_condition(self, conditioning, batch_size: int | None) -> TextCondition:
+        """A TextCondition with one row per image: image i gets prompt i % B_text and negative i % B_negative
+        (B = batch_size, or the number of prompts when None). Raises TypeError for a conditioning that is not a
+        TextCondition (class ids are for VAR), ValueError for malformed shapes or a prompt without a valid token
+        (`TextCondition.check`) or batch_size < 1."""
         if not isinstance(conditioning, TextCondition):
             raise TypeError(f"conditioning: this Switti model needs conditioning from the Switti Text Encode node (a "
                             f"TextCondition), got {type(conditioning).__name__}; class ids are for VAR models")
@@ -428,6 +444,7 @@ class SwittiModel(ScalewiseModel):
         return out
 
     def batch_size(self, prepared: TextCondition) -> int:
+        """B, the number of prompts of a prepared conditioning."""
         return prepared.batch
 
     def cached_positions(self) -> int:
@@ -435,6 +452,10 @@ class SwittiModel(ScalewiseModel):
         return self.config.seq_len if self.config.autoregressive else 77 + self.patch_nums[-1] ** 2
 
     def start(self, text: TextCondition, with_uncond: bool) -> SwittiState:
+        """Begin a generation: the prompt rows, then (with `with_uncond`) the negative rows, as the official
+        pipeline concatenates prompt and null-prompt embeddings; computes the text keys/values and modulations
+        once and, for Switti-AR, allocates the KV cache. Raises ValueError when guidance needs the negative
+        encoding and `text.negative` is None."""
         batch = text.batch
         if with_uncond:
             if text.negative is None:
@@ -451,6 +472,10 @@ class SwittiModel(ScalewiseModel):
         return SwittiState(self.transformer.condition(text), cache, batch)
 
     def forward_scale(self, state: SwittiState, k: int, latent_tokens, value_weights=None) -> torch.Tensor:
+        """Logits float32 [R, n_k, V] of scale k: scale 0 from the pooled condition c + pos_start, later scales
+        from word_embed(latent_tokens [B, n_k, Cvae]) shared by all rows, with the RoPE rotations of scale k
+        (official models/pipeline.py `SwittiPipeline.__call__`). value_weights [R, cached + n_k] as in
+        `ScalewiseModel.forward_scale` (Switti-AR only)."""
         t = self.transformer
         if k == 0:
             x = t.embed_start(state.cond)

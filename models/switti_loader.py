@@ -180,7 +180,9 @@ def load_switti(path, vae_path, *, device="cpu", dtype=torch.float32, mmap: bool
                 vae_dtype: torch.dtype | None = None) -> SwittiModel:
     """Load an official Switti or Switti-AR `model.safetensors` (or its folder; a `config.json` beside it is
     read when present) and the VQ-VAE-Switti weights. `mmap=False` (ComfyUI's --disable-mmap) reads the files
-    instead of mapping them (see `read_state_dict`)."""
+    instead of mapping them (see `read_state_dict`). `dtype` is the transformer's, `vae_dtype` the VQ-VAE's
+    (default: `dtype`). Raises CheckpointError naming the file for a file either loader refuses, or when the
+    VQ-VAE's codebook (V x Cvae) does not match what the transformer predicts."""
     transformer = load_switti_transformer(path, device=device, dtype=dtype, mmap=mmap)
     vae_file = _resolve(vae_path)[0] if os.path.isdir(os.fspath(vae_path)) else os.fspath(vae_path)
     vae = load_vqvae(vae_file, device=device, dtype=vae_dtype or dtype, mmap=mmap)
@@ -192,7 +194,9 @@ def load_switti(path, vae_path, *, device="cpu", dtype=torch.float32, mmap: bool
 
 
 def switti_official_state_dict(transformer: SwittiTransformer) -> dict:
-    """Parameters plus the two buffers the official files carry, in the official layout."""
+    """Parameters plus the two buffers the official files carry, in the official layout: `lvl_1L` [1, L] (the
+    scale of each position) and the attention mask float32 [1, 1, L, L] (0 = allowed, -inf = masked; block-causal
+    for Switti-AR, block-diagonal for Switti)."""
     cfg = transformer.config
     levels = torch.cat([torch.full((p * p,), k) for k, p in enumerate(cfg.patch_nums)])
     allowed = levels[None, :] <= levels[:, None] if cfg.autoregressive else levels[None, :] == levels[:, None]

@@ -2,6 +2,11 @@
 
 The network only maps inputs to logits. Sampling and guidance live in `guidance/`; per-run state
 (class modulation, KV cache) lives in a `VARState` owned by the caller, never in the modules.
+
+Paper: Tian, Jiang, Yuan, Peng & Wang, "Visual Autoregressive Modeling: Scalable Image Generation via Next-Scale
+Prediction", NeurIPS 2024 (arXiv 2404.02905). Official code: FoundationVision/VAR models/var.py (`VAR`,
+`autoregressive_infer_cfg`) and models/basic_var.py (`AdaLNSelfAttn`, `SelfAttention`, `FFN`, `AdaLNBeforeHead`).
+Shapes: R rows (B or 2B with the null-class rows), n tokens of a scale, C = width, V codes, L = sum pn_k^2.
 """
 from __future__ import annotations
 
@@ -77,7 +82,8 @@ def _adaln_linear(width: int, chunks: int) -> nn.Sequential:
 
 
 class SelfAttention(nn.Module):
-    """Multi-head attention with L2-normalised q/k and a learned per-head temperature."""
+    """Multi-head attention with L2-normalised q/k and a learned per-head temperature (official basic_var.py
+    `SelfAttention`, attn_l2_norm=True; the temperature starts at ln 4 and is capped at ln 100)."""
 
     def __init__(self, width: int, heads: int):
         super().__init__()
@@ -294,7 +300,10 @@ class VARState(ScaleState):
 
 
 class VARModel(ScalewiseModel):
-    """A VAR transformer paired with its VQ-VAE: what the sampler drives and ComfyUI manages."""
+    """A VAR transformer paired with its VQ-VAE: what the sampler drives and ComfyUI manages.
+
+    Conditioning: class ids (see `prepare_condition`); the unconditional rows use the null class `num_classes`.
+    Every scale attends to all earlier ones through the KV cache (block-causal attention over the token pyramid)."""
 
     family = "var"
     smoothing = GumbelSmoothing(replaces_draw=False, guided_scales_only=False)  # VAR.autoregressive_infer_cfg
@@ -374,7 +383,9 @@ class VARModel(ScalewiseModel):
         return labels.shape[0]
 
     def start(self, labels: torch.Tensor, with_uncond: bool) -> VARState:
-        """Begin a generation for class ids [B]; the null class rows follow when `with_uncond`."""
+        """Begin a generation for class ids int64 [B] (from `prepare_condition`); the null class rows (id
+        `num_classes`, the official `cond_BD` of `autoregressive_infer_cfg`) follow when `with_uncond`. Allocates a
+        KV cache of depth x R x heads x L x head_dim in the model's dtype on its device."""
         batch = labels.shape[0]
         if with_uncond:
             labels = torch.cat((labels, torch.full_like(labels, self.num_classes)))
@@ -386,7 +397,9 @@ class VARModel(ScalewiseModel):
     def forward_scale(self, state: VARState, k: int, latent_tokens: torch.Tensor | None,
                       value_weights: torch.Tensor | None = None) -> torch.Tensor:
         """Logits float32 [R, n_k, V] of scale k. `latent_tokens` [B, n_k, Cvae] (None at k = 0) feed both
-        branches identically. `value_weights` [R, cached + n_k] scale the attention values per position."""
+        branches identically. `value_weights` [R, cached + n_k] scale the attention values per position.
+        Scale 0's input is the class embedding + pos_start (the official `sos`), later scales' word_embed of the
+        latent; each call appends n_k positions to the KV cache (official `autoregressive_infer_cfg`)."""
         t = self.transformer
         if k == 0:
             x = t.embed_start(state.cond)

@@ -49,7 +49,9 @@ def infer_var_config(sd: dict) -> VARConfig:
 
 
 def var_buffers(cfg: VARConfig) -> dict[str, torch.Tensor]:
-    """The persistent buffers the official files carry, recomputed from the configuration."""
+    """The persistent buffers the official files carry, recomputed from the configuration: `lvl_1L` int64 [1, L]
+    (the scale of each position), `attn_bias_for_masking` float32 [1, 1, L, L] (0 where the key's scale <= the
+    query's, else -inf: block-causal) and each block's zero `attn.zero_k_bias` [width]."""
     levels = torch.cat([torch.full((p * p,), k, dtype=torch.int64) for k, p in enumerate(cfg.patch_nums)])
     mask = torch.where(levels[None, :] <= levels[:, None], 0.0, float("-inf"))
     out = {"lvl_1L": levels[None], "attn_bias_for_masking": mask[None, None]}
@@ -128,7 +130,10 @@ def load_var_transformer(path, *, device="cpu", dtype=torch.float32, mmap: bool 
 def load_var(var_path, vae_path, *, device="cpu", dtype=torch.float32, mmap: bool = True,
              vae_dtype: torch.dtype | None = None) -> VARModel:
     """Load an official VAR transformer and its VQ-VAE (`vae_ch160v4096z32.pth`) as one model. `mmap=False`
-    (ComfyUI's --disable-mmap) reads the files instead of mapping them (see `read_state_dict`)."""
+    (ComfyUI's --disable-mmap) reads the files instead of mapping them (see `read_state_dict`). `dtype` is the
+    transformer's (float32, float16 or bfloat16), `vae_dtype` the VQ-VAE's (default: `dtype`). Raises
+    CheckpointError naming the file for a file either loader refuses, or when the VQ-VAE's codebook (V x Cvae)
+    does not match what the transformer predicts."""
     transformer = load_var_transformer(var_path, device=device, dtype=dtype, mmap=mmap)
     vae = load_vqvae(vae_path, device=device, dtype=vae_dtype or dtype, mmap=mmap)
     t, v = transformer.config, vae.config

@@ -58,7 +58,8 @@ class ResBlock(nn.Module):
 
 
 class AttnBlock(nn.Module):
-    """Single-head spatial self-attention with one fused q/k/v 1x1 conv."""
+    """Single-head spatial self-attention with one fused q/k/v 1x1 conv (official basic_vae.py AttnBlock, the key
+    `qkv`): x + proj_out(softmax(q k^T / sqrt(C)) v) over the H W positions of GroupNorm(x)."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -229,23 +230,29 @@ class MultiScaleQuantizer(nn.Module):
         self.quant_resi = _PhiSet(channels)
 
     def phi(self, k: int, num_scales: int, h: torch.Tensor) -> torch.Tensor:
-        """Scale k's phi conv applied to h [B, C, s, s] (in the weights' dtype), returned as float32."""
+        """Scale k's phi conv (`phi_index_table`) applied to h [B, C, s, s] (cast to the weights' dtype), returned
+        as float32 [B, C, s, s]."""
         conv = self.quant_resi.qresi_ls[phi_index_table(num_scales, len(self.quant_resi.qresi_ls))[k]]
         return conv(h.to(conv.weight.dtype)).float()
 
     def scale_contribution(self, k: int, patch_nums, h: torch.Tensor) -> torch.Tensor:
-        """phi(up(h)) for scale k; h is [B, C, pn_k, pn_k]; no resize at the last scale."""
+        """phi_k(up(h)) for scale k: h float [B, C, pn_k, pn_k] -> float32 [B, C, pn_K, pn_K], up = bicubic
+        (align_corners False) to the last side pn_K; no resize at the last scale (official quant.py; VAR paper
+        Alg. 1, the term phi_k(z_k) of the residual update)."""
         side = patch_nums[-1]
         if k != len(patch_nums) - 1:
             h = F.interpolate(h.float(), size=(side, side), mode="bicubic", align_corners=False)
         return self.phi(k, len(patch_nums), h)
 
     def lookup(self, idx: torch.Tensor) -> torch.Tensor:
-        """Token map [B, h, w] -> embeddings [B, C, h, w] in float32."""
+        """Token map int64 [B, h, w] in [0, V) -> embeddings float32 [B, C, h, w] (channels first)."""
         return self.embedding.weight.float()[idx].permute(0, 3, 1, 2).contiguous()
 
     def encode(self, f: torch.Tensor, patch_nums) -> list[torch.Tensor]:
-        """Residual quantisation of latent f [B, C, H, W] into one index map per scale."""
+        """Residual quantisation of latent f [B, C, H, W] (H = W = pn_K) into K index maps int64 [B, pn_k, pn_k]:
+        at each scale the residual is area-downsampled to pn_k (not at the last scale), each vector takes its
+        nearest code in squared L2 distance, and phi_k(up(code map)) is subtracted from the residual (official
+        quant.py `VectorQuantizer2.f_to_idxBl_or_fhat`; VAR paper Alg. 1). Ties go to the lowest code id."""
         residual = f.float().clone()
         codebook = self.embedding.weight.float()
         sq_norms = codebook.square().sum(1)
@@ -349,7 +356,9 @@ class VQVAE(nn.Module):
         return self.fhat_to_image(self.quantize.tokens_to_fhat(tokens, patch_nums))
 
     def image_to_tokens(self, image: torch.Tensor, patch_nums) -> list[torch.Tensor]:
-        """Image [B, 3, H, W] in [0, 1] -> list of index maps [B, pn, pn]."""
+        """Image float [B, 3, H, W] in [0, 1] -> K index maps int64 [B, pn_k, pn_k], coarse to fine (official
+        `VQVAE.img_to_idxBl`: the image is mapped to [-1, 1], encoded, quant_conv'd, then `encode`d). Raises
+        ValueError unless H = W = pn_K * downsample."""
         side = patch_nums[-1] * self.config.downsample
         if image.shape[-2:] != (side, side):
             raise ValueError(f"image must be {side}x{side} for this schedule, got {tuple(image.shape[-2:])}")

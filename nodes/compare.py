@@ -19,7 +19,7 @@ from ..guidance.stack import GuidanceRun
 from ..models.shapes import load_judge
 from ..models.shapes.judge import judge_images
 from ..models.var import SHAPES
-from .common import CATEGORY, CondType, GuiderType, ModelType
+from .common import CATEGORY, CondType, GuiderType, ModelType, ScalewiseNode, checked_inputs
 from .features import aliases, expert
 from .sampler import PREVIEWS, ScaleProgressReporter, load_model, prepare_condition, sample_images
 
@@ -37,8 +37,9 @@ def _sampler_inputs():
         ModelType.Input("model", tooltip="A model from Load VAR Model or Load Switti Model."),
         CondType.Input("conditioning", tooltip="What to generate (Class (VAR) or Switti Text Encode)."),
         io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                     tooltip="Seed of the first column; column i uses seed + i in every row (the sampler's "
-                             "convention), so each column compares the same random draws."),
+                     tooltip="Seed of the comparison; column i is image i of this seed in every row (the "
+                             "sampler's per-image streams: re-make it there with batch_size 1, batch_index i), so "
+                             "each column compares the same random draws."),
         io.Int.Input("images_per_row", default=4, min=1, max=MAX_IMAGES,
                      tooltip=f"Columns: images per guider or strength (rows x columns <= {MAX_IMAGES})."),
         io.Int.Input("top_k", default=900, min=0, max=4096, tooltip="As in the Scale-wise Sampler."),
@@ -87,8 +88,8 @@ def run_rows(model, conditioning, guiders, seed, images_per_row, preview, **sett
 
 
 def column_labels(seed: int, columns: int) -> list[str]:
-    """The column titles: each column's seed (seed + i, the sampler's per-image seeds)."""
-    return [f"seed {(seed + i) % 2**64}" for i in range(columns)]  # the sampler's per-image seeds
+    """The column titles: the seed and each column's image index (the sampler's `batch_index`)."""
+    return [f"seed {seed % 2**64} #{i}" for i in range(columns)]
 
 
 def _preview(cls, *images) -> dict:
@@ -96,7 +97,7 @@ def _preview(cls, *images) -> dict:
     return {"images": values, "animated": (False,)}
 
 
-class CompareGuiders(io.ComfyNode):
+class CompareGuiders(ScalewiseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -122,6 +123,7 @@ class CompareGuiders(io.ComfyNode):
         )
 
     @classmethod
+    @checked_inputs
     def execute(cls, model, conditioning, seed, images_per_row, top_k, top_p, more_smooth, preview,
                 smooth_start_scale, last_scale_temperature, **guiders) -> io.NodeOutput:
         named = [(f"guider_{i}", guiders.get(f"guider_{i}")) for i in range(1, GUIDER_SLOTS + 1)]
@@ -181,7 +183,7 @@ def sweep_masks(mask, net, images: torch.Tensor, rows: int, columns: int):
     raise ValueError(f"mask: {count} masks; give 1, one per column ({columns}) or one per image ({rows * columns})")
 
 
-class GuidanceSweep(io.ComfyNode):
+class GuidanceSweep(ScalewiseNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -218,16 +220,21 @@ class GuidanceSweep(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, strengths=None):
-        if not isinstance(strengths, str):  # linked: checked when the node runs
-            return True
-        try:
-            parse_strengths(strengths)
-        except ValueError as e:
-            return str(e)
-        return True
+    def check_values(cls, values):
+        strengths = values.get("strengths")
+        if isinstance(strengths, str):  # linked: None before the run, checked when the node runs
+            try:
+                parse_strengths(strengths)
+            except ValueError as e:
+                return str(e)
+        return None
 
     @classmethod
+    def validate_inputs(cls, strengths=None):
+        return cls.known_problem(strengths=strengths)
+
+    @classmethod
+    @checked_inputs
     def execute(cls, model, conditioning, seed, images_per_row, top_k, top_p, more_smooth, preview,
                 smooth_start_scale, last_scale_temperature, guider, strengths, mask=None) -> io.NodeOutput:
         values = parse_strengths(strengths)

@@ -103,7 +103,7 @@ def test_compare_reproduces_the_sampler_on_the_same_seeds(pack_loaded):
     assert len(batch) == 4 and all(b.shape == (64, 64, 3) for b in batch)
     cfg_ref, _ = sampler_images(pack_loaded, _cfg, 3, 2)
     igg_ref, _ = sampler_images(pack_loaded, _igg, 3, 2)
-    for got, want in zip(batch, cfg_ref + igg_ref):       # row by row, column i = seed + i
+    for got, want in zip(batch, cfg_ref + igg_ref):       # row by row, column i = image i of the seed
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
     # the grid: a row per guider, a column per seed, each image in its cell (enlarged 2x, nearest)
     (grid,), (heat,) = files(pack_loaded, entry, grid_save), files(pack_loaded, entry, heat_save)

@@ -63,8 +63,27 @@ def linked(comfy, prompt, only=None, value=None, via=None):
     return out, done
 
 
+def comparison_graph(comfy, node: str):
+    """Compare Guiders (CFG and IGG rows) or Guidance Sweep (CFG at two strengths) on the built-in model."""
+    g = comfy.graph_builder()
+    model = g.node("ScalewiseVARLoader", var_name=BUILTIN_NAME, vae_name=BUILTIN_NAME, dtype="fp32")
+    cond = g.node("ScalewiseImageNetClass", class_name="tiny-shapes 5: star", class_id=-1, batch_classes="")
+    cfg = g.node("ScalewiseCFGGuider", cfg=3.0, schedule="constant", start_scale=0, end_scale=0, power=1.0)
+    settings = dict(model=model.out(0), conditioning=cond.out(0), seed=4, images_per_row=2, top_k=0, top_p=0.8,
+                    more_smooth=False, preview="off", smooth_start_scale=0, last_scale_temperature=1.0)
+    if node == "ScalewiseCompareGuiders":
+        igg = g.node("ScalewiseIGGGuider", scale=3.0, schedule="constant", window="global", window_size=3,
+                     operand="raw_logits", start_scale=0, end_scale=0)
+        out = g.node(node, **settings, guider_1=cfg.out(0), guider_2=igg.out(0))
+    else:
+        out = g.node(node, **settings, guider=cfg.out(0), strengths="1, 3")
+    g.node("SaveImage", images=out.out(0), filename_prefix="linked_comparison")
+    return g.finalize()
+
+
 BUILDS = {"var+igg+ssg": lambda c: VAR(c, guider="ssg"), "var+softcfg": lambda c: VAR(c, guider="softcfg"),
-          "switti": lambda c: SW(c)}
+          "switti": lambda c: SW(c), "compare": lambda c: comparison_graph(c, "ScalewiseCompareGuiders"),
+          "sweep": lambda c: comparison_graph(c, "ScalewiseGuidanceSweep")}
 
 
 def test_every_widget_input_works_linked(pack_loaded):
@@ -146,6 +165,10 @@ def _bad_cases():
         ("ScalewiseSoftCFGGuider", "floor", 1.5, soft, ["floor", "1.5", "max of 1"], None),
         ("ScalewiseGuidanceHeatmap", "overlay_alpha", -0.5, var, ["overlay_alpha", "-0.5", "min of 0"], None),
         ("ScalewiseSwittiTextEncode", "positive", 7, sw, ["positive", "7", "text"], ANY),
+        ("ScalewiseCompareGuiders", "images_per_row", 0, BUILDS["compare"], ["images_per_row", "0", "min of 1"],
+         None),
+        ("ScalewiseGuidanceSweep", "strengths", "1, x", BUILDS["sweep"], ["strengths", "'x' is not a number"],
+         None),
     ]
 
 
