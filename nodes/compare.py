@@ -200,7 +200,7 @@ class GuidanceSweep(ScalewiseNode):
                 "closest approach. A suggestion, not a promise: on the pack's own tiny-shapes model the two never "
                 "crossed (E about 0.99, D about 0.03 at every strength); the closest approach, always the largest "
                 "strength, matched the best Fréchet distance for CFG/IGG on VAR's linear ramp but not for constant "
-                "CFG (best at 1 of 0-6) (tests/benchmark_results/shapes_guidance.md). D needs a foreground mask: "
+                "CFG (best at 1 of 0-6) (tools/benchmark_results/shapes_guidance.md). D needs a foreground mask: "
                 "connect one, or use the built-in model, whose shipped judge segments its images. " + SIZES),
             inputs=[
                 *_sampler_inputs(),
