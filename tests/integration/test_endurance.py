@@ -5,8 +5,9 @@
 * 200 sequential runs of a small 64 px workflow (a new seed each time, so ComfyUI's cache never short-circuits the
   sampler); the server's resident memory must stay flat after warm-up.
 Memory is read from /proc/<server pid>/status (VmRSS now, VmHWM = peak). Figures are printed and written to
-artifacts/reliability/endurance_*.json. Both tests run in CI and are time-bounded (a deadline fails the test rather
-than letting it hang).
+artifacts/reliability/endurance_*.json. Both tests run in CI. No wall-clock budget for the whole test (its speed
+depends on the machine and its load, and speed is measured by benchmarks, never asserted): a hang is caught by each
+run's own timeout instead.
 """
 import json
 import os
@@ -21,7 +22,6 @@ ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR") or REPO / "artifacts") / "relia
 INTERRUPTS = 50
 RUNS, WARMUP = 200, 20
 MAX_GROWTH_MIB = 150          # generous: the allocator's noise is a few MiB, a real per-run leak adds up to more
-DEADLINE_S = 300              # per test; normal: ~1-2 min on 2 loaded cores
 
 
 def _record(name: str, data: dict):
@@ -47,7 +47,6 @@ def test_50_interrupts_mid_sampling_then_same_image(pack_loaded):
     interrupted, at_scale = 0, []
     with comfy.ws() as ws:
         for i in range(INTERRUPTS):
-            assert time.monotonic() - t0 < DEADLINE_S, f"only {interrupted} interrupts in {DEADLINE_S} s"
             run = json.loads(json.dumps(prompt))
             run[sampler]["inputs"]["seed"] = 100 + i            # a new sampler run each time
             pid = comfy.queue(run, client_id=ws.client_id)
@@ -90,7 +89,6 @@ def test_200_sequential_runs_keep_memory_flat(pack_loaded):
     series, images = [], set()
     with comfy.ws() as ws:
         for i in range(RUNS):
-            assert time.monotonic() - t0 < DEADLINE_S, f"only {i} runs in {DEADLINE_S} s"
             prompt[sampler]["inputs"]["seed"] = 5000 + i
             pid = comfy.queue(prompt, client_id=ws.client_id)
             end = ws.wait_end(pid, timeout=120)
