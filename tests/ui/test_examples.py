@@ -249,8 +249,15 @@ JS_SET_WIDGETS = """([type, values]) => {
   for (const [name, value] of Object.entries(values)) n.widgets.find((w) => w.name === name).value = value;
   return n.id;
 }"""
-JS_NODE_IMAGES = """(id) => (app.graph.getNodeById(id).imgs ?? [])
-  .filter((i) => i.complete && i.naturalWidth > 0).map((i) => [i.naturalWidth, i.naturalHeight])"""
+# The images a node shows, in order: the classic canvas keeps them in node.imgs; Nodes 2.0 (Vue nodes) renders
+# them as <img> elements inside the node's DOM element and may leave node.imgs short.
+JS_NODE_IMAGES = """(id) => {
+  const loaded = (imgs) => imgs.filter((i) => i.complete && i.naturalWidth > 0).map((i) => [i.naturalWidth, i.naturalHeight]);
+  const canvas = loaded(app.graph.getNodeById(id).imgs ?? []);
+  const el = document.querySelector(`[data-node-id="${id}"]`);
+  const dom = el ? loaded([...el.querySelectorAll('img')]) : [];
+  return dom.length > canvas.length ? dom : canvas;
+}"""
 
 
 @pytest.mark.parametrize("name,node_type,widgets,expected", [
