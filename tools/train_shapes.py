@@ -92,7 +92,7 @@ def main(argv=None):
     for folder in {os.path.dirname(p) for p in paths.values()}:
         os.makedirs(folder, exist_ok=True)
     steps = lambda n: max(1, round(n * args.scale))  # noqa: E731
-    held_images, _, held_labels = T.held_out(500, spec)
+    held_images, _, held_labels = T.held_out(max(50, round(500 * min(1.0, args.scale * 4))), spec)
     t0 = time.time()
     clock = lambda stage, start: print(f"{stage}: stage took {time.time() - start:.0f} s")  # noqa: E731
     if "vqvae" in stages:

@@ -31,6 +31,7 @@ IMAGE_OUTPUT_NODES = ("SaveImage", "PreviewImage", "ScalewiseGuidanceHeatmap", "
                       "ScalewiseGuidanceSweep")
 HEATMAP_EXAMPLE = "var_cfg_vs_igg_heatmap"
 BUILTIN_NAME = "tiny-shapes (built in)"     # the model that ships with the pack (models/shapes)
+SCENES_NAME = "scenes-128 (built in)"       # the second built-in model (models/scenes): examples ending in _scenes
 START_HERE = "00_start_here_tiny_shapes"     # the first example: the built-in model, runs on a fresh install
 COMPARE, SWEEP = "01_compare_guiders_tiny_shapes", "02_guidance_sweep_tiny_shapes"
 BUILTIN_EXAMPLES = (START_HERE, COMPARE, SWEEP)  # the examples of the built-in model (real output in their thumbnails)
@@ -98,6 +99,9 @@ def test_example_files_complete(comfy):
         for n in loaders:                                         # the official file names
             if name.endswith("tiny_shapes"):
                 assert n["widgets_values"][:2] == [BUILTIN_NAME, BUILTIN_NAME], (name, n["widgets_values"])
+                continue
+            if name.endswith("_scenes"):
+                assert n["widgets_values"][:2] == [SCENES_NAME, SCENES_NAME], (name, n["widgets_values"])
                 continue
             models, vae = OFFICIAL_FILES[n["type"]]
             assert n["widgets_values"][0] in models and n["widgets_values"][1] == vae, (name, n["widgets_values"])
