@@ -138,6 +138,13 @@ def main(argv=None):
         save_file(T.fp16_state_dict(judge.state_dict()), paths["judge"])
         acc = (judge_images(judge, held_images)["labels"] == held_labels).float().mean().item()
         print(f"judge: held-out accuracy {acc:.4f}")
+        if os.path.exists(paths["vqvae"]):  # the ceiling for generated images: the VQ-VAE's reconstructions
+            vae = load_vqvae(paths["vqvae"])
+            with torch.no_grad():
+                recon = torch.cat([vae.tokens_to_image(vae.image_to_tokens(part, patch_nums), patch_nums)
+                                   for part in held_images.split(100)])
+            acc = (judge_images(judge, recon)["labels"] == held_labels).float().mean().item()
+            print(f"judge: accuracy on the VQ-VAE's reconstructions of the held-out images {acc:.4f}")
         clock("judge", start)
     print(f"done in {time.time() - t0:.0f} s: {', '.join(paths[s] for s in stages if s in paths)}")
 
