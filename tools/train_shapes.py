@@ -41,7 +41,7 @@ MODELS = {
     # scenes-128: 2 CPU cores for about an hour in all (README); no decoder or var_more stage
     "scenes": dict(spec=scenes_train.SCENES_SPEC, files=scenes_files, stages=("vqvae", "var", "judge"),
                    vqvae=dict(steps=600, batch=16), var=dict(steps=500, batch=48, count=6_000),
-                   judge=dict(steps=600, batch=48, pool=4_000), init=scenes_train.warm_start_from_tiny),
+                   judge=dict(steps=1800, batch=48, pool=4_000), init=scenes_train.warm_start_from_tiny),
 }
 
 
