@@ -197,6 +197,41 @@ def table(rows: list[dict], found: dict, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_outputs(rows: list[dict], meta: dict, out: str, model: str) -> dict:
+    """Write <out>/<model>_guidance.{jsonl,md,png} from the rows and meta; returns the findings."""
+    found = findings(rows)
+    stem = os.path.join(out, f"{model}_guidance")
+    with open(f"{stem}.jsonl", "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+        f.write(json.dumps({"meta": meta, "findings": found}) + "\n")
+    with open(f"{stem}.md", "w") as f:
+        f.write(table(rows, found, meta))
+    plot(rows, f"{stem}.png")
+    return found
+
+
+def merge(folders: list[str], out: str, model: str) -> None:
+    """Combine the <model>_guidance.jsonl of runs over disjoint sweeps (same samples, seeds and reference) into one
+    set of outputs in `out`: rows in sweep order, the metas merged (seconds: the longest run; SSG selection, best
+    CFG and noise from the run that measured them). Raises ValueError when the runs' sample counts differ."""
+    rows, meta = [], {}
+    for folder in folders:
+        with open(os.path.join(folder, f"{model}_guidance.jsonl")) as f:
+            lines = [json.loads(line) for line in f if line.strip()]
+        part = lines[-1]["meta"]
+        if meta and (part["samples"], part["reference"]) != (meta["samples"], meta["reference"]):
+            raise ValueError(f"{folder}: {part['samples']} samples / {part['reference']} references, the others "
+                             f"{meta['samples']} / {meta['reference']}")
+        seconds = max(meta.get("seconds", 0.0), part["seconds"])
+        meta = {**meta, **part, "seconds": seconds}  # keys only one run has (ssg_selected, noise, ...) survive
+        rows += lines[:-1]
+    rows.sort(key=lambda r: SWEEPS.index(r["sweep"]))  # stable: each sweep keeps its run order
+    meta["merged_from"] = len(folders)
+    os.makedirs(out, exist_ok=True)
+    print(json.dumps({"meta": meta, "findings": write_outputs(rows, meta, out, model)}), flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", choices=tuple(MODELS), default="shapes", help="which built-in model (default shapes)")
@@ -208,7 +243,12 @@ def main(argv=None):
     ap.add_argument("--betas", help="comma-separated SSG betas (default 0, 0.1, 0.2, 0.4, 0.8, 1.5)")
     ap.add_argument("--sweeps", help=f"comma-separated subset of {', '.join(SWEEPS)} (default all)")
     ap.add_argument("--noise-seed", type=int, help="measure the best CFG point again with this seed set (noise)")
+    ap.add_argument("--merge", nargs="+", metavar="DIR",
+                    help="combine the .jsonl of runs with disjoint --sweeps (run in parallel) into --out; no sampling")
     args = ap.parse_args(argv)
+    if args.merge:
+        merge(args.merge, args.out, args.model)
+        return
     scales, betas, schedules = SCALES, BETAS, BETA_SCHEDULES
     if args.scales:
         scales = tuple(float(v) for v in args.scales.split(","))
@@ -280,16 +320,10 @@ def main(argv=None):
         meta["noise"] = [{"guider": best_cfg["guider"], "seed": args.noise_seed, **again,
                           "first": {k: best_cfg[k] for k in ("accuracy", "frechet", "evenness", "divergence")}}]
         print(json.dumps(meta["noise"][0]), flush=True)
-    meta.update(seconds=time.time() - t0, cfg_best_x=cfg_best, cfg_best_schedule=cfg_schedule)
-    found = findings(rows)
-    stem = os.path.join(args.out, f"{args.model}_guidance")
-    with open(f"{stem}.jsonl", "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-        f.write(json.dumps({"meta": meta, "findings": found}) + "\n")
-    with open(f"{stem}.md", "w") as f:
-        f.write(table(rows, found, meta))
-    plot(rows, f"{stem}.png")
+    meta.update(seconds=time.time() - t0)
+    if cfg_rows:
+        meta.update(cfg_best_x=cfg_best, cfg_best_schedule=cfg_schedule)
+    found = write_outputs(rows, meta, args.out, args.model)
     print(json.dumps({"meta": meta, "findings": found}), flush=True)
 
 

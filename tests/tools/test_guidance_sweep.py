@@ -51,3 +51,18 @@ def test_crossing_and_prediction():
     rows[3]["frechet"] = 1.0  # best now at 4: not next to the crossing
     assert not sweep.findings(rows)["cfg"]["crossing_predicts_best"]
     assert sweep.crossing(_pts(xs, [0.9] * 4, [0.1] * 4, [1] * 4)) is None
+
+
+def test_parallel_runs_merge_into_one_report(tmp_path):
+    """Two --quick runs over disjoint sweeps, merged: every row of both, in sweep order, and SSG's selection kept."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    sweep.main(["--quick", "--out", str(a), "--sweeps", "cfg,ssg"])
+    sweep.main(["--quick", "--out", str(b), "--sweeps", "igg"])
+    sweep.main(["--out", str(tmp_path), "--merge", str(a), str(b)])
+    read = lambda d: [json.loads(x) for x in (d / "shapes_guidance.jsonl").read_text().splitlines()]  # noqa: E731
+    merged, parts = read(tmp_path), read(a)[:-1] + read(b)[:-1]
+    rows = merged[:-1]
+    assert sorted(json.dumps(r) for r in rows) == sorted(json.dumps(r) for r in parts)
+    assert [r["sweep"] for r in rows] == ["cfg"] * 2 + ["igg"] * 2 + ["ssg"] * 2
+    assert merged[-1]["meta"]["ssg_selected"] == read(a)[-1]["meta"]["ssg_selected"]
+    assert "SSG selects beta" in (tmp_path / "shapes_guidance.md").read_text()
