@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = REPO / "example_workflows"
 API_DIR = REPO / "tests" / "workflows"
 EXPECTED = ["00_start_here_tiny_shapes", "01_compare_guiders_tiny_shapes", "02_guidance_sweep_tiny_shapes",
+            "03_guidance_sweep_scenes",
             "edit_class_tiny_shapes", "edit_img2img_tiny_shapes", "edit_inpaint_tiny_shapes",
             "edit_outpaint_tiny_shapes", "switti_1024", "switti_512", "var_cfg", "var_cfg_vs_igg_heatmap",
             "var_d36_edit_demo", "var_igg", "var_softcfg", "var_ssg", "var_ssg_over_igg"]
