@@ -214,7 +214,8 @@ def write_outputs(rows: list[dict], meta: dict, out: str, model: str) -> dict:
 def merge(folders: list[str], out: str, model: str) -> None:
     """Combine the <model>_guidance.jsonl of runs over disjoint sweeps (same samples, seeds and reference) into one
     set of outputs in `out`: rows in sweep order, the metas merged (seconds: the longest run; SSG selection, best
-    CFG and noise from the run that measured them). Raises ValueError when the runs' sample counts differ."""
+    CFG and noise from the run that measured them; the best CFG named with SSG's selection is that of the run that
+    ran the ssg sweep). Raises ValueError when the runs' sample counts differ."""
     rows, meta = [], {}
     for folder in folders:
         with open(os.path.join(folder, f"{model}_guidance.jsonl")) as f:
@@ -224,7 +225,10 @@ def merge(folders: list[str], out: str, model: str) -> None:
             raise ValueError(f"{folder}: {part['samples']} samples / {part['reference']} references, the others "
                              f"{meta['samples']} / {meta['reference']}")
         seconds = max(meta.get("seconds", 0.0), part["seconds"])
+        ssg_base = {k: meta[k] for k in ("cfg_best_x", "cfg_best_schedule") if k in meta and "ssg_selected" in meta}
         meta = {**meta, **part, "seconds": seconds}  # keys only one run has (ssg_selected, noise, ...) survive
+        if ssg_base and "ssg_selected" not in part:
+            meta.update(ssg_base)  # the CFG that SSG ran over: the best of the run that ran the ssg sweep
         rows += lines[:-1]
     rows.sort(key=lambda r: SWEEPS.index(r["sweep"]))  # stable: each sweep keeps its run order
     meta["merged_from"] = len(folders)
