@@ -196,8 +196,11 @@ class GuidanceSweep(ScalewiseNode):
                 "closest approach. A suggestion, not a promise: on the pack's own tiny-shapes model the two never "
                 "crossed (E about 0.99, D about 0.03 at every strength); the closest approach, always the largest "
                 "strength, matched the best Fréchet distance for CFG/IGG on VAR's linear ramp but not for constant "
-                "CFG (best at 1 of 0-6) (tests/benchmark_results/shapes_guidance.md). D needs a foreground mask: "
-                "connect one, or use the built-in model, whose shipped judge segments its images. " + SIZES),
+                "CFG (best at 1 of 0-6) (tests/benchmark_results/shapes_guidance.md); on the scenes-128 model they "
+                "move more but do not cross either (E 0.98-0.99, D 0.05-0.09), and the closest approach (the "
+                "smallest strength) did not match the best Fréchet distance (4-6; scenes_guidance.md). D needs a "
+                "foreground mask: connect one, or use a built-in model, whose shipped judge segments its images. "
+                + SIZES),
             inputs=[
                 *_sampler_inputs(),
                 GuiderType.Input("guider", tooltip="The guider (or stack) whose top guider's strength is swept."),
@@ -205,7 +208,7 @@ class GuidanceSweep(ScalewiseNode):
                                 tooltip="Strengths to try, separated by commas; sorted ascending, one row each."),
                 io.Mask.Input("mask", optional=True,
                               tooltip="Foreground masks (white = object) at image size for D: 1, one per column "
-                                      "(seed), or one per image (row by row). Not needed with the built-in model."),
+                                      "(seed), or one per image (row by row). Not needed with a built-in model."),
             ],
             outputs=[io.Image.Output(display_name="grid"),
                      io.Image.Output(display_name="plot", tooltip="E and D against strength, balance marked."),
