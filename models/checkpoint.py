@@ -74,12 +74,15 @@ def _sniff(path: str) -> str:
         raise CheckpointError(f"{path}: the file is empty (0 bytes); download it again")
     if head[:2] == b"PK":
         return "torch-zip"
-    if head[:1] == b"\x80":
-        return "torch-legacy"
+    # safetensors before the legacy pickle's 0x80 opcode: a safetensors header length whose low byte is 0x80 (e.g.
+    # 5760 bytes) also starts with 0x80, while a pickle never has '{' as its 9th byte (protocol 2 begins 80 02 8a 0a
+    # and the 10-byte magic number)
     if len(head) >= 9:
         (header_len,) = struct.unpack("<Q", head[:8])
         if head[8:9] == b"{" and header_len < 100_000_000:
             return "safetensors"
+    if head[:1] == b"\x80":
+        return "torch-legacy"
     for sig, what in _SIGNATURES.items():
         if head.startswith(sig):
             raise CheckpointError(f"{path}: this is {what}, not a model checkpoint")

@@ -25,7 +25,9 @@ SCHEDULES = {
     512: (1, 2, 3, 4, 6, 9, 13, 18, 24, 32),
     1024: (1, 2, 3, 4, 5, 7, 9, 12, 16, 21, 27, 36, 48, 64),
 }
-IMAGENET, SHAPES = "imagenet", "tiny-shapes"  # class sets (ClassCondition.class_set, VARModel.class_set)
+# class sets (ClassCondition.class_set, VARModel.class_set); the built-in models' are listed in models/builtin.py
+IMAGENET, SHAPES, SCENES = "imagenet", "tiny-shapes", "scenes-128"
+BUILTIN_CLASS_SETS = (SHAPES, SCENES)
 MAX_LOG_TEMPERATURE = math.log(100.0)
 LN_EPS = 1e-6
 
@@ -33,8 +35,8 @@ LN_EPS = 1e-6
 @dataclass(frozen=True)
 class ClassCondition:
     """Class conditioning for VAR: image i of a batch uses ids[i % len(ids)] (ids index the model's classes; the
-    null class is `num_classes`). `class_set` names the class list a label was chosen from ("imagenet" or
-    "tiny-shapes"), None for raw ids; `label` is that label, for error messages."""
+    null class is `num_classes`). `class_set` names the class list a label was chosen from ("imagenet", or a
+    built-in model's: "tiny-shapes", "scenes-128"), None for raw ids; `label` is that label, for error messages."""
 
     ids: tuple[int, ...]
     class_set: str | None = None
@@ -307,7 +309,7 @@ class VARModel(ScalewiseModel):
 
     family = "var"
     smoothing = GumbelSmoothing(replaces_draw=False, guided_scales_only=False)  # VAR.autoregressive_infer_cfg
-    class_set = IMAGENET    # the class list the ids index; the built-in model sets "tiny-shapes"
+    class_set = IMAGENET    # the class list the ids index; the built-in models set theirs ("tiny-shapes", ...)
     class_names: tuple[str, ...] | None = None  # set for models whose classes are not ImageNet's
 
     @property
@@ -322,8 +324,8 @@ class VARModel(ScalewiseModel):
 
     def describe(self) -> str:
         """What this model is, for error messages: its class set and, for files, the name it was loaded from."""
-        if self.class_set == SHAPES:
-            return f"the built-in tiny-shapes model ({self.num_classes} classes: {', '.join(self.class_names)})"
+        if self.class_set in BUILTIN_CLASS_SETS:
+            return f"the built-in {self.class_set} model ({self.num_classes} classes: {', '.join(self.class_names)})"
         if self.class_set == IMAGENET:
             what = f"an ImageNet VAR model ({self.num_classes} classes)"
         else:
@@ -367,15 +369,16 @@ class VARModel(ScalewiseModel):
         """A class chosen by label must come from this model's class list (ids alone cannot be checked)."""
         if conditioning.class_set is None or conditioning.class_set == self.class_set:
             return
-        if self.class_set == SHAPES:
-            example = f"{SHAPES} 5: {self.class_names[5]}" if len(self.class_names) > 5 else f"{SHAPES} 0: ..."
-            pick = f"pick one of the '{SHAPES} N: name' entries (e.g. '{example}')"
+        if self.class_set in BUILTIN_CLASS_SETS:
+            own = self.class_set
+            example = f"{own} 5: {self.class_names[5]}" if len(self.class_names) > 5 else f"{own} 0: ..."
+            pick = f"pick one of the '{own} N: name' entries (e.g. '{example}')"
         elif self.class_set == IMAGENET:
             pick = "pick one of the ImageNet entries 'N: name' (e.g. '207: golden retriever')"
         else:
             pick = f"set class_id to one of its ids 0..{self.num_classes - 1}"
         source = ("an ImageNet class" if conditioning.class_set == IMAGENET
-                  else "a class of the built-in tiny-shapes model")
+                  else f"a class of the built-in {conditioning.class_set} model")
         raise ValueError(f"conditioning: class {conditioning.label!r} is {source}, but the model is "
                          f"{self.describe()}: {pick} in the Class (VAR) node")
 

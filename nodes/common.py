@@ -78,12 +78,12 @@ def scale_window_stop(end_scale: int) -> int | None:
     return None if end_scale == 0 else end_scale
 
 
-def check_loader_inputs(folder: str, files: dict, dtype: str, hint: str, builtin: str | None = None):
-    """Input check of the loaders: every file in models/<folder> (or the `builtin` entry), a known dtype
-    (True or a message). None = linked, not known yet."""
-    available = set(model_files(folder))
+def check_loader_inputs(folder: str, files: dict, dtype: str, hint: str, builtin=()):
+    """Input check of the loaders: every file in models/<folder> (or one of the `builtin` entries, a collection of
+    names), a known dtype (True or a message). None = linked, not known yet."""
+    available = set(model_files(folder)) | set(builtin)
     for label, name in files.items():
-        if name is not None and name not in available and name != builtin:
+        if name is not None and name not in available:
             return f"{label}: '{name}' is not in models/{folder} ({hint}, then refresh)"
     if dtype is not None and dtype != "auto" and dtype not in DTYPES:
         return f"dtype: {dtype!r} is not one of auto, {', '.join(DTYPES)}"

@@ -16,9 +16,8 @@ from ..guidance.balance import balance_point, parse_strengths, render_balance_pl
 from ..guidance.grid import MAX_IMAGES, heatmap_cells, render_grid
 from ..guidance.metrics import divergence, evenness
 from ..guidance.stack import GuidanceRun
-from ..models.shapes import load_judge
+from ..models.builtin import builtin_by_class_set
 from ..models.shapes.judge import judge_images
-from ..models.var import SHAPES
 from .common import CATEGORY, CondType, GuiderType, ModelType, ScalewiseNode, checked_inputs
 from .features import aliases, expert
 from .sampler import PREVIEWS, ScaleProgressReporter, load_model, prepare_condition, sample_images
@@ -157,19 +156,21 @@ def _nanmean(values: torch.Tensor) -> float:
     return float(finite.mean()) if finite.numel() else math.nan
 
 
-@functools.lru_cache(maxsize=1)
-def _shapes_judge():
-    return load_judge()
+@functools.lru_cache(maxsize=2)
+def _builtin_judge(class_set: str):
+    return builtin_by_class_set(class_set).load_judge()
 
 
 def sweep_masks(mask, net, images: torch.Tensor, rows: int, columns: int):
-    """Foreground masks [R*C, S, S] for the divergence: the connected MASK (1, one per column, or one per image),
-    else the shipped judge's segmentation for the built-in tiny-shapes model; None when there is neither."""
+    """Foreground masks float [R*C, S, S] (1 = object) for the divergence: the connected MASK (1, one per column, or
+    one per image), else, for a built-in model (tiny-shapes, scenes-128), its own shipped judge's segmentation of
+    `images` [R*C, S, S, 3]; None when there is neither. Raises ValueError for a mask of another size or count."""
     size = images.shape[1]
     if mask is None:
-        if getattr(net, "class_set", None) != SHAPES:
+        builtin = builtin_by_class_set(getattr(net, "class_set", None))
+        if builtin is None:
             return None
-        return judge_images(_shapes_judge(), images.permute(0, 3, 1, 2))["masks"]
+        return judge_images(_builtin_judge(builtin.class_set), images.permute(0, 3, 1, 2))["masks"]
     mask = mask[None] if mask.ndim == 2 else mask
     if mask.ndim != 3 or tuple(mask.shape[1:]) != (size, size):
         raise ValueError(f"mask: shape {list(mask.shape)} does not match the images: expected [N, {size}, {size}]")
@@ -200,8 +201,11 @@ class GuidanceSweep(ScalewiseNode):
                 "closest approach. A suggestion, not a promise: on the pack's own tiny-shapes model the two never "
                 "crossed (E about 0.99, D about 0.03 at every strength); the closest approach, always the largest "
                 "strength, matched the best Fréchet distance for CFG/IGG on VAR's linear ramp but not for constant "
-                "CFG (best at 1 of 0-6) (tools/benchmark_results/shapes_guidance.md). D needs a foreground mask: "
-                "connect one, or use the built-in model, whose shipped judge segments its images. " + SIZES),
+                "CFG (best at 1 of 0-6) (tools/benchmark_results/shapes_guidance.md); on the scenes-128 model they "
+                "move more but do not cross either (E 0.98-0.99, D 0.05-0.09), and the closest approach (the "
+                "smallest strength) did not match the best Fréchet distance (4-6; scenes_guidance.md). D needs a "
+                "foreground mask: connect one, or use a built-in model, whose shipped judge segments its images. "
+                + SIZES),
             inputs=[
                 *_sampler_inputs(),
                 GuiderType.Input("guider", tooltip="The guider (or stack) whose top guider's strength is swept."),
@@ -209,7 +213,7 @@ class GuidanceSweep(ScalewiseNode):
                                 tooltip="Strengths to try, separated by commas; sorted ascending, one row each."),
                 io.Mask.Input("mask", optional=True,
                               tooltip="Foreground masks (white = object) at image size for D: 1, one per column "
-                                      "(seed), or one per image (row by row). Not needed with the built-in model."),
+                                      "(seed), or one per image (row by row). Not needed with a built-in model."),
             ],
             outputs=[io.Image.Output(display_name="grid"),
                      io.Image.Output(display_name="plot", tooltip="E and D against strength, balance marked."),

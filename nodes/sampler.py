@@ -72,8 +72,8 @@ class Sampler(ScalewiseNode):
                          "the connected guider at every scale. Image i of a batch has its own random stream from "
                          "(seed, i): it looks the same whatever the batch size, every new seed gives a whole new "
                          "batch, and batch_index re-makes image i alone. The image size is fixed by the model (VAR "
-                         "d16-d30: 256 px, d36: 512 px; the built-in tiny-shapes model: 64 px; Switti: 512 or 1024 "
-                         "px). Official "
+                         "d16-d30: 256 px, d36: 512 px; the built-in models: tiny-shapes 64 px, scenes-128 128 px; "
+                         "Switti: 512 or 1024 px). Official "
                          "settings: VAR top_k 900, top_p 0.95; Switti top_k 400, top_p 0.95, more_smooth on from "
                          "scale 2, last_scale_temperature 0.1. Editing: connect an image (and a mask from Load "
                          "Image's mask editor: white = regenerate) for in-painting, out-painting, class or text "
@@ -82,7 +82,8 @@ class Sampler(ScalewiseNode):
                 ModelType.Input("model", tooltip="A model from Load VAR Model or Load Switti Model."),
                 CondType.Input("conditioning",
                                tooltip="What to generate: Class (VAR) for VAR models (an ImageNet class for the "
-                                       "official ones, a 'tiny-shapes N: name' class for the built-in model) or "
+                                       "official ones, a 'tiny-shapes N: name' or 'scenes-128 N: name' class for "
+                                       "the built-in models) or "
                                        "Switti Text Encode (Switti)."),
                 GuiderType.Input("guider", optional=True,
                                  tooltip="Guidance (CFG, IGG, SoftCFG, SSG, or a stack of them). Not connected = "

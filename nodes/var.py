@@ -1,6 +1,6 @@
-"""VAR's nodes: the loader (an official VAR transformer + its VQ-VAE, or the built-in tiny-shapes model, managed by
+"""VAR's nodes: the loader (an official VAR transformer + its VQ-VAE, or one of the built-in models, managed by
 ComfyUI's model management) and the class picker (the 1000 ImageNet-1k classes in standard index order and the null
-class, then the classes of the built-in tiny-shapes model)."""
+class, then the classes of each built-in model: tiny-shapes, scenes-128)."""
 from __future__ import annotations
 
 import os
@@ -11,8 +11,8 @@ from comfy.cli_args import args
 from comfy_api.latest import io
 
 from ..models import ClassCondition, load_var
-from ..models.shapes import BUILTIN_NAME, CLASS_NAMES, load_shapes_model
-from ..models.var import IMAGENET, SHAPES
+from ..models.builtin import BUILTIN_MODELS, SCENES_MODEL, SHAPES_MODEL, builtin_by_name
+from ..models.var import IMAGENET
 from .common import (DTYPES, CondType, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs,
                      checkpoint_notes, full_path, info_ui, model_files, pick_dtypes)
 from .features import aliases, expert
@@ -20,24 +20,34 @@ from .features import aliases, expert
 VAE_FILE = "vae_ch160v4096z32.pth"
 
 
+BUILTIN_NAMES = [m.loader_name for m in BUILTIN_MODELS]
+BUILTIN_NAME = SHAPES_MODEL.loader_name  # the first built-in entry: the default while models/var is empty
+
+
 def var_loader_options(files: list[str]) -> tuple[list[str], list[str]]:
     """(var_name options, vae_name options) for the files of models/var: the files (VQ-VAEs first for vae_name),
-    then the built-in model, which is therefore the only and default entry while models/var is empty."""
-    files = [f for f in files if f != BUILTIN_NAME]
+    then the built-in models (tiny-shapes first, the default while models/var is empty, then scenes-128)."""
+    files = [f for f in files if f not in BUILTIN_NAMES]
     vae_files = sorted(files, key=lambda f: (not f.startswith("vae"), f))
-    return [*files, BUILTIN_NAME], [*vae_files, BUILTIN_NAME]
+    return [*files, *BUILTIN_NAMES], [*vae_files, *BUILTIN_NAMES]
 
 
 def check_builtin_pair(var_name: str, vae_name: str):
-    """The built-in transformer and VQ-VAE only work together (True or a message naming vae_name)."""
-    if var_name == BUILTIN_NAME and vae_name != BUILTIN_NAME:
-        return (f"vae_name: '{vae_name}' cannot decode the built-in model (var_name '{BUILTIN_NAME}'): its tokens "
-                f"come from its own tiny VQ-VAE, so set vae_name to '{BUILTIN_NAME}' too")
-    if vae_name == BUILTIN_NAME and var_name != BUILTIN_NAME:
-        return (f"vae_name: '{BUILTIN_NAME}' is the built-in model's own VQ-VAE and only decodes the built-in "
+    """A built-in transformer and its own VQ-VAE only work together (True or a message naming vae_name)."""
+    var_builtin, vae_builtin = builtin_by_name(var_name), builtin_by_name(vae_name)
+    if var_builtin is not None and vae_builtin is not var_builtin:
+        return (f"vae_name: '{vae_name}' cannot decode the built-in model (var_name '{var_name}'): its tokens "
+                f"come from its own small VQ-VAE, so set vae_name to '{var_name}' too")
+    if vae_builtin is not None and var_builtin is not vae_builtin:
+        return (f"vae_name: '{vae_name}' is the built-in model's own VQ-VAE and only decodes that built-in "
                 f"model, not var_name '{var_name}': pick the VQ-VAE file of that transformer (e.g. {VAE_FILE}), "
-                f"or set var_name to '{BUILTIN_NAME}' too")
+                f"or set var_name to '{vae_name}' too")
     return True
+
+
+def _builtin_summaries() -> str:
+    return "; ".join(f"'{m.loader_name}' ({m.summary}; {len(m.class_names)} classes: {', '.join(m.class_names)})"
+                     for m in BUILTIN_MODELS)
 
 
 class VARLoader(ScalewiseNode):
@@ -51,18 +61,19 @@ class VARLoader(ScalewiseNode):
             **aliases("VAR", "visual autoregressive", "load VAR", "checkpoint", "tiny shapes", "next-scale"),
             description=(
                 "Loads an official VAR checkpoint (var_d16/20/24/30.pth at 256 px, var_d36.pth at 512 px) with its "
-                f"VQ-VAE {VAE_FILE}, both from models/var, or the built-in '{BUILTIN_NAME}' model: a tiny VAR "
-                f"shipped with the pack (no download, 64 px, {len(CLASS_NAMES)} shape classes: "
-                f"{', '.join(CLASS_NAMES)}); choose it for both var_name and vae_name. The resolution is fixed by "
-                "the checkpoint: VAR was trained on one scale schedule, and other sizes give noise."),
+                f"VQ-VAE {VAE_FILE}, both from models/var, or one of the small VARs built into the pack (no "
+                f"download): {_builtin_summaries()}; choose the same built-in entry for both var_name and "
+                "vae_name. The resolution is fixed by the checkpoint: VAR was trained on one scale schedule, and "
+                "other sizes give noise."),
             inputs=[
                 io.Combo.Input("var_name", options=files,
                                tooltip=("The VAR transformer (var_d16.pth … var_d36.pth; .safetensors preferred), "
-                                        f"or '{BUILTIN_NAME}' (the tiny shapes model that ships with the pack; "
-                                        "the only entry while models/var is empty).")),
+                                        f"or a built-in model: '{BUILTIN_NAME}' (the tiny shapes model; the "
+                                        f"default while models/var is empty) or '{SCENES_MODEL.loader_name}'.")),
                 io.Combo.Input("vae_name", options=vae_files,
                                tooltip=(f"The multi-scale VQ-VAE that decodes VAR's tokens: {VAE_FILE} for the "
-                                        f"official models, '{BUILTIN_NAME}' for the built-in model.")),
+                                        "official models, the same built-in entry as var_name for a built-in "
+                                        "model.")),
                 io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
                                tooltip="Weight precision. auto: bf16 on GPUs with bf16; on GPUs without it (V100, "
                                        "T4, RTX 20xx) fp16 for the transformer and fp32 for the VQ-VAE (fp16 "
@@ -81,7 +92,7 @@ class VARLoader(ScalewiseNode):
         files = {"var_name": values["var_name"], "vae_name": values["vae_name"]}
         ok = check_loader_inputs("var", files, values["dtype"],
                                  f"put the official files there, e.g. var_d16.pth and {VAE_FILE}, or choose "
-                                 f"'{BUILTIN_NAME}'", builtin=BUILTIN_NAME)
+                                 f"'{BUILTIN_NAME}'", builtin=BUILTIN_NAMES)
         if ok is True and None not in files.values():
             ok = check_builtin_pair(*files.values())
         return None if ok is True else ok
@@ -91,8 +102,9 @@ class VARLoader(ScalewiseNode):
     def execute(cls, var_name, vae_name, dtype) -> io.NodeOutput:
         device = mm.get_torch_device()
         precision, vae_precision = pick_dtypes(dtype, device, "var")
-        if var_name == BUILTIN_NAME:
-            model, notes = load_shapes_model(device="cpu", dtype=precision, vae_dtype=vae_precision), []
+        builtin = builtin_by_name(var_name)
+        if builtin is not None:
+            model, notes = builtin.load(device="cpu", dtype=precision, vae_dtype=vae_precision), []
         else:
             with checkpoint_notes("Load VAR Model") as notes:
                 model = load_var(full_path("var", var_name), full_path("var", vae_name), device="cpu",
@@ -105,18 +117,20 @@ class VARLoader(ScalewiseNode):
 with open(os.path.join(os.path.dirname(__file__), "imagenet_classes.txt"), encoding="utf-8") as f:
     IMAGENET_CLASSES = [line.strip() for line in f if line.strip()]
 NULL_CLASS = len(IMAGENET_CLASSES)
-SHAPES_PREFIX = f"{SHAPES} "
 IMAGENET_LABELS = [f"{i}: {name}" for i, name in enumerate(IMAGENET_CLASSES)] + \
     [f"{NULL_CLASS}: (null / unconditional)"]
-SHAPES_LABELS = [f"{SHAPES_PREFIX}{i}: {name}" for i, name in enumerate(CLASS_NAMES)] + \
-    [f"{SHAPES_PREFIX}{len(CLASS_NAMES)}: (null / unconditional)"]
-CLASS_LABELS = IMAGENET_LABELS + SHAPES_LABELS
+SHAPES_LABELS = SHAPES_MODEL.class_labels()
+BUILTIN_LABELS = [label for m in BUILTIN_MODELS for label in m.class_labels()]  # appended after ImageNet's, in order
+CLASS_LABELS = IMAGENET_LABELS + BUILTIN_LABELS
 
 
 def parse_label(label: str) -> tuple[str, int]:
-    """'207: golden retriever' -> ("imagenet", 207); 'tiny-shapes 5: star' -> ("tiny-shapes", 5)."""
-    if label.startswith(SHAPES_PREFIX):
-        return SHAPES, int(label[len(SHAPES_PREFIX):].split(":")[0])
+    """'207: golden retriever' -> ("imagenet", 207); 'tiny-shapes 5: star' -> ("tiny-shapes", 5); 'scenes-128 5:
+    star' -> ("scenes-128", 5). Raises ValueError when the id is not an integer."""
+    for model in BUILTIN_MODELS:
+        prefix = f"{model.class_set} "
+        if label.startswith(prefix):
+            return model.class_set, int(label[len(prefix):].split(":")[0])
     return IMAGENET, int(label.split(":")[0])
 
 
@@ -145,24 +159,27 @@ class ImageNetClass(ScalewiseNode):
             **aliases("VAR", "ImageNet", "class", "label", "class conditioning", "tiny shapes"),
             description=("Chooses what a class-conditional VAR model draws: one of the 1000 ImageNet classes "
                          f"(official VAR models; null class {NULL_CLASS} = unconditional) or, listed after them, one "
-                         f"of the {len(CLASS_NAMES)} classes of the built-in '{BUILTIN_NAME}' model (entries "
-                         f"'tiny-shapes N: name': {', '.join(CLASS_NAMES)}); type to search. The class must belong "
-                         "to the loaded model: the sampler refuses an ImageNet class for the built-in model and a "
-                         "tiny-shapes class for an ImageNet model. Several class ids for a batch also work."),
+                         "of the classes of a built-in model ("
+                         + "; ".join(f"'{m.class_set} N: name' for '{m.loader_name}': {', '.join(m.class_names)}"
+                                     for m in BUILTIN_MODELS)
+                         + "); type to search. The class must belong to the loaded model: the sampler refuses an "
+                         "ImageNet class for a built-in model, a built-in model's class for an ImageNet model or "
+                         "for the other built-in model. Several class ids for a batch also work."),
             inputs=[
                 io.Combo.Input("class_name", options=CLASS_LABELS, default=CLASS_LABELS[207],
                                tooltip=("The class to generate; type part of the name or the id to search. "
-                                        "'N: name' = ImageNet (official VAR models), 'tiny-shapes N: name' = the "
-                                        f"built-in '{BUILTIN_NAME}' model.")),
+                                        "'N: name' = ImageNet (official VAR models), 'tiny-shapes N: name' and "
+                                        "'scenes-128 N: name' = the built-in models.")),
                 io.Int.Input("class_id", default=-1, min=-1, max=NULL_CLASS,
                              tooltip=f"Overrides class_name when 0 or more ({NULL_CLASS} = ImageNet null class; the "
-                                     f"built-in model has ids 0..{len(CLASS_NAMES) - 1}, null {len(CLASS_NAMES)}); "
+                                     f"built-in models have ids 0..{len(SHAPES_MODEL.class_names) - 1}, null "
+                                     f"{len(SHAPES_MODEL.class_names)}); "
                                      "-1 = use class_name. Handy to drive the class from another node."),
                 io.String.Input("batch_classes", default="", multiline=False,
                                 tooltip="Optional comma-separated class ids for a batch, e.g. '207, 980, 88': image i "
                                         "gets entry i (cycling). Empty = every image uses the class above. The ids "
-                                        "index the loaded model's classes (ImageNet, or the built-in model's "
-                                        f"0..{len(CLASS_NAMES) - 1})."),
+                                        "index the loaded model's classes (ImageNet, or a built-in model's "
+                                        f"0..{len(SHAPES_MODEL.class_names) - 1})."),
             ],
             outputs=[CondType.Output(display_name="conditioning")],
         )
@@ -178,7 +195,7 @@ class ImageNetClass(ScalewiseNode):
         class_name, batch_classes = values["class_name"], values["batch_classes"]
         if class_name is not None and class_name not in CLASS_LABELS:
             return (f"class_name: {class_name!r} is not a class label like '207: golden retriever' (ImageNet) or "
-                    f"'{SHAPES_LABELS[5]}' (built-in model)")
+                    f"'{SHAPES_LABELS[5]}' (a built-in model's)")
         if batch_classes is None:
             return None
         try:

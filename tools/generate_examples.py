@@ -25,7 +25,8 @@ in)``, models/shapes/), so its thumbnail shows real samples; regenerate it alone
     COMFY_DIR=$PWD/.comfy-ci/ComfyUI .comfy-ci/venv/bin/python tools/generate_examples.py --only 'Start here (tiny shapes model, no download)'
 
 The other ``Tiny shapes, ...`` examples (compare guiders, guidance sweep, the editing ones) use the built-in model
-too. A layout's ``outputs`` maps a node id to a key: the first image that node showed is written as
+too; ``Tiny scenes (128 px), guidance sweep`` uses the second built-in model, ``scenes-128 (built in)``
+(models/scenes/). A layout's ``outputs`` maps a node id to a key: the first image that node showed is written as
 ``example_workflows/<name>.<key>.png`` (the comparison grid, its heat maps, the sweep's plot), the README's
 pictures of real output made through the real frontend and server.
 
@@ -244,6 +245,7 @@ TITLES = {"start_here_tiny_shapes": "Start here (tiny shapes model, no download)
           "switti_512": "Switti 512 (text to image)", "switti_1024": "Switti 1024 (text to image)",
           "compare_guiders_tiny_shapes": "Tiny shapes, compare guiders",
           "guidance_sweep_tiny_shapes": "Tiny shapes, guidance sweep",
+          "guidance_sweep_scenes": "Tiny scenes (128 px), guidance sweep",
           "edit_inpaint_tiny_shapes": "Tiny shapes, inpainting", "edit_outpaint_tiny_shapes": "Tiny shapes, outpainting",
           "edit_class_tiny_shapes": "Tiny shapes, class editing",
           "edit_img2img_tiny_shapes": "Tiny shapes, image to image",
@@ -342,6 +344,38 @@ def guidance_sweep_tiny_shapes(g):
     plot = g.node("PreviewImage", images=sweep.out(1))
     return {"columns": [["note:sweep", model.id, cond.id, cfg.id], [sweep.id], [plot.id]],
             "notes": {"note:sweep": {"text": SWEEP_NOTE, "title": "Guidance sweep", "size": [420, 260]}},
+            "sizes": {sweep.id: [640, 760], plot.id: [600, 420], model.id: [420, 0], cond.id: [420, 0],
+                      cfg.id: [420, 0]},
+            "titles": {plot.id: "Evenness / divergence plot"},
+            "outputs": {plot.id: "plot"}}
+
+
+
+SCENES_SWEEP = TITLES["guidance_sweep_scenes"]
+SCENES_SWEEP_NOTE = """Sweep guidance on the built-in scenes model (128 px)
+
+"scenes-128 (built in)" is the pack's second built-in model: a VAR of 7 scales (1-2-3-4-5-6-8, last map 8x8 \
+tokens) trained on procedural scenes: one main shape of the 10 classes among smaller distractors on coloured, \
+textured backgrounds. Its larger maps give guidance room to act, so evenness E and divergence D move with the \
+strength (D from the model's own judge masks).
+
+Rows: CFG (VAR's linear ramp) at the strengths listed, columns: four seeds. See the README's guidance benchmark \
+for what each guider does on this model."""
+
+
+def guidance_sweep_scenes(g):
+    """Guidance Sweep on the built-in scenes-128 model: CFG (linear) at 0 .. 6, four seeds."""
+    from scalewise.models.scenes import BUILTIN_NAME as SCENES_NAME
+
+    model = g.node("ScalewiseVARLoader", var_name=SCENES_NAME, vae_name=SCENES_NAME, dtype="auto")
+    cond = g.node("ScalewiseImageNetClass", class_name="scenes-128 5: star", class_id=-1, batch_classes="")
+    cfg = _cfg(g, 3.0, schedule="linear")
+    sweep = g.node("ScalewiseGuidanceSweep", model=model.out(0), conditioning=cond.out(0), seed=1,
+                   images_per_row=4, preview="off", top_k=900, top_p=0.95, more_smooth=False, smooth_start_scale=0,
+                   last_scale_temperature=1.0, guider=cfg.out(0), strengths="0, 1, 2, 4, 6")
+    plot = g.node("PreviewImage", images=sweep.out(1))
+    return {"columns": [["note:scenes", model.id, cond.id, cfg.id], [sweep.id], [plot.id]],
+            "notes": {"note:scenes": {"text": SCENES_SWEEP_NOTE, "title": "Scenes model", "size": [420, 280]}},
             "sizes": {sweep.id: [640, 760], plot.id: [600, 420], model.id: [420, 0], cond.id: [420, 0],
                       cfg.id: [420, 0]},
             "titles": {plot.id: "Evenness / divergence plot"},
@@ -473,8 +507,8 @@ EDIT_EXAMPLES = (edit_inpaint_tiny_shapes, edit_outpaint_tiny_shapes, edit_class
                  edit_img2img_tiny_shapes, var_d36_edit_demo)
 
 EXAMPLES = {TITLES[f.__name__]: f for f in (start_here_tiny_shapes, compare_guiders_tiny_shapes,
-                                            guidance_sweep_tiny_shapes, var_cfg, var_igg, var_softcfg, var_ssg,
-                                            var_ssg_over_igg, var_cfg_vs_igg_heatmap, switti_512, switti_1024,
+                                            guidance_sweep_tiny_shapes, guidance_sweep_scenes, var_cfg, var_igg,
+                                            var_softcfg, var_ssg, var_ssg_over_igg, var_cfg_vs_igg_heatmap, switti_512, switti_1024,
                                             *EDIT_EXAMPLES)}
 
 

@@ -1,10 +1,11 @@
-"""Guidance-quality benchmark on the built-in tiny shapes model: what each guider does, measured.
+"""Guidance-quality benchmark on a built-in model (tiny-shapes or scenes-128): what each guider does, measured.
 
     python tools/guidance_sweep.py                # full sweep -> tools/benchmark_results/shapes_guidance.*
+    python tools/guidance_sweep.py --model scenes --samples 300   # -> tools/benchmark_results/scenes_guidance.*
     python tools/guidance_sweep.py --quick --out /tmp/sweep   # a smoke run (few samples, two values per sweep)
 
 For every point, `--samples` images (classes cycling 0..9, image i drawn with seed 1000 + i, sampler-node
-defaults top_k 900 = off for this 512-code model, top_p 0.95) are generated and judged by the shipped judge:
+defaults top_k 900 = off for these 512-code models, top_p 0.95) are generated and judged by the model's judge:
   accuracy    share judged as the class asked for
   frechet     Fréchet distance between judge features of the samples and of 2000 held-out real images
   evenness    Pielou evenness of the guidance magnitude (guidance/metrics.py), mean over images
@@ -12,9 +13,10 @@ defaults top_k 900 = off for this 512-code model, top_p 0.95) are generated and 
               foreground mask of each generated image (as the IGG paper used a segmenter), mean over images
 Sweeps (x = the guidance scale, VAR's linear ramp unless said): cfg, cfg_constant (CFG with the same weight at
 every scale: the linear ramp gives the first scale, which settles the class on a 4-scale model, no guidance),
-igg, softcfg (strength 1 over CFG), ssg (beta and its schedule, over the CFG with the best Fréchet distance of
-both CFG sweeps), ssg_over_igg (IGG scale, SSG with the beta schedule the ssg sweep selected). Writes <out>/shapes_guidance.jsonl (one line per point), .md (table
-and findings) and .png (plot).
+cfg_cosine (CFG with the cosine ramp), igg, igg_window (IGG with the "auto" square window), softcfg (strength 1
+over CFG), ssg (beta and its schedule, over the CFG with the best Fréchet distance of the CFG sweeps),
+ssg_over_igg (IGG scale, SSG with the beta schedule the ssg sweep selected). `--sweeps` runs a subset. Writes
+<out>/<model>_guidance.jsonl (one line per point), .md (table and findings) and .png (plot).
 """
 from __future__ import annotations
 
@@ -27,17 +29,16 @@ import time
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalewise`)
 
 from scalewise.guidance import CFG, IGG, SSG, SoftCFG, sample  # noqa: E402
 from scalewise.guidance.metrics import divergence, evenness  # noqa: E402
-from scalewise.models.shapes import CLASS_NAMES, load_shapes_model  # noqa: E402
-from scalewise.models.shapes import JUDGE_FILE  # noqa: E402
-from scalewise.tools.shapes.data import sample as real_images  # noqa: E402
+from scalewise.models.builtin import SCENES_MODEL, SHAPES_MODEL  # noqa: E402
 from scalewise.models.shapes.judge import Judge, frechet_distance, judge_images  # noqa: E402
+from scalewise.tools.scenes.data import sample as scenes_images  # noqa: E402
+from scalewise.tools.shapes.data import sample as shapes_images  # noqa: E402
 
 SCALES = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0)
 BETAS = (0.0, 0.1, 0.2, 0.4, 0.8, 1.5)
@@ -45,13 +46,15 @@ BETA_SCHEDULES = ("constant", "linear_decay", "linear_increase")
 SEED, REFERENCE_SEED = 1000, 77
 TOP_K, TOP_P = 900, 0.95
 CHUNK = 500
-SCALE_SWEEPS = ("cfg", "cfg_constant", "igg", "softcfg", "ssg_over_igg")
+SCALE_SWEEPS = ("cfg", "cfg_constant", "cfg_cosine", "igg", "igg_window", "softcfg", "ssg_over_igg")
+SWEEPS = ("cfg", "cfg_constant", "cfg_cosine", "igg", "igg_window", "softcfg", "ssg", "ssg_over_igg")
+# model option -> (built-in model, real-image sampler (count, seed) -> (images, masks, labels))
+MODELS = {"shapes": (SHAPES_MODEL, shapes_images), "scenes": (SCENES_MODEL, scenes_images)}
 
 
-def load_judge() -> Judge:
-    judge = Judge(len(CLASS_NAMES))
-    judge.load_state_dict({k: v.float() for k, v in load_file(JUDGE_FILE).items()})
-    return judge.eval()
+def load_judge(model: str = "shapes") -> Judge:
+    """The shipped judge of the built-in model `model` ("shapes" or "scenes"), fp32, eval mode, on the CPU."""
+    return MODELS[model][0].load_judge()
 
 
 def _nanmean(x: torch.Tensor) -> float:
@@ -59,12 +62,15 @@ def _nanmean(x: torch.Tensor) -> float:
     return float(x.mean()) if len(x) else math.nan
 
 
-def measure(model, judge, guider, samples: int, reference) -> dict:
-    labels = torch.arange(samples) % len(CLASS_NAMES)
+def measure(model, judge, guider, samples: int, reference, seed: int = SEED) -> dict:
+    """Accuracy, Fréchet distance to `reference` (judge features float64 [M, D]), mean evenness and mean divergence
+    of `samples` images of `guider` (None = unguided), classes cycling 0..num_classes-1, image i with seed
+    `seed` + i."""
+    labels = torch.arange(samples) % model.num_classes
     predicted, features, even, div = [], [], [], []
     for start in range(0, samples, CHUNK):
         part = labels[start:start + CHUNK]
-        out = sample(model, guider, part, seed=SEED + start, top_k=TOP_K, top_p=TOP_P, trace=True)
+        out = sample(model, guider, part, seed=seed + start, top_k=TOP_K, top_p=TOP_P, trace=True)
         verdict = judge_images(judge, out.images)
         predicted.append(verdict["labels"].cpu())
         features.append(verdict["features"])
@@ -104,7 +110,7 @@ def findings(rows: list[dict]) -> dict:
 
 
 # -- a small line-chart renderer (Pillow only: no plotting dependency) ------------------------------------
-COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
 
 
 def _chart(draw, box, title, series: dict, font, xlabel):
@@ -161,12 +167,14 @@ def plot(rows: list[dict], path: str):
 
 
 def table(rows: list[dict], found: dict, meta: dict) -> str:
-    lines = ["# Guidance sweep on the built-in tiny shapes model", "",
+    """The markdown report: settings, one row per point, the findings per sweep, SSG's selection and (when
+    measured) the spread between two seed sets at one point."""
+    lines = [f"# Guidance sweep on the built-in {meta.get('model_name', 'tiny shapes')} model", "",
              f"{meta['samples']} samples per point, seeds {SEED}.., top_k {TOP_K} (off), top_p {TOP_P}; "
              f"reference: {meta['reference']} held-out real images; judge held-out accuracy on real images "
              f"{meta['judge_real_accuracy']:.3f}; {meta['seconds']:.0f} s on {meta['device']}.", "",
              "| sweep | guider | x | accuracy | Fréchet | evenness | divergence |", "|---|---|---|---|---|---|---|"]
-    order = ("cfg", "cfg_constant", "igg", "softcfg", "ssg", "ssg_over_igg")
+    order = SWEEPS
     for r in sorted(rows, key=lambda r: order.index(r["sweep"])):  # stable: each sweep in its run order
         lines.append(f"| {r['sweep']} | {r['guider']} | {r['x']:g} | {r['accuracy']:.3f} | {r['frechet']:.2f} | "
                      f"{r['evenness']:.3f} | {r['divergence']:.3f} |")
@@ -176,38 +184,104 @@ def table(rows: list[dict], found: dict, meta: dict) -> str:
         cross = "no crossing in range" if f["crossing_x"] is None else f"{f['crossing_x']:.2f}"
         lines.append(f"| {sweep} | {f['best_frechet_x']:g} | {f['best_frechet']:.2f} | {cross} | "
                      f"{'yes' if f['crossing_predicts_best'] else 'no'} |")
-    sel = meta["ssg_selected"]
-    lines += ["", f"SSG selects beta {sel['beta']:g} with the {sel['schedule']} schedule "
-                  f"(best Fréchet distance over CFG {meta['cfg_best_x']:g} {meta['cfg_best_schedule']})."]
+    sel = meta.get("ssg_selected")
+    if sel:
+        lines += ["", f"SSG selects beta {sel['beta']:g} with the {sel['schedule']} schedule "
+                      f"(best Fréchet distance over CFG {meta['cfg_best_x']:g} {meta['cfg_best_schedule']})."]
+    for noise in meta.get("noise", []):
+        lines += ["", f"Noise: {noise['guider']} measured again with seeds {noise['seed']}..: accuracy "
+                      f"{noise['accuracy']:.3f} (vs {noise['first']['accuracy']:.3f}), Fréchet {noise['frechet']:.2f} "
+                      f"(vs {noise['first']['frechet']:.2f}), evenness {noise['evenness']:.3f} (vs "
+                      f"{noise['first']['evenness']:.3f}), divergence {noise['divergence']:.3f} (vs "
+                      f"{noise['first']['divergence']:.3f})."]
     return "\n".join(lines) + "\n"
+
+
+def write_outputs(rows: list[dict], meta: dict, out: str, model: str) -> dict:
+    """Write <out>/<model>_guidance.{jsonl,md,png} from the rows and meta; returns the findings."""
+    found = findings(rows)
+    stem = os.path.join(out, f"{model}_guidance")
+    with open(f"{stem}.jsonl", "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+        f.write(json.dumps({"meta": meta, "findings": found}) + "\n")
+    with open(f"{stem}.md", "w") as f:
+        f.write(table(rows, found, meta))
+    plot(rows, f"{stem}.png")
+    return found
+
+
+def merge(folders: list[str], out: str, model: str) -> None:
+    """Combine the <model>_guidance.jsonl of runs over disjoint sweeps (same samples, seeds and reference) into one
+    set of outputs in `out`: rows in sweep order, the metas merged (seconds: the longest run; SSG selection, best
+    CFG and noise from the run that measured them; the best CFG named with SSG's selection is that of the run that
+    ran the ssg sweep). Raises ValueError when the runs' sample counts differ."""
+    rows, meta = [], {}
+    for folder in folders:
+        with open(os.path.join(folder, f"{model}_guidance.jsonl")) as f:
+            lines = [json.loads(line) for line in f if line.strip()]
+        part = lines[-1]["meta"]
+        if meta and (part["samples"], part["reference"]) != (meta["samples"], meta["reference"]):
+            raise ValueError(f"{folder}: {part['samples']} samples / {part['reference']} references, the others "
+                             f"{meta['samples']} / {meta['reference']}")
+        seconds = max(meta.get("seconds", 0.0), part["seconds"])
+        ssg_base = {k: meta[k] for k in ("cfg_best_x", "cfg_best_schedule") if k in meta and "ssg_selected" in meta}
+        meta = {**meta, **part, "seconds": seconds}  # keys only one run has (ssg_selected, noise, ...) survive
+        if ssg_base and "ssg_selected" not in part:
+            meta.update(ssg_base)  # the CFG that SSG ran over: the best of the run that ran the ssg sweep
+        rows += lines[:-1]
+    rows.sort(key=lambda r: SWEEPS.index(r["sweep"]))  # stable: each sweep keeps its run order
+    meta["merged_from"] = len(folders)
+    os.makedirs(out, exist_ok=True)
+    print(json.dumps({"meta": meta, "findings": write_outputs(rows, meta, out, model)}), flush=True)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=tuple(MODELS), default="shapes", help="which built-in model (default shapes)")
     ap.add_argument("--samples", type=int, default=1000)
     ap.add_argument("--reference", type=int, default=2000, help="held-out real images for the Fréchet distance")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmark_results"))
     ap.add_argument("--quick", action="store_true", help="smoke run: 20 samples, two values per sweep")
+    ap.add_argument("--scales", help="comma-separated guidance scales (default 0, 0.5, 1, 2, 3, 4, 6)")
+    ap.add_argument("--betas", help="comma-separated SSG betas (default 0, 0.1, 0.2, 0.4, 0.8, 1.5)")
+    ap.add_argument("--sweeps", help=f"comma-separated subset of {', '.join(SWEEPS)} (default all)")
+    ap.add_argument("--noise-seed", type=int, help="measure the best CFG point again with this seed set (noise)")
+    ap.add_argument("--merge", nargs="+", metavar="DIR",
+                    help="combine the .jsonl of runs with disjoint --sweeps (run in parallel) into --out; no sampling")
     args = ap.parse_args(argv)
+    if args.merge:
+        merge(args.merge, args.out, args.model)
+        return
     scales, betas, schedules = SCALES, BETAS, BETA_SCHEDULES
+    if args.scales:
+        scales = tuple(float(v) for v in args.scales.split(","))
+    if args.betas:
+        betas = tuple(float(v) for v in args.betas.split(","))
     if args.quick:
         args.samples, args.reference = 20, 100
         scales, betas, schedules = (0.0, 2.0), (0.0, 0.2), ("constant",)
+    sweeps = tuple(args.sweeps.split(",")) if args.sweeps else SWEEPS
+    if set(sweeps) - set(SWEEPS):
+        ap.error(f"--sweeps: unknown {', '.join(sorted(set(sweeps) - set(SWEEPS)))}")
+    builtin, real_images = MODELS[args.model]
     os.makedirs(args.out, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     t0 = time.time()
-    model = load_shapes_model(device=device)
-    judge = load_judge().to(device)
+    model = builtin.load(device=device)
+    judge = builtin.load_judge().to(device)
     ref_images, _, ref_labels = real_images(args.reference, REFERENCE_SEED)
     ref = judge_images(judge, torch.from_numpy(ref_images).to(device))
     reference = ref["features"]
-    meta = {"samples": args.samples, "reference": args.reference, "device": torch.cuda.get_device_name()
-            if device.type == "cuda" else "cpu",
+    meta = {"model": args.model, "model_name": builtin.class_set, "samples": args.samples,
+            "reference": args.reference, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
             "judge_real_accuracy": float((ref["labels"].cpu() == torch.from_numpy(ref_labels)).float().mean())}
     rows, done = [], {}
 
     def run(sweep, x, guider, **extra):
+        if sweep not in sweeps:
+            return
         name = guider.describe() if guider else "unguided"
         if name not in done:  # the same guider in two sweeps (unguided, SSG beta 0) is measured once
             done[name] = measure(model, judge, guider, args.samples, reference)
@@ -219,11 +293,15 @@ def main(argv=None):
         run("cfg", x, CFG(x) if x > 0 else None)
     for x in scales:
         run("cfg_constant", x, CFG(x, schedule="constant") if x > 0 else None)
-    best_cfg = min((r for r in rows if r["sweep"].startswith("cfg")), key=lambda r: r["frechet"])
+    for x in scales:
+        run("cfg_cosine", x, CFG(x, schedule="cosine") if x > 0 else None)
+    cfg_rows = [r for r in rows if r["sweep"].startswith("cfg")]
+    best_cfg = min(cfg_rows, key=lambda r: r["frechet"]) if cfg_rows else {"x": 0.0, "sweep": "cfg"}
     cfg_best = best_cfg["x"]
-    cfg_schedule = "constant" if best_cfg["sweep"] == "cfg_constant" else "linear"
+    cfg_schedule = {"cfg": "linear", "cfg_constant": "constant", "cfg_cosine": "cosine"}[best_cfg["sweep"]]
     for x in scales:
         run("igg", x, IGG(x))
+        run("igg_window", x, IGG(x, window="auto"))
         run("softcfg", x, SoftCFG(base=CFG(x)) if x > 0 else None)
     for schedule in schedules:
         for beta in betas:
@@ -231,19 +309,25 @@ def main(argv=None):
                 continue  # beta 0 is the same run whatever the schedule
             run("ssg", beta, SSG(beta, schedule=schedule, base=CFG(cfg_best, schedule=cfg_schedule) if cfg_best > 0 else None),
                 beta_schedule=schedule)
-    best_ssg = min((r for r in rows if r["sweep"] == "ssg"), key=lambda r: r["frechet"])
-    selected = {"beta": best_ssg["x"], "schedule": best_ssg["beta_schedule"]}
+    ssg_rows = [r for r in rows if r["sweep"] == "ssg"]
+    if ssg_rows:
+        best_ssg = min(ssg_rows, key=lambda r: r["frechet"])
+        selected = {"beta": best_ssg["x"], "schedule": best_ssg["beta_schedule"]}
+        meta.update(ssg_selected=selected)
+    else:
+        selected = {"beta": 0.1, "schedule": "constant"}  # the SSG node's default
     for x in scales:
         run("ssg_over_igg", x, SSG(selected["beta"], schedule=selected["schedule"], base=IGG(x)))
-    meta.update(seconds=time.time() - t0, cfg_best_x=cfg_best, cfg_best_schedule=cfg_schedule, ssg_selected=selected)
-    found = findings(rows)
-    with open(os.path.join(args.out, "shapes_guidance.jsonl"), "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-        f.write(json.dumps({"meta": meta, "findings": found}) + "\n")
-    with open(os.path.join(args.out, "shapes_guidance.md"), "w") as f:
-        f.write(table(rows, found, meta))
-    plot(rows, os.path.join(args.out, "shapes_guidance.png"))
+    if args.noise_seed is not None and cfg_rows:
+        guider = CFG(cfg_best, schedule=cfg_schedule) if cfg_best > 0 else None
+        again = measure(model, judge, guider, args.samples, reference, seed=args.noise_seed)
+        meta["noise"] = [{"guider": best_cfg["guider"], "seed": args.noise_seed, **again,
+                          "first": {k: best_cfg[k] for k in ("accuracy", "frechet", "evenness", "divergence")}}]
+        print(json.dumps(meta["noise"][0]), flush=True)
+    meta.update(seconds=time.time() - t0)
+    if cfg_rows:
+        meta.update(cfg_best_x=cfg_best, cfg_best_schedule=cfg_schedule)
+    found = write_outputs(rows, meta, args.out, args.model)
     print(json.dumps({"meta": meta, "findings": found}), flush=True)
 
 

@@ -8,7 +8,6 @@ import os
 
 import torch
 
-from ..var import SHAPES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VAR_FILE = os.path.join(HERE, "shapes_var.safetensors")
@@ -21,21 +20,15 @@ CLASS_NAMES = ("circle", "ring", "square", "triangle", "cross", "star", "crescen
 
 
 def load_shapes_model(device="cpu", dtype=torch.float32, vae_dtype=None):
-    """The built-in VARModel (10 classes, 64 px); `vae_dtype` None = `dtype`."""
-    from ..var_loader import load_var
-    model = load_var(VAR_FILE, VAE_FILE, device=device, dtype=dtype, vae_dtype=vae_dtype)
-    model.class_names, model.class_set = CLASS_NAMES, SHAPES
-    return model
+    """The built-in VARModel (10 classes, 64 px); `vae_dtype` None = `dtype` (models/builtin.py SHAPES_MODEL.load)."""
+    from ..builtin import SHAPES_MODEL
+    return SHAPES_MODEL.load(device=device, dtype=dtype, vae_dtype=vae_dtype)
 
 
 def load_judge(device="cpu"):
-    """The judge network (fp32, eval mode) with its shipped weights."""
-    from safetensors.torch import load_file
-
-    from .judge import Judge
-    judge = Judge(len(CLASS_NAMES))
-    judge.load_state_dict({k: v.float() for k, v in load_file(JUDGE_FILE).items()})
-    return judge.eval().to(device)
+    """The judge network (fp32, eval mode) with its shipped weights (models/builtin.py SHAPES_MODEL.load_judge)."""
+    from ..builtin import SHAPES_MODEL
+    return SHAPES_MODEL.load_judge(device)
 
 
 __all__ = ["CLASS_NAMES", "VAR_FILE", "VAE_FILE", "JUDGE_FILE", "BUILTIN_NAME", "RESOLUTION", "PATCH_NUMS",

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from scalewise.models.scenes import BUILTIN_NAME as SCENES_NAME
 from scalewise.models.shapes import BUILTIN_NAME, CLASS_NAMES
 from scalewise.models.shapes import JUDGE_FILE
 from scalewise.models.shapes.judge import Judge, judge_images
@@ -76,10 +77,11 @@ def accuracy(judge, images: list[Image.Image], label: int) -> float:
 # --- (a) the options --------------------------------------------------------------------------------------------
 
 def test_loader_offers_the_builtin_model(pack_loaded):
+    """The built-in entries come last, tiny-shapes first of them (then scenes-128, issue #17), each once."""
     var_options = _options(pack_loaded, "ScalewiseVARLoader", "var_name")
     vae_options = _options(pack_loaded, "ScalewiseVARLoader", "vae_name")
-    assert var_options[-1] == BUILTIN_NAME and var_options.count(BUILTIN_NAME) == 1, var_options
-    assert vae_options[-1] == BUILTIN_NAME and vae_options.count(BUILTIN_NAME) == 1, vae_options
+    assert var_options[-2:] == [BUILTIN_NAME, SCENES_NAME] and var_options.count(BUILTIN_NAME) == 1, var_options
+    assert vae_options[-2:] == [BUILTIN_NAME, SCENES_NAME] and vae_options.count(BUILTIN_NAME) == 1, vae_options
     assert OFFICIAL_VAR in var_options and OFFICIAL_VAE in vae_options      # the files of models/var come first
 
 
@@ -211,8 +213,8 @@ def fresh_comfy(tmp_path_factory):
 
 def test_fresh_install_offers_only_the_builtin_model_and_runs_the_first_example(fresh_comfy):
     assert not any((fresh_comfy.models_dir / "var").iterdir())
-    assert _options(fresh_comfy, "ScalewiseVARLoader", "var_name") == [BUILTIN_NAME]
-    assert _options(fresh_comfy, "ScalewiseVARLoader", "vae_name") == [BUILTIN_NAME]
+    assert _options(fresh_comfy, "ScalewiseVARLoader", "var_name") == [BUILTIN_NAME, SCENES_NAME]
+    assert _options(fresh_comfy, "ScalewiseVARLoader", "vae_name") == [BUILTIN_NAME, SCENES_NAME]
     images = run_images(fresh_comfy, load_workflow())
     assert len(images) == 8 and all(im.size == (64, 64) for im in images)
 

@@ -83,11 +83,14 @@ def test_model_folder_lists_checkpoints(pack_loaded):
 
 
 def test_class_picker_lists_imagenet(pack_loaded):
-    """ImageNet's 1000 classes and null class first (ids = positions), then the built-in model's 10 + null."""
+    """ImageNet's 1000 classes and null class first (ids = positions), then each built-in model's 10 + null
+    (tiny-shapes, then scenes-128)."""
     spec = pack_loaded.object_info("ScalewiseImageNetClass")["ScalewiseImageNetClass"]["input"]["required"]
     options = spec["class_name"][1]["options"] if isinstance(spec["class_name"][0], str) else spec["class_name"][0]
-    assert len(options) == 1001 + 11 and options[207] == "207: golden retriever" and options[1000].startswith("1000:")
-    assert all(o.startswith("tiny-shapes ") for o in options[1001:])
+    assert len(options) == 1001 + 2 * 11 and options[207] == "207: golden retriever"
+    assert options[1000].startswith("1000:")
+    assert all(o.startswith("tiny-shapes ") for o in options[1001:1012])
+    assert all(o.startswith("scenes-128 ") for o in options[1012:])
 
 
 def test_workflow_runs_and_is_reproducible(pack_loaded):

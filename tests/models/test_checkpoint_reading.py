@@ -144,3 +144,19 @@ def test_casting_through_a_small_buffer(tmp_path, monkeypatch, fmt):
     path, sd = write(tmp_path, fmt)
     got = read_state_dict(path, torch.float16)
     assert all(torch.equal(got[k], v.half() if v.is_floating_point() else v) for k, v in sd.items())
+
+
+def test_safetensors_whose_header_length_starts_with_the_pickle_opcode(tmp_path):
+    """A .safetensors file begins with its header length (8 bytes, little-endian); when that length's low byte is
+    0x80 (the scenes-128 VAR's header is 5760 = 0x1680 bytes) the file starts like a legacy pickle. It is read as
+    safetensors, tensors exact."""
+    from safetensors.torch import save_file
+    tensors = {"w": torch.arange(6, dtype=torch.float32).view(2, 3)}
+    for pad in range(300):  # the header grows with the metadata; find a length with low byte 0x80
+        path = tmp_path / f"sd{pad}.safetensors"
+        save_file(tensors, str(path), metadata={"pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    else:
+        raise AssertionError("no padding gave a header length with low byte 0x80")
+    assert read_state_dict(str(path), None)["w"].equal(tensors["w"])

@@ -33,3 +33,26 @@ def test_training_script_writes_loadable_files(tmp_path):
     model = load_var(tmp_path / "shapes_var.safetensors", tmp_path / "shapes_vae.safetensors")
     assert model.patch_nums == PATCH_NUMS and model.num_classes == 10
     assert (tmp_path / "shapes_judge.safetensors").stat().st_size > 0
+
+
+def test_scenes_training_script_writes_loadable_files(tmp_path):
+    """--model scenes at a tiny scale: one step per stage, files the official loaders read (128 px, 7 scales)."""
+    from train_shapes import main
+    from scalewise.models.scenes import PATCH_NUMS as SCENES_PATCH_NUMS
+    main(["--model", "scenes", "--out", str(tmp_path), "--scale", "0.002"])
+    model = load_var(tmp_path / "scenes_var.safetensors", tmp_path / "scenes_vae.safetensors")
+    assert model.patch_nums == SCENES_PATCH_NUMS == (1, 2, 3, 4, 5, 6, 8)
+    assert model.image_size == 128 and model.num_classes == 10
+    assert (tmp_path / "scenes_judge.safetensors").stat().st_size > 0
+
+
+def test_training_quantiser_matches_inference_on_the_scenes_schedule():
+    """The same agreement on the 7-scale schedule of scenes-128 (8x8 latent)."""
+    from scalewise.models.scenes import PATCH_NUMS as SCENES_PATCH_NUMS
+    torch.manual_seed(1)
+    vae = VQVAE(VQVAEConfig(vocab_size=64, z_channels=32, ch=32, encoder_blocks=1))
+    f = torch.randn(2, 32, 8, 8)
+    _, _, codes = quantize_for_training(vae, f, SCENES_PATCH_NUMS)
+    expected = vae.quantize.encode(f, SCENES_PATCH_NUMS)
+    assert [c.shape[-1] for c in codes] == list(SCENES_PATCH_NUMS)
+    assert all(torch.equal(a, b) for a, b in zip(codes, expected))

@@ -20,9 +20,10 @@ API_DIR = REPO / "tests" / "workflows"
 START_HERE = "Start here (tiny shapes model, no download)"  # the first example: the built-in model, fresh install
 HEATMAP_EXAMPLE = "VAR, CFG vs IGG heat maps"
 COMPARE, SWEEP = "Tiny shapes, compare guiders", "Tiny shapes, guidance sweep"
+SCENES_SWEEP = "Tiny scenes (128 px), guidance sweep"  # the second built-in model
 EXPECTED = [START_HERE, "Switti 1024 (text to image)", "Switti 512 (text to image)", COMPARE, SWEEP,
             "Tiny shapes, class editing", "Tiny shapes, image to image", "Tiny shapes, inpainting",
-            "Tiny shapes, outpainting", "VAR with CFG", HEATMAP_EXAMPLE, "VAR with IGG", "VAR with SoftCFG",
+            "Tiny shapes, outpainting", SCENES_SWEEP, "VAR with CFG", HEATMAP_EXAMPLE, "VAR with IGG", "VAR with SoftCFG",
             "VAR with SSG", "VAR with SSG over IGG", "VAR d36 editing (official demo settings)"]
 FOUND = sorted(p.stem for p in EXAMPLES_DIR.glob("*.json"))
 EXAMPLES = sorted(set(EXPECTED) | set(FOUND))     # a missing expected file fails below rather than vanishing
@@ -35,6 +36,7 @@ OUR_WORDS = ("scalewise", EXTENSION, "comfyui-scalewise-guidance", "guidance hea
 IMAGE_OUTPUT_NODES = ("SaveImage", "PreviewImage", "ScalewiseGuidanceHeatmap", "ScalewiseCompareGuiders",
                       "ScalewiseGuidanceSweep")
 BUILTIN_NAME = "tiny-shapes (built in)"     # the model that ships with the pack (models/shapes)
+SCENES_NAME = "scenes-128 (built in)"       # the second built-in model (models/scenes)
 BUILTIN_EXAMPLES = (START_HERE, COMPARE, SWEEP)  # the examples of the built-in model (real output in their thumbnails)
 # The official file names each loader's first two widgets must hold (the test server has stand-ins under them);
 # the examples of the built-in model (titles naming the tiny shapes model) use it in both widgets.
@@ -105,6 +107,9 @@ def test_example_files_complete(comfy):
         for n in loaders:                                         # the official file names
             if uses_builtin(name):
                 assert n["widgets_values"][:2] == [BUILTIN_NAME, BUILTIN_NAME], (name, n["widgets_values"])
+                continue
+            if name == SCENES_SWEEP:
+                assert n["widgets_values"][:2] == [SCENES_NAME, SCENES_NAME], (name, n["widgets_values"])
                 continue
             models, vae = OFFICIAL_FILES[n["type"]]
             assert n["widgets_values"][0] in models and n["widgets_values"][1] == vae, (name, n["widgets_values"])
