@@ -5,6 +5,9 @@
 - cfg_schedules.png: the CFG strength multiplier of each schedule over 10 scales (guidance.schedules);
 - scales.png: the partial image after each scale of one built-in tiny-shapes sample, coarse to fine;
 - heatmap.png: the Guidance Heatmap of that sample (guidance.heatmap.render_heatmap);
+- compare_grid.png and sweep_plot.png are not drawn here: they are copies of the outputs of the examples
+  "Tiny shapes, compare guiders" (.grid.png) and "Tiny shapes, guidance sweep" (.plot.png) that
+  tools/generate_examples.py writes; copy them again when it regenerates those;
 - web/icon.png: the pack's icon for the Comfy Registry (token maps of 1, 2, 3 and 4 tokens a side, coarse to fine,
   the finest one the star of that sample), 400 x 400.
 """
