@@ -2,8 +2,8 @@
 
     python tools/train_shapes.py                 # tiny-shapes: everything (about 85 min on 2 CPU cores) into
                                                  # models/shapes/ (the model and its judge)
-    python tools/train_shapes.py --model scenes  # scenes-128 into models/scenes/ (stages vqvae, var, judge;
-                                                 # times in the README)
+    python tools/train_shapes.py --model scenes  # scenes-128 into models/scenes/ (stages vqvae, vqvae_more, var,
+                                                 # judge; times in the README)
     python tools/train_shapes.py --only judge    # one stage; the VAR stage reuses the VQ-VAE already written
     python tools/train_shapes.py --out /tmp/x --scale 0.05   # a quick smoke run with 5 % of the steps
 
@@ -29,18 +29,21 @@ from scalewise.tools.shapes import train as T  # noqa: E402
 from scalewise.tools.scenes import train as scenes_train  # noqa: E402
 from scalewise.models.shapes.judge import judge_images  # noqa: E402
 
-STAGES = ("vqvae", "decoder", "var", "var_more", "judge")
+STAGES = ("vqvae", "vqvae_more", "decoder", "var", "var_more", "judge")
 # var_more: the VAR trained by the var stage, continued on twice as many fresh images at a lower rate
 MORE_STEPS, MORE_LR, MORE_COUNT, MORE_SEED_OFFSET = 2400, 6e-4, 32_000, 1000
 
 # Per built-in model: its training spec, its files and the settings of each stage (steps at --scale 1).
 MODELS = {
-    "shapes": dict(spec=T.SHAPES_SPEC, files=shapes_files, stages=STAGES, vqvae=dict(steps=1500, batch=32),
+    "shapes": dict(spec=T.SHAPES_SPEC, files=shapes_files, stages=("vqvae", "decoder", "var", "var_more", "judge"),
+                   vqvae=dict(steps=1500, batch=32),
                    var=dict(steps=1000, batch=128, count=16_000), judge=dict(steps=1000, batch=64, pool=0),
                    init=None),
-    # scenes-128: 2 CPU cores for about an hour in all (README); no decoder or var_more stage
-    "scenes": dict(spec=scenes_train.SCENES_SPEC, files=scenes_files, stages=("vqvae", "var", "judge"),
-                   vqvae=dict(steps=600, batch=16), var=dict(steps=500, batch=48, count=6_000),
+    # scenes-128: times per stage in the README; no decoder or var_more stage; vqvae_more continues the VQ-VAE on
+    # new images with the colour term (tools/shapes/train.py train_vqvae)
+    "scenes": dict(spec=scenes_train.SCENES_SPEC, files=scenes_files, stages=("vqvae", "vqvae_more", "var", "judge"),
+                   vqvae=dict(steps=600, batch=16), vqvae_more=dict(steps=500, lr=5e-4, colour_weight=4.0),
+                   var=dict(steps=1500, batch=48, count=10_000),
                    judge=dict(steps=1800, batch=48, pool=4_000), init=scenes_train.warm_start_from_tiny),
 }
 
@@ -103,6 +106,13 @@ def main(argv=None):
                             first_step=args.resume_offset if resume is not None else 0)
         save_vqvae(vae, paths["vqvae"], held_images, "vqvae", patch_nums)
         clock("vqvae", start)
+    if "vqvae_more" in stages:
+        start, more = time.time(), plan["vqvae_more"]
+        vae = T.train_vqvae(steps=steps(more["steps"]), batch=plan["vqvae"]["batch"], lr=more["lr"], seed=args.seed,
+                            resume=load_vqvae(paths["vqvae"]), first_step=plan["vqvae"]["steps"], spec=spec,
+                            colour_weight=more["colour_weight"])
+        save_vqvae(vae, paths["vqvae"], held_images, "vqvae_more", patch_nums)
+        clock("vqvae_more", start)
     if "decoder" in stages:
         start = time.time()
         vae = T.train_decoder(load_vqvae(paths["vqvae"]), steps=steps(400), seed=args.seed, spec=spec)

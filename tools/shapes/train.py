@@ -51,6 +51,7 @@ class TrainingSpec:
 SHAPES_SPEC = TrainingSpec("tiny-shapes", RESOLUTION, PATCH_NUMS, CLASS_NAMES, VAE_CLASSES, sample, VAE_CONFIG,
                            VAR_CONFIG)
 COMMITMENT = 0.25
+COLOUR_POOL = 8  # pixels per side of the blocks whose mean colour train_vqvae's colour term compares
 LABEL_DROPOUT = 0.1
 # Seed ranges of the rendered data: training batches, the VAR's token set, held-out images (never trained on).
 VAE_SEED, VAR_SEED, JUDGE_SEED, DECODER_SEED, HELD_OUT_SEED = 10_000, 20_000, 30_000, 40_000, 99
@@ -123,10 +124,12 @@ def _zero_init_residuals(vae: VQVAE) -> VQVAE:
 
 def train_vqvae(steps: int = 1500, batch: int = 32, lr: float = 1e-3, seed: int = 0, log=print,
                 resume: VQVAE | None = None, first_step: int = 0, spec: TrainingSpec = SHAPES_SPEC,
-                init: Callable[[VQVAE], VQVAE] | None = None) -> VQVAE:
+                init: Callable[[VQVAE], VQVAE] | None = None, colour_weight: float = 0.0) -> VQVAE:
     """A VQ-VAE of `spec.vae_config` trained for `steps` Adam steps on batches of `spec.vae_classes` (fp32 weights,
     eval mode). `resume` continues from a VQ-VAE with a fresh schedule; `first_step` offsets the data seeds so a
-    continued run sees new images; `init` edits the freshly built network first (a warm start)."""
+    continued run sees new images; `init` edits the freshly built network first (a warm start). Loss: MSE + L1 of the
+    image in [-1, 1], the quantiser's, and `colour_weight` times the MSE of the images' COLOUR_POOL x COLOUR_POOL
+    block means (their local colour, which the pixel loss weighs no more than an edge's)."""
     torch.manual_seed(seed)
     if resume is None:
         vae = _zero_init_residuals(VQVAE(spec.vae_config))
@@ -148,6 +151,8 @@ def train_vqvae(steps: int = 1500, batch: int = 32, lr: float = 1e-3, seed: int 
             recon = vae.decoder(vae.post_quant_conv(f_hat)).float()
         rec_loss = F.mse_loss(recon, x) + F.l1_loss(recon, x)
         loss = rec_loss + vq_loss
+        if colour_weight:
+            loss = loss + colour_weight * F.mse_loss(F.avg_pool2d(recon, COLOUR_POOL), F.avg_pool2d(x, COLOUR_POOL))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
