@@ -356,11 +356,11 @@ SCENES_SWEEP_NOTE = """Sweep guidance on the built-in scenes model (128 px)
 
 "scenes-128 (built in)" is the pack's second built-in model: a VAR of 7 scales (1-2-3-4-5-6-8, last map 8x8 \
 tokens) trained on procedural scenes: one main shape of the 10 classes among smaller distractors on coloured, \
-textured backgrounds. Its larger maps give guidance room to act, so evenness E and divergence D move with the \
-strength (D from the model's own judge masks).
+textured backgrounds. Its larger maps give guidance room to act: class accuracy rises from 0.29 unguided to \
+about 0.5 (evenness E and divergence D, from the model's own judge masks, move only a little).
 
-Rows: CFG (VAR's linear ramp) at the strengths listed, columns: four seeds. See the README's guidance benchmark \
-for what each guider does on this model."""
+Rows: CFG (VAR's linear ramp) at the strengths listed, columns: four seeds. On this model an SSG guider \
+(beta 0.4-1) on top of CFG helped most; see the README's guidance benchmark for what each guider does."""
 
 
 def guidance_sweep_scenes(g):
