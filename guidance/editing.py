@@ -27,6 +27,7 @@ Everything here is plain torch; nothing reads ComfyUI.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -38,7 +39,21 @@ PAD_VALUE = 0.5  # grey, as ComfyUI's "Pad Image for Outpainting"
 KEEP_WHOLE_MAX_TOKENS = 3  # official demo: token maps with ph * pw <= 3 are always the image's
 
 
-def _check_values(x: torch.Tensor, name: str, convention: str) -> None:
+# Values an ordinary resample of an image in [0, 1] can take: bicubic interpolation (Keys' a = -0.75, torch's and
+# so ComfyUI's `common_upscale`, used by core Upscale Image) overshoots at edges, at most by the sum of its negative
+# lobes: 2 * 1.1875 * 0.1875 = 0.4453 per side in 2-D (pytorch/vision#8216; measured -0.009 .. 1.015 on a photo).
+# Anything in this range is clamped to [0, 1]; values beyond it are not a resampled image (0..255, or -1..1).
+RESAMPLE_RANGE = (-0.5, 1.5)
+
+
+class InputNotice(UserWarning):
+    """An input that is legal but probably not what the user meant (e.g. a mask that marks nothing); the message
+    says what happened and what to do. The nodes show it on the node and in the log."""
+
+
+def _check_values(x: torch.Tensor, name: str, convention: str) -> torch.Tensor:
+    if x.dtype == torch.bool:
+        x = x.float()
     if not torch.is_floating_point(x):
         raise ValueError(f"{name} must be a float tensor ({convention}), got dtype {x.dtype}")
     if x.numel() == 0:
@@ -46,29 +61,71 @@ def _check_values(x: torch.Tensor, name: str, convention: str) -> None:
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or infinity; expected values in [0, 1] ({convention})")
     low, high = float(x.min()), float(x.max())
-    if low < 0 or high > 1:
-        raise ValueError(f"{name} values must be in [0, 1] ({convention}), got {low:g} to {high:g}")
+    if low < RESAMPLE_RANGE[0] or high > RESAMPLE_RANGE[1]:
+        hint = (" (this looks like 0..255: divide by 255)" if high > 2 else
+                " (this looks like -1..1: map it with (x + 1) / 2)" if low < -0.5 else "")
+        raise ValueError(f"{name} values must be in [0, 1] ({convention}), got {low:g} to {high:g}{hint}; "
+                         f"{RESAMPLE_RANGE[0]:g} to {RESAMPLE_RANGE[1]:g} (the overshoot of bicubic resampling) "
+                         "is accepted and clamped")
+    return x.clamp(0, 1) if low < 0 or high > 1 else x
 
 
 def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
-    """Check an image float [B, 3, H, W] (channels first) in [0, 1] and return it unchanged. Raises ValueError
-    naming `name` when it is not a 4-D tensor with 3 channels, not floating point, empty, non-finite or outside
-    [0, 1]."""
+    """Check an image float [B, 3, H, W] (channels first) in [0, 1] and return it, values of a resampling overshoot
+    (`RESAMPLE_RANGE`) clamped to [0, 1]. Raises ValueError naming `name` when it is not a 4-D tensor with 3
+    channels, not floating point, empty, non-finite or outside `RESAMPLE_RANGE`."""
     if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[1] != 3:
         shape = list(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise ValueError(f"{name} must be an RGB image tensor [B, 3, H, W], got {shape}")
-    _check_values(image, name, "RGB in [0, 1]")
-    return image
+    return _check_values(image, name, "RGB, as ComfyUI's IMAGE")
 
 
-def check_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
-    """A mask float [B, H, W] or [H, W] in [0, 1] (1 = generate) -> [B, H, W] (a view). Raises ValueError naming
-    `name` when it is not a 2-D or 3-D tensor, not floating point, empty, non-finite or outside [0, 1]."""
-    if not isinstance(mask, torch.Tensor) or mask.ndim not in (2, 3):
-        shape = list(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
-        raise ValueError(f"{name} must be a mask tensor [B, H, W] or [H, W], got {shape}")
-    _check_values(mask, name, "1 = generate anew, 0 = keep")
-    return mask[None] if mask.ndim == 2 else mask
+def as_mask_batch(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
+    """A MASK in any layout ComfyUI's own mask nodes accept -> [B, H, W] (a view): [H, W], [B, H, W], [B, 1, H, W]
+    (segmenters' outputs; core reshapes masks to (-1, H, W)) or [B, H, W, 1]. Raises ValueError naming `name` for
+    another shape, with the accepted ones."""
+    if isinstance(mask, torch.Tensor):
+        if mask.ndim == 2:
+            return mask[None]
+        if mask.ndim == 3:
+            return mask
+        if mask.ndim == 4 and mask.shape[1] == 1:
+            return mask[:, 0]
+        if mask.ndim == 4 and mask.shape[-1] == 1:
+            return mask[..., 0]
+    shape = list(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+    raise ValueError(f"{name} must be a mask [B, H, W], [H, W], [B, 1, H, W] or [B, H, W, 1], got {shape}")
+
+
+def check_mask(mask: torch.Tensor, name: str = "mask", convention: str = "1 = generate anew, 0 = keep") -> torch.Tensor:
+    """A mask in [0, 1] (by default an edit's: 1 = generate; `convention` names the meaning in messages), in any
+    layout `as_mask_batch` accepts, float or bool -> float [B, H, W], overshoot of resampling clamped as for images.
+    Raises ValueError naming `name` when its layout is not a mask's, it is not float or bool, empty, non-finite or
+    outside `RESAMPLE_RANGE`."""
+    return _check_values(as_mask_batch(mask, name), name, convention)
+
+
+def unmarked_entries(mask: torch.Tensor) -> list[int]:
+    """Indices of the masks of a batch float [B, H, W] that mark no pixel (every value < 0.5, the threshold of
+    `finest_keep_mask`): such a mask regenerates nothing, so its image is the input's reconstruction."""
+    return [i for i, peak in enumerate(mask.flatten(1).amax(1).tolist()) if peak < 0.5]
+
+
+def warn_unmarked(mask: torch.Tensor, first: int = 0) -> None:
+    """InputNotice when masks of the batch mark nothing; `first` is the index of the batch's first image (the
+    sampler's batch_index), so the message numbers images as the user does."""
+    empty = unmarked_entries(mask)
+    if not empty:
+        return
+    listed = ", ".join(str(first + i) for i in empty[:8]) + (" ..." if len(empty) > 8 else "")
+    which, result = (("the mask marks nothing", "the image is") if mask.shape[0] == 1 else
+                     (f"the mask of image {listed} marks nothing", "that image is") if len(empty) == 1 else
+                     (f"the masks of images {listed} mark nothing", "those images are"))
+    warnings.warn(f"{which} (every pixel below 0.5: e.g. Load Image of a picture without alpha, or nothing painted), "
+                  f"so nothing is regenerated: {result} the input's reconstruction, the same for every seed. To "
+                  "in-paint, paint the region to regenerate in Load Image's mask editor (right-click the image, Open "
+                  "in MaskEditor, then Save); to change the whole picture, disconnect the mask and use "
+                  "denoise.", InputNotice, stacklevel=3)
 
 
 def fit_image(image: torch.Tensor, size: int, fit: str = "crop") -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -228,13 +285,15 @@ def _batched(x: torch.Tensor, batch: int, name: str) -> torch.Tensor:
 
 
 def plan_edit(model, image: torch.Tensor | None, mask: torch.Tensor | None, denoise: float, batch: int,
-              mask_rule: str = "official") -> EditPlan | None:
+              mask_rule: str = "official", first: int = 0) -> EditPlan | None:
     """Encode the image and build the keep-maps for `sample`, or None when nothing is kept.
 
-    image: float [1 or B, 3, S, S] in [0, 1], S = model.image_size; mask: float [1 or B, S, S] or [S, S]
-    in [0, 1] (1 = generate anew); mask_rule: "official" or "strict" (module docstring). Raises ValueError
-    naming the input: a mask without an image, a wrong size or batch, values outside [0, 1] or non-finite,
-    denoise outside [0, 1], an unknown mask_rule.
+    image: float [1 or B, 3, S, S] in [0, 1], S = model.image_size; mask: float or bool [1 or B, S, S] in any
+    layout `check_mask` accepts, in [0, 1] (1 = generate anew); overshoot of resampling (`RESAMPLE_RANGE`) is
+    clamped; mask_rule: "official" or "strict" (module docstring); first: the index of the batch's first image, for
+    messages. A mask that marks nothing keeps its whole image (as ComfyUI's masks: nothing to regenerate) and
+    warns (InputNotice). Raises ValueError naming the input: a mask without an image, a wrong size or batch, values
+    outside `RESAMPLE_RANGE` or non-finite, denoise outside [0, 1], an unknown mask_rule.
     """
     if mask_rule not in MASK_RULES:
         raise ValueError(f"mask_rule must be one of {MASK_RULES}, got {mask_rule!r}")
@@ -259,6 +318,7 @@ def plan_edit(model, image: torch.Tensor | None, mask: torch.Tensor | None, deno
         if tuple(mask.shape[-2:]) != (size, size):
             raise ValueError(f"mask is {mask.shape[-1]}x{mask.shape[-2]} px but the image is {size}x{size}: "
                              "fit it first (fit_mask)")
+        warn_unmarked(mask, first)
         mask = _batched(mask, batch, "mask")
     if mask is None and kept == 0:
         return None

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from .metrics import check_mask, divergence, evenness
+from .metrics import divergence, evenness, foreground_mask
 from .trace import GuidanceTrace
 
 # 9 anchors at 0, 1/8, ..., 1 of matplotlib's magma and viridis (CC0), linearly interpolated.
@@ -135,7 +135,7 @@ def render_heatmap(trace: GuidanceTrace, image: torch.Tensor | None = None, mask
     if image is not None:  # resized once for the whole batch: the overlay panel's background
         photo = F.interpolate(image.permute(0, 3, 1, 2), size=(tile, tile), mode="bilinear",
                               antialias=True, align_corners=False).permute(0, 2, 3, 1).clamp(0, 1)
-        edge = _mask_edge(check_mask(mask, trace).float(), tile) if mask is not None else None
+        edge = _mask_edge(foreground_mask(mask, trace).float(), tile) if mask is not None else None
     panel_count = scales + (photo is not None)
 
     font_size = max(12, round(tile / 9))

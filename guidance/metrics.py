@@ -10,6 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .editing import as_mask_batch
 from .trace import GuidanceTrace
 
 _LN2 = math.log(2.0)
@@ -60,15 +61,12 @@ def evenness(trace: GuidanceTrace) -> dict:
     return {"per_scale": per_scale, "mean": _token_weighted_mean(per_scale, sizes)}
 
 
-def check_mask(mask: torch.Tensor, trace: GuidanceTrace) -> torch.Tensor:
-    """Check a ComfyUI MASK ([B,H,W] or [H,W]) against the trace and return it as float64 [B, H, W] (batch 1 is
-    expanded to the trace's B). Raises ValueError when it is not 2-D/3-D, its size is not the trace's image size
-    S x S, or its batch is neither 1 nor B."""
-    mask = torch.as_tensor(mask).detach().to("cpu", torch.float64)
-    if mask.ndim == 2:
-        mask = mask[None]
-    if mask.ndim != 3:
-        raise ValueError(f"mask must be [B, H, W] or [H, W], got shape {tuple(mask.shape)}")
+def foreground_mask(mask: torch.Tensor, trace: GuidanceTrace) -> torch.Tensor:
+    """A foreground MASK (1 = object) in any layout ComfyUI's mask nodes accept ([B, H, W], [H, W], [B, 1, H, W],
+    [B, H, W, 1]: guidance.editing.as_mask_batch) checked against the trace, as float64 [B, H, W] (batch 1 is
+    expanded to the trace's B). Raises ValueError for another layout, a size other than the trace's image size
+    S x S, or a batch that is neither 1 nor B."""
+    mask = as_mask_batch(torch.as_tensor(mask), "mask").detach().to("cpu", torch.float64)
     size = trace.image_size
     if tuple(mask.shape[1:]) != (size, size):
         raise ValueError(f"mask size {mask.shape[1]}x{mask.shape[2]} does not match the image size "
@@ -113,12 +111,12 @@ def divergence(trace: GuidanceTrace, mask: torch.Tensor, *, draws: int = 16, see
     {"per_scale": [B, K], "mean": [B]} with values in [0, 1]. Each (image, scale) pair reseeds its own
     generator, so an image's values do not depend on the rest of the batch.
 
-    Raises ValueError for draws < 1, an empty trace or a mask that `check_mask` refuses.
+    Raises ValueError for draws < 1, an empty trace or a mask that `foreground_mask` refuses.
     """
     if draws < 1:
         raise ValueError(f"draws must be >= 1, got {draws}")
     sizes = _scale_sizes(trace)
-    mask = check_mask(mask, trace)
+    mask = foreground_mask(mask, trace)
     per_scale = torch.full((trace.batch_size, len(sizes)), math.nan, dtype=torch.float32)
     generator = torch.Generator()
     for k, magnitude in enumerate(trace.magnitude):

@@ -91,7 +91,8 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
 
     Editing (zero-shot, the official VAR demo `demo_zero_shot_edit.ipynb`; rules in `editing.py`): `image` float
     [1 or B, 3, S, S] in [0, 1] at the
-    model's size S, `mask` float [1 or B, S, S] in [0, 1] (1 = generate anew, 0 = keep), `denoise` in
+    model's size S, `mask` float [1 or B, S, S] in [0, 1] (1 = generate anew, 0 = keep; a mask that marks
+    nothing keeps its image and warns, guidance.editing.InputNotice), `denoise` in
     [0, 1] (image-to-image: the first round((1 - denoise) K) scales keep the image's tokens), `mask_rule`
     "official" (the VAR demo's coarse-scale rule) or "strict" (no coarse token reaches into the mask). Kept tokens
     are replaced by the image's own right after each draw (the draws still consume the random streams),
@@ -110,7 +111,7 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
     device = model.weight_device
     prepared = model.prepare_condition(conditioning, batch_size)
     batch, patch_nums = model.batch_size(prepared), model.patch_nums
-    edit = plan_edit(model, image, mask, denoise, batch, mask_rule)
+    edit = plan_edit(model, image, mask, denoise, batch, mask_rule, first=batch_index)
     num_scales = len(patch_nums)
     run = GuidanceRun(guider, RunInfo(tuple(patch_nums), batch, model.vocab_size, model.family,
                                       model.autoregressive))

@@ -33,6 +33,24 @@ class GuidanceTrace:
                              None if self.edit_mask is None else self.edit_mask[index:index + 1])
 
 
+def concat_traces(traces: list[GuidanceTrace]) -> GuidanceTrace:
+    """The traces of consecutive parts of one batch (the same model, guider and scales, e.g. a long batch
+    sampled in chunks) as one trace of all their images, in order. Raises ValueError for an empty list or traces
+    of other schedules or scales guided differently."""
+    if not traces:
+        raise ValueError("no traces to join")
+    first = traces[0]
+    for t in traces[1:]:
+        if (t.patch_nums, t.image_size, t.guided) != (first.patch_nums, first.image_size, first.guided):
+            raise ValueError("traces of different schedules or guidance cannot be joined")
+    masks = [t.edit_mask for t in traces]
+    edit_mask = None if any(m is None for m in masks) else torch.cat(masks)
+    return GuidanceTrace(first.patch_nums, first.image_size, first.guider,
+                         [torch.cat(ms) for ms in zip(*(t.magnitude for t in traces))],
+                         [torch.cat(cs) for cs in zip(*(t.confidence for t in traces))], list(first.guided),
+                         edit_mask)
+
+
 def guidance_magnitude(guided: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """m_n = max_v (guided - reference)^+ per token: float logits [B, n, V] -> [B, n] >= 0, in logit units (the
     reduction of the official IGG heat maps, dnngky/infoground-guidance)."""

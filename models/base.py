@@ -149,10 +149,12 @@ class ScalewiseModel(nn.Module):
         return self.transformer.head.weight.device
 
     # -- conditioning and the per-scale forward -----------------------------------------------------------
-    def prepare_condition(self, conditioning, batch_size: int | None):
+    def prepare_condition(self, conditioning, batch_size: int | None, first: int = 0):
         """Check `conditioning` against this model and expand it to one row per image (row i of a batch uses entry
-        i % len). Raises TypeError for a conditioning of another family, ValueError for a value this model cannot
-        use (message starting with "conditioning:"). The result is accepted again by `prepare_condition`."""
+        (first + i) % len; `first` is the index of the batch's first image, the sampler's batch_index, so a batch
+        sampled in parts, or image i re-made alone, gets the entries of the whole batch). Raises TypeError for a
+        conditioning of another family, ValueError for a value this model cannot use (message starting with
+        "conditioning:"). The result is accepted again by `prepare_condition`."""
         raise NotImplementedError
 
     def batch_size(self, prepared) -> int:

@@ -424,9 +424,10 @@ class SwittiModel(ScalewiseModel):
         only itself and the text), as the loader inferred it from the checkpoint."""
         return self.config.autoregressive
 
-    def prepare_condition(self, conditioning, batch_size: int | None) -> TextCondition:
-        """A TextCondition with one row per image: image i gets prompt i % B_text and negative i % B_negative
-        (B = batch_size, or the number of prompts when None). Raises TypeError for a conditioning that is not a
+    def prepare_condition(self, conditioning, batch_size: int | None, first: int = 0) -> TextCondition:
+        """A TextCondition with one row per image: image i gets prompt (first + i) % B_text and negative
+        (first + i) % B_negative (B = batch_size, or the number of prompts when None; `first` is the index of the
+        batch's first image, the sampler's batch_index). Raises TypeError for a conditioning that is not a
         TextCondition (class ids are for VAR), ValueError for malformed shapes or a prompt without a valid token
         (`TextCondition.check`) or batch_size < 1."""
         if not isinstance(conditioning, TextCondition):
@@ -436,11 +437,11 @@ class SwittiModel(ScalewiseModel):
         batch = conditioning.batch if batch_size is None else int(batch_size)
         if batch < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        index = torch.arange(batch) % conditioning.batch
-        out = conditioning.rows(index)
+        images = first + torch.arange(batch)
+        out = conditioning.rows(images % conditioning.batch)
         if conditioning.negative is not None:
             conditioning.negative.check("negative text conditioning")
-            out.negative = conditioning.negative.rows(torch.arange(batch) % conditioning.negative.batch)
+            out.negative = conditioning.negative.rows(images % conditioning.negative.batch)
         return out
 
     def batch_size(self, prepared: TextCondition) -> int:

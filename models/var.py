@@ -332,8 +332,9 @@ class VARModel(ScalewiseModel):
             what = f"a VAR model with its own {self.num_classes} classes"
         return f"{what} loaded from {self.source_name!r}" if self.source_name else what
 
-    def prepare_condition(self, conditioning, batch_size: int | None) -> torch.Tensor:
-        """Class ids int64 [B]: image i gets ids[i % len] (B = batch_size, or len(ids) when None).
+    def prepare_condition(self, conditioning, batch_size: int | None, first: int = 0) -> torch.Tensor:
+        """Class ids int64 [B]: image i gets ids[(first + i) % len] (B = batch_size, or len(ids) when None; `first`
+        is the index of the batch's first image, the sampler's batch_index).
 
         conditioning: a ClassCondition, an int, a list/tuple of ints or an int tensor; `num_classes` is the null
         class. Raises TypeError for other conditioning (text is for Switti), ValueError for an empty list, an id
@@ -359,10 +360,10 @@ class VARModel(ScalewiseModel):
                 raise ValueError(f"conditioning: class id {c!r} is out of range for {self.describe()}: use "
                                  f"0..{self.num_classes - 1}, or {self.num_classes} for its null (unconditional) "
                                  "class")
-        if batch_size is not None:
-            if int(batch_size) < 1:
-                raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-            ids = [ids[i % len(ids)] for i in range(int(batch_size))]
+        if batch_size is not None and int(batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        count = len(ids) if batch_size is None else int(batch_size)
+        ids = [ids[(first + i) % len(ids)] for i in range(count)]
         return torch.tensor([int(c) for c in ids], dtype=torch.long)
 
     def _check_class_set(self, conditioning: ClassCondition) -> None:

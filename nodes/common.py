@@ -15,6 +15,7 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
+from ..guidance.editing import InputNotice
 from ..models.checkpoint import CheckpointWarning
 
 # Own socket types: nothing of ours can be wired into the diffusion samplers, and vice versa.
@@ -202,20 +203,33 @@ def checked_inputs(execute):
 
 
 @contextlib.contextmanager
-def checkpoint_notes(node: str):
-    """Collects the CheckpointWarnings of a load (a file name, folder or config.json that disagrees with the
-    weights, which win): logged and yielded as a list for the node's `ui` ("scalewise_info"). Other warnings
-    pass through."""
+def _notes(node: str, categories: tuple[type[Warning], ...]):
+    """Collects the warnings of `categories` raised inside the block: logged once each and yielded as a list (in
+    order, without repeats) for the node's `ui` ("scalewise_info"). Other warnings pass through."""
     notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", CheckpointWarning)
+        for category in categories:
+            warnings.simplefilter("always", category)
         yield notes
     for w in caught:
-        if issubclass(w.category, CheckpointWarning):
-            notes.append(str(w.message))
-            logging.warning("%s: %s", node, w.message)
+        if issubclass(w.category, categories):
+            if str(w.message) not in notes:
+                notes.append(str(w.message))
+                logging.warning("%s: %s", node, w.message)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def checkpoint_notes(node: str):
+    """The CheckpointWarnings of a load (a file name, folder or config.json that disagrees with the weights, which
+    win), as `_notes` collects them."""
+    return _notes(node, (CheckpointWarning,))
+
+
+def input_notes(node: str):
+    """The InputNotices of a run (inputs that are legal but probably not meant, e.g. a mask that marks nothing),
+    as `_notes` collects them."""
+    return _notes(node, (InputNotice,))
 
 
 def info_ui(notes: list[str]) -> dict | None:

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import comfy.model_management as mm
 from comfy_api.latest import io, ui
 
+from ..guidance.editing import check_mask, unmarked_entries
 from ..guidance.heatmap import render_heatmap
 from ..guidance.metrics import summary
 from .common import CATEGORY, ScalewiseNode, TraceType, checked_inputs
 from .features import aliases
+from .images import rgb_image
 
 
 def _mean(values) -> float:
@@ -55,6 +58,16 @@ class GuidanceHeatmap(ScalewiseNode):
     @classmethod
     @checked_inputs
     def execute(cls, trace, normalize, colormap, overlay_alpha, image=None, mask=None) -> io.NodeOutput:
+        image = None if image is None else rgb_image(image)
+        notes = []
+        if mask is not None:
+            mask = check_mask(mask, convention="1 = object")
+            empty = unmarked_entries(mask)
+            if empty:
+                which = "the mask" if mask.shape[0] == 1 else f"the masks of images {', '.join(map(str, empty[:8]))}"
+                notes.append(f"{which} mark{'s' if mask.shape[0] == 1 else ''} no object (every pixel below 0.5), "
+                             "so divergence D is undefined there: connect a foreground mask, white = object")
+                logging.warning("Guidance Heatmap: %s", notes[-1])
         grid = render_heatmap(trace, image, mask, normalize=normalize, colormap=colormap,
                               overlay_alpha=overlay_alpha).to(mm.intermediate_device())
         scores = summary(trace, mask)
@@ -62,4 +75,5 @@ class GuidanceHeatmap(ScalewiseNode):
         divergence = _mean(scores["divergence"]["mean"]) if scores["divergence"] else -1.0
         text = json.dumps(scores)
         preview = ui.PreviewImage(grid, cls=cls).as_dict()
-        return io.NodeOutput(grid, evenness, divergence, text, ui={**preview, "scalewise_scores": [text]})
+        ui_out = {**preview, "scalewise_scores": [text], **({"scalewise_info": notes} if notes else {})}
+        return io.NodeOutput(grid, evenness, divergence, text, ui=ui_out)

@@ -1,8 +1,6 @@
 """The scale-wise sampler node: progress tick, preview and Cancel at every scale."""
 from __future__ import annotations
 
-import dataclasses
-
 import comfy.model_management as mm
 import comfy.utils
 import torch
@@ -12,12 +10,15 @@ from PIL import Image
 
 from ..guidance import sample
 from ..guidance.editing import FITS, MASK_RULES, edit_batch, fit_edit
-from ..models import ClassCondition
+from ..guidance.trace import concat_traces
 from ..models.torch_compat import is_out_of_memory
-from .common import CATEGORY, CondType, GuiderType, ModelType, ScalewiseNode, TraceType, checked_inputs
+from .common import (CATEGORY, CondType, GuiderType, ModelType, ScalewiseNode, TraceType, checked_inputs, info_ui,
+                     input_notes)
 from .features import aliases, expert
+from .images import rgb_image
 
 PREVIEWS = ["every scale", "last 3 scales", "off"]
+MAX_BATCH = 64  # batch_size's maximum; a longer image batch (a video's frames) is sampled this many at a time
 
 
 def _to_pil(image: torch.Tensor) -> Image.Image:
@@ -93,7 +94,10 @@ class Sampler(ScalewiseNode):
                                      "samplers), image i a stream derived from (seed, i), so each new seed "
                                      "('increment' included) gives all new images; image i is the same whatever the "
                                      "batch size."),
-                io.Int.Input("batch_size", default=1, min=1, max=64, tooltip="Number of images."),
+                io.Int.Input("batch_size", default=1, min=1, max=MAX_BATCH,
+                             tooltip="Number of images. A connected image or mask batch (e.g. a video's frames) "
+                                     "sets it when larger: one image per frame, sampled at most "
+                                     f"{MAX_BATCH} at a time."),
                 io.Int.Input("top_k", default=900, min=0, max=4096,
                              tooltip="Draw each token only from its k most likely codes; 0 = off, 1 = greedy "
                                      "(deterministic). VAR default 900."),
@@ -150,29 +154,45 @@ class Sampler(ScalewiseNode):
                 smooth_start_scale, last_scale_temperature, guider=None, image=None, mask=None, denoise=1.0,
                 fit="crop", mask_rule="official", batch_index=0) -> io.NodeOutput:
         net = model.model
-        # ComfyUI IMAGE [B, H, W, 3] -> [B, 3, H, W]; a batch of images or masks sets the batch (1 = shared)
-        image, mask = fit_edit(None if image is None else image.movedim(-1, 1), mask, net.image_size, fit)
-        batch_size = edit_batch(batch_size, image, mask)
-        if batch_index and isinstance(conditioning, ClassCondition):  # image j = image batch_index + j, class too
-            ids = conditioning.ids
-            rotated = tuple(ids[(batch_index + j) % len(ids)] for j in range(max(batch_size, len(ids))))
-            conditioning = dataclasses.replace(conditioning, ids=rotated)
-        cond = prepare_condition(net, conditioning, batch_size)  # the model's checks, before any GPU work
-        load_model(model, batch_size, guider is not None)
-        reporter = ScaleProgressReporter(len(net.patch_nums), preview)
-        out = sample_images(net, guider, cond, reporter, seed=seed, batch_size=batch_size, top_k=top_k, top_p=top_p,
-                            more_smooth=more_smooth, smooth_start_scale=smooth_start_scale,
-                            last_scale_temperature=last_scale_temperature, image=image, mask=mask, denoise=denoise,
-                            mask_rule=mask_rule, batch_index=batch_index)
-        images = out.images.permute(0, 2, 3, 1).to(mm.intermediate_device())
-        return io.NodeOutput(images, out.trace)
+        with input_notes("Scale-wise Sampler") as notes:
+            image = None if image is None else rgb_image(image).movedim(-1, 1)  # ComfyUI [B, H, W, C] -> [B, 3, H, W]
+            image, mask = fit_edit(image, mask, net.image_size, fit)
+            total = edit_batch(batch_size, image, mask)  # a batch of images or masks sets the batch (1 = shared)
+            prepare_condition(net, conditioning, total, batch_index)  # the model's checks, before any GPU work
+            chunk = min(total, MAX_BATCH)
+            lower = "batch_size" if total == batch_size else (
+                f"the number of images in the {'image' if image is not None and image.shape[0] == total else 'mask'}"
+                f" batch ({total}, sampled {chunk} at a time): split it, e.g. with core's Rebatch Images before "
+                "this node")
+            load_model(model, chunk, guider is not None)
+            starts = range(0, total, chunk)
+            reporter = ScaleProgressReporter(len(net.patch_nums), preview, runs=len(starts))
+            images, traces = [], []
+            for start in starts:  # per-image random streams: the same images as one batch of `total`
+                count = min(chunk, total - start)
+                first = batch_index + start
+                out = sample_images(net, guider, prepare_condition(net, conditioning, count, first), reporter,
+                                    seed=seed, batch_size=count, batch_input=lower, top_k=top_k, top_p=top_p,
+                                    more_smooth=more_smooth, smooth_start_scale=smooth_start_scale,
+                                    last_scale_temperature=last_scale_temperature, image=_part(image, start, count),
+                                    mask=_part(mask, start, count), denoise=denoise, mask_rule=mask_rule,
+                                    batch_index=first)
+                reporter.next_run()
+                images.append(out.images.permute(0, 2, 3, 1).to(mm.intermediate_device()))
+                traces.append(out.trace)
+        return io.NodeOutput(torch.cat(images), concat_traces(traces), ui=info_ui(notes))
 
 
-def prepare_condition(net, conditioning, batch_size: int):
-    """`net.prepare_condition`, with conditioning of another family (the model's TypeError: a wiring mistake)
-    reported as a ValueError with the same message."""
+def _part(x: torch.Tensor | None, start: int, count: int) -> torch.Tensor | None:
+    """Images start .. start + count of an edit input's batch; a batch of 1 is shared by every image."""
+    return x if x is None or x.shape[0] == 1 else x[start:start + count]
+
+
+def prepare_condition(net, conditioning, batch_size: int, first: int = 0):
+    """`net.prepare_condition` (image i of the batch takes entry first + i), with conditioning of another family
+    (the model's TypeError: a wiring mistake) reported as a ValueError with the same message."""
     try:
-        return net.prepare_condition(conditioning, batch_size)
+        return net.prepare_condition(conditioning, batch_size, first)
     except TypeError as e:
         raise ValueError(str(e)) from None
 

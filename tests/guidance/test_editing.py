@@ -4,9 +4,11 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from scalewise.guidance.editing import (EditPlan, edit_batch, finest_keep_mask, fit_edit, fit_image, fit_mask,
-                                        kept_scale_count, plan_edit, scale_keep_masks, strict_keep_masks)
+from scalewise.guidance.editing import (RESAMPLE_RANGE, EditPlan, InputNotice, as_mask_batch, check_image, check_mask,
+                                        edit_batch, finest_keep_mask, fit_edit, fit_image, fit_mask, kept_scale_count,
+                                        plan_edit, scale_keep_masks, strict_keep_masks, unmarked_entries)
 from tiny import tiny_model
 
 
@@ -154,7 +156,8 @@ def test_plan_encodes_the_image_and_broadcasts_it(model):
     image = torch.rand(1, 3, 64, 64)
     mask = torch.zeros(2, 64, 64)
     mask[1, :32] = 1
-    plan = plan_edit(model, image, mask, 1.0, 2)
+    with pytest.warns(InputNotice, match="the mask of image 0 marks nothing"):
+        plan = plan_edit(model, image, mask, 1.0, 2)
     own = model.encode_image(image)
     assert all(torch.equal(t, o.expand(2, -1, -1)) for t, o in zip(plan.tokens, own))
     assert all(k[0].all() for k in plan.keep)  # empty mask: everything kept
@@ -186,12 +189,14 @@ def test_force_replaces_kept_tokens_and_their_embeddings():
     (torch.rand(1, 64, 64, 3), None, 0.5, 1, r"image must be an RGB image tensor \[B, 3, H, W\]"),
     (torch.rand(1, 3, 64, 64) * 255, None, 0.5, 1, r"image values must be in \[0, 1\]"),
     (torch.rand(1, 3, 64, 64), torch.full((1, 64, 64), float("nan")), 1.0, 1, "mask contains NaN"),
-    (torch.rand(1, 3, 64, 64), torch.full((1, 64, 64), 1.5), 1.0, 1, r"mask values must be in \[0, 1\]"),
-    (torch.rand(1, 3, 64, 64), torch.full((1, 64, 64), -0.5), 1.0, 1, r"mask values must be in \[0, 1\]"),
+    (torch.rand(1, 3, 64, 64), torch.full((1, 64, 64), 1.51), 1.0, 1, r"mask values must be in \[0, 1\]"),
+    (torch.rand(1, 3, 64, 64), torch.full((1, 64, 64), -0.51), 1.0, 1, r"mask values must be in \[0, 1\]"),
+    (torch.rand(1, 3, 64, 64) * 2 - 1, None, 0.5, 1, r"this looks like -1\.\.1"),
     (torch.rand(3, 3, 64, 64), None, 0.5, 2, "image batch 3 does not match the batch of 2"),
     (torch.rand(1, 3, 64, 64), torch.zeros(3, 64, 64), 1.0, 2, "mask batch 3 does not match"),
-    (torch.rand(1, 3, 64, 64), torch.zeros(1, 64, 64, dtype=torch.bool), 1.0, 1, "mask must be a float"),
-    (torch.rand(1, 3, 64, 64), torch.zeros(1, 1, 64, 64), 1.0, 1, r"mask must be a mask tensor"),
+    (torch.rand(1, 3, 64, 64), torch.zeros(1, 64, 64, dtype=torch.uint8), 1.0, 1, "mask must be a float"),
+    (torch.rand(1, 3, 64, 64), torch.zeros(1, 2, 64, 64), 1.0, 1, r"mask must be a mask \[B, H, W\]"),
+    (torch.rand(1, 3, 64, 64), torch.zeros(2, 2, 64, 64, 1), 1.0, 1, r"got \[2, 2, 64, 64, 1\]"),
 ])
 def test_bad_inputs_are_refused_naming_them(model, image, mask, denoise, batch, match):
     with pytest.raises(ValueError, match=match):
@@ -228,3 +233,58 @@ def test_edit_batch_broadcasts_ones_and_refuses_mismatches():
         edit_batch(2, img, msk)
     with pytest.raises(ValueError, match="mask 2 does not fit the batch of 3"):
         edit_batch(1, img, torch.rand(2, 8, 8))
+
+
+def bicubic_extremes() -> tuple[float, float]:
+    """The lowest and highest value a 2-D bicubic resample (torch's kernel, as ComfyUI's common_upscale calls it)
+    can give for inputs in [0, 1]: per output pixel the separable weights are the outer product of two 1-D rows,
+    so the extremes are P^2 + N^2 and 2 P N with P, N the sums of the positive and negative weights of a row."""
+    low = high = 0.0
+    for n_in in range(2, 40):
+        for n_out in range(1, 130, 7):
+            rows = F.interpolate(torch.eye(n_in, dtype=torch.float64).reshape(n_in, 1, n_in, 1), size=(n_out, 1),
+                                 mode="bicubic", align_corners=False)[:, 0, :, 0].T
+            pos, neg = rows.clamp(min=0).sum(1), rows.clamp(max=0).sum(1)
+            high, low = max(high, float((pos ** 2 + neg ** 2).max())), min(low, float((2 * pos * neg).min()))
+    return low, high
+
+
+def test_resample_range_covers_every_bicubic_overshoot():
+    low, high = bicubic_extremes()
+    assert RESAMPLE_RANGE[0] <= low < -0.4 and 1.4 < high <= RESAMPLE_RANGE[1]  # 2 * 1.1875 * 0.1875 = 0.4453
+
+
+def test_bicubic_upscale_is_accepted_and_clamped():
+    image = (torch.rand(1, 3, 16, 16) > 0.5).float()  # hard edges: the largest overshoot
+    up = F.interpolate(image, size=(37, 37), mode="bicubic", align_corners=False)
+    assert float(up.min()) < 0 and float(up.max()) > 1
+    checked = check_image(up)
+    assert float(checked.min()) == 0 and float(checked.max()) == 1
+    inside = (up >= 0) & (up <= 1)
+    assert torch.equal(checked[inside], up[inside])  # only the overshoot changes
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (2, 64, 64), (2, 1, 64, 64), (2, 64, 64, 1)])
+def test_every_mask_layout_of_core_nodes_is_read(shape):
+    mask = torch.rand(*shape)
+    as_batch = as_mask_batch(mask)
+    assert as_batch.shape[-2:] == (64, 64) and as_batch.ndim == 3
+    assert torch.equal(as_batch.flatten(), mask.flatten())
+
+
+def test_bool_masks_are_read_as_zero_and_one():
+    mask = torch.zeros(1, 8, 8, dtype=torch.bool)
+    mask[0, :4] = True
+    assert torch.equal(check_mask(mask), mask.float())
+
+
+def test_unmarked_masks_keep_their_image_and_say_so(model):
+    image = torch.rand(1, 3, 64, 64)
+    masks = torch.zeros(3, 64, 64)
+    masks[1, :16, :16] = 0.7
+    assert unmarked_entries(masks) == [0, 2] and unmarked_entries(torch.full((1, 4, 4), 0.49)) == [0]
+    with pytest.warns(InputNotice, match=r"the masks of images 5, 7 mark nothing .*those images are .*Open in MaskEditor"):
+        plan = plan_edit(model, image, masks, 1.0, 3, first=5)
+    assert all(k[0].all() and k[2].all() for k in plan.keep)  # nothing to regenerate: every token kept
+    with pytest.warns(InputNotice, match=r"^the mask marks nothing"):
+        plan_edit(model, image, torch.zeros(64, 64), 1.0, 2)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from scalewise.guidance import CFG, SSG, GuiderRuntime, sample
@@ -66,3 +67,20 @@ def test_temperature_does_not_count_as_guidance():
     assert out.trace.magnitude[2].max() == 0 and out.trace.magnitude[3].max() == 0
     plain = sample(model, CFG(2.0, stop_scale=2), [4], top_k=1, trace=True)
     assert out.trace.confidence[3].mean() > plain.trace.confidence[3].mean()  # drawn from the sharpened one
+
+
+def test_traces_of_parts_join_into_the_trace_of_the_batch():
+    from scalewise.guidance.trace import concat_traces
+    model = tiny_model(seed=9)
+    whole = sample(model, CFG(2.0), [4, 5, 6], top_k=1, trace=True).trace
+    parts = [sample(model, CFG(2.0), [4, 5], top_k=1, trace=True).trace,
+             sample(model, CFG(2.0), [6], top_k=1, trace=True, batch_index=2).trace]
+    joined = concat_traces(parts)
+    assert joined.batch_size == 3 and joined.guided == whole.guided
+    for k, joined_k in enumerate(joined.magnitude):
+        assert joined_k.shape == whole.magnitude[k].shape
+        assert torch.equal(joined_k[:2], parts[0].magnitude[k]) and torch.equal(joined_k[2:], parts[1].magnitude[k])
+        assert torch.equal(joined.confidence[k][2:], parts[1].confidence[k])
+    unguided = sample(model, None, [4], top_k=1, trace=True).trace
+    with pytest.raises(ValueError, match="cannot be joined"):
+        concat_traces([whole, unguided])

@@ -203,3 +203,12 @@ def test_every_guider_works_with_switti(autoregressive):
         out = sample(model, guider, text, top_k=1, trace=True, last_scale_temperature=0.1)
         assert out.images.shape == (2, 3, 64, 64) and len(out.trace.magnitude) == 4, guider.describe()
         assert any(not torch.equal(a, b) for a, b in zip(out.tokens, plain.tokens)), guider.describe()
+
+
+def test_first_image_index_rotates_prompts_and_negatives():
+    model = tiny_switti(seed=5)
+    text = random_text(batch=3)
+    text.negative = random_text(batch=2, seed=1)
+    rows = model.prepare_condition(text, 4, first=5)  # images 5..8: prompts 2, 0, 1, 2; negatives 1, 0, 1, 0
+    assert torch.equal(rows.hidden, text.hidden[[2, 0, 1, 2]]) and torch.equal(rows.mask, text.mask[[2, 0, 1, 2]])
+    assert torch.equal(rows.negative.pooled, text.negative.pooled[[1, 0, 1, 0]])

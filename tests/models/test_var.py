@@ -89,3 +89,13 @@ def test_class_rules_live_in_the_model():
     model.class_names, model.class_set, model.source_name = tuple("abcdefghij"), "tiny-shapes", None
     with pytest.raises(ValueError, match="is an ImageNet class, but the model is the built-in tiny-shapes model"):
         model.prepare_condition(ClassCondition((207,), "imagenet", "207: golden retriever"), None)
+
+
+def test_first_image_index_rotates_the_classes():
+    """Image i of a batch that starts at image `first` takes entry (first + i) % len: a batch sampled in parts, or
+    image i re-made alone, keeps its class."""
+    model = tiny_model(seed=1)
+    ids = (3, 5, 7)
+    assert model.prepare_condition(ids, 4).tolist() == [3, 5, 7, 3]
+    assert model.prepare_condition(ids, 4, first=2).tolist() == [7, 3, 5, 7]
+    assert model.prepare_condition(ids, None, first=1).tolist() == [5, 7, 3]
