@@ -4,6 +4,7 @@ class, then the classes of each built-in model: tiny-shapes, scenes-128)."""
 from __future__ import annotations
 
 import os
+import re
 
 import comfy.model_management as mm
 import comfy.model_patcher
@@ -135,10 +136,11 @@ def parse_label(label: str) -> tuple[str, int]:
 
 
 def parse_class_list(text: str) -> list[int]:
-    """'207, 980; 88: pizza' -> [207, 980, 88]: comma- or semicolon-separated ids, each optionally followed by ':
-    name'. ValueError naming the entry that is not an id (ranges are checked by the model)."""
+    """'207, 980; 88: pizza' -> [207, 980, 88]: ids separated by commas, semicolons or line breaks (a list from a
+    multiline text node, one per line), each optionally followed by ': name'. ValueError naming the entry that is not
+    an id (ranges are checked by the model)."""
     ids = []
-    for part in text.replace(";", ",").split(","):
+    for part in re.split(r"[,;\r\n]", text):
         part = part.strip()
         if not part:
             continue

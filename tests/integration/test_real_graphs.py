@@ -199,3 +199,21 @@ def test_out_of_memory_in_a_video_batch_names_the_image_input(server):
     assert ("out of memory for a batch of 64 at 64 px on cpu: lower the number of images in the image batch (70, "
             "sampled 64 at a time): split it, e.g. with core's Rebatch Images before this node") in message, message
     run_ok(server, graph(server))  # the server and the model still serve
+
+
+def test_a_class_list_from_a_multiline_text_node_is_read_line_by_line(server):
+    """Core PrimitiveStringMultiline into batch_classes, one class per line (as text-list nodes write them): the
+    same classes as the comma-separated list."""
+    def classes(source):
+        g = server.graph_builder()
+        model = g.node("ScalewiseVARLoader", var_name=BUILTIN_NAME, vae_name=BUILTIN_NAME, dtype="fp32")
+        cond = g.node("ScalewiseImageNetClass", class_name="tiny-shapes 5: star", class_id=-1, batch_classes=source(g))
+        sampler = g.node("ScalewiseSampler", model=model.out(0), conditioning=cond.out(0), seed=3, batch_size=3,
+                         top_k=1, top_p=0.0, more_smooth=False, preview="off", smooth_start_scale=0,
+                         last_scale_temperature=1.0)
+        g.node("SaveImage", images=sampler.out(0), filename_prefix="scalewise_real_graphs_classes")
+        return g.finalize()
+    typed = classes(lambda g: "0, 3, 5")
+    linked = classes(lambda g: g.node("PrimitiveStringMultiline", value="0: circle\r\n3\n5: star\n").out(0))
+    assert all(np.array_equal(a, b) for a, b in zip(saved(server, run_ok(server, typed), typed),
+                                                    saved(server, run_ok(server, linked), linked)))
