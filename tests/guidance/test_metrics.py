@@ -134,8 +134,17 @@ def test_mask_size_and_batch_errors():
         divergence(trace, torch.ones(32, 32))
     with pytest.raises(ValueError, match="batch 3.*batch 2"):
         divergence(trace, torch.ones(3, SIZE, SIZE))
-    with pytest.raises(ValueError):
-        divergence(trace, torch.ones(1, 1, SIZE, SIZE))
+    with pytest.raises(ValueError, match=r"mask must be a mask \[B, H, W\].*got \[1, 2, "):
+        divergence(trace, torch.ones(1, 2, SIZE, SIZE))
+
+
+def test_segmenter_mask_layouts_give_the_same_divergence():
+    trace = random_trace(batch=2)
+    mask = torch.zeros(2, SIZE, SIZE)
+    mask[:, : SIZE // 2] = 1
+    plain = divergence(trace, mask)["mean"]
+    assert torch.equal(divergence(trace, mask[:, None])["mean"], plain)  # [B, 1, H, W]
+    assert torch.equal(divergence(trace, mask[..., None])["mean"], plain)  # [B, H, W, 1]
 
 
 def test_summary_is_json_friendly():
