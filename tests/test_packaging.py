@@ -1,6 +1,9 @@
 """Registry packaging (pyproject.toml [project] / [tool.comfy], .comfyignore): what `comfy node pack` publishes."""
 import fnmatch
+import os
+import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -51,3 +54,29 @@ def test_icon_is_a_raw_url_of_a_square_png_in_the_repository():
     assert path.is_file() and path.stat().st_size < 100_000
     with Image.open(path) as img:
         assert img.format == "PNG" and img.width == img.height >= 200
+
+
+def test_the_wheel_carries_every_builtin_model(tmp_path):
+    """`pip install .` (the Python API's install) must bring every built-in model's weights: build the wheel from
+    the tracked files (offline, with the installed setuptools), install it into an empty folder and load each
+    built-in model from there, in a fresh interpreter that cannot see the repository."""
+    source = tmp_path / "src"
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"),
+                    str(source)], check=True, capture_output=True)
+    wheel = next((tmp_path / "dist").glob("*.whl"))
+    subprocess.run([*pip, "install", "--no-deps", "--no-index", "-q", "--target", str(tmp_path / "site"),
+                    str(wheel)], check=True, capture_output=True)
+    check = ("import scalewise.models.builtin as b, pathlib; "
+             "assert pathlib.Path(b.__file__).is_relative_to(pathlib.Path(r'%s')), b.__file__; "
+             "print([m.load().image_size for m in b.BUILTIN_MODELS])" % (tmp_path / "site"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(tmp_path / "site")
+    out = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[64, 128]"
