@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from .metrics import divergence, evenness, foreground_mask
+from .metrics import foreground_mask, trace_scores
 from .trace import GuidanceTrace
 
 # 9 anchors at 0, 1/8, ..., 1 of matplotlib's magma and viridis (CC0), linearly interpolated.
@@ -102,14 +102,15 @@ def wrap_text(text: str, font, width: int, draw: ImageDraw.ImageDraw) -> list[st
 
 def render_heatmap(trace: GuidanceTrace, image: torch.Tensor | None = None, mask: torch.Tensor | None = None, *,
                    tile: int | None = None, normalize: str = "scale", overlay_alpha: float = 0.5,
-                   colormap: str = "magma", labels: bool = True) -> torch.Tensor:
+                   colormap: str = "magma", labels: bool = True,
+                   scores: tuple[dict, dict | None] | None = None) -> torch.Tensor:
     """Grid of per-scale guidance-magnitude panels per image: float32 [B, H, W, 3] in [0, 1].
 
     image: the generated IMAGE [B or 1, S, S, 3] (S = trace.image_size) for a last panel with the
     last scale's map overlaid at `overlay_alpha`; mask: MASK [B or 1, S, S] or [S, S], adds D values
     and the foreground outline on the overlay; None = the edit's regenerated region when the trace
-    comes from an edit (`trace.edit_mask`). The grid size depends on `tile` and the scale count,
-    not on the image size.
+    comes from an edit (`trace.edit_mask`); scores: `metrics.trace_scores(trace, mask)` when already computed.
+    The grid size depends on `tile` and the scale count, not on the image size.
 
     Panels show the magnitude m = max_v (nudge)^+ (logit units) normalised per scale ("scale") or over all scales
     ("global"), in the IGG paper's heat-map style (arXiv 2509.23876; official dnngky/infoground-guidance), with
@@ -128,8 +129,7 @@ def render_heatmap(trace: GuidanceTrace, image: torch.Tensor | None = None, mask
     maps = _normalized_maps(trace, normalize)
     image = _check_image(image.detach().to("cpu", torch.float32), trace) if image is not None else None
     mask = trace.edit_mask if mask is None else mask
-    even = evenness(trace)
-    div = divergence(trace, mask) if mask is not None else None
+    even, div = trace_scores(trace, mask) if scores is None else scores
 
     photo = edge = None
     if image is not None:  # resized once for the whole batch: the overlay panel's background

@@ -140,12 +140,21 @@ def _json_floats(values: torch.Tensor) -> list:
         else [_json_floats(row) for row in values]
 
 
-def summary(trace: GuidanceTrace, mask: torch.Tensor | None = None, *, draws: int = 16, seed: int = 0) -> dict:
-    """JSON-friendly metrics: per image the aggregate and per-scale values (NaN -> None). Divergence uses
-    `mask`, else the edit's regenerated region when the trace comes from an edit, else is None. Raises
-    ValueError as `evenness` and `divergence` do."""
+def trace_scores(trace: GuidanceTrace, mask: torch.Tensor | None = None, *, draws: int = 16,
+                 seed: int = 0) -> tuple[dict, dict | None]:
+    """(evenness(trace), divergence(trace, mask) or None): the divergence uses `mask`, else the edit's regenerated
+    region when the trace comes from an edit, else is None. Computed once and handed to `summary` and the heat
+    map's `render_heatmap`. Raises ValueError as `evenness` and `divergence` do."""
     mask = trace.edit_mask if mask is None else mask
-    even = evenness(trace)
+    return evenness(trace), (divergence(trace, mask, draws=draws, seed=seed) if mask is not None else None)
+
+
+def summary(trace: GuidanceTrace, mask: torch.Tensor | None = None, *, draws: int = 16, seed: int = 0,
+            scores: tuple[dict, dict | None] | None = None) -> dict:
+    """JSON-friendly metrics: per image the aggregate and per-scale values (NaN -> None). `scores`: what
+    `trace_scores(trace, mask, draws=draws, seed=seed)` returned, else computed here. Raises ValueError as
+    `evenness` and `divergence` do."""
+    even, div = trace_scores(trace, mask, draws=draws, seed=seed) if scores is None else scores
     result = {
         "guider": trace.guider,
         "image_size": trace.image_size,
@@ -154,8 +163,7 @@ def summary(trace: GuidanceTrace, mask: torch.Tensor | None = None, *, draws: in
         "evenness": {"mean": _json_floats(even["mean"]), "per_scale": _json_floats(even["per_scale"])},
         "divergence": None,
     }
-    if mask is not None:
-        div = divergence(trace, mask, draws=draws, seed=seed)
+    if div is not None:
         result["divergence"] = {"mean": _json_floats(div["mean"]), "per_scale": _json_floats(div["per_scale"]),
                                 "draws": draws, "seed": seed}
     return result

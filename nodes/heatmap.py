@@ -10,7 +10,7 @@ from comfy_api.latest import io, ui
 
 from ..guidance.editing import check_mask, unmarked_entries
 from ..guidance.heatmap import render_heatmap
-from ..guidance.metrics import summary
+from ..guidance.metrics import summary, trace_scores
 from .common import CATEGORY, ScalewiseNode, TraceType, checked_inputs
 from .features import aliases
 from .images import rgb_image
@@ -68,9 +68,10 @@ class GuidanceHeatmap(ScalewiseNode):
                 notes.append(f"{which} mark{'s' if mask.shape[0] == 1 else ''} no object (every pixel below 0.5), "
                              "so divergence D is undefined there: connect a foreground mask, white = object")
                 logging.warning("Guidance Heatmap: %s", notes[-1])
-        grid = render_heatmap(trace, image, mask, normalize=normalize, colormap=colormap,
-                              overlay_alpha=overlay_alpha).to(mm.intermediate_device())
-        scores = summary(trace, mask)
+        computed = trace_scores(trace, mask)  # once, for the panels and the outputs
+        grid = render_heatmap(trace, image, mask, normalize=normalize, colormap=colormap, overlay_alpha=overlay_alpha,
+                              scores=computed).to(mm.intermediate_device())
+        scores = summary(trace, mask, scores=computed)
         evenness = _mean(scores["evenness"]["mean"])
         divergence = _mean(scores["divergence"]["mean"]) if scores["divergence"] else -1.0
         text = json.dumps(scores)

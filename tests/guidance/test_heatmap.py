@@ -102,3 +102,14 @@ def test_colormap_endpoints():
     expected = torch.tensor([[0x44, 0x01, 0x54], [0xFD, 0xE7, 0x25]]) / 255
     assert torch.allclose(ends, expected, rtol=0, atol=torch.finfo(torch.float32).eps)
     assert apply_colormap(torch.rand(4, 5), "magma").shape == (4, 5, 3)
+
+
+def test_precomputed_scores_give_the_same_grid_and_summary():
+    """The heat-map node computes E and D once and hands them to both the panels and the JSON scores."""
+    from scalewise.guidance.metrics import summary, trace_scores
+    trace = make_trace(batch=2)
+    mask = torch.zeros(2, trace.image_size, trace.image_size)
+    mask[:, :8] = 1
+    scores = trace_scores(trace, mask)
+    assert torch.equal(render_heatmap(trace, None, mask, scores=scores), render_heatmap(trace, None, mask))
+    assert summary(trace, mask, scores=scores) == summary(trace, mask)
