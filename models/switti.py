@@ -424,6 +424,12 @@ class SwittiModel(ScalewiseModel):
         only itself and the text), as the loader inferred it from the checkpoint."""
         return self.config.autoregressive
 
+    def describe(self) -> str:
+        """What this model is, for error messages: its variant and size and, for files, the name it was loaded
+        from."""
+        what = f"this Switti{'-AR' if self.config.autoregressive else ''} model ({self.image_size} px)"
+        return f"{what} loaded from {self.source_name!r}" if self.source_name else what
+
     def prepare_condition(self, conditioning, batch_size: int | None, first: int = 0) -> TextCondition:
         """A TextCondition with one row per image: image i gets prompt (first + i) % B_text and negative
         (first + i) % B_negative (B = batch_size, or the number of prompts when None; `first` is the index of the
@@ -431,7 +437,7 @@ class SwittiModel(ScalewiseModel):
         TextCondition (class ids are for VAR), ValueError for malformed shapes or a prompt without a valid token
         (`TextCondition.check`) or batch_size < 1."""
         if not isinstance(conditioning, TextCondition):
-            raise TypeError(f"conditioning: this Switti model needs conditioning from the Switti Text Encode node (a "
+            raise TypeError(f"conditioning: {self.describe()} needs conditioning from the Switti Text Encode node (a "
                             f"TextCondition), got {type(conditioning).__name__}; class ids are for VAR models")
         conditioning.check()
         batch = conditioning.batch if batch_size is None else int(batch_size)

@@ -62,6 +62,7 @@ class SwittiLoader(ScalewiseNode):
             precision, vae_precision = pick_dtypes(dtype, device, "switti")
             model = load_switti(full_path("switti", switti_name), full_path("switti", vae_name), device="cpu",
                                 dtype=precision, vae_dtype=vae_precision, mmap=not args.disable_mmap)
+        model.source_name = switti_name       # named in the sampler's errors
         patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
         return io.NodeOutput(patcher, ui=info_ui(notes))
 

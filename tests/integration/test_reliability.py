@@ -356,7 +356,9 @@ CATALOGUE = [
     C("param/dtype fp8", with_inputs(VAR, "ScalewiseVARLoader", dtype="fp8"), "rejected", ["dtype", "fp8"]),
     # --- wiring ---
     C("wiring/Switti model with class conditioning", lambda c: SW(c, cond="class"), "error",
-      ["Switti model needs conditioning from the Switti Text Encode node", "ClassCondition"], "ScalewiseSampler"),
+      ["Switti model (64 px) loaded from 'Switti/model.safetensors' needs conditioning from the Switti Text Encode",
+       "ClassCondition"],
+      "ScalewiseSampler"),
     C("wiring/VAR model with text conditioning", lambda c: VAR(c, cond="text"), "error",
       ["VAR model needs conditioning from the Class (VAR) node", "TextCondition"], "ScalewiseSampler"),
     C("wiring/SoftCFG on non-AR Switti", lambda c: SW(c, guider="softcfg"), "error",

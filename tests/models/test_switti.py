@@ -136,6 +136,11 @@ def test_guidance_needs_a_negative():
 def test_class_ids_are_refused():
     with pytest.raises(TypeError, match="needs conditioning from the Switti Text Encode"):
         sample(tiny_switti(), CFG(4.0), [3], top_k=1)
+    named = tiny_switti(autoregressive=True)
+    named.source_name = "Switti-AR/model.safetensors"  # as the loader node sets it
+    with pytest.raises(TypeError, match=r"^conditioning: this Switti-AR model \(64 px\) loaded from "
+                                        r"'Switti-AR/model.safetensors' needs conditioning"):
+        sample(named, CFG(4.0), [3], top_k=1)
     with pytest.raises(TypeError, match="class ids"):
         sample(tiny_model(), CFG(4.0), random_text(), top_k=1)
 
