@@ -232,6 +232,10 @@ def input_notes(node: str):
     return _notes(node, (InputNotice,))
 
 
-def info_ui(notes: list[str]) -> dict | None:
-    """The node's `ui` payload for loader notes (shown under the key "scalewise_info"), or None without notes."""
-    return {"scalewise_info": notes} if notes else None
+def info_ui(notes: list[str], **inputs) -> dict:
+    """The node's `ui` payload for its notes, which the page (web/js/scalewise.js) shows on the node:
+    {"scalewise_info": notes, "scalewise_info_for": [inputs]}. Sent also without notes, so the page clears those of
+    an earlier run; `inputs` (the widget values the notes are about, e.g. var_name, vae_name, dtype) let the page
+    hide notes once the node's widgets name other files (ComfyUI does not re-run a cached loader, so no message
+    would say so)."""
+    return {"scalewise_info": list(notes), "scalewise_info_for": [inputs]}

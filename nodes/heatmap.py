@@ -11,7 +11,7 @@ from comfy_api.latest import io, ui
 from ..guidance.editing import check_mask, unmarked_entries
 from ..guidance.heatmap import render_heatmap
 from ..guidance.metrics import summary, trace_scores
-from .common import CATEGORY, ScalewiseNode, TraceType, checked_inputs
+from .common import CATEGORY, ScalewiseNode, TraceType, checked_inputs, info_ui
 from .features import aliases
 from .images import rgb_image
 
@@ -76,5 +76,5 @@ class GuidanceHeatmap(ScalewiseNode):
         divergence = _mean(scores["divergence"]["mean"]) if scores["divergence"] else -1.0
         text = json.dumps(scores)
         preview = ui.PreviewImage(grid, cls=cls).as_dict()
-        ui_out = {**preview, "scalewise_scores": [text], **({"scalewise_info": notes} if notes else {})}
+        ui_out = {**preview, "scalewise_scores": [text], **info_ui(notes)}
         return io.NodeOutput(grid, evenness, divergence, text, ui=ui_out)

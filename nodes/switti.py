@@ -64,7 +64,7 @@ class SwittiLoader(ScalewiseNode):
                                 dtype=precision, vae_dtype=vae_precision, mmap=not args.disable_mmap)
         model.source_name = switti_name       # named in the sampler's errors
         patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
-        return io.NodeOutput(patcher, ui=info_ui(notes))
+        return io.NodeOutput(patcher, ui=info_ui(notes, switti_name=switti_name, vae_name=vae_name, dtype=dtype))
 
 
 class SwittiTextEncode(ScalewiseNode):
@@ -100,4 +100,4 @@ class SwittiTextEncode(ScalewiseNode):
         notes += notes_neg
         for note in notes:
             logging.warning("Switti Text Encode: %s", note)
-        return io.NodeOutput(cond, ui={"scalewise_info": notes} if notes else None)
+        return io.NodeOutput(cond, ui=info_ui(notes, positive=positive, negative=negative))

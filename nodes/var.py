@@ -112,7 +112,7 @@ class VARLoader(ScalewiseNode):
                                  dtype=precision, vae_dtype=vae_precision, mmap=not args.disable_mmap)
         model.source_name = var_name          # named in the sampler's errors
         patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
-        return io.NodeOutput(patcher, ui=info_ui(notes))
+        return io.NodeOutput(patcher, ui=info_ui(notes, var_name=var_name, vae_name=vae_name, dtype=dtype))
 
 
 with open(os.path.join(os.path.dirname(__file__), "imagenet_classes.txt"), encoding="utf-8") as f:
