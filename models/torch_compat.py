@@ -1,9 +1,12 @@
-"""Names that differ between the torch versions the pack supports (torch >= 2.4, the version torch-directml pins).
+"""Names that differ between the torch versions the pack supports (torch >= 2.4, the version torch-directml pins),
+and helpers for reporting the process-wide torch state other packs change.
 
 Use these instead of attributes added after 2.4: `except torch.OutOfMemoryError` (torch 2.5+) is evaluated when any
 exception reaches it, so on torch 2.4 it turns every error, Cancel included, into an AttributeError.
 """
 from __future__ import annotations
+
+import logging
 
 import torch
 
@@ -30,3 +33,29 @@ def is_out_of_memory(error: BaseException) -> bool:
     if isinstance(error, out_of_memory_types()):
         return True
     return isinstance(error, RuntimeError) and any(w in str(error).lower() for w in OOM_WORDS)
+
+
+# --- Process-wide state that other packs change -----------------------------------------------------------------
+# ComfyUI loads every installed pack into one process, and some replace torch functions or change torch's defaults
+# for everybody (README, Reliability: "Other packs' patches").
+
+_log = logging.getLogger(__name__)
+_reported: set = set()
+
+def origin(fn) -> str:
+    """Where a replacement function comes from, for the log: the module that defined it and its file."""
+    module = getattr(fn, "__globals__", {}).get("__name__") or getattr(type(fn), "__module__", "?")
+    code = getattr(fn, "__code__", None)
+    return f"{module} ({code.co_filename})" if code is not None else str(module)
+
+
+def report_once(key, message: str, *args) -> None:
+    """Log `message` as a warning the first time `key` is seen (keys hold the replacement itself, not its id, which
+    a later function could reuse)."""
+    try:
+        hash(key)
+    except TypeError:
+        key = repr(key)
+    if key not in _reported:
+        _reported.add(key)
+        _log.warning(message, *args)
