@@ -179,8 +179,9 @@ class _Reader:
 
 
 def _read_safetensors(path: str, dtype: torch.dtype | None, mmap: bool, skip) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    # safe_open, not safetensors.torch.load_file: packs replace load_file process-wide (comfyui-faster-loading
+    # reads the whole file into memory instead of mapping it)
+    from safetensors import SafetensorError, safe_open
 
     header, data_start = _safetensors_header(path)
     try:
@@ -189,10 +190,11 @@ def _read_safetensors(path: str, dtype: torch.dtype | None, mmap: bool, skip) ->
         raise CheckpointError(f"{path}: tensor dtype {e} is not supported") from None
     if mmap and not any(_wants_cast(t, dtype) for t in dtypes.values()):
         try:
-            sd = load_file(path)  # memory-mapped: no copy, pages read when used
+            with safe_open(path, framework="pt") as f:  # memory-mapped: no copy, pages read when used
+                sd = {k: f.get_tensor(k) for k in f.keys() if k not in skip}
         except SafetensorError as e:
             raise CheckpointError(f"{path}: damaged .safetensors file ({e})") from None
-        return {k: v for k, v in sd.items() if k not in skip}
+        return sd
     reader = _Reader(path)
     try:
         return {k: reader.tensor(data_start + header[k]["data_offsets"][0], dtypes[k], header[k]["shape"],
