@@ -209,9 +209,10 @@ REFUSED = ("{path}: refused to load: the pickle contains objects other than tens
 
 
 def _is_torchs_load(fn) -> bool:
+    # defined in torch/serialization.py itself: a wrapper elsewhere has other globals, even with functools.wraps
+    # (which copies __module__ and __name__), and no file path comparison is needed
     code = getattr(fn, "__code__", None)
-    return code is not None and code.co_name == "load" and \
-        os.path.realpath(code.co_filename) == os.path.realpath(torch.serialization.__file__)
+    return code is not None and code.co_name == "load" and getattr(fn, "__globals__", None) is vars(torch.serialization)
 
 
 def _wrapped(fn, depth: int = 8):
