@@ -48,11 +48,10 @@ class BuiltinModel:
 
     def load_judge(self, device="cpu"):
         """The judge network (fp32, eval mode, on `device`) with this model's shipped weights."""
-        from safetensors.torch import load_file
-
+        from .checkpoint import read_state_dict
         from .shapes.judge import Judge
         judge = Judge(len(self.class_names))
-        judge.load_state_dict({k: v.float() for k, v in load_file(self.judge_file).items()})
+        judge.load_state_dict(read_state_dict(self.judge_file, torch.float32))
         return judge.eval().to(device)
 
 

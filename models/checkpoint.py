@@ -1,11 +1,14 @@
 """Safe checkpoint reading and recognition of what a file holds.
 
-Pickled files are read only through `torch.load(weights_only=True)`: tensors and containers, never
-code. The format is taken from the file's first bytes, not its extension, so a renamed file still
-loads (or fails with a message that says what it really is).
+Pickled files are first checked by the pack itself (`pickle_scan`: every global the pickles name must be on a
+fixed list of what state dicts need), then read through torch's own load function with weights_only=True, even
+where another pack has replaced `torch.load` (e.g. with a wrapper forcing weights_only=False): tensors and
+containers, never code. The format is taken from the file's first bytes, not its extension, so a renamed file
+still loads (or fails with a message that says what it really is).
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -16,6 +19,10 @@ import warnings
 import zipfile
 
 import torch
+import torch.serialization
+
+from .pickle_scan import PickleRefused, PickleUnreadable, scan_checkpoint
+from .torch_compat import origin, report_once
 
 
 class CheckpointError(ValueError):
@@ -172,8 +179,9 @@ class _Reader:
 
 
 def _read_safetensors(path: str, dtype: torch.dtype | None, mmap: bool, skip) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    # safe_open, not safetensors.torch.load_file: packs replace load_file process-wide (comfyui-faster-loading
+    # reads the whole file into memory instead of mapping it)
+    from safetensors import SafetensorError, safe_open
 
     header, data_start = _safetensors_header(path)
     try:
@@ -182,10 +190,11 @@ def _read_safetensors(path: str, dtype: torch.dtype | None, mmap: bool, skip) ->
         raise CheckpointError(f"{path}: tensor dtype {e} is not supported") from None
     if mmap and not any(_wants_cast(t, dtype) for t in dtypes.values()):
         try:
-            sd = load_file(path)  # memory-mapped: no copy, pages read when used
+            with safe_open(path, framework="pt") as f:  # memory-mapped: no copy, pages read when used
+                sd = {k: f.get_tensor(k) for k in f.keys() if k not in skip}
         except SafetensorError as e:
             raise CheckpointError(f"{path}: damaged .safetensors file ({e})") from None
-        return {k: v for k, v in sd.items() if k not in skip}
+        return sd
     reader = _Reader(path)
     try:
         return {k: reader.tensor(data_start + header[k]["data_offsets"][0], dtypes[k], header[k]["shape"],
@@ -194,19 +203,95 @@ def _read_safetensors(path: str, dtype: torch.dtype | None, mmap: bool, skip) ->
         reader.close()
 
 
-def _torch_load(source, **kwargs):
+REFUSED = ("{path}: refused to load: the pickle contains objects other than tensors ({detail}). Only plain state "
+           "dicts are accepted, because a pickle can run code; convert the file to .safetensors with a tool you "
+           "trust")
+
+
+def _is_torchs_load(fn) -> bool:
+    # defined in torch/serialization.py itself: a wrapper elsewhere has other globals, even with functools.wraps
+    # (which copies __module__ and __name__), and no file path comparison is needed
+    code = getattr(fn, "__code__", None)
+    return code is not None and code.co_name == "load" and getattr(fn, "__globals__", None) is vars(torch.serialization)
+
+
+def _wrapped(fn, depth: int = 8):
+    """fn and what it wraps, as far as that can be seen: __wrapped__ (functools.wraps) and closure cells."""
+    seen, todo = [], [fn]
+    while todo and len(seen) < depth:
+        f = todo.pop(0)
+        if f in seen or not callable(f):
+            continue
+        seen.append(f)
+        todo.append(getattr(f, "__wrapped__", None))
+        todo.extend(c.cell_contents for c in (getattr(f, "__closure__", None) or ()) if _filled(c))
+    return seen
+
+
+def _filled(cell) -> bool:
     try:
-        return torch.load(source, map_location="cpu", weights_only=True, **kwargs)
+        cell.cell_contents
+    except ValueError:  # an empty cell
+        return False
+    return True
+
+
+def torch_load_function():
+    """(torch's own load function or None, [(name, replacement)] for torch.load / torch.serialization.load where
+    they are not torch's). Other packs replace `torch.load` process-wide (to force weights_only=False, or to add
+    arguments); torch's function is usually still torch.serialization.load, or is found behind a wrapper that keeps
+    it reachable (functools.wraps' __wrapped__, a closure)."""
+    names = (("torch.load", torch.load), ("torch.serialization.load", torch.serialization.load))
+    replaced = [(name, fn) for name, fn in names if not _is_torchs_load(fn)]
+    for fn in (torch.serialization.load, torch.load):
+        for candidate in _wrapped(fn):
+            if _is_torchs_load(candidate):
+                return candidate, replaced
+    return None, replaced
+
+
+def _report(replaced, own) -> None:
+    for name, fn in replaced:
+        if own is not None:
+            report_once((name, fn), "[scalewise] %s is replaced by %s: the pack reads checkpoints with torch's "
+                        "own load function (weights_only=True) after its own pickle check, whatever the "
+                        "replacement does", name, origin(fn))
+        else:
+            report_once((name, fn), "[scalewise] %s is replaced by %s and torch's own load function cannot be "
+                        "reached: the pack calls the replacement after its own pickle check, which refuses any "
+                        "code", name, origin(fn))
+
+
+def _call_load(fn, source, mmap: bool):
+    kwargs = {"map_location": "cpu", "weights_only": True, "mmap": mmap}
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = None
+    if params is not None and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in params}   # e.g. a replacement without mmap
+    if not mmap:
+        kwargs.pop("mmap", None)
+    return fn(source, **kwargs)
+
+
+def _torch_load(path: str, source, kind: str, mmap: bool = False):
+    """The object of a checked pickle file (`source`: the path, or an open file), read on the CPU."""
+    try:
+        scan_checkpoint(path, kind)
+    except PickleRefused as e:
+        raise CheckpointError(REFUSED.format(path=path, detail=e.detail)) from None
+    except (PickleUnreadable, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(f"{path}: truncated or damaged PyTorch file ({str(e).splitlines()[0]})") from None
+    own, replaced = torch_load_function()
+    _report(replaced, own)
+    try:
+        return _call_load(own or torch.load, source, mmap)
     except pickle.UnpicklingError as e:
-        path = source if isinstance(source, str) else source.name
         found = re.search(r"GLOBAL (\S+)", str(e))  # what the pickle wanted to call, e.g. builtins.exec
         detail = f"it refers to {found.group(1)}" if found else re.sub(r"\x1b\[[0-9;]*m", "", str(e).splitlines()[0])
-        raise CheckpointError(
-            f"{path}: refused to load: the pickle contains objects other than tensors ({detail}). "
-            "Only plain state dicts are accepted, because a pickle can run code; convert the file to "
-            ".safetensors with a tool you trust") from None
+        raise CheckpointError(REFUSED.format(path=path, detail=detail)) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        path = source if isinstance(source, str) else source.name
         raise CheckpointError(f"{path}: truncated or damaged PyTorch file ({str(e).splitlines()[0]})") from None
 
 
@@ -267,10 +352,10 @@ def _read_pickle(path: str, kind: str, dtype: torch.dtype | None, mmap: bool, sk
     # is read through a file object instead (whole, as without mmap)
     mmap = mmap and kind == "torch-zip" and not path.lower().endswith(".safetensors")
     if mmap:
-        obj = _torch_load(path, mmap=True)  # memory-mapped: the pickle is read, the tensor data is not
+        obj = _torch_load(path, path, kind, mmap=True)  # memory-mapped: the pickle is read, the tensor data is not
     else:
         with open(path, "rb") as f:  # a file object: torch.load must not dispatch on the extension
-            obj = _torch_load(f)
+            obj = _torch_load(path, f, kind)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a state dict (name -> tensor), found {type(obj).__name__}")
     everything, obj = obj, {k: v for k, v in obj.items() if k not in skip}
@@ -296,7 +381,9 @@ def read_state_dict(path: str, dtype: torch.dtype | None = None, *, mmap: bool =
     format allows (.safetensors, PyTorch zip), so tensors kept in their stored dtype cost no copy; False (ComfyUI's
     --disable-mmap) reads every tensor into memory instead. Legacy (pre-zip) pickles are read whole.
 
-    Pickles are read with torch.load(weights_only=True): no code in the file runs. Raises CheckpointError naming
+    Pickles are checked first (every global they name must be one plain state dicts need: `pickle_scan`), then
+    read with torch's own load function and weights_only=True, also where another pack replaced torch.load: no
+    code in the file runs. Raises CheckpointError naming
     `path` when the file is missing or empty, is not a .safetensors/PyTorch file (the message says what it looks
     like), is truncated or damaged, contains objects other than tensors (the class it refers to is named), or is
     not a flat name -> tensor dict (e.g. a training checkpoint nesting the model under 'trainer')."""

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from .kv_cache import KVCache
 from .base import GumbelSmoothing, ScaleState, ScalewiseModel
+from .torch_compat import attention
 
 EPS = 1e-6
 CROP_CONDITION = (512.0, 512.0, 0.0, 0.0)  # the official pipeline's [orig_h, orig_w, top, left], also at 1024 px
@@ -150,7 +151,7 @@ class SelfAttention(nn.Module):
             k, v = cache.extend(layer, k, v)
         if value_weights is not None:
             v = v * value_weights[:, None, :, None].to(v.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        out = attention(q, k, v, attn_mask=attn_mask)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
@@ -176,7 +177,7 @@ class CrossAttention(nn.Module):
         T]."""
         b, n, c = x.shape
         q = _split_heads(_layer_norm(self.to_q(x)), self.heads)
-        out = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=bias)
+        out = attention(q, kv[0], kv[1], attn_mask=bias)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 

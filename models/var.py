@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from .kv_cache import KVCache
 from .base import GumbelSmoothing, ScaleState, ScalewiseModel
+from .torch_compat import attention
 
 SCHEDULES = {
     256: (1, 2, 3, 4, 5, 6, 8, 10, 13, 16),
@@ -116,7 +117,7 @@ class SelfAttention(nn.Module):
             k, v = cache.extend(layer, k, v)
         if value_weights is not None:  # per-row, per-position multiplier on the values (not stored)
             v = v * value_weights[:, None, :, None].to(v.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)
+        out = attention(q, k, v, attn_mask=attn_mask, scale=1.0)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 

@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .resize import area_resize
+from .torch_compat import attention
 
 # Which of the 4 shared phi convolutions serves scale k. The official choice is a float64 argmin
 # with two exact ties settled by rounding, so the tables for the released schedules are fixed here.
@@ -71,7 +72,7 @@ class AttnBlock(nn.Module):
         """[B, C, H, W] -> [B, C, H, W] (residual)."""
         b, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).unbind(1)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        out = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return x + self.proj_out(out.transpose(1, 2).reshape(b, c, h, w))
 
 

@@ -17,6 +17,7 @@ from comfy_api.latest import io
 
 from ..guidance.editing import InputNotice
 from ..models.checkpoint import CheckpointWarning
+from ..models.torch_compat import torch_defaults
 
 # Own socket types: nothing of ours can be wired into the diffusion samplers, and vice versa.
 ModelType = io.Custom("SCALEWISE_MODEL")
@@ -186,7 +187,8 @@ class ScalewiseNode(io.ComfyNode):
 
 
 def checked_inputs(execute):
-    """Decorator for ScalewiseNode.execute: checks the real input values first (ValueError naming the input)."""
+    """Decorator for ScalewiseNode.execute: checks the real input values first (ValueError naming the input), then
+    runs the node with torch's own defaults where another pack changed them (models.torch_compat.torch_defaults)."""
     signature = inspect.signature(execute)
 
     @functools.wraps(execute)
@@ -198,7 +200,8 @@ def checked_inputs(execute):
         problem = cls.input_problem(values, known_only=False)
         if problem:
             raise ValueError(problem)
-        return execute(cls, *args, **kwargs)
+        with torch_defaults():  # whatever other packs set process-wide (README, "Other packs' patches")
+            return execute(cls, *args, **kwargs)
     return run
 
 

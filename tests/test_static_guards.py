@@ -1,6 +1,7 @@
 """Issue 6, static guard: the pack's run-time code (everything but tests/ and tools/, which the pack never runs)
 contains no eval/exec, no shell or subprocess call (so no run-time pip), no network module and no unsafe
-deserialisation; its web extension talks to no other host. Complements ruff's S rules ([tool.ruff] in pyproject.toml,
+deserialisation (torch's pickle loaders are named only in models/checkpoint.py, which calls them after the pack's
+own pickle check); its web extension talks to no other host. Complements ruff's S rules ([tool.ruff] in pyproject.toml,
 run by .ci/run), which cover eval/exec and pickle but not imports of network or process modules. The runtime
 counterpart is tests/integration/test_no_network.py (a full workflow with outbound connections refused)."""
 import ast
@@ -82,6 +83,67 @@ def test_the_scanner_catches_what_it_should():
            "torch.load('f.pth', weights_only=False)\n")
     assert len(violations(bad)) == 8
     assert violations("import torch\ntorch.load(f, map_location='cpu', weights_only=True)\n") == []
+
+
+# Issue 25 §2: pickles are read in one place, after the pack's own check. Other packs replace torch.load process-wide
+# (forcing weights_only=False), so weights_only=True alone proves nothing: models/checkpoint.py alone may name torch's
+# load functions, and there the loader is called only after models/pickle_scan.py has checked the file.
+PICKLE_LOADERS = ("torch.load", "torch.serialization.load", "torch.jit.load", "torch.package")
+LOADING_MODULE = "models/checkpoint.py"
+
+
+def pickle_loader_mentions(source: str) -> list[str]:
+    """Every mention (call or reference) of torch's pickle loaders, and any pickle_module= argument."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute):
+            name = _dotted(node)
+            if any(name == n or name.endswith("." + n) or name.startswith(n + ".") for n in PICKLE_LOADERS):
+                found.append(f"line {node.lineno}: {name}")
+        if isinstance(node, ast.keyword) and node.arg == "pickle_module":
+            found.append(f"line {node.value.lineno}: pickle_module=")
+    return sorted(set(found))
+
+
+def loads_before_the_check(source: str, loader: str = "_call_load", check: str = "scan_checkpoint") -> list[str]:
+    """Functions that call `loader` without a call of `check` in an earlier statement of the same function."""
+    found = []
+    for fn in ast.walk(ast.parse(source)):
+        if not isinstance(fn, ast.FunctionDef) or fn.name == loader:
+            continue
+        checked = False
+        for statement in fn.body:
+            calls = {_dotted(n.func) for n in ast.walk(statement) if isinstance(n, ast.Call)}
+            if loader in calls and not checked:
+                found.append(f"{fn.name} (line {statement.lineno}) loads before {check}")
+            checked = checked or check in calls
+    return found
+
+
+@pytest.mark.parametrize("path", [p for p in PY_FILES if p.relative_to(REPO).as_posix() != LOADING_MODULE],
+                         ids=lambda p: p.relative_to(REPO).as_posix())
+def test_pickles_are_loaded_only_by_the_checkpoint_module(path):
+    assert pickle_loader_mentions(path.read_text(encoding="utf-8")) == []
+
+
+def test_the_checkpoint_module_checks_every_pickle_before_loading_it():
+    source = (REPO / LOADING_MODULE).read_text(encoding="utf-8")
+    assert "_call_load(" in source and "scan_checkpoint(" in source
+    assert loads_before_the_check(source) == []
+    loader = next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.FunctionDef) and n.name == "_call_load")
+    pairs = [(k.value, v.value) for d in ast.walk(loader) if isinstance(d, ast.Dict)
+             for k, v in zip(d.keys, d.values) if isinstance(k, ast.Constant) and isinstance(v, ast.Constant)]
+    assert ("weights_only", True) in pairs and not [v for k, v in pairs if k == "weights_only" and v is not True]
+
+
+def test_the_pickle_scans_catch_what_they_should():
+    bad = ("import torch\nfrom torch import serialization\nload = torch.load\ntorch.serialization.load(f)\n"
+           "torch.jit.load(f)\nx(f, pickle_module=p)\n")
+    assert pickle_loader_mentions(bad) == ["line 3: torch.load", "line 4: torch.serialization.load",
+                                           "line 5: torch.jit.load", "line 6: pickle_module="]
+    order = ("def a(p):\n    _call_load(p)\n    scan_checkpoint(p)\n"
+             "def b(p):\n    scan_checkpoint(p)\n    return _call_load(p)\n")
+    assert loads_before_the_check(order) == ["a (line 2) loads before scan_checkpoint"]
 
 
 @pytest.mark.parametrize("path", pack_files(".js"), ids=lambda p: p.relative_to(REPO).as_posix())
