@@ -184,6 +184,8 @@ class ScalewiseModel(nn.Module):
         kv = 2 * rows * self.cached_positions() * cfg.width * cfg.depth * itemsize
         logits = 6 * rows * cfg.patch_nums[-1] ** 2 * cfg.vocab_size * 4
         decode = 8 * batch * self.vae.config.ch * self.vae.config.ch_mult[0] * self.image_size ** 2 * itemsize
+        if self.vae.image_side_detached and self.vae.post_quant_conv.weight.device != self.weight_device:
+            decode = 0  # the decoder runs elsewhere (VQVAE.detach_image_side: ComfyUI's --cpu-vae)
         return kv + logits + decode
 
     def cached_positions(self) -> int:
@@ -217,7 +219,8 @@ class ScalewiseModel(nn.Module):
 
     def decode(self, canvas: torch.Tensor) -> torch.Tensor:
         """Canvas [B, Cvae, h, w] -> images float32 [B, 3, 16h, 16w] in [0, 1] (the full canvas, or one downsampled
-        to a scale's side for a cheap preview). Never NaN/inf: a half-precision decoder that overflows (fp16's
+        to a scale's side for a cheap preview), on the VQ-VAE decoder's device (the weights' unless
+        `VQVAE.detach_image_side` moved it). Never NaN/inf: a half-precision decoder that overflows (fp16's
         largest value is 65504) decodes again in float32, with a RuntimeWarning; NonFiniteImageError names the
         cause and the fix when even that cannot give a finite image. Official `VQVAE.fhat_to_img` (decoder output
         clamped to [-1, 1]) followed by the samplers' `(x + 1) / 2`."""
@@ -228,8 +231,8 @@ class ScalewiseModel(nn.Module):
         if not bool(torch.isfinite(canvas).all()):
             raise NonFiniteImageError(
                 f"the latent f_hat holds NaN/inf before decoding: the VQ-VAE's quantiser convolutions overflowed in "
-                f"{str(self.vae.dtype).replace('torch.', '')} (or the model's weights are damaged); load the model "
-                "with dtype fp32, or bf16 on a GPU that supports it")
+                f"{str(self.vae.quantize.dtype).replace('torch.', '')} (or the model's weights are damaged); load the "
+                "model with dtype fp32, or bf16 on a GPU that supports it")
         if half != torch.float32:
             with self.vae.decoder_in_float32():
                 images = self.vae.fhat_to_image(canvas)

@@ -6,6 +6,7 @@ Token maps are int64 [B, h, w], coarse to fine. The running latent f_hat is kept
 from __future__ import annotations
 
 import contextlib
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -230,6 +231,11 @@ class MultiScaleQuantizer(nn.Module):
         self.embedding = nn.Embedding(vocab_size, channels)
         self.quant_resi = _PhiSet(channels)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The phi convolutions' weight dtype (the codebook is read in float32 whatever its dtype)."""
+        return self.quant_resi.qresi_ls[0].weight.dtype
+
     def phi(self, k: int, num_scales: int, h: torch.Tensor) -> torch.Tensor:
         """Scale k's phi conv (`phi_index_table`) applied to h [B, C, s, s] (cast to the weights' dtype), returned
         as float32 [B, C, s, s]."""
@@ -311,6 +317,9 @@ class MultiScaleQuantizer(nn.Module):
         return fhat
 
 
+IMAGE_SIDE = ("encoder", "quant_conv", "post_quant_conv", "decoder")  # VQVAE parts between pixels and latent
+
+
 class VQVAE(nn.Module):
     """The multi-scale VQ-VAE with the official key layout (encoder, decoder, quant_conv, post_quant_conv, quantize).
     Images are RGB; its public methods take and return [0, 1]."""
@@ -326,13 +335,34 @@ class VQVAE(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        """The weights' dtype."""
+        """The weights' dtype (the encoder side's: see `detach_image_side`)."""
         return self.quant_conv.weight.dtype
 
+    @property
+    def image_side_detached(self) -> bool:
+        """True after `detach_image_side`."""
+        return "decoder" not in self._modules
+
+    def detach_image_side(self, device, dtype: torch.dtype) -> None:
+        """Keep the image side (encoder, quant_conv, post_quant_conv, decoder) on `device` in `dtype` from now on,
+        outside the module tree: `.to()`, `.parameters()`, `state_dict()` and whatever moves a model as a whole
+        (ComfyUI's model management) then see only the quantiser (codebook and phi convs), which the sampling loop
+        uses at every scale. `fhat_to_image` and `image_to_tokens` move latents and images across; images come back
+        on `device`. For ComfyUI's --cpu-vae. Calling it again moves the detached parts again; there is no undo."""
+        for name in IMAGE_SIDE:
+            part = self._modules.pop(name) if name in self._modules else self.__dict__[name]
+            object.__setattr__(self, name, part.to(device=device, dtype=dtype))  # a plain attribute: not a child
+
+    def _image_side_parameters(self):
+        if self.image_side_detached:
+            for name in IMAGE_SIDE:
+                yield from getattr(self, name).named_parameters(prefix=name)
+
     def fhat_to_image(self, fhat: torch.Tensor) -> torch.Tensor:
-        """Accumulated latent [B, C, h, w] -> image float32 [B, 3, H, W] in [0, 1] (NaN where the decoder
-        overflowed: see ScalewiseModel.decode)."""
-        x = self.decoder(self.post_quant_conv(fhat.to(self.post_quant_conv.weight.dtype).contiguous()))
+        """Accumulated latent [B, C, h, w] -> image float32 [B, 3, H, W] in [0, 1] on the decoder's device (NaN
+        where the decoder overflowed: see ScalewiseModel.decode)."""
+        weight = self.post_quant_conv.weight
+        x = self.decoder(self.post_quant_conv(fhat.to(device=weight.device, dtype=weight.dtype).contiguous()))
         return (x.float().clamp(-1, 1) + 1) * 0.5
 
     @contextlib.contextmanager
@@ -350,7 +380,8 @@ class VQVAE(nn.Module):
 
     def non_finite_weight(self) -> str | None:
         """Name of the first parameter holding NaN/inf (a damaged file), or None."""
-        return next((n for n, p in self.named_parameters() if not bool(torch.isfinite(p).all())), None)
+        parameters = itertools.chain(self.named_parameters(), self._image_side_parameters())
+        return next((n for n, p in parameters if not bool(torch.isfinite(p).all())), None)
 
     def tokens_to_image(self, tokens, patch_nums) -> torch.Tensor:
         """K token maps int64 [B, pn_k, pn_k] -> image float32 [B, 3, H, W] in [0, 1] (official idxBl_to_img)."""
@@ -358,10 +389,12 @@ class VQVAE(nn.Module):
 
     def image_to_tokens(self, image: torch.Tensor, patch_nums) -> list[torch.Tensor]:
         """Image float [B, 3, H, W] in [0, 1] -> K index maps int64 [B, pn_k, pn_k], coarse to fine (official
-        `VQVAE.img_to_idxBl`: the image is mapped to [-1, 1], encoded, quant_conv'd, then `encode`d). Raises
-        ValueError unless H = W = pn_K * downsample."""
+        `VQVAE.img_to_idxBl`: the image is mapped to [-1, 1], encoded, quant_conv'd, then `encode`d), on the
+        quantiser's device (the encoder's may differ: `detach_image_side`). Raises ValueError unless H = W =
+        pn_K * downsample."""
         side = patch_nums[-1] * self.config.downsample
         if image.shape[-2:] != (side, side):
             raise ValueError(f"image must be {side}x{side} for this schedule, got {tuple(image.shape[-2:])}")
-        f = self.quant_conv(self.encoder(image.to(self.dtype) * 2 - 1))
-        return self.quantize.encode(f, patch_nums)
+        weight = self.quant_conv.weight
+        f = self.quant_conv(self.encoder(image.to(device=weight.device, dtype=weight.dtype) * 2 - 1))
+        return self.quantize.encode(f.to(self.quantize.embedding.weight.device), patch_nums)

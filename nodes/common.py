@@ -9,10 +9,12 @@ import math
 import os
 import shutil
 import warnings
+from dataclasses import dataclass
 
 import comfy.model_management as mm
 import folder_paths
 import torch
+from comfy.cli_args import args
 from comfy_api.latest import io
 
 from ..guidance.editing import InputNotice
@@ -66,9 +68,29 @@ def model_files(folder: str) -> list[str]:
     return folder_paths.get_filename_list(folder)
 
 
+def _separators(name: str) -> str:
+    return name.replace("\\", "/")
+
+
+def listed_name(folder: str, name: str, builtin=()) -> str | None:
+    """The entry of models/<folder>'s listing (or of `builtin`) that `name` means, or None. ComfyUI lists a file in
+    a sub-folder with the host's separator (`Switti\\model.safetensors` on Windows, `Switti/model.safetensors`
+    elsewhere), and a workflow carries the separator of the system it was saved on, so a name that differs from
+    a listed one only in its separators (`\\` or `/`) means that file; an exact entry always wins (on Linux a
+    backslash is a legal character of a file name)."""
+    if name in builtin:
+        return name
+    files = model_files(folder)
+    if name in files:
+        return name
+    wanted = _separators(name)
+    return next((f for f in files if _separators(f) == wanted), None)
+
+
 def full_path(folder: str, name: str) -> str:
-    """The absolute path of `name` in models/<folder>; FileNotFoundError naming the searched folders if absent."""
-    path = folder_paths.get_full_path(folder, name)
+    """The absolute path of `name` in models/<folder> (separators as in `listed_name`); FileNotFoundError naming the
+    searched folders if absent."""
+    path = folder_paths.get_full_path(folder, listed_name(folder, name) or name)
     if path is None:
         raise FileNotFoundError(f"'{name}' not found in models/{folder} "
                                 f"(searched: {', '.join(folder_paths.get_folder_paths(folder))})")
@@ -82,28 +104,152 @@ def scale_window_stop(end_scale: int) -> int | None:
 
 def check_loader_inputs(folder: str, files: dict, dtype: str, hint: str, builtin=()):
     """Input check of the loaders: every file in models/<folder> (or one of the `builtin` entries, a collection of
-    names), a known dtype (True or a message). None = linked, not known yet."""
-    available = set(model_files(folder)) | set(builtin)
+    names; separators as in `listed_name`), a known dtype (True or a message). None = linked, not known yet."""
     for label, name in files.items():
-        if name is not None and name not in available:
+        if name is not None and listed_name(folder, name, builtin) is None:
             return f"{label}: '{name}' is not in models/{folder} ({hint}, then refresh)"
     if dtype is not None and dtype != "auto" and dtype not in DTYPES:
         return f"dtype: {dtype!r} is not one of auto, {', '.join(DTYPES)}"
     return True
 
 
-def pick_dtypes(choice: str, device, family: str) -> tuple[torch.dtype, torch.dtype]:
-    """(transformer, VQ-VAE) precision of the loader's dtype widget. auto: bf16 for both where ComfyUI finds bf16
-    usable on the device (model_management.should_use_bf16); on GPUs without bf16 (V100, T4, RTX 20xx) the VQ-VAE
-    runs in fp32 (its decoder overflows fp16's 65504) and the transformer in fp16 for VAR (the official VAR demo
-    samples under fp16 autocast) but fp32 for Switti (released for bf16; fp16 unverified); CPU: fp32."""
-    if choice != "auto":
-        return DTYPES[choice], DTYPES[choice]
+# --- Precision: the dtype widget and ComfyUI's launch flags ----------------------------------------------------
+# ComfyUI's precision flags (comfy/cli_args.py): the "unet" group sets the diffusion model's dtype (for the pack:
+# the transformer), the "vae" group the VAE's (the VQ-VAE); --force-fp16 turns on --fp16-unet, --force-fp32 makes
+# model_management's device checks answer "no half precision". Each group is mutually exclusive.
+UNET_FLAGS = ("fp32_unet", "fp64_unet", "bf16_unet", "fp16_unet", "fp8_e4m3fn_unet", "fp8_e5m2_unet",
+              "fp8_e8m0fnu_unet")
+VAE_FLAGS = ("fp16_vae", "bf16_vae", "fp32_vae")
+# What the pack's plain torch layers compute in (they run in their weights' dtype; float8 has no such kernels).
+COMPUTE_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+
+
+def flag_name(attribute: str) -> str:
+    """ComfyUI's spelling of a flag from its `args` attribute: fp8_e4m3fn_unet -> --fp8_e4m3fn-unet, cpu_vae ->
+    --cpu-vae, force_fp16 -> --force-fp16."""
+    head, _, tail = attribute.rpartition("_")
+    return f"--{head}-{tail}"
+
+
+def _flag_set(attributes) -> str | None:
+    return next((a for a in attributes if getattr(args, a, False)), None)  # a flag an older core lacks: unset
+
+
+def _unet_flag() -> str | None:
+    flag = _flag_set(UNET_FLAGS)
+    return "force_fp16" if flag == "fp16_unet" and getattr(args, "force_fp16", False) else flag
+
+
+def _dtype_name(dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What a loader loads in (`pick_dtypes`). transformer: the transformer's weights. vae: the VQ-VAE's, all of it,
+    or under --cpu-vae only its quantiser (codebook and phi convs, used at every scale with the transformer).
+    image_device / image_dtype: under --cpu-vae where and in what the encoder and decoder run (None: with the rest).
+    notes: what the node says about flags it could not follow or that `dtype` overrode (for `scalewise_info`)."""
+
+    transformer: torch.dtype
+    vae: torch.dtype
+    image_device: torch.device | None = None
+    image_dtype: torch.dtype | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def vae_load_dtype(self) -> torch.dtype:
+        """The dtype to load the VQ-VAE file in (`place_vqvae` then casts the parts): the encoder/decoder's under
+        --cpu-vae, so they are not rounded through the quantiser's half precision."""
+        return self.image_dtype if self.image_device is not None else self.vae
+
+
+def _auto_transformer(device, family: str) -> torch.dtype:
+    """The pack's own rule without a unet flag: bf16 where ComfyUI finds it usable; on GPUs without bf16 fp16 for VAR
+    (the official VAR demo samples under fp16 autocast), fp32 for Switti (released for bf16; fp16 unverified)."""
     if mm.should_use_bf16(device):
-        return torch.bfloat16, torch.bfloat16
+        return torch.bfloat16
     if mm.should_use_fp16(device):
-        return (torch.float16 if family == "var" else torch.float32), torch.float32
-    return torch.float32, torch.float32
+        return torch.float16 if family == "var" else torch.float32
+    return torch.float32
+
+
+def pick_dtypes(choice: str, device, family: str) -> Precision:
+    """The precision of the loader's dtype widget (`choice`: auto, bf16, fp16, fp32) on `device` for `family` (var,
+    switti), following ComfyUI's launch flags.
+
+    auto: the transformer follows the "unet" flags through core's `model_management.unet_dtype` (--fp32-unet,
+    --fp64-unet, --bf16-unet, --fp16-unet; --force-fp16 = --fp16-unet); a flag asking for a dtype the transformer
+    cannot compute in (the fp8 storage flags) gives the dtype auto picks without it, and a note. Without a unet
+    flag: `_auto_transformer`. The VQ-VAE follows the "vae" flags through core's `model_management.vae_dtype`
+    (--fp16-vae, --bf16-vae, --fp32-vae), else bf16 where ComfyUI finds bf16 usable, else fp32: never fp16 without
+    a flag (its decoder overflows fp16's 65504). --force-fp32: fp32 wherever no flag says otherwise. CPU: fp32.
+    An explicit choice sets the transformer and the VQ-VAE whatever the flags say, with a note naming the flags it
+    overrides.
+
+    --cpu-vae (core's `vae_device`): the VQ-VAE's encoder and decoder (the memory-heavy part, used once per image
+    and by the previews) run on the CPU in core's `vae_dtype` for the CPU, whatever the choice (fp32 unless a vae
+    flag says otherwise: half precision saves no GPU memory there, and CPU fp16 convolutions are ~50x slower;
+    a note when that differs from an explicit choice); the quantiser stays with the transformer in the VQ-VAE's
+    dtype, so the tokens are those of a run without the flag."""
+    image_device = mm.vae_device() if getattr(args, "cpu_vae", False) else None
+    image_dtype = mm.vae_dtype(image_device, [torch.bfloat16]) if image_device is not None else None
+    unet_flag = _unet_flag()
+    if choice != "auto":
+        dtype = DTYPES[choice]
+        vae_flag, force_fp32 = _flag_set(VAE_FLAGS), getattr(args, "force_fp32", False)
+        asked = [(unet_flag, unet_flag and mm.unet_dtype(device)), (vae_flag, vae_flag and mm.vae_dtype(device, [])),
+                 ("force_fp32", force_fp32 and torch.float32)]  # (flag, the dtype it asks for): flags set only
+        flags = [flag_name(flag) for flag, wanted in asked if wanted and wanted != dtype]
+        notes = []
+        if flags:
+            many = len(flags) > 1
+            notes.append(f"dtype {choice} (set on the node) overrides the launch flag{'s' * many} "
+                         f"{', '.join(flags)}; choose dtype auto to follow {'them' if many else 'it'}")
+        if image_device is not None and image_dtype != dtype:
+            notes.append(f"--cpu-vae: the VQ-VAE's encoder and decoder run on the CPU in {_dtype_name(image_dtype)}, "
+                         f"ComfyUI's VAE precision there; dtype {choice} sets the rest")
+        return Precision(dtype, dtype, image_device, image_dtype, tuple(notes))
+    transformer, notes = _auto_transformer(device, family), ()
+    if unet_flag is not None:
+        wanted = mm.unet_dtype(device)
+        if wanted in COMPUTE_DTYPES:
+            transformer = wanted
+        else:
+            notes = (f"{flag_name(unet_flag)} asks for {_dtype_name(wanted)} weights, which the {family} transformer "
+                     f"cannot compute in (its layers run in their weights' dtype; ComfyUI keeps only its own models "
+                     f"in fp8 and casts them layer by layer): it runs in {_dtype_name(transformer)}, what auto picks "
+                     "on this device without the flag",)
+    return Precision(transformer, mm.vae_dtype(device, [torch.bfloat16]), image_device, image_dtype, notes)
+
+
+def place_vqvae(model, precision: Precision) -> None:
+    """Under --cpu-vae (`precision.image_device`): cast the VQ-VAE's quantiser to `precision.vae` and move its
+    encoder and decoder to the image device, out of the weights ComfyUI loads (`VQVAE.detach_image_side`).
+    The model was loaded with vae_dtype = `precision.vae_load_dtype`. Without the flag: nothing."""
+    if precision.image_device is not None:
+        model.vae.quantize.to(precision.vae)
+        model.vae.detach_image_side(precision.image_device, precision.image_dtype)
+
+
+def describe_precision(model) -> str:
+    """What the loaded weights are in, for the loader's log line: read from the weights themselves."""
+    vae = model.vae
+    text = f"weights: transformer {_dtype_name(model.dtype)}, VQ-VAE {_dtype_name(vae.quantize.dtype)}"
+    if vae.image_side_detached:
+        image = vae.post_quant_conv.weight
+        text += f" (its encoder and decoder {_dtype_name(image.dtype)} on {image.device}: --cpu-vae)"
+    return text
+
+
+def finish_load(node: str, model, precision: Precision, notes: list[str]) -> None:
+    """After a loader's load: `place_vqvae`, the precision notes added to `notes` (and logged as warnings), one
+    info line with the weights' dtypes (as ComfyUI logs its own models')."""
+    place_vqvae(model, precision)
+    for note in precision.notes:
+        logging.warning("%s: %s", node, note)
+    notes.extend(precision.notes)
+    logging.info("%s: %s", node, describe_precision(model))
 
 
 # --- Inputs that arrive through links -------------------------------------------------------------------------
@@ -155,6 +301,10 @@ class ScalewiseNode(io.ComfyNode):
     in `check_values` (which sees None for an input not known yet, and a combo value not yet checked against its
     options), and where they define validate_inputs return `cls.known_problem(...)` from it."""
 
+    # Combo inputs listing model files, which the node's check_values checks itself (`check_loader_inputs`): a name
+    # saved on another system, with its path separators, is not among the options but means one of them.
+    file_inputs: tuple[str, ...] = ()
+
     @classmethod
     def check_values(cls, values: dict) -> str | None:
         return None
@@ -175,7 +325,8 @@ class ScalewiseNode(io.ComfyNode):
             return problem
         for spec in specs:
             value = values[spec.id]
-            problem = None if spec in checks or known_only and value is None else widget_problem(spec, value)
+            skip = spec in checks or spec.id in cls.file_inputs or known_only and value is None
+            problem = None if skip else widget_problem(spec, value)
             if problem:
                 return problem
         return None

@@ -10,12 +10,14 @@ from comfy_api.latest import io
 
 from ..models import load_switti
 from .common import (DTYPES, CondType, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs,
-                     checkpoint_notes, full_path, info_ui, model_files, pick_dtypes)
+                     checkpoint_notes, finish_load, full_path, info_ui, model_files, pick_dtypes)
 from .features import aliases, expert
 from .switti_text import encode_prompt
 
 
 class SwittiLoader(ScalewiseNode):
+    file_inputs = ("switti_name", "vae_name")
+
     @classmethod
     def define_schema(cls):
         files = model_files("switti")
@@ -58,10 +60,12 @@ class SwittiLoader(ScalewiseNode):
     @checked_inputs
     def execute(cls, switti_name, vae_name, dtype) -> io.NodeOutput:
         device = mm.get_torch_device()
+        precision = pick_dtypes(dtype, device, "switti")
         with checkpoint_notes("Load Switti Model") as notes:
-            precision, vae_precision = pick_dtypes(dtype, device, "switti")
             model = load_switti(full_path("switti", switti_name), full_path("switti", vae_name), device="cpu",
-                                dtype=precision, vae_dtype=vae_precision, mmap=not args.disable_mmap)
+                                dtype=precision.transformer, vae_dtype=precision.vae_load_dtype,
+                                mmap=not args.disable_mmap)
+        finish_load("Load Switti Model", model, precision, notes)
         model.source_name = switti_name       # named in the sampler's errors
         patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
         return io.NodeOutput(patcher, ui=info_ui(notes, switti_name=switti_name, vae_name=vae_name, dtype=dtype))

@@ -15,7 +15,7 @@ from ..models import ClassCondition, load_var
 from ..models.builtin import BUILTIN_MODELS, SCENES_MODEL, SHAPES_MODEL, builtin_by_name
 from ..models.var import IMAGENET
 from .common import (DTYPES, CondType, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs,
-                     checkpoint_notes, full_path, info_ui, model_files, pick_dtypes)
+                     checkpoint_notes, finish_load, full_path, info_ui, model_files, pick_dtypes)
 from .features import aliases, expert
 
 VAE_FILE = "vae_ch160v4096z32.pth"
@@ -52,6 +52,8 @@ def _builtin_summaries() -> str:
 
 
 class VARLoader(ScalewiseNode):
+    file_inputs = ("var_name", "vae_name")
+
     @classmethod
     def define_schema(cls):
         files, vae_files = var_loader_options(model_files("var"))
@@ -102,14 +104,17 @@ class VARLoader(ScalewiseNode):
     @checked_inputs
     def execute(cls, var_name, vae_name, dtype) -> io.NodeOutput:
         device = mm.get_torch_device()
-        precision, vae_precision = pick_dtypes(dtype, device, "var")
+        precision = pick_dtypes(dtype, device, "var")
         builtin = builtin_by_name(var_name)
         if builtin is not None:
-            model, notes = builtin.load(device="cpu", dtype=precision, vae_dtype=vae_precision), []
+            model, notes = builtin.load(device="cpu", dtype=precision.transformer,
+                                        vae_dtype=precision.vae_load_dtype), []
         else:
             with checkpoint_notes("Load VAR Model") as notes:
                 model = load_var(full_path("var", var_name), full_path("var", vae_name), device="cpu",
-                                 dtype=precision, vae_dtype=vae_precision, mmap=not args.disable_mmap)
+                                 dtype=precision.transformer, vae_dtype=precision.vae_load_dtype,
+                                 mmap=not args.disable_mmap)
+        finish_load("Load VAR Model", model, precision, notes)
         model.source_name = var_name          # named in the sampler's errors
         patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
         return io.NodeOutput(patcher, ui=info_ui(notes, var_name=var_name, vae_name=vae_name, dtype=dtype))

@@ -28,5 +28,6 @@ for name, (bf16, fp16) in DEVICES.items():
     mm.should_use_fp16 = lambda device=None, *a, _v=fp16, **k: _v
     for family in ("var", "switti"):
         for choice in ("auto", "fp16"):
-            out[f"{name}|{family}|{choice}"] = [str(d).replace("torch.", "") for d in pick_dtypes(choice, "x", family)]
+            p = pick_dtypes(choice, "x", family)
+            out[f"{name}|{family}|{choice}"] = [str(d).replace("torch.", "") for d in (p.transformer, p.vae)]
 print(json.dumps(out))
