@@ -36,8 +36,11 @@ def widget_specs(info: dict) -> dict[str, tuple[str, dict]]:
 
 
 def pack_widgets(comfy) -> dict[str, dict]:
+    """The widget inputs of the pack's own nodes (those of the module that registers ScalewiseSampler: the test-only
+    packs in tests/test_packs register other Scalewise* ids)."""
     info = comfy.object_info()
-    return {ct: widget_specs(i) for ct, i in info.items() if ct.startswith("Scalewise") and ct != ANY}
+    module = info["ScalewiseSampler"]["python_module"]
+    return {ct: widget_specs(i) for ct, i in info.items() if i.get("python_module") == module}
 
 
 def linked(comfy, prompt, only=None, value=None, via=None):
