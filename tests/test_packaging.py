@@ -7,6 +7,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +57,7 @@ def test_icon_is_a_raw_url_of_a_square_png_in_the_repository():
         assert img.format == "PNG" and img.width == img.height >= 200
 
 
+@pytest.mark.slow
 def test_the_wheel_carries_every_builtin_model(tmp_path):
     """`pip install .` (the Python API's install) must bring every built-in model's weights: build the wheel from
     the tracked files (offline, with the installed setuptools), install it into an empty folder and load each

@@ -56,6 +56,7 @@ def reference_filter(logits, top_k, top_p):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quantised", [False, True])
 def test_sort_free_path_equals_the_reference(quantised):
     g = torch.Generator().manual_seed(3)

@@ -173,6 +173,7 @@ def test_null_class_is_allowed(model):
     sample(model, CFG(1.0), [1000], top_k=1)
 
 
+@pytest.mark.slow
 def test_official_256_schedule_runs():
     model = tiny_model(patch_nums=SCHEDULES[256], seed=1)
     out = sample(model, CFG(1.5), [0], top_k=900, top_p=0.96)

@@ -121,6 +121,7 @@ def test_denoise_keeps_the_first_scales_and_combines_with_a_mask(model, image):
     assert not equal_tokens(alone.tokens[kept:], own[kept:])
 
 
+@pytest.mark.slow
 def test_image_and_mask_broadcast_and_images_keep_their_seeds(model, image):
     mask = disc_mask(2)
     mask[1] = torch.flip(mask[1], (0,))
@@ -157,6 +158,7 @@ def test_edit_region_is_the_regenerated_tokens(model, image):
     assert sample(model, CFG(2.0), [7], top_k=1, trace=True).trace.edit_mask is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("autoregressive", [False, True])
 def test_switti_text_guided_inpainting(image, autoregressive):
     model = tiny_switti(autoregressive=autoregressive, seed=2)

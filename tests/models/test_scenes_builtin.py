@@ -18,6 +18,8 @@ from scalewise.models.scenes import CLASS_NAMES, JUDGE_FILE, PATCH_NUMS, VAE_FIL
 from scalewise.models.shapes.judge import judge_images
 from scalewise.tools.scenes.data import sample as real_scenes
 
+pytestmark = pytest.mark.slow  # the fast tier leaves this file out (tests/conftest.py)
+
 KEYS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "keys")
 
 

@@ -11,6 +11,8 @@ from scalewise.models.shapes import CLASS_NAMES, PATCH_NUMS, VAE_FILE, VAR_FILE,
 from scalewise.tools.shapes.data import sample as real_images
 from scalewise.models.shapes.judge import judge_images
 
+pytestmark = pytest.mark.slow  # the fast tier leaves this file out (tests/conftest.py)
+
 KEYS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "keys")
 
 

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the fast tier leaves this file out (tests/conftest.py)
+
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tools",
                       "benchmark.py")
 REQUIRED = {"model": str, "resolution": int, "batch": int, "guider": str, "s_per_batch": float,

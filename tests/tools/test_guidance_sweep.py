@@ -2,9 +2,12 @@
 import json
 import os
 
+import pytest
 from PIL import Image
 
 import guidance_sweep as sweep
+
+pytestmark = pytest.mark.slow  # the fast tier leaves this file out (tests/conftest.py)
 
 
 def test_quick_run_writes_table_plot_and_lines(tmp_path):

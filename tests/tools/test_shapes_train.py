@@ -1,11 +1,14 @@
 """Training code of the built-in model: the training quantiser agrees with inference, and the script writes
 files the official-layout loaders read."""
+import pytest
 import torch
 
 from scalewise.models import VQVAE, VQVAEConfig, load_var
 from scalewise.models.shapes import PATCH_NUMS
 from scalewise.tools.shapes.train import quantize_for_training
 from rounding import U, stack_bound
+
+pytestmark = pytest.mark.slow  # the fast tier leaves this file out (tests/conftest.py)
 
 
 def test_training_quantiser_matches_inference():
