@@ -105,6 +105,22 @@ def check_mask(mask: torch.Tensor, name: str = "mask", convention: str = "1 = ge
     return _check_values(as_mask_batch(mask, name), name, convention)
 
 
+def square_mask(mask: torch.Tensor, size: int, name: str = "mask") -> torch.Tensor:
+    """A foreground mask float [B, h, w] for size x size images -> [B, size, size]: a square mask of another
+    resolution is resized (bilinear, antialiased when shrinking, as `fit_mask` resizes); one of another shape cannot
+    be placed on the images (the sampler cropped or padded the picture they come from), so it raises ValueError
+    naming `name` and its width x height."""
+    height, width = mask.shape[-2:]
+    if (height, width) == (size, size):
+        return mask
+    if height != width:
+        raise ValueError(f"{name} is {width}x{height} (width x height) but the images are {size}x{size}: a mask of "
+                         "another shape cannot be placed on them (the sampler cropped or padded the picture); give "
+                         "a square mask, or after an edit leave it unconnected to use the region the sampler "
+                         "regenerated")
+    return _resize(mask[:, None], size, size, "bilinear")[:, 0].clamp(0, 1)
+
+
 def unmarked_entries(mask: torch.Tensor) -> list[int]:
     """Indices of the masks of a batch float [B, H, W] that mark no pixel (every value < 0.5, the threshold of
     `finest_keep_mask`): such a mask regenerates nothing, so its image is the input's reconstruction."""
@@ -197,8 +213,10 @@ def edit_batch(batch_size: int, image: torch.Tensor | None, mask: torch.Tensor |
     for name, size in sizes.items():
         if size not in (1, batch):
             other = ", ".join(f"{n} {v}" for n, v in sizes.items() if n != name)
+            fix = (" (set batch_size to 1: the image or mask batch then sets the number of images)"
+                   if name == "batch_size" else "")
             raise ValueError(f"{name} {size} does not fit the batch of {batch} ({other}): each of batch_size, "
-                             "the image batch and the mask batch must be 1 or the same number")
+                             f"the image batch and the mask batch must be 1 or the same number{fix}")
     return batch
 
 

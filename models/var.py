@@ -310,8 +310,21 @@ class VARModel(ScalewiseModel):
 
     family = "var"
     smoothing = GumbelSmoothing(replaces_draw=False, guided_scales_only=False)  # VAR.autoregressive_infer_cfg
-    class_set = IMAGENET    # the class list the ids index; the built-in models set theirs ("tiny-shapes", ...)
     class_names: tuple[str, ...] | None = None  # set for models whose classes are not ImageNet's
+    _class_set: str | None = None  # set by the built-in models' loader ("tiny-shapes", ...)
+
+    @property
+    def class_set(self) -> str | None:
+        """The class list the ids index: a built-in model's ("tiny-shapes", "scenes-128"), else "imagenet" for a
+        1000-class model (the official ones), else None (a VAR with its own classes, e.g. a copy of a built-in
+        model in models/var, whose ids only class_id can choose)."""
+        if self._class_set is not None:
+            return self._class_set
+        return IMAGENET if self.num_classes == 1000 else None
+
+    @class_set.setter
+    def class_set(self, value: str | None) -> None:
+        self._class_set = value
 
     @property
     def autoregressive(self) -> bool:

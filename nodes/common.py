@@ -208,7 +208,8 @@ def pick_dtypes(choice: str, device, family: str) -> Precision:
                          f"{', '.join(flags)}; choose dtype auto to follow {'them' if many else 'it'}")
         if image_device is not None and image_dtype != dtype:
             notes.append(f"--cpu-vae: the VQ-VAE's encoder and decoder run on the CPU in {_dtype_name(image_dtype)}, "
-                         f"ComfyUI's VAE precision there; dtype {choice} sets the rest")
+                         f"ComfyUI's VAE precision there; dtype {choice} sets the transformer and the VQ-VAE's "
+                         "quantiser")
         return Precision(dtype, dtype, image_device, image_dtype, tuple(notes))
     transformer, notes = _auto_transformer(device, family), ()
     if unet_flag is not None:

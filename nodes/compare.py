@@ -12,7 +12,7 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..guidance import RunInfo
-from ..guidance.editing import check_mask
+from ..guidance.editing import check_mask, square_mask
 from ..guidance.balance import balance_point, parse_strengths, render_balance_plot
 from ..guidance.grid import MAX_IMAGES, heatmap_cells, render_grid
 from ..guidance.metrics import divergence, evenness
@@ -172,9 +172,8 @@ def sweep_masks(mask, net, images: torch.Tensor, rows: int, columns: int):
         if builtin is None:
             return None
         return judge_images(_builtin_judge(builtin.class_set), images.permute(0, 3, 1, 2))["masks"]
-    mask = check_mask(mask, convention="1 = object")  # any layout core's mask nodes accept; resampling overshoot clamped
-    if tuple(mask.shape[1:]) != (size, size):
-        raise ValueError(f"mask: shape {list(mask.shape)} does not match the images: expected [N, {size}, {size}]")
+    # any layout core's mask nodes accept, resampling overshoot clamped; a square mask of another size resized
+    mask = square_mask(check_mask(mask, convention="1 = object"), size)
     count = mask.shape[0]
     if count == 1:
         return mask.expand(rows * columns, -1, -1)

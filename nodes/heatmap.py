@@ -8,7 +8,7 @@ import math
 import comfy.model_management as mm
 from comfy_api.latest import io, ui
 
-from ..guidance.editing import check_mask, unmarked_entries
+from ..guidance.editing import check_mask, square_mask, unmarked_entries
 from ..guidance.heatmap import render_heatmap
 from ..guidance.metrics import summary, trace_scores
 from .common import CATEGORY, ScalewiseNode, TraceType, checked_inputs, info_ui
@@ -19,6 +19,17 @@ from .images import rgb_image
 def _mean(values) -> float:
     finite = [v for v in values if v is not None and not math.isnan(v)]
     return sum(finite) / len(finite) if finite else -1.0
+
+
+def check_image_fits(image, trace) -> None:
+    """ValueError in ComfyUI's own layout when the IMAGE is not the trace's images (size and batch)."""
+    size, batch = trace.image_size, trace.batch_size
+    shape = list(getattr(image, "shape", []))
+    if len(shape) == 4 and shape[1:3] == [size, size] and shape[0] in (1, batch):
+        return
+    expected = f"{batch if batch == 1 else f'{batch} (or 1)'} image(s) of {size}x{size} px"
+    raise ValueError(f"image: got shape {shape} ([batch, height, width, channels]), but the trace is of {expected}: "
+                     "connect the image output of the sampler that made the trace")
 
 
 class GuidanceHeatmap(ScalewiseNode):
@@ -58,15 +69,19 @@ class GuidanceHeatmap(ScalewiseNode):
     @classmethod
     @checked_inputs
     def execute(cls, trace, normalize, colormap, overlay_alpha, image=None, mask=None) -> io.NodeOutput:
-        image = None if image is None else rgb_image(image)
+        if image is not None:
+            check_image_fits(image, trace)
+            image = rgb_image(image)
         notes = []
         if mask is not None:
-            mask = check_mask(mask, convention="1 = object")
+            mask = square_mask(check_mask(mask, convention="1 = object"), trace.image_size)
             empty = unmarked_entries(mask)
             if empty:
-                which = "the mask" if mask.shape[0] == 1 else f"the masks of images {', '.join(map(str, empty[:8]))}"
-                notes.append(f"{which} mark{'s' if mask.shape[0] == 1 else ''} no object (every pixel below 0.5), "
-                             "so divergence D is undefined there: connect a foreground mask, white = object")
+                listed = ", ".join(map(str, empty[:8])) + (" ..." if len(empty) > 8 else "")
+                which = ("the mask marks" if mask.shape[0] == 1 else f"the mask of image {listed} marks"
+                         if len(empty) == 1 else f"the masks of images {listed} mark")
+                notes.append(f"{which} no object (every pixel below 0.5), so divergence D is undefined there: "
+                             "connect a foreground mask, white = object")
                 logging.warning("Guidance Heatmap: %s", notes[-1])
         computed = trace_scores(trace, mask)  # once, for the panels and the outputs
         grid = render_heatmap(trace, image, mask, normalize=normalize, colormap=colormap, overlay_alpha=overlay_alpha,

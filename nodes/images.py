@@ -19,6 +19,8 @@ def rgb_image(image, name: str = "image") -> torch.Tensor:
     if image.ndim != 4 or not 1 <= image.shape[-1] <= 4:
         raise ValueError(f"{name}: expected an IMAGE [batch, height, width, channels] with 1 to 4 channels (RGB, "
                          f"RGBA, grey), got a tensor of shape {list(image.shape)}")
+    if image.numel() == 0:
+        raise ValueError(f"{name}: the IMAGE is empty (shape [batch, height, width, channels] = {list(image.shape)})")
     channels = image.shape[-1]
     if channels == 4:
         image = image[..., :3]

@@ -217,15 +217,16 @@ def _sweep_report(comfy, prompt, node):
 
 def test_sweep_divergence_needs_a_mask(pack_loaded):
     """A random-weight model without a mask: E only, balance -1. A connected mask is used (an all-foreground one
-    leaves no background: D undefined, balance -1); a mask of the wrong size is refused naming `mask`."""
+    leaves no background: D undefined, balance -1); a square mask of another size is resized (the same report as
+    at the images' size), one of another shape is refused naming `mask` and its width x height."""
     from .fixtures_models import VAR_TINY
 
-    def graph(mask_size=None, mask_count=1):
+    def graph(mask_size=None, mask_count=1, mask_height=None):
         g = pack_loaded.graph_builder()
         model, cond = _model(g, var=VAR_TINY, vae=VAE, class_name="207: golden retriever")
         extra = {}
         if mask_size:
-            solid = g.node("SolidMask", value=1.0, width=mask_size, height=mask_size)
+            solid = g.node("SolidMask", value=1.0, width=mask_size, height=mask_height or mask_size)
             extra["mask"] = solid.out(0)
         node = g.node("ScalewiseGuidanceSweep", model=model.out(0), conditioning=cond.out(0), seed=0,
                       images_per_row=2, **SETTINGS, guider=_cfg(g).out(0), strengths="1, 2", **extra)
@@ -237,5 +238,6 @@ def test_sweep_divergence_needs_a_mask(pack_loaded):
     report = _sweep_report(pack_loaded, *graph(mask_size=64))
     assert report["mask"] == "connected" and report["divergence"] == [None, None]
     assert report["balance_strength"] == -1 and report["balance"] is None
-    message = failure(pack_loaded, graph(mask_size=32)[0])
-    assert "mask" in message and "[1, 32, 32]" in message and "[N, 64, 64]" in message, message
+    assert _sweep_report(pack_loaded, *graph(mask_size=32)) == report
+    message = failure(pack_loaded, graph(mask_size=32, mask_height=48)[0])
+    assert "mask is 32x48 (width x height) but the images are 64x64" in message, message

@@ -125,7 +125,8 @@ def test_cpu_vae_puts_encoder_and_decoder_on_the_cpu(report):
         assert image == ["cpu", BF16 if "--bf16-vae" in flags else F32], key
         if choice == "fp16":
             assert notes[-1] == ("--cpu-vae: the VQ-VAE's encoder and decoder run on the CPU in "
-                                 f"{image[1]}, ComfyUI's VAE precision there; dtype fp16 sets the rest"), key
+                                 f"{image[1]}, ComfyUI's VAE precision there; dtype fp16 sets the transformer "
+                                 "and the VQ-VAE's quantiser"), key
     # the quantiser keeps the VQ-VAE's dtype of a run without --cpu-vae: the tokens do not change
     assert report["dtypes"]["--fp16-unet --cpu-vae|a100|var|auto"][:3] == [F16, BF16, ["cpu", F32]]
 

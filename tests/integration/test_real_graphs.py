@@ -217,3 +217,27 @@ def test_a_class_list_from_a_multiline_text_node_is_read_line_by_line(server):
     linked = classes(lambda g: g.node("PrimitiveStringMultiline", value="0: circle\r\n3\n5: star\n").out(0))
     assert all(np.array_equal(a, b) for a, b in zip(saved(server, run_ok(server, typed), typed),
                                                     saved(server, run_ok(server, linked), linked)))
+
+
+def test_a_long_batch_with_batch_size_above_one_says_to_set_it_to_one(server):
+    """100 frames with batch_size 2: batch_size cannot be 100 (its maximum is 64), so the message says to set 1."""
+    prompt = graph(server, mask=False, denoise=0.5, batch=2,
+                   image=lambda g, load: g.node("RepeatImageBatch", image=load.out(0), amount=100).out(0))
+    entry, _ = server.run(prompt)
+    message = json.dumps(entry["status"]["messages"])
+    assert ("batch_size 2 does not fit the batch of 100 (image 100): each of batch_size, the image batch and the "
+            "mask batch must be 1 or the same number (set batch_size to 1: the image or mask batch then sets the "
+            "number of images)") in message, message
+
+
+def test_the_heat_map_names_an_image_of_another_size_as_connected(server):
+    """An RGBA picture of another size into the heat map: the message shows the IMAGE as the user connected it
+    ([batch, height, width, channels], 4 channels) and says what to connect."""
+    prompt = graph(server, heatmap_image=lambda g, sampler: g.node(
+        "JoinImageWithAlpha", alpha=g.node("SolidMask", value=1.0, width=80, height=60).out(0),
+        image=g.node("ImageScale", image=sampler.out(0), upscale_method="bilinear", width=80, height=60,
+                     crop="disabled").out(0)).out(0))
+    entry, _ = server.run(prompt)
+    message = json.dumps(entry["status"]["messages"])
+    assert ("image: got shape [1, 60, 80, 4] ([batch, height, width, channels]), but the trace is of 1 image(s) of "
+            "64x64 px: connect the image output of the sampler that made the trace") in message, message

@@ -9,7 +9,7 @@ from scalewise.models.var_loader import build_var_transformer
 from scalewise.models.vqvae_loader import build_vqvae
 from scalewise.models import VQVAEConfig
 from rounding import transformer_bound
-from tiny import TINY_PN, LogitRecorder, tiny_model
+from tiny import TINY_PN, LogitRecorder, random_var, random_vqvae, tiny_model, var_config
 
 KEYS = pathlib.Path(__file__).parent.parent / "data" / "keys"
 
@@ -99,3 +99,21 @@ def test_first_image_index_rotates_the_classes():
     assert model.prepare_condition(ids, 4).tolist() == [3, 5, 7, 3]
     assert model.prepare_condition(ids, 4, first=2).tolist() == [7, 3, 5, 7]
     assert model.prepare_condition(ids, None, first=1).tolist() == [5, 7, 3]
+
+
+def test_a_var_with_its_own_classes_is_not_taken_for_imagenet():
+    """A 10-class VAR loaded from a file (a copy of a built-in model in models/var): neither ImageNet labels nor
+    a built-in model's labels are its classes, and the message says to use class_id (not ImageNet entries)."""
+    from scalewise.models import ClassCondition
+    from scalewise.models.var import VARModel
+    model = VARModel(random_var(var_config(patch_nums=(1, 2, 3, 4), num_classes=10)), random_vqvae())
+    model.source_name = "var_d16.safetensors"
+    assert model.class_set is None and model.describe() == ("a VAR model with its own 10 classes loaded from "
+                                                             "'var_d16.safetensors'")
+    for label, source in (("2: great white shark", "an ImageNet class"),
+                          ("tiny-shapes 5: star", "a class of the built-in tiny-shapes model")):
+        class_set = "imagenet" if label[0].isdigit() else "tiny-shapes"
+        with pytest.raises(ValueError, match=f"is {source}, but the model is a VAR model with its own 10 classes.*"
+                                             r"set class_id to one of its ids 0\.\.9"):
+            model.prepare_condition(ClassCondition((int(label.split(":")[0].split()[-1]),), class_set, label), 1)
+    assert model.prepare_condition(ClassCondition((9,)), 1).tolist() == [9]  # a raw id (class_id) is its own

@@ -76,8 +76,11 @@ function textOf(node, view, output) {
   }
 }
 
-// Lines a text takes in the node, wrapped at about 60 characters, for the widget's height.
-const linesOf = (text) => text.split("\n").reduce((n, line) => n + Math.max(1, Math.ceil(line.length / 60)), 0);
+// Lines a text takes in a node `width` px wide (11 px monospace: about 6.6 px a character), for the widget's height.
+const linesOf = (text, width = 400) => {
+  const perLine = Math.max(20, Math.floor((width - 24) / 6.6));
+  return text.split("\n").reduce((n, line) => n + Math.max(1, Math.ceil(line.length / perLine)), 0);
+};
 
 function addView(node, view) {
   // A read-only DOM text area through the public node API; display only, never serialised.
@@ -90,7 +93,7 @@ function addView(node, view) {
     serialize: false,
     getValue: () => area.value,
     setValue: (v) => { area.value = v; },
-    getMinHeight: () => Math.min(10, linesOf(area.value)) * 14 + 10,
+    getMinHeight: () => Math.min(10, linesOf(area.value, node.size?.[0])) * 14 + 10,
   });
   widget.serialize = false;
   return widget;
@@ -117,7 +120,7 @@ function render(node, output) {
     }
     widget ??= addView(node, view);
     widget.value = text;
-    if (widget.element) widget.element.rows = Math.min(10, linesOf(text));
+    if (widget.element) widget.element.rows = Math.min(10, linesOf(text, node.size?.[0]));
     changed = true;
   }
   if (changed) {
