@@ -165,7 +165,8 @@ def _builtin_judge(class_set: str):
 def sweep_masks(mask, net, images: torch.Tensor, rows: int, columns: int):
     """Foreground masks float [R*C, S, S] (1 = object) for the divergence: the connected MASK (1, one per column, or
     one per image), else, for a built-in model (tiny-shapes, scenes-128), its own shipped judge's segmentation of
-    `images` [R*C, S, S, 3]; None when there is neither. Raises ValueError for a mask of another size or count."""
+    `images` [R*C, S, S, 3]; None when there is neither. A square mask of another size is resized. Raises ValueError
+    for a mask of another shape or count."""
     size = images.shape[1]
     if mask is None:
         builtin = builtin_by_class_set(getattr(net, "class_set", None))
