@@ -81,3 +81,44 @@ def test_the_checks_catch_what_they_should(tmp_path):
         assert private_imports(bad) == ["bad.py:4 imports _window_label from .cfg"]
     finally:
         REPO = saved
+
+
+# --- the model contract: what guidance/ uses of a model, against ARCHITECTURE.md's member table ---------------
+
+def used_members(paths, owner: str) -> set[str]:
+    """Attribute names read on `owner` (a name such as `model`, or `x.model`) anywhere in `paths`."""
+    found = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute):
+                value = node.value
+                if (isinstance(value, ast.Name) and value.id == owner) or \
+                        (isinstance(value, ast.Attribute) and value.attr == owner):
+                    found.add(node.attr)
+    return found
+
+
+def documented_members(text: str) -> tuple[set[str], set[str]]:
+    """(model members, ScaleState members) of ARCHITECTURE.md's model-contract section: the names in backticks of
+    its table's first column, and those the table says `start`'s ScaleState offers."""
+    import re
+    section = text.split("## The model contract", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    model = {m for row in rows for m in re.findall(r"`(\w+)", row.split("|")[1])} - {"ScaleState"}
+    start = next(row for row in rows if row.startswith("| `start("))
+    state = set(re.findall(r"`(\w+)", start.split("|")[2])) - {"ScaleState"}
+    return model, state
+
+
+def test_the_contract_table_lists_exactly_what_guidance_uses():
+    model, state = documented_members((REPO / "ARCHITECTURE.md").read_text(encoding="utf-8"))
+    assert used_members(modules("guidance"), "model") == model
+    assert used_members(modules("guidance"), "state") == state
+
+
+def test_the_contract_check_sees_an_undocumented_member(tmp_path):
+    sneaky = tmp_path / "sneaky.py"
+    sneaky.write_text("def f(model, progress):\n    return model.transformer, progress.model.vae, model.decode\n")
+    assert used_members([sneaky], "model") == {"transformer", "vae", "decode"}
+    model, state = documented_members((REPO / "ARCHITECTURE.md").read_text(encoding="utf-8"))
+    assert "decode" in model and "transformer" not in model and state == {"rows", "set_uncond", "close"}
