@@ -63,7 +63,7 @@ class ScaleRecord:
     side: int
     cond: torch.Tensor           # [B, n, V] raw conditional logits
     uncond: torch.Tensor | None  # [B, n, V] raw unconditional logits, if that branch ran
-    guided: torch.Tensor         # [B, n, V] logits the tokens were drawn from (after postprocess, temperature)
+    logits: torch.Tensor         # [B, n, V] the logits the tokens were drawn from (after postprocess, temperature)
     tokens: torch.Tensor         # [B, n] sampled indices
 
 

@@ -134,17 +134,18 @@ def check_probabilities(flag: torch.Tensor | None) -> None:
                            "probability tensor contains either inf, nan or element < 0")
 
 
-def smooth_probabilities(filtered: torch.Tensor, ratio: float, generators) -> torch.Tensor:
-    """VAR's `more_smooth`: Gumbel-softmax of the filtered logits sharpened by (1 + ratio), at
-    temperature max(0.27 (1 - 0.95 ratio), 0.005); drawn after the token indices of the scale.
+def smooth_probabilities(logits: torch.Tensor, ratio: float, generators) -> torch.Tensor:
+    """VAR's `more_smooth`: Gumbel-softmax of the logits sharpened by (1 + ratio), at temperature
+    max(0.27 (1 - 0.95 ratio), 0.005). VAR passes the top-k/top-p filtered logits, after drawing the scale's token
+    indices; Switti the unfiltered ones, instead of a draw (`models.base.GumbelSmoothing`).
 
-    filtered: float logits [B, n, V]; ratio = k / (K - 1) in [0, 1]; one generator per image. Returns
+    logits: float [B, n, V] (-inf = filtered out); ratio = k / (K - 1) in [0, 1]; one generator per image. Returns
     probabilities float [B, n, V] (rows sum to 1) with Gumbel noise -log(Exp(1)). Formula: official VAR
     models/var.py `autoregressive_infer_cfg` (`gum_t`, "refer to mask-git") and models/helpers.py
-    `gumbel_softmax_with_rng`; Switti models/pipeline.py uses it on the unfiltered logits."""
+    `gumbel_softmax_with_rng`; Switti models/pipeline.py the same."""
     tau = max(0.27 * (1 - 0.95 * ratio), 0.005)
-    noise = torch.stack([-_exponential(row, g).log() for row, g in zip(filtered, generators)])
-    return ((filtered * (1 + ratio) + noise) / tau).softmax(-1)
+    noise = torch.stack([-_exponential(row, g).log() for row, g in zip(logits, generators)])
+    return ((logits * (1 + ratio) + noise) / tau).softmax(-1)
 
 
 def check_sampling_args(top_k: int, top_p: float, vocab_size: int) -> None:

@@ -20,7 +20,7 @@ class _Spy(Guider):
         class R(GuiderRuntime):
             def observe(self, record):
                 spy.records.append((record.cond.clone(), None if record.uncond is None else record.uncond.clone(),
-                                    record.guided))
+                                    record.logits))
         return R()
 
 
