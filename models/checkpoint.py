@@ -396,8 +396,9 @@ def read_state_dict(path: str, dtype: torch.dtype | None = None, *, mmap: bool =
     return _read_pickle(path, kind, dtype, mmap, set(skip))
 
 
-def describe(sd: dict) -> str:
-    """A short guess of what a state dict holds, for error messages and dispatch."""
+def checkpoint_kind(sd: dict) -> str:
+    """What a state dict holds, guessed from its keys: a key of `DESCRIPTIONS` ("var", "vqvae", "switti", other
+    model kinds, "unknown"), for error messages and dispatch."""
     keys = sd.keys()
 
     def has(*names):
@@ -436,8 +437,8 @@ DESCRIPTIONS = {
 
 
 def expect_kind(path: str, sd: dict, wanted: str) -> None:
-    """Raise CheckpointError naming `path`, what the file looks like and a hint, unless `describe(sd) == wanted`."""
-    found = describe(sd)
+    """Raise CheckpointError naming `path`, what the file looks like and a hint, unless `checkpoint_kind(sd) == wanted`."""
+    found = checkpoint_kind(sd)
     if found != wanted:
         raise CheckpointError(f"{path}: expected {DESCRIPTIONS[wanted]}, but this file looks like "
                               f"{DESCRIPTIONS[found]} ({len(sd)} tensors, e.g. {list(sd)[:3]})")
