@@ -57,7 +57,8 @@ class CFGGuider(ScalewiseNode):
     @classmethod
     @checked_inputs
     def execute(cls, cfg, schedule, start_scale, end_scale, power, base=None) -> io.NodeOutput:
-        return io.NodeOutput(CFG(cfg, schedule, start_scale, scale_window_stop(end_scale), power, base))
+        return io.NodeOutput(CFG(scale=cfg, schedule=schedule, start_scale=start_scale,
+                                 stop_scale=scale_window_stop(end_scale), power=power, base=base))
 
 
 class IGGGuider(ScalewiseNode):
@@ -97,8 +98,8 @@ class IGGGuider(ScalewiseNode):
     @checked_inputs
     def execute(cls, scale, schedule, window, window_size, operand, start_scale, end_scale, base=None):
         win = window_size if window == "custom" else window
-        return io.NodeOutput(IGG(scale, schedule, win, operand, start_scale, scale_window_stop(end_scale),
-                                 base=base))
+        return io.NodeOutput(IGG(scale=scale, schedule=schedule, window=win, operand=operand, start_scale=start_scale,
+                                 stop_scale=scale_window_stop(end_scale), base=base))
 
 
 class SoftCFGGuider(ScalewiseNode):
@@ -135,7 +136,8 @@ class SoftCFGGuider(ScalewiseNode):
     @classmethod
     @checked_inputs
     def execute(cls, base, strength, normalization, confidence, floor):
-        return io.NodeOutput(SoftCFG(strength, normalization, confidence, floor, base=base))
+        return io.NodeOutput(SoftCFG(strength=strength, normalization=normalization, confidence=confidence,
+                                     floor=floor, base=base))
 
 
 class SSGGuider(ScalewiseNode):
@@ -190,8 +192,9 @@ class SSGGuider(ScalewiseNode):
     @classmethod
     @checked_inputs
     def execute(cls, beta, schedule, custom_betas, dse_rescale, interpolation, prior_source, base=None):
-        return io.NodeOutput(SSG(beta, schedule, _parse_betas(custom_betas), dse_rescale, interpolation,
-                                 prior_source, base))
+        return io.NodeOutput(SSG(beta=beta, schedule=schedule, custom_betas=_parse_betas(custom_betas),
+                                 dse_rescale=dse_rescale, interpolation=interpolation, prior_source=prior_source,
+                                 base=base))
 
 
 def _parse_betas(text: str) -> tuple[float, ...]:
