@@ -93,16 +93,17 @@ def _default_device() -> torch.device:
 
 
 @contextlib.contextmanager
-def torch_defaults():
+def torch_defaults(keep_fp16_accumulation: bool = False):
     """Run the block with torch's own process-wide defaults where another pack changed them, and give the pack's
     settings back afterwards: default dtype float32 (torch.set_default_dtype), default device cpu
     (torch.set_default_device), no fp16 accumulation in cuBLAS matmuls (torch >= 2.7.1:
-    torch.backends.cuda.matmul.allow_fp16_accumulation) and torch's own scaled_dot_product_attention under its
-    usual name (for ComfyUI's text encoders the Switti nodes call). Each change found is logged once, naming it.
-    The pack's nodes run inside it (nodes/common.py, checked_inputs)."""
+    torch.backends.cuda.matmul.allow_fp16_accumulation; left on with `keep_fp16_accumulation`, when the user asked
+    for it: ComfyUI's --fast fp16_accumulation) and torch's own scaled_dot_product_attention under its usual name
+    (for ComfyUI's text encoders the Switti nodes call). Each change found is logged once, naming it. The pack's
+    nodes run inside it (nodes/common.py, checked_inputs)."""
     dtype, device = torch.get_default_dtype(), _default_device()
     matmul = torch.backends.cuda.matmul
-    fp16_accumulation = bool(getattr(matmul, "allow_fp16_accumulation", False))
+    fp16_accumulation = bool(getattr(matmul, "allow_fp16_accumulation", False)) and not keep_fp16_accumulation
     sdpa = F.scaled_dot_product_attention
     found = []
     if dtype != torch.float32:

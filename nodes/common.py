@@ -11,6 +11,7 @@ import shutil
 import warnings
 from dataclasses import dataclass
 
+import comfy.cli_args as cli_args
 import comfy.model_management as mm
 import folder_paths
 import torch
@@ -338,6 +339,13 @@ class ScalewiseNode(io.ComfyNode):
         return cls.input_problem(values, known_only=True) or True
 
 
+def user_fast_fp16_accumulation() -> bool:
+    """True when the user started ComfyUI with --fast fp16_accumulation (or a bare --fast): then fp16 accumulation
+    is their choice, not another pack's, and the pack's nodes keep it."""
+    feature = getattr(getattr(cli_args, "PerformanceFeature", None), "Fp16Accumulation", None)
+    return feature is not None and feature in (getattr(args, "fast", None) or ())
+
+
 def checked_inputs(execute):
     """Decorator for ScalewiseNode.execute: checks the real input values first (ValueError naming the input), then
     runs the node with torch's own defaults where another pack changed them (models.torch_compat.torch_defaults)."""
@@ -352,7 +360,8 @@ def checked_inputs(execute):
         problem = cls.input_problem(values, known_only=False)
         if problem:
             raise ValueError(problem)
-        with torch_defaults():  # whatever other packs set process-wide (README, "Other packs' patches")
+        # whatever other packs set process-wide (README, "Other packs' patches"), but the user's own --fast choice
+        with torch_defaults(keep_fp16_accumulation=user_fast_fp16_accumulation()):
             return execute(cls, *args, **kwargs)
     return run
 

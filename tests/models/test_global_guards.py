@@ -145,3 +145,17 @@ def test_the_report_names_a_replacement_once():
     finally:
         logger.removeHandler(handler)
     assert seen == ["replaced by x"]
+
+
+def test_fp16_accumulation_the_user_asked_for_is_kept():
+    """ComfyUI's --fast fp16_accumulation is the user's choice (nodes/common.py passes it): kept during the nodes."""
+    matmul = torch.backends.cuda.matmul
+    if not _has_fp16_accumulation():
+        pytest.skip("torch < 2.7.1: no allow_fp16_accumulation")
+    matmul.allow_fp16_accumulation = True
+    try:
+        with torch_defaults(keep_fp16_accumulation=True):
+            assert matmul.allow_fp16_accumulation is True
+        assert matmul.allow_fp16_accumulation is True
+    finally:
+        matmul.allow_fp16_accumulation = False
