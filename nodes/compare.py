@@ -199,13 +199,10 @@ class GuidanceSweep(ScalewiseNode):
                 "SSG: beta; the top guider of a stack) and plots the IGG paper's evenness E and divergence D "
                 "against strength. The paper (Nguyen et al. 2025) found its best FID where the two balance; the "
                 "balance point output is where E - D changes sign (interpolated) or, if it never does, the "
-                "closest approach. A suggestion, not a promise: on the pack's own tiny-shapes model the two never "
-                "crossed (E about 0.99, D about 0.03 at every strength); the closest approach, always the largest "
-                "strength, matched the best Fréchet distance for CFG/IGG on VAR's linear ramp but not for constant "
-                "CFG (best at 1 of 0-6) (tools/benchmark_results/shapes_guidance.md); on the scenes-128 model they "
-                "move more but do not cross either (E 0.98-0.99, D 0.05-0.09), and the closest approach (the "
-                "smallest strength) did not match the best Fréchet distance (4-6; scenes_guidance.md). D needs a "
-                "foreground mask: connect one, or use a built-in model, whose shipped judge segments its images. "
+                "closest approach. A suggestion, not a promise: on the pack's built-in models the two did not cross, "
+                "and the closest approach matched the best image quality only in some sweeps (what was measured: "
+                "tools/benchmark_results/shapes_guidance.md and scenes_guidance.md). D needs a foreground mask: "
+                "connect one, or use a built-in model, whose shipped judge segments its images. "
                 + SIZES),
             inputs=[
                 *_sampler_inputs(),
