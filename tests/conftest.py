@@ -19,6 +19,41 @@ if "scalewise" not in sys.modules:
 
 
 TIERS = {"integration": "server", "ui": "browser"}
+SERVER_MODULE = "scalewise_ci_comfy_server"
+
+
+def load_comfy_server():
+    """tests/integration/comfy_server.py under one fixed module name (stdlib only: importing it starts nothing), so
+    the integration and UI tests share one server; their conftests take it from here as `cs`."""
+    if SERVER_MODULE not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            SERVER_MODULE, os.path.join(ROOT, "tests", "integration", "comfy_server.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[SERVER_MODULE] = module
+        spec.loader.exec_module(module)
+    return sys.modules[SERVER_MODULE]
+
+
+def _comfy_fixture():
+    import pytest
+
+    @pytest.fixture(scope="session")
+    def comfy(tmp_path_factory):
+        """The session's real ComfyUI server (ComfyClient: object_info(), queue(), wait(), run(), interrupt(), ws(),
+        log(), assert_pack_imported(), graph_builder(), models_dir with var/ and switti/ filled by
+        tests/integration/fixtures_models.py), started once for tests/integration and tests/ui together. Skipped
+        without COMFY_DIR (a ComfyUI tree: .ci/comfy_ci.sh install)."""
+        cs = load_comfy_server()
+        if cs.comfy_dir() is None:
+            pytest.skip("COMFY_DIR does not point at a ComfyUI tree (run .ci/comfy_ci.sh install)")
+        client = cs.acquire(tmp_path_factory)
+        yield client
+        cs.release()
+    return comfy
+
+
+load_comfy_server()
+comfy = _comfy_fixture()
 
 
 def pytest_collection_modifyitems(config, items):

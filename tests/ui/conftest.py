@@ -2,7 +2,6 @@
 
 Uses Debian's /usr/bin/chromium (apt-get install chromium); Playwright never downloads a browser. Shares the
 session's ComfyUI server with tests/integration. Skipped without COMFY_DIR, playwright or Chromium."""
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -18,28 +17,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 APP_READY = "() => window.app && window.app.graph && window.LiteGraph"
 
 
-def load_comfy_server():
-    """Same module object as tests/integration/conftest.py's, so both share one server."""
-    name = "scalewise_ci_comfy_server"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "integration" / "comfy_server.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-cs = load_comfy_server()
-
-
-@pytest.fixture(scope="session")
-def comfy(tmp_path_factory):
-    if cs.comfy_dir() is None:
-        pytest.skip("COMFY_DIR does not point at a ComfyUI tree (run .ci/comfy_ci.sh install)")
-    client = cs.acquire(tmp_path_factory)
-    yield client
-    cs.release()
+cs = sys.modules["scalewise_ci_comfy_server"]  # loaded by tests/conftest.py, which also holds the `comfy` fixture
 
 
 @pytest.fixture(scope="session")
