@@ -64,7 +64,34 @@ function aboutThisNode(node, output) {
   });
 }
 
+// The notes last sent for each node type and the widget values they are about, newest last. A restored workflow can
+// come without a node's output, or with it before its widgets have their saved values again; the notes about the
+// files the widgets name are known all the same.
+const notesSeen = [];
+
+function remember(node, output) {
+  const inputs = output?.scalewise_info_for?.[0];
+  if (!inputs || typeof inputs !== "object" || !Array.isArray(output.scalewise_info)) return;
+  const key = node.type + JSON.stringify(inputs);
+  const at = notesSeen.findIndex((e) => e.key === key);
+  if (at >= 0) notesSeen.splice(at, 1);
+  notesSeen.push({ key, type: node.type, output });
+  if (notesSeen.length > 100) notesSeen.shift();
+}
+
+/** The output whose notes are about what `node`'s widgets name now: `output` itself, else the newest remembered
+ * one for the same files, else `output` (whose notes then do not show). */
+function notesOutput(node, output) {
+  if (output?.scalewise_info_for && aboutThisNode(node, output)) return output;
+  for (let i = notesSeen.length - 1; i >= 0; i--) {
+    const seen = notesSeen[i];
+    if (seen.type === node.type && aboutThisNode(node, seen.output)) return seen.output;
+  }
+  return output;
+}
+
 function textOf(node, view, output) {
+  if (view.notes) output = notesOutput(node, output);
   const value = output?.[view.key];
   if (!Array.isArray(value) || !value.length) return "";
   if (view.notes && !aboutThisNode(node, output)) return "";
@@ -107,6 +134,7 @@ function render(node, output) {
   const views = VIEWS[node?.type];
   if (!views) return;
   lastOutput.set(node, output);
+  remember(node, output);
   let changed = false;
   for (const view of views) {
     const text = textOf(node, view, output);
@@ -171,9 +199,10 @@ app.registerExtension({
     };
     if (!VIEWS[nodeData.name].some((v) => v.notes)) return;
     // Notes about files the widgets no longer name go: at once where the frontend reports widget changes, at the
-    // latest when a run starts (its prompt holds the widgets' values; a cached loader sends nothing).
+    // latest when a run starts (its prompt holds the widgets' values; a cached loader sends nothing). onConfigure:
+    // a restored node gets its saved widget values after it may have been drawn from its outputs.
     const ours = new Set(VIEWS[nodeData.name].map((v) => v.widget));
-    for (const hook of ["onWidgetChanged", "onExecutionStart"]) {
+    for (const hook of ["onWidgetChanged", "onExecutionStart", "onConfigure"]) {
       const previous = nodeType.prototype[hook];
       nodeType.prototype[hook] = function (name) {
         const result = previous?.apply(this, arguments);
@@ -194,5 +223,12 @@ app.registerExtension({
       if (node && VIEWS[node.type]) byNode.set(node, output);
     }
     for (const node of nodesWithViews(root)) render(node, byNode.get(node));
+    // Drawn again while the frontend finishes restoring the graph: notes are shown only while the widgets name the
+    // files they are about, and a restore may set those values (asynchronously on some frontends) after this hook.
+    for (const delay of [0, 250, 1000, 3000]) {
+      setTimeout(() => {
+        for (const node of nodesWithViews(rootGraph() ?? root)) render(node, lastOutput.get(node));
+      }, delay);
+    }
   },
 });
