@@ -127,17 +127,23 @@ def unmarked_entries(mask: torch.Tensor) -> list[int]:
     return [i for i, peak in enumerate(mask.flatten(1).amax(1).tolist()) if peak < 0.5]
 
 
+def unmarked_subject(mask: torch.Tensor, empty: list[int], first: int = 0) -> str:
+    """The start of a message about the `empty` entries (from `unmarked_entries`) of a mask batch [B, H, W]: "the mask
+    marks", "the mask of image 3 marks" or "the masks of images 3, 5 mark", numbering images from `first` (the
+    sampler's batch_index) as the user does."""
+    listed = ", ".join(str(first + i) for i in empty[:8]) + (" ..." if len(empty) > 8 else "")
+    return ("the mask marks" if mask.shape[0] == 1 else f"the mask of image {listed} marks" if len(empty) == 1
+            else f"the masks of images {listed} mark")
+
+
 def warn_unmarked(mask: torch.Tensor, first: int = 0) -> None:
     """InputNotice when masks of the batch mark nothing; `first` is the index of the batch's first image (the
     sampler's batch_index), so the message numbers images as the user does."""
     empty = unmarked_entries(mask)
     if not empty:
         return
-    listed = ", ".join(str(first + i) for i in empty[:8]) + (" ..." if len(empty) > 8 else "")
-    which, result = (("the mask marks nothing", "the image is") if mask.shape[0] == 1 else
-                     (f"the mask of image {listed} marks nothing", "that image is") if len(empty) == 1 else
-                     (f"the masks of images {listed} mark nothing", "those images are"))
-    warnings.warn(f"{which} (every pixel below 0.5: e.g. Load Image of a picture without alpha, or nothing painted), "
+    result = ("the image is" if mask.shape[0] == 1 else "that image is" if len(empty) == 1 else "those images are")
+    warnings.warn(f"{unmarked_subject(mask, empty, first)} nothing (every pixel below 0.5: e.g. Load Image of a picture without alpha, or nothing painted), "
                   f"so nothing is regenerated: {result} the input's reconstruction, the same for every seed. To "
                   "in-paint, paint the region to regenerate in Load Image's mask editor (right-click the image, Open "
                   "in MaskEditor, then Save); to change the whole picture, disconnect the mask and use "

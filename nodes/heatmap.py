@@ -8,7 +8,7 @@ import math
 import comfy.model_management as mm
 from comfy_api.latest import io, ui
 
-from ..guidance.editing import check_mask, square_mask, unmarked_entries
+from ..guidance.editing import check_mask, square_mask, unmarked_entries, unmarked_subject
 from ..guidance.heatmap import render_heatmap
 from ..guidance.metrics import summary, trace_scores
 from .common import CATEGORY, ScalewiseNode, TraceType, checked_inputs, info_ui
@@ -77,10 +77,7 @@ class GuidanceHeatmap(ScalewiseNode):
             mask = square_mask(check_mask(mask, convention="1 = object"), trace.image_size)
             empty = unmarked_entries(mask)
             if empty:
-                listed = ", ".join(map(str, empty[:8])) + (" ..." if len(empty) > 8 else "")
-                which = ("the mask marks" if mask.shape[0] == 1 else f"the mask of image {listed} marks"
-                         if len(empty) == 1 else f"the masks of images {listed} mark")
-                notes.append(f"{which} no object (every pixel below 0.5), so divergence D is undefined there: "
+                notes.append(f"{unmarked_subject(mask, empty)} no object (every pixel below 0.5), so divergence D is undefined there: "
                              "connect a foreground mask, white = object")
                 logging.warning("Guidance Heatmap: %s", notes[-1])
         computed = trace_scores(trace, mask)  # once, for the panels and the outputs
