@@ -2,9 +2,10 @@
 from .base import GumbelSmoothing, ScaleState, ScalewiseModel
 from .checkpoint import CheckpointError, checkpoint_kind, read_state_dict
 from .kv_cache import KVCache
+from .schedule import SCHEDULES, Schedule
 from .switti import SwittiConfig, SwittiModel, SwittiTransformer, TextCondition
 from .switti_loader import load_switti, load_switti_transformer, switti_official_state_dict
-from .var import SCHEDULES, ClassCondition, VARConfig, VARModel, VARTransformer
+from .var import ClassCondition, VARConfig, VARModel, VARTransformer
 from .var_loader import infer_var_config, load_var, load_var_transformer, var_official_state_dict
 from .vqvae import VQVAE, VQVAEConfig, phi_index_table
 from .vqvae_loader import infer_vqvae_config, load_vqvae, vqvae_official_state_dict
@@ -14,5 +15,5 @@ __all__ = [
     "read_state_dict", "KVCache", "infer_var_config", "infer_vqvae_config", "load_var", "load_var_transformer",
     "load_vqvae", "var_official_state_dict", "vqvae_official_state_dict", "SwittiConfig", "SwittiModel",
     "SwittiTransformer", "TextCondition", "load_switti", "load_switti_transformer", "switti_official_state_dict",
-    "SCHEDULES", "VARConfig", "VARModel", "VARTransformer", "VQVAE", "VQVAEConfig", "phi_index_table",
+    "SCHEDULES", "Schedule", "VARConfig", "VARModel", "VARTransformer", "VQVAE", "VQVAEConfig", "phi_index_table",
 ]

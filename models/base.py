@@ -113,7 +113,7 @@ class ScalewiseModel(nn.Module):
     @property
     def config(self):
         """The transformer's configuration (a frozen dataclass with at least patch_nums, vocab_size, depth, width,
-        heads, seq_len)."""
+        heads, and from models/schedule.py's ScheduledConfig its `schedule` and seq_len)."""
         return self.transformer.config
 
     @property
@@ -130,7 +130,7 @@ class ScalewiseModel(nn.Module):
     @property
     def image_size(self) -> int:
         """Side of the generated images in pixels: pn_K times the VQ-VAE's downsampling factor (16)."""
-        return self.patch_nums[-1] * self.vae.config.downsample
+        return self.config.schedule.image_size(self.vae.config.downsample)
 
     @property
     def autoregressive(self) -> bool:
@@ -182,7 +182,7 @@ class ScalewiseModel(nn.Module):
         cfg, rows = self.config, batch * (2 if guided else 1)
         itemsize = torch.finfo(self.dtype).bits // 8
         kv = 2 * rows * self.cached_positions() * cfg.width * cfg.depth * itemsize
-        logits = 6 * rows * cfg.patch_nums[-1] ** 2 * cfg.vocab_size * 4
+        logits = 6 * rows * cfg.schedule.lengths[-1] * cfg.vocab_size * 4
         decode = 8 * batch * self.vae.config.ch * self.vae.config.ch_mult[0] * self.image_size ** 2 * itemsize
         if self.vae.image_side_detached and self.vae.post_quant_conv.weight.device != self.weight_device:
             decode = 0  # the decoder runs elsewhere (VQVAE.detach_image_side: ComfyUI's --cpu-vae)

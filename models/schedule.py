@@ -81,7 +81,7 @@ class Schedule:
         two leading axes."""
         lv = self.levels(device)
         allowed = lv[None, :] <= lv[:, None] if causal else lv[None, :] == lv[:, None]
-        return torch.full(allowed.shape, float("-inf"), device=device).masked_fill(allowed, 0.0)
+        return torch.full(allowed.shape, float("-inf"), dtype=torch.float32, device=device).masked_fill(allowed, 0.0)
 
     def image_size(self, downsample: int = TOKEN_PX) -> int:
         """Side of the decoded image in px: pn_{K-1} times the VQ-VAE's pixels per token (`downsample`, 16 for the

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from .kv_cache import KVCache
 from .base import GumbelSmoothing, ScaleState, ScalewiseModel
+from .schedule import ScheduledConfig
 from .torch_compat import attention
 
 EPS = 1e-6
@@ -29,7 +30,7 @@ CROP_CONDITION = (512.0, 512.0, 0.0, 0.0)  # the official pipeline's [orig_h, or
 
 
 @dataclass(frozen=True)
-class SwittiConfig:
+class SwittiConfig(ScheduledConfig):
     """Sizes of a Switti transformer, inferred from an official checkpoint and its config.json
     (models/switti_loader.py). Released models: depth 20, width 1920, 30 heads, 512 px (10 scales) or 1024 px
     (14 scales), Switti (each scale attends within itself) or Switti-AR (block-causal); context_dim 2048 =
@@ -47,11 +48,6 @@ class SwittiConfig:
     pooled_dim: int = 1280
     rope_theta: float = 10000.0
     rope_size: float = 128.0
-
-    @property
-    def seq_len(self) -> int:
-        """L = sum of pn_k^2 over the schedule."""
-        return sum(p * p for p in self.patch_nums)
 
 
 @dataclass
@@ -283,7 +279,7 @@ class SwittiTransformer(nn.Module):
         super().__init__()
         self.config = cfg
         c = cfg.width
-        self.pos_start = nn.Parameter(torch.zeros(1, cfg.patch_nums[0] ** 2, c))
+        self.pos_start = nn.Parameter(torch.zeros(1, cfg.schedule.lengths[0], c))
         self.word_embed = nn.Linear(cfg.latent_channels, c)
         self.text_pooler = nn.Linear(cfg.pooled_dim, c)
         self.lvl_embed = nn.Embedding(len(cfg.patch_nums), c)
@@ -297,8 +293,7 @@ class SwittiTransformer(nn.Module):
         # Complex fp32 rotations: kept out of the buffers so that casting the model to bf16 cannot touch them.
         self._rope = {"cpu": torch.cat([rope_table(p, head_dim, cfg.rope_theta, cfg.rope_size)
                                         for p in cfg.patch_nums])}
-        levels = torch.cat([torch.full((p * p,), k) for k, p in enumerate(cfg.patch_nums)])
-        self.register_buffer("levels", levels, persistent=False)
+        self.register_buffer("levels", cfg.schedule.levels(), persistent=False)  # the scale of each position
 
     def rope(self, start: int, end: int, device) -> torch.Tensor:
         """The complex RoPE rotations of positions start..end-1 ([end - start, head_dim/2], complex64), cached per
@@ -332,11 +327,6 @@ class SwittiTransformer(nn.Module):
         bias = bias.masked_fill(~text.mask.to(pooled.device), float("-inf"))[:, None, None]
         return SwittiCondition(pooled, mods, self.head_nm.ada_lin(pooled).view(pooled.shape[0], 2, -1), kv, bias)
 
-    def scale_bounds(self, k: int) -> tuple[int, int]:
-        """(start, end) of scale k's positions in the flattened pyramid."""
-        start = sum(p * p for p in self.config.patch_nums[:k])
-        return start, start + self.config.patch_nums[k] ** 2
-
     def embed_start(self, cond: SwittiCondition) -> torch.Tensor:
         """Scale 0 input [R, n_0, C]: c + pos_start + lvl_embed[0]."""
         return cond.pooled[:, None] + self.pos_start + self.lvl_embed(self.levels[:1])
@@ -345,7 +335,7 @@ class SwittiTransformer(nn.Module):
         """Scale k >= 1 input: word_embed(latent_tokens [R, n_k, Cvae]) + lvl_embed[k] -> [R, n_k, C] (no absolute
         positions: RoPE)."""
         x = self.word_embed(latent_tokens.to(self.word_embed.weight.dtype))
-        return x + self.lvl_embed(self.levels[self.scale_bounds(k)[0]])
+        return x + self.lvl_embed(self.levels[self.config.schedule.offsets[k]])
 
     def run_blocks(self, x, cond: SwittiCondition, rope, cache=None, attn_mask=None, value_weights=None):
         """All blocks on x [R, n, C]; with a cache, its length advances by n afterwards."""
@@ -362,19 +352,14 @@ class SwittiTransformer(nn.Module):
         scale, shift = cond.head_mod[:, :, None].unbind(1)
         return self.head(_layer_norm(h) * (1 + scale) + shift).float()
 
-    def attention_mask(self, device=None) -> torch.Tensor:
-        """Additive [L, L] mask of the full sequence: same scale (Switti) or earlier-or-same (Switti-AR)."""
-        lv = self.levels.to(device)
-        allowed = lv[None, :] <= lv[:, None] if self.config.autoregressive else lv[None, :] == lv[:, None]
-        return torch.where(allowed, 0.0, float("-inf"))
-
     def forward_teacher(self, text: TextCondition, latent_inputs: torch.Tensor) -> torch.Tensor:
         """Logits [B, L, V] of the whole sequence given the inputs of scales 1..K-1 [B, L - n_0, Cvae]."""
         cond = self.condition(text)
         n0 = self.pos_start.shape[1]
         x = self.word_embed(latent_inputs.to(self.word_embed.weight.dtype))
         x = torch.cat((self.embed_start(cond), x + self.lvl_embed(self.levels[n0:])), dim=1)
-        mask = self.attention_mask(x.device).to(x.dtype)
+        # block-diagonal (Switti) or block-causal (Switti-AR)
+        mask = self.config.schedule.attention_mask(causal=self.config.autoregressive, device=x.device).to(x.dtype)
         rope = self.rope(0, x.shape[1], x.device)
         return self.logits(self.run_blocks(x, cond, rope, attn_mask=mask), cond)
 
@@ -457,7 +442,7 @@ class SwittiModel(ScalewiseModel):
 
     def cached_positions(self) -> int:
         # Switti-AR caches every scale; Switti keeps only the text keys (77) and one scale at a time
-        return self.config.seq_len if self.config.autoregressive else 77 + self.patch_nums[-1] ** 2
+        return self.config.seq_len if self.config.autoregressive else 77 + self.config.schedule.lengths[-1]
 
     def start(self, text: TextCondition, with_uncond: bool) -> SwittiState:
         """Begin a generation: the prompt rows, then (with `with_uncond`) the negative rows, as the official
@@ -490,6 +475,6 @@ class SwittiModel(ScalewiseModel):
         else:
             x = t.embed_scale(k, latent_tokens)
             x = x.repeat(state.rows // x.shape[0], 1, 1)
-        start, end = t.scale_bounds(k)
+        start, end = self.config.schedule.bounds(k)
         h = t.run_blocks(x, state.cond, t.rope(start, end, x.device), state.cache, value_weights=value_weights)
         return t.logits(h, state.cond)

@@ -9,8 +9,8 @@ import torch
 from .checkpoint import (CheckpointError, check_keys, count_indices, expect_kind, materialise, name_claims,
                          read_state_dict, warn_disagreement)
 from .vqvae_loader import load_vqvae
+from .schedule import SCHEDULES, Schedule
 from .switti import SwittiConfig, SwittiModel, SwittiTransformer
-from .var import SCHEDULES
 
 MASK_KEY = "attn_bias_for_masking"
 BUFFERS = ("lvl_1L", MASK_KEY)
@@ -63,9 +63,9 @@ SCALES_TO_RESO = {10: 512, 14: 1024}    # Switti's two trained schedules, told a
 def _patch_nums(path: str, sd: dict, config: dict) -> tuple[int, ...]:
     """The schedule the weights record: the stored lvl_1L, else the number of level embeddings; config.json's
     "reso" only picks among schedules with that number of scales."""
-    if "lvl_1L" in sd:
-        counts = torch.bincount(sd["lvl_1L"].flatten())
-        return tuple(round(float(c) ** 0.5) for c in counts)
+    stored = Schedule.from_levels(sd["lvl_1L"]) if "lvl_1L" in sd else None
+    if stored is not None:  # else the lvl_1L check of load_switti_transformer names the file
+        return stored.patch_nums
     scales = sd["lvl_embed.weight"].shape[0]
     if "reso" in config and len(SCHEDULES.get(int(config["reso"]), ())) == scales:
         return SCHEDULES[int(config["reso"])]
@@ -98,7 +98,7 @@ def check_switti_records(path: str, config: dict, config_path: str, cfg: SwittiC
     """The weights' own record wins over config.json and the folder/file name (a config.json left by another
     download, a renamed folder): a CheckpointWarning names the file, what each says and what is used."""
     model = "Switti-AR" if cfg.autoregressive else "Switti (non-AR)"
-    reso = cfg.patch_nums[-1] * 16
+    reso = cfg.schedule.image_size()  # the official names' resolution: 16 px per token
     stored = {"use_ar": (cfg.autoregressive, f"its stored attention mask is that of {model}"),
               "depth": (cfg.depth, f"it holds {cfg.depth} blocks"),
               "reso": (reso, f"it holds the {reso} px schedule ({len(cfg.patch_nums)} scales)"),
@@ -166,13 +166,12 @@ def load_switti_transformer(path, *, device="cpu", dtype=torch.float32, mmap: bo
         raise CheckpointError(f"{config_path}: a setting has the wrong type ({e})") from None
     levels = sd.pop("lvl_1L", None)
     if levels is not None:
-        expected = torch.cat([torch.full((p * p,), k) for k, p in enumerate(cfg.patch_nums)])
-        if not torch.equal(levels.flatten(), expected):
+        if not torch.equal(levels.flatten(), cfg.schedule.levels()):
             raise CheckpointError(f"{path}: stored lvl_1L disagrees with the schedule {cfg.patch_nums}")
     with torch.device("meta"):
         model = SwittiTransformer(cfg)
     check_keys(path, model, sd)
-    model.levels = torch.cat([torch.full((p * p,), k) for k, p in enumerate(cfg.patch_nums)])  # off the meta device
+    model.levels = cfg.schedule.levels()  # off the meta device
     return materialise(model, sd, device, dtype)
 
 
@@ -198,10 +197,8 @@ def switti_official_state_dict(transformer: SwittiTransformer) -> dict:
     scale of each position) and the attention mask float32 [1, 1, L, L] (0 = allowed, -inf = masked; block-causal
     for Switti-AR, block-diagonal for Switti)."""
     cfg = transformer.config
-    levels = torch.cat([torch.full((p * p,), k) for k, p in enumerate(cfg.patch_nums)])
-    allowed = levels[None, :] <= levels[:, None] if cfg.autoregressive else levels[None, :] == levels[:, None]
-    sd = {"pos_start": transformer.pos_start.detach(), "lvl_1L": levels[None],
-          MASK_KEY: torch.where(allowed, 0.0, float("-inf"))[None, None]}
+    sd = {"pos_start": transformer.pos_start.detach(), "lvl_1L": cfg.schedule.levels()[None],
+          MASK_KEY: cfg.schedule.attention_mask(causal=cfg.autoregressive)[None, None]}
     sd.update((k, v.detach()) for k, v in transformer.state_dict().items() if k != "pos_start")
     return sd
 

@@ -19,13 +19,9 @@ import torch.nn.functional as F
 
 from .kv_cache import KVCache
 from .base import GumbelSmoothing, ScaleState, ScalewiseModel
+from .schedule import ScheduledConfig
 from .torch_compat import attention
 
-SCHEDULES = {
-    256: (1, 2, 3, 4, 5, 6, 8, 10, 13, 16),
-    512: (1, 2, 3, 4, 6, 9, 13, 18, 24, 32),
-    1024: (1, 2, 3, 4, 5, 7, 9, 12, 16, 21, 27, 36, 48, 64),
-}
 # class sets (ClassCondition.class_set, VARModel.class_set); the built-in models' are listed in models/builtin.py
 IMAGENET, SHAPES, SCENES = "imagenet", "tiny-shapes", "scenes-128"
 BUILTIN_CLASS_SETS = (SHAPES, SCENES)
@@ -45,7 +41,7 @@ class ClassCondition:
 
 
 @dataclass(frozen=True)
-class VARConfig:
+class VARConfig(ScheduledConfig):
     """Sizes of a VAR transformer, inferred from an official checkpoint (models/var_loader.py). Official models:
     d16/20/24/30 at 256 px (width 64 x depth, heads = depth) and d36 at 512 px with shared AdaLN; num_classes
     1000 (ImageNet-1k, the null class is id 1000), vocab_size 4096, latent_channels 32 (the VQ-VAE's Cvae)."""
@@ -61,18 +57,9 @@ class VARConfig:
     mlp_ratio: float = 4.0
 
     @property
-    def seq_len(self) -> int:
-        """L = sum of pn_k^2: the positions of the whole token pyramid (680 for the 256 px schedule)."""
-        return sum(p * p for p in self.patch_nums)
-
-    @property
     def scale_offsets(self) -> tuple[int, ...]:
-        """Position of the first token of each scale in the flattened pyramid (cumulative sums of pn_k^2)."""
-        out, acc = [], 0
-        for p in self.patch_nums:
-            out.append(acc)
-            acc += p * p
-        return tuple(out)
+        """Position of the first token of each scale in the flattened pyramid (`Schedule.offsets` without L)."""
+        return self.schedule.offsets[:-1]
 
 
 def _layer_norm(x):
@@ -196,7 +183,7 @@ class VARTransformer(nn.Module):
         super().__init__()
         self.config = cfg
         c, L = cfg.width, cfg.seq_len
-        self.pos_start = nn.Parameter(torch.zeros(1, cfg.patch_nums[0] ** 2, c))
+        self.pos_start = nn.Parameter(torch.zeros(1, cfg.schedule.lengths[0], c))
         self.pos_1LC = nn.Parameter(torch.zeros(1, L, c))
         self.word_embed = nn.Linear(cfg.latent_channels, c)
         self.class_emb = nn.Embedding(cfg.num_classes + 1, c)
@@ -206,8 +193,7 @@ class VARTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.head_nm = HeadNorm(c)
         self.head = nn.Linear(c, cfg.vocab_size)
-        levels = torch.cat([torch.full((p * p,), k) for k, p in enumerate(cfg.patch_nums)])
-        self.register_buffer("levels", levels, persistent=False)
+        self.register_buffer("levels", cfg.schedule.levels(), persistent=False)  # the scale of each position
 
     # -- pieces used by both the cached and the teacher-forced paths -------------------------
     def condition(self, labels: torch.Tensor) -> VARCondition:
@@ -234,7 +220,7 @@ class VARTransformer(nn.Module):
 
     def embed_scale(self, k: int, latent_tokens: torch.Tensor) -> torch.Tensor:
         """Scale k >= 1 input from the downsampled running latent, [R, n_k, Cvae] -> [R, n_k, C]."""
-        start = self.config.scale_offsets[k]
+        start = self.config.schedule.offsets[k]
         x = self.word_embed(latent_tokens.to(self.word_embed.weight.dtype))
         return x + self.position_embedding(start, start + latent_tokens.shape[1])
 
@@ -254,16 +240,11 @@ class VARTransformer(nn.Module):
         return x
 
     # -- teacher forcing (training-style full sequence, used to verify the cached path) -------
-    def block_causal_mask(self, device=None) -> torch.Tensor:
-        """Additive mask [L, L]: 0 where key scale <= query scale, -inf elsewhere."""
-        lv = self.levels.to(device)
-        return torch.where(lv[None, :] <= lv[:, None], 0.0, float("-inf"))
-
     def forward_teacher(self, labels: torch.Tensor, latent_inputs: torch.Tensor) -> torch.Tensor:
         """Logits [B, L, V] for the whole sequence; latent_inputs [B, L - n_0, Cvae] (no label dropout)."""
         cond = self.condition(labels)
         x = torch.cat((self.embed_start(cond), self.embed_scale_all(latent_inputs)), dim=1)
-        mask = self.block_causal_mask(x.device).to(x.dtype)
+        mask = self.config.schedule.attention_mask(causal=True, device=x.device).to(x.dtype)
         return self.logits(self.run_blocks(x, cond, attn_mask=mask), cond)
 
     def embed_scale_all(self, latent_inputs):

@@ -2,13 +2,12 @@
 the tensors, and write them back in the official layout."""
 from __future__ import annotations
 
-from collections import Counter
-
 import torch
 
 from .checkpoint import (CheckpointError, check_keys, count_indices, expect_kind, materialise, name_claims,
                          read_state_dict, warn_disagreement)
-from .var import SCHEDULES, VARConfig, VARModel, VARTransformer
+from .schedule import SCHEDULES, Schedule
+from .var import VARConfig, VARModel, VARTransformer
 from .vqvae_loader import load_vqvae
 
 VAR_BUFFERS = ("lvl_1L", "attn_bias_for_masking")
@@ -16,15 +15,13 @@ VAR_BUFFERS = ("lvl_1L", "attn_bias_for_masking")
 
 def _patch_nums_from(sd: dict) -> tuple[int, ...]:
     seq_len = sd["pos_1LC"].shape[1]
-    if "lvl_1L" in sd:
-        counts = Counter(sd["lvl_1L"].flatten().tolist())
-        pns = tuple(round(counts[k] ** 0.5) for k in range(len(counts)))
-        if sum(p * p for p in pns) == seq_len:
-            return pns
+    stored = Schedule.from_levels(sd["lvl_1L"]) if "lvl_1L" in sd else None
+    if stored is not None and stored.seq_len == seq_len:
+        return stored.patch_nums
     for pns in SCHEDULES.values():
-        if sum(p * p for p in pns) == seq_len:
+        if Schedule(pns).seq_len == seq_len:
             return pns
-    trained = ", ".join(f"{reso} px = {sum(p * p for p in pns)}" for reso, pns in SCHEDULES.items())
+    trained = ", ".join(f"{reso} px = {Schedule(pns).seq_len}" for reso, pns in SCHEDULES.items())
     raise CheckpointError(f"sequence length {seq_len} (pos_1LC) matches no trained scale schedule ({trained} "
                           "tokens) and the file has no usable lvl_1L buffer to read its own schedule from")
 
@@ -52,9 +49,8 @@ def var_buffers(cfg: VARConfig) -> dict[str, torch.Tensor]:
     """The persistent buffers the official files carry, recomputed from the configuration: `lvl_1L` int64 [1, L]
     (the scale of each position), `attn_bias_for_masking` float32 [1, 1, L, L] (0 where the key's scale <= the
     query's, else -inf: block-causal) and each block's zero `attn.zero_k_bias` [width]."""
-    levels = torch.cat([torch.full((p * p,), k, dtype=torch.int64) for k, p in enumerate(cfg.patch_nums)])
-    mask = torch.where(levels[None, :] <= levels[:, None], 0.0, float("-inf"))
-    out = {"lvl_1L": levels[None], "attn_bias_for_masking": mask[None, None]}
+    schedule = cfg.schedule
+    out = {"lvl_1L": schedule.levels()[None], "attn_bias_for_masking": schedule.attention_mask(causal=True)[None, None]}
     for i in range(cfg.depth):
         out[f"blocks.{i}.attn.zero_k_bias"] = torch.zeros(cfg.width)
     return out
@@ -90,7 +86,7 @@ def check_var_name(path, cfg: VARConfig) -> None:
     """The weights' own record wins over the file name (`var_d16.pth` holding depth-20 weights, `..._512` holding
     the 256 px schedule): a CheckpointWarning names the file and both values."""
     claims = name_claims(path)
-    reso = cfg.patch_nums[-1] * 16
+    reso = cfg.schedule.image_size()  # the official names' resolution: 16 px per token
     for key, stored, what in (("depth", cfg.depth, f"{cfg.depth} blocks (width {cfg.width})"),
                               ("reso", reso, f"the {reso} px schedule {cfg.patch_nums}")):
         if key in claims and claims[key] != stored:
@@ -123,7 +119,7 @@ def load_var_transformer(path, *, device="cpu", dtype=torch.float32, mmap: bool 
     model = build_var_transformer(cfg, "meta")
     check_keys(path, model, sd)
     # `levels` is a non-persistent buffer; recreate it on the CPU before moving everything.
-    model.levels = torch.cat([torch.full((p * p,), k) for k, p in enumerate(cfg.patch_nums)])
+    model.levels = cfg.schedule.levels()
     return materialise(model, sd, device, dtype)
 
 

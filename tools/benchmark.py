@@ -194,10 +194,6 @@ def _draw_parameters(model, device, dtype, seed: int, draw) -> None:
             del t
 
 
-def _levels(patch_nums, device) -> torch.Tensor:
-    return torch.cat([torch.full((p * p,), k) for k, p in enumerate(patch_nums)]).to(device)
-
-
 def _check_materialised(model) -> None:
     meta = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
     if meta:
@@ -225,7 +221,7 @@ def random_transformer(cfg: VARConfig, device, dtype, seed: int = 0):
 
     _draw_parameters(model, device, dtype, seed, draw)
     # `levels` is a non-persistent buffer, created on meta above.
-    model.levels = _levels(cfg.patch_nums, device)
+    model.levels = cfg.schedule.levels(device)
     _check_materialised(model)
     return model.eval()
 
@@ -255,7 +251,7 @@ def random_switti_transformer(cfg: SwittiConfig, device, dtype, seed: int = 0) -
 
     _draw_parameters(model, device, dtype, seed, draw)
     # `levels` is a non-persistent buffer, created on meta above (the loader recreates it the same way).
-    model.levels = _levels(cfg.patch_nums, device)
+    model.levels = cfg.schedule.levels(device)
     # The complex RoPE table is no buffer: rope_table() builds it on the CPU explicitly, so the meta
     # context does not reach it; it is copied to the device on first use.
     rope = model._rope["cpu"]
