@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from . import scenes, shapes
-from .var import SCENES, SHAPES
+from .judge import Judge, load_judge
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class BuiltinModel:
     """One built-in model: `class_set` names its class list (ClassCondition.class_set, VARModel.class_set, the prefix
     of its class labels); `loader_name` is its entry in the loader's var_name and vae_name lists; `summary` says what
     it is in a few words (for node descriptions); the files are fp16 safetensors of the official layouts (VAR,
-    VQ-VAE) and of the judge network (models/shapes/judge.py)."""
+    VQ-VAE) and of the judge network (models/judge.py)."""
 
     class_set: str
     loader_name: str
@@ -42,23 +42,18 @@ class BuiltinModel:
         """The VARModel (official loaders, `vae_dtype` None = `dtype`) with this model's class names and class set.
         Raises CheckpointError if a shipped file is damaged."""
         from .var_loader import load_var
-        model = load_var(self.var_file, self.vae_file, device=device, dtype=dtype, vae_dtype=vae_dtype)
-        model.class_names, model.class_set = self.class_names, self.class_set
-        return model
+        return load_var(self.var_file, self.vae_file, device=device, dtype=dtype, vae_dtype=vae_dtype,
+                        class_names=self.class_names, class_set=self.class_set)
 
-    def load_judge(self, device="cpu"):
+    def load_judge(self, device="cpu") -> Judge:
         """The judge network (fp32, eval mode, on `device`) with this model's shipped weights."""
-        from .checkpoint import read_state_dict
-        from .shapes.judge import Judge
-        judge = Judge(len(self.class_names))
-        judge.load_state_dict(read_state_dict(self.judge_file, torch.float32))
-        return judge.eval().to(device)
+        return load_judge(self.judge_file, len(self.class_names), device)
 
 
-SHAPES_MODEL = BuiltinModel(SHAPES, shapes.BUILTIN_NAME, "64 px, scales 1-2-3-4, shapes on a light background",
+SHAPES_MODEL = BuiltinModel(shapes.CLASS_SET, shapes.BUILTIN_NAME, "64 px, scales 1-2-3-4, shapes on a light background",
                             shapes.CLASS_NAMES, shapes.RESOLUTION, shapes.PATCH_NUMS, shapes.VAR_FILE, shapes.VAE_FILE,
                             shapes.JUDGE_FILE)
-SCENES_MODEL = BuiltinModel(SCENES, scenes.BUILTIN_NAME,
+SCENES_MODEL = BuiltinModel(scenes.CLASS_SET, scenes.BUILTIN_NAME,
                             "128 px, scales 1-2-3-4-5-6-8, a main shape among distractors on textured backgrounds",
                             scenes.CLASS_NAMES, scenes.RESOLUTION, scenes.PATCH_NUMS, scenes.VAR_FILE,
                             scenes.VAE_FILE, scenes.JUDGE_FILE)

@@ -22,9 +22,9 @@ from .base import GumbelSmoothing, ScaleState, ScalewiseModel
 from .schedule import ScheduledConfig
 from .torch_compat import attention
 
-# class sets (ClassCondition.class_set, VARModel.class_set); the built-in models' are listed in models/builtin.py
-IMAGENET, SHAPES, SCENES = "imagenet", "tiny-shapes", "scenes-128"
-BUILTIN_CLASS_SETS = (SHAPES, SCENES)
+# the official models' class set (ClassCondition.class_set, VARModel.class_set); the built-in models name theirs
+# (models/builtin.py)
+IMAGENET = "imagenet"
 MAX_LOG_TEMPERATURE = math.log(100.0)
 LN_EPS = 1e-6
 
@@ -33,7 +33,7 @@ LN_EPS = 1e-6
 class ClassCondition:
     """Class conditioning for VAR: image i of a batch uses ids[i % len(ids)] (ids index the model's classes; the
     null class is `num_classes`). `class_set` names the class list a label was chosen from ("imagenet", or a
-    built-in model's: "tiny-shapes", "scenes-128"), None for raw ids; `label` is that label, for error messages."""
+    built-in model's: models/builtin.py), None for raw ids; `label` is that label, for error messages."""
 
     ids: tuple[int, ...]
     class_set: str | None = None
@@ -292,13 +292,13 @@ class VARModel(ScalewiseModel):
     family = "var"
     smoothing = GumbelSmoothing(replaces_draw=False, guided_scales_only=False)  # VAR.autoregressive_infer_cfg
     class_names: tuple[str, ...] | None = None  # set for models whose classes are not ImageNet's
-    _class_set: str | None = None  # set by the built-in models' loader ("tiny-shapes", ...)
+    _class_set: str | None = None  # set by the built-in models' loader (models/builtin.py)
 
     @property
     def class_set(self) -> str | None:
-        """The class list the ids index: a built-in model's ("tiny-shapes", "scenes-128"), else "imagenet" for a
-        1000-class model (the official ones), else None (a VAR with its own classes, e.g. a copy of a built-in
-        model in models/var, whose ids only class_id can choose)."""
+        """The class list the ids index: a built-in model's (set by its loader, models/builtin.py; any name other
+        than "imagenet" is one), else "imagenet" for a 1000-class model (the official ones), else None (a VAR with
+        its own classes, e.g. a copy of a built-in model in models/var, whose ids only class_id can choose)."""
         if self._class_set is not None:
             return self._class_set
         return IMAGENET if self.num_classes == 1000 else None
@@ -306,6 +306,11 @@ class VARModel(ScalewiseModel):
     @class_set.setter
     def class_set(self, value: str | None) -> None:
         self._class_set = value
+
+    @property
+    def _builtin(self) -> bool:
+        """Whether the ids index a built-in model's named class list (a class set other than ImageNet's)."""
+        return self.class_set not in (None, IMAGENET)
 
     @property
     def autoregressive(self) -> bool:
@@ -319,7 +324,7 @@ class VARModel(ScalewiseModel):
 
     def describe(self) -> str:
         """What this model is, for error messages: its class set and, for files, the name it was loaded from."""
-        if self.class_set in BUILTIN_CLASS_SETS:
+        if self._builtin:
             return f"the built-in {self.class_set} model ({self.num_classes} classes: {', '.join(self.class_names)})"
         if self.class_set == IMAGENET:
             what = f"an ImageNet VAR model ({self.num_classes} classes)"
@@ -365,7 +370,7 @@ class VARModel(ScalewiseModel):
         """A class chosen by label must come from this model's class list (ids alone cannot be checked)."""
         if conditioning.class_set is None or conditioning.class_set == self.class_set:
             return
-        if self.class_set in BUILTIN_CLASS_SETS:
+        if self._builtin:
             own = self.class_set
             example = f"{own} 5: {self.class_names[5]}" if len(self.class_names) > 5 else f"{own} 0: ..."
             pick = f"pick one of the '{own} N: name' entries (e.g. '{example}')"

@@ -124,10 +124,12 @@ def load_var_transformer(path, *, device="cpu", dtype=torch.float32, mmap: bool 
 
 
 def load_var(var_path, vae_path, *, device="cpu", dtype=torch.float32, mmap: bool = True,
-             vae_dtype: torch.dtype | None = None) -> VARModel:
+             vae_dtype: torch.dtype | None = None, class_names: tuple[str, ...] | None = None,
+             class_set: str | None = None) -> VARModel:
     """Load an official VAR transformer and its VQ-VAE (`vae_ch160v4096z32.pth`) as one model. `mmap=False`
     (ComfyUI's --disable-mmap) reads the files instead of mapping them (see `read_state_dict`). `dtype` is the
-    transformer's (float32, float16 or bfloat16), `vae_dtype` the VQ-VAE's (default: `dtype`). Raises
+    transformer's (float32, float16 or bfloat16), `vae_dtype` the VQ-VAE's (default: `dtype`). `class_names` and
+    `class_set` name the classes of a model whose ids are not ImageNet's (the built-in models'; `VARModel`). Raises
     CheckpointError naming the file for a file either loader refuses, or when the VQ-VAE's codebook (V x Cvae)
     does not match what the transformer predicts."""
     transformer = load_var_transformer(var_path, device=device, dtype=dtype, mmap=mmap)
@@ -137,4 +139,7 @@ def load_var(var_path, vae_path, *, device="cpu", dtype=torch.float32, mmap: boo
         raise CheckpointError(
             f"{vae_path}: this VQ-VAE has a {v.vocab_size}x{v.z_channels} codebook but {var_path} predicts "
             f"{t.vocab_size} codes of {t.latent_channels} channels; pick the VQ-VAE trained with this transformer")
-    return VARModel(transformer, vae)
+    model = VARModel(transformer, vae)
+    if class_names is not None or class_set is not None:
+        model.class_names, model.class_set = class_names, class_set
+    return model

@@ -18,7 +18,7 @@ from ..guidance.grid import MAX_IMAGES, heatmap_cells, render_grid
 from ..guidance.metrics import divergence, evenness
 from ..guidance.stack import GuidanceRun
 from ..models.builtin import builtin_by_class_set
-from ..models.shapes.judge import judge_images
+from ..models.judge import judge_images
 from .common import CATEGORY, CondType, GuiderType, ModelType, ScalewiseNode, checked_inputs
 from .features import aliases, expert
 from .sampler import PREVIEWS, ScaleProgressReporter, load_model, prepare_condition, sample_images

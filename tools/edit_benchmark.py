@@ -35,7 +35,7 @@ from scalewise.guidance.editing import plan_edit  # noqa: E402
 from scalewise.models.shapes import CLASS_NAMES, load_shapes_model  # noqa: E402
 from scalewise.tools.shapes import JUDGE_FILE  # noqa: E402
 from scalewise.tools.shapes.data import render  # noqa: E402
-from scalewise.tools.shapes.judge import Judge, judge_images  # noqa: E402
+from scalewise.models.judge import Judge, judge_images  # noqa: E402
 
 CHUNK = 100
 

@@ -36,7 +36,7 @@ import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalew
 from scalewise.guidance import CFG, IGG, SSG, SoftCFG, sample  # noqa: E402
 from scalewise.guidance.metrics import divergence, evenness  # noqa: E402
 from scalewise.models.builtin import SCENES_MODEL, SHAPES_MODEL  # noqa: E402
-from scalewise.models.shapes.judge import Judge, frechet_distance, judge_images  # noqa: E402
+from scalewise.models.judge import Judge, frechet_distance, judge_images  # noqa: E402
 from scalewise.tools.scenes.data import sample as scenes_images  # noqa: E402
 from scalewise.tools.shapes.data import sample as shapes_images  # noqa: E402
 

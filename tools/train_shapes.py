@@ -27,7 +27,7 @@ from scalewise.models import scenes as scenes_files  # noqa: E402
 from scalewise.models import shapes as shapes_files  # noqa: E402
 from scalewise.tools.shapes import train as T  # noqa: E402
 from scalewise.tools.scenes import train as scenes_train  # noqa: E402
-from scalewise.models.shapes.judge import judge_images  # noqa: E402
+from scalewise.models.judge import judge_images  # noqa: E402
 
 STAGES = ("vqvae", "vqvae_more", "decoder", "var", "var_more", "judge")
 # var_more: the VAR trained by the var stage, continued on twice as many fresh images at a lower rate

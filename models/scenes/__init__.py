@@ -11,8 +11,9 @@ VAR_FILE = os.path.join(HERE, "scenes_var.safetensors")
 VAE_FILE = os.path.join(HERE, "scenes_vae.safetensors")
 JUDGE_FILE = os.path.join(HERE, "scenes_judge.safetensors")
 BUILTIN_NAME = "scenes-128 (built in)"  # how loaders list it next to the files of models/var
+CLASS_SET = "scenes-128"  # the name of its class list (ClassCondition.class_set, VARModel.class_set)
 RESOLUTION = 128
 PATCH_NUMS = (1, 2, 3, 4, 5, 6, 8)
 CLASS_NAMES = ("circle", "ring", "square", "triangle", "cross", "star", "crescent", "dots", "heart", "bar")
 
-__all__ = ["BUILTIN_NAME", "CLASS_NAMES", "VAR_FILE", "VAE_FILE", "JUDGE_FILE", "RESOLUTION", "PATCH_NUMS"]
+__all__ = ["BUILTIN_NAME", "CLASS_NAMES", "CLASS_SET", "VAR_FILE", "VAE_FILE", "JUDGE_FILE", "RESOLUTION", "PATCH_NUMS"]

@@ -22,7 +22,7 @@ from scalewise.models.var import VARConfig, VARTransformer
 from scalewise.models.vqvae import VQVAE, AttnBlock, ResBlock, VQVAEConfig
 
 from .data import VAE_CLASSES, sample
-from scalewise.models.shapes.judge import Judge
+from scalewise.models.judge import Judge
 
 VAE_CONFIG = VQVAEConfig(vocab_size=512, z_channels=32, ch=32)
 VAR_CONFIG = VARConfig(depth=4, width=256, heads=4, patch_nums=PATCH_NUMS, num_classes=len(CLASS_NAMES),
