@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 from .base import Guider, GuiderRuntime, RunInfo, ScaleRecord
 from .schedules import check_finite, ramp
@@ -134,17 +135,16 @@ class _SSGRuntime(GuiderRuntime):
         beta = spec.beta_at(k, self.info.num_scales)
         out = logits
         if beta != 0 and self.prev is not None:
-            out = logits + beta * (logits - self._prior(k, logits.shape))
+            out = logits + beta * (logits - self._prior(k))
         if spec.prior_source != "cond":
             self.prev = logits if spec.prior_source == "guided_pre_ssg" else out
         return out
 
-    def _prior(self, k, shape):
-        b, n, v = shape
+    def _prior(self, k):
         side, prev_side = self.info.patch_nums[k], self.info.patch_nums[k - 1]
-        grid = self.prev.transpose(1, 2).reshape(b, v, prev_side, prev_side)
+        grid = rearrange(self.prev, "b (h w) v -> b v h w", h=prev_side)
         prior = dse_prior(grid, (side, side), self.spec.dse_rescale, self.spec.interpolation)
-        return prior.reshape(b, v, n).transpose(1, 2)
+        return rearrange(prior, "b v h w -> b (h w) v")
 
     def observe(self, record: ScaleRecord):
         if self.spec.prior_source == "cond":

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from einops import rearrange
 
 from .resize import area_resize
 from .torch_compat import attention
@@ -71,10 +72,9 @@ class AttnBlock(nn.Module):
 
     def forward(self, x):
         """[B, C, H, W] -> [B, C, H, W] (residual)."""
-        b, c, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).unbind(1)
-        out = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        return x + self.proj_out(out.transpose(1, 2).reshape(b, c, h, w))
+        q, k, v = rearrange(self.qkv(self.norm(x)), "b (qkv c) h w -> qkv b (h w) c", qkv=3)
+        out = attention(q, k, v)
+        return x + self.proj_out(rearrange(out, "b (h w) c -> b c h w", h=x.shape[2]))
 
 
 class Downsample(nn.Module):
@@ -253,7 +253,7 @@ class MultiScaleQuantizer(nn.Module):
 
     def lookup(self, idx: torch.Tensor) -> torch.Tensor:
         """Token map int64 [B, h, w] in [0, V) -> embeddings float32 [B, C, h, w] (channels first)."""
-        return self.embedding.weight.float()[idx].permute(0, 3, 1, 2).contiguous()
+        return rearrange(self.embedding.weight.float()[idx], "b h w c -> b c h w").contiguous()
 
     def encode(self, f: torch.Tensor, patch_nums) -> list[torch.Tensor]:
         """Residual quantisation of latent f [B, C, H, W] (H = W = pn_K) into K index maps int64 [B, pn_k, pn_k]:
@@ -266,7 +266,7 @@ class MultiScaleQuantizer(nn.Module):
         out = []
         for k, pn in enumerate(patch_nums):
             z = residual if k == len(patch_nums) - 1 else area_resize(residual, (pn, pn))
-            z = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+            z = rearrange(z, "b c h w -> (b h w) c")
             dist = z.square().sum(1, keepdim=True) + sq_norms - 2 * z @ codebook.T
             idx = dist.argmin(1).view(f.shape[0], pn, pn)
             out.append(idx)
@@ -289,12 +289,12 @@ class MultiScaleQuantizer(nn.Module):
         fhat: float32 [B, C, pn_K, pn_K], updated in place. h: scale k's embeddings, float32 [B, n_k, C] with
         n_k = pn_k^2 (row-major). Returns float32 [B, n_{k+1}, C], or None after the last scale."""
         pn = patch_nums[k]
-        h = h.transpose(1, 2).reshape(h.shape[0], -1, pn, pn).contiguous()
+        h = rearrange(h, "b (h w) c -> b c h w", h=pn).contiguous()
         fhat += self.scale_contribution(k, patch_nums, h)
         if k + 1 == len(patch_nums):
             return None
         nxt = patch_nums[k + 1]
-        return area_resize(fhat, (nxt, nxt)).flatten(2).transpose(1, 2)
+        return rearrange(area_resize(fhat, (nxt, nxt)), "b c h w -> b (h w) c")
 
     def teacher_forcing_inputs(self, tokens, patch_nums) -> torch.Tensor:
         """Inputs of scales 1..K-1 given the token maps of every scale (int64 [B, pn_k, pn_k]):

@@ -3,7 +3,7 @@
     python tools/train_shapes.py                 # tiny-shapes: everything (about 85 min on 2 CPU cores) into
                                                  # models/shapes/ (the model and its judge)
     python tools/train_shapes.py --model scenes  # scenes-128 into models/scenes/ (stages vqvae, vqvae_more, var,
-                                                 # judge; times in the README)
+                                                 # judge; times in tools/benchmark_results/NOTEBOOK.md)
     python tools/train_shapes.py --only judge    # one stage; the VAR stage reuses the VQ-VAE already written
     python tools/train_shapes.py --out /tmp/x --scale 0.05   # a quick smoke run with 5 % of the steps
 
@@ -39,7 +39,7 @@ MODELS = {
                    vqvae=dict(steps=1500, batch=32),
                    var=dict(steps=1000, batch=128, count=16_000), judge=dict(steps=1000, batch=64, pool=0),
                    init=None),
-    # scenes-128: times per stage in the README; no decoder or var_more stage; vqvae_more continues the VQ-VAE on
+    # scenes-128: times per stage in tools/benchmark_results/NOTEBOOK.md; no decoder or var_more stage; vqvae_more continues the VQ-VAE on
     # new images with the colour term (tools/shapes/train.py train_vqvae)
     "scenes": dict(spec=scenes_train.SCENES_SPEC, files=scenes_files, stages=("vqvae", "vqvae_more", "var", "judge"),
                    vqvae=dict(steps=600, batch=16), vqvae_more=dict(steps=500, lr=5e-4, colour_weight=4.0),
