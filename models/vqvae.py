@@ -72,9 +72,12 @@ class AttnBlock(nn.Module):
 
     def forward(self, x):
         """[B, C, H, W] -> [B, C, H, W] (residual)."""
-        q, k, v = rearrange(self.qkv(self.norm(x)), "b (qkv c) h w -> qkv b (h w) c", qkv=3)
-        out = attention(q, k, v)
-        return x + self.proj_out(rearrange(out, "b (h w) c -> b c h w", h=x.shape[2]))
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).unbind(1)
+        out = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        # the contiguous [B, C, H, W] copy of reshape, not a permuted view: the conv's summation order follows the
+        # layout, and saved workflows' images stay bit-identical (tests/integration/test_workflow_images.py)
+        return x + self.proj_out(out.transpose(1, 2).reshape(b, c, h, w))
 
 
 class Downsample(nn.Module):
