@@ -11,8 +11,8 @@ import comfy.model_management as mm
 import torch
 from comfy_api.latest import io, ui
 
-from ..guidance import RunInfo
-from ..guidance.editing import check_mask, square_mask
+from ..guidance import Generation, RunInfo
+from ..guidance.editing import check_object_mask, square_mask
 from ..guidance.balance import balance_point, parse_strengths, render_balance_plot
 from ..guidance.grid import MAX_IMAGES, heatmap_cells, render_grid
 from ..guidance.metrics import divergence, evenness
@@ -21,7 +21,7 @@ from ..models.builtin import builtin_by_class_set
 from ..models.shapes.judge import judge_images
 from .common import CATEGORY, CondType, GuiderType, ModelType, ScalewiseNode, checked_inputs
 from .features import aliases, expert
-from .sampler import PREVIEWS, ScaleProgressReporter, load_model, prepare_condition, sample_images
+from .sampler import PREVIEWS, ScaleProgressReporter, load_model, prepare_condition, sample_images, sampler_draw
 
 GUIDER_SLOTS = 4
 SIZES = (f"At most {MAX_IMAGES} images (rows x images_per_row). Outputs for the largest: the image batch "
@@ -75,12 +75,12 @@ def run_rows(model, conditioning, guiders, seed, images_per_row, preview, **sett
     """Sample every guider on the same seeds (one batch per row): images [R*C, S, S, 3] row-major, traces."""
     net = model.model
     cond = prepare_condition(net, conditioning, images_per_row)  # the model's checks, before any GPU work
+    generation = Generation(cond, seed, images_per_row, draw=sampler_draw(**settings))
     load_model(model, images_per_row, any(g is not None for g in guiders))
     reporter = ScaleProgressReporter(len(net.patch_nums), preview, runs=len(guiders))
     images, traces = [], []
     for guider in guiders:
-        out = sample_images(net, guider, cond, reporter, seed=seed, batch_size=images_per_row,
-                            batch_input="images_per_row", **settings)
+        out = sample_images(net, guider, generation, reporter, batch_input="images_per_row")
         images.append(out.images.permute(0, 2, 3, 1).cpu())
         traces.append(out.trace)
         reporter.next_run()
@@ -174,7 +174,7 @@ def sweep_masks(mask, net, images: torch.Tensor, rows: int, columns: int):
             return None
         return judge_images(_builtin_judge(builtin.class_set), images.permute(0, 3, 1, 2))["masks"]
     # any layout core's mask nodes accept, resampling overshoot clamped; a square mask of another size resized
-    mask = square_mask(check_mask(mask, convention="1 = object"), size)
+    mask = square_mask(check_object_mask(mask), size)
     count = mask.shape[0]
     if count == 1:
         return mask.expand(rows * columns, -1, -1)

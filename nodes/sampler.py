@@ -8,8 +8,8 @@ from comfy.cli_args import args
 from comfy_api.latest import io
 from PIL import Image
 
-from ..guidance import sample
-from ..guidance.editing import FITS, MASK_RULES, edit_batch, fit_edit
+from ..guidance import Draw, Edit, Generation, sample
+from ..guidance.editing import FITS, MASK_RULES, edit_batch
 from ..guidance.trace import concat_traces
 from ..models.torch_compat import is_out_of_memory
 from .common import (CATEGORY, CondType, GuiderType, ModelType, ScalewiseNode, TraceType, checked_inputs, info_ui,
@@ -156,36 +156,36 @@ class Sampler(ScalewiseNode):
         net = model.model
         with input_notes("Scale-wise Sampler") as notes:
             image = None if image is None else rgb_image(image).movedim(-1, 1)  # ComfyUI [B, H, W, C] -> [B, 3, H, W]
-            image, mask = fit_edit(image, mask, net.image_size, fit)
-            total = edit_batch(batch_size, image, mask)  # a batch of images or masks sets the batch (1 = shared)
+            edit = Edit.from_inputs(image, mask, denoise, mask_rule, fit)  # checked once, fitted when sampling starts
+            # a batch of images or masks sets the batch (1 = shared)
+            total = edit_batch(batch_size, *((edit.image, edit.mask) if edit else (None, None)))
             prepare_condition(net, conditioning, total, batch_index)  # the model's checks, before any GPU work
             chunk = min(total, MAX_BATCH)
             lower = "batch_size" if total == batch_size else (
-                f"the number of images in the {'image' if image is not None and image.shape[0] == total else 'mask'}"
+                f"the number of images in the {'image' if edit.image.shape[0] == total else 'mask'}"
                 f" batch ({total}, sampled {chunk} at a time): split it, e.g. with core's Rebatch Images before "
                 "this node")
             load_model(model, chunk, guider is not None)
             starts = range(0, total, chunk)
             reporter = ScaleProgressReporter(len(net.patch_nums), preview, runs=len(starts))
+            draw = sampler_draw(top_k, top_p, more_smooth, smooth_start_scale, last_scale_temperature)
             images, traces = [], []
             for start in starts:  # per-image random streams: the same images as one batch of `total`
                 count = min(chunk, total - start)
                 first = batch_index + start
-                out = sample_images(net, guider, prepare_condition(net, conditioning, count, first), reporter,
-                                    seed=seed, batch_size=count, batch_input=lower, top_k=top_k, top_p=top_p,
-                                    more_smooth=more_smooth, smooth_start_scale=smooth_start_scale,
-                                    last_scale_temperature=last_scale_temperature, image=_part(image, start, count),
-                                    mask=_part(mask, start, count), denoise=denoise, mask_rule=mask_rule,
-                                    batch_index=first)
+                generation = Generation(prepare_condition(net, conditioning, count, first), seed, count, first, draw,
+                                        None if edit is None else edit.part(start, count))
+                out = sample_images(net, guider, generation, reporter, batch_input=lower)
                 reporter.next_run()
                 images.append(out.images.permute(0, 2, 3, 1).to(mm.intermediate_device()))
                 traces.append(out.trace)
         return io.NodeOutput(torch.cat(images), concat_traces(traces), ui=info_ui(notes))
 
 
-def _part(x: torch.Tensor | None, start: int, count: int) -> torch.Tensor | None:
-    """Images start .. start + count of an edit input's batch; a batch of 1 is shared by every image."""
-    return x if x is None or x.shape[0] == 1 else x[start:start + count]
+def sampler_draw(top_k, top_p, more_smooth, smooth_start_scale, last_scale_temperature) -> Draw:
+    """The sampler widgets' `Draw` (last_scale_temperature 1 = off)."""
+    temperature = None if last_scale_temperature == 1.0 else last_scale_temperature
+    return Draw(top_k, top_p, more_smooth, smooth_start_scale, temperature)
 
 
 def prepare_condition(net, conditioning, batch_size: int, first: int = 0):
@@ -205,17 +205,14 @@ def load_model(model, batch_size: int, guided: bool) -> None:
                        force_full_load=True)
 
 
-def sample_images(net, guider, cond, reporter, *, seed, batch_size, last_scale_temperature,
-                  batch_input="batch_size", **settings):
-    """One traced generation of `cond` (from `net.prepare_condition`, `batch_size` images) with the reporter
-    as callback; out of memory becomes a clear error naming the node's `batch_input`."""
-    temperature = None if last_scale_temperature == 1.0 else last_scale_temperature
+def sample_images(net, guider, generation: Generation, reporter, batch_input="batch_size"):
+    """One traced generation (its conditioning from `net.prepare_condition`) with the reporter as callback; out of
+    memory becomes a clear error naming the node's `batch_input`."""
     try:
-        return sample(net, guider, cond, seed=seed, last_scale_temperature=temperature, trace=True,
-                      callback=reporter, **settings)
+        return sample(net, guider, generation, trace=True, callback=reporter)
     except Exception as error:  # not `except torch.OutOfMemoryError`: that name needs torch >= 2.5
         if not is_out_of_memory(error):
             raise
         mm.soft_empty_cache(True)
-        raise RuntimeError(f"out of memory for a batch of {batch_size} at {net.image_size} px on "
+        raise RuntimeError(f"out of memory for a batch of {generation.batch_size} at {net.image_size} px on "
                            f"{mm.get_torch_device()}: lower {batch_input} (the model stays loaded)") from None

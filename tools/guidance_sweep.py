@@ -33,7 +33,7 @@ from PIL import Image, ImageDraw, ImageFont
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalewise`)
 
-from scalewise.guidance import CFG, IGG, SSG, SoftCFG, sample  # noqa: E402
+from scalewise.guidance import CFG, Draw, Generation, IGG, SSG, SoftCFG, sample  # noqa: E402
 from scalewise.guidance.metrics import divergence, evenness  # noqa: E402
 from scalewise.models.builtin import SCENES_MODEL, SHAPES_MODEL  # noqa: E402
 from scalewise.models.shapes.judge import Judge, frechet_distance, judge_images  # noqa: E402
@@ -70,7 +70,8 @@ def measure(model, judge, guider, samples: int, reference, seed: int = SEED) -> 
     predicted, features, even, div = [], [], [], []
     for start in range(0, samples, CHUNK):
         part = labels[start:start + CHUNK]
-        out = sample(model, guider, part, seed=seed + start, top_k=TOP_K, top_p=TOP_P, trace=True)
+        out = sample(model, guider, Generation(part, seed=seed + start, draw=Draw(top_k=TOP_K, top_p=TOP_P)),
+                     trace=True)
         verdict = judge_images(judge, out.images)
         predicted.append(verdict["labels"].cpu())
         features.append(verdict["features"])
@@ -307,7 +308,8 @@ def main(argv=None):
         for beta in betas:
             if beta == 0 and schedule != schedules[0]:
                 continue  # beta 0 is the same run whatever the schedule
-            run("ssg", beta, SSG(beta, schedule=schedule, base=CFG(cfg_best, schedule=cfg_schedule) if cfg_best > 0 else None),
+            run("ssg", beta, SSG(beta, schedule=schedule,
+                                 base=CFG(cfg_best, schedule=cfg_schedule) if cfg_best > 0 else None),
                 beta_schedule=schedule)
     ssg_rows = [r for r in rows if r["sweep"] == "ssg"]
     if ssg_rows:

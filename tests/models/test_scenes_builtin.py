@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from scalewise.guidance import CFG, sample
+from scalewise.guidance import CFG, Draw, Generation, sample
 from scalewise.models.builtin import SCENES_MODEL
 from scalewise.models.scenes import CLASS_NAMES, JUDGE_FILE, PATCH_NUMS, VAE_FILE, VAR_FILE
 from scalewise.models.shapes.judge import judge_images
@@ -158,7 +158,7 @@ def test_guidance_raises_class_accuracy(model, judge):
     labels = torch.arange(100) % len(CLASS_NAMES)
     acc = []
     for guider in (CFG(4.0, schedule="constant"), None):
-        out = sample(model, guider, labels, seed=1000, top_k=900, top_p=0.95)
+        out = sample(model, guider, Generation(labels, seed=1000, draw=Draw(top_k=900, top_p=0.95)))
         acc.append((judge_images(judge, out.images)["labels"] == labels).float().mean().item())
     se_diff = math.sqrt((0.56 * 0.44 + 0.293 * 0.707) / 100)
     assert acc[0] >= floor(0.56, 100) and acc[0] - acc[1] >= 0.267 - 3 * se_diff, acc

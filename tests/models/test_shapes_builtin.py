@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from scalewise.guidance import CFG, sample
+from scalewise.guidance import CFG, Draw, Generation, sample
 from scalewise.models.shapes import CLASS_NAMES, PATCH_NUMS, VAE_FILE, VAR_FILE, load_shapes_model
 from scalewise.tools.shapes.data import sample as real_images
 from scalewise.models.shapes.judge import judge_images
@@ -73,7 +73,7 @@ GUIDED = CFG(3.0, schedule="constant")  # that workflow's guider
 
 
 def _accuracy(model, judge, guider, labels, seed, top_p=0.95):
-    out = sample(model, guider, labels, seed=seed, top_k=900, top_p=top_p)
+    out = sample(model, guider, Generation(labels, seed=seed, draw=Draw(top_k=900, top_p=top_p)))
     return (judge_images(judge, out.images)["labels"] == labels).float().mean().item()
 
 
