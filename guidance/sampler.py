@@ -79,7 +79,8 @@ def sample(model: ScalewiseModelLike, guider: Guider | None, generation: Generat
     checked): its conditioning goes to `model.prepare_condition`; image j of the batch uses its own random stream,
     that of image `batch_index + j` of the seed (image 0: the seed itself, as the official samplers; others:
     guidance.draw.image_seed), so it is the same whatever the batch size, a new seed gives all new images, and
-    batch_size=1, batch_index=i re-makes image i alone (the stream only: pass image i's condition). Its `draw`
+    batch_size=1, batch_index=i re-makes image i alone (its stream and its conditioning entry: image j takes entry
+    (batch_index + j) % len, `model.prepare_condition(..., first=batch_index)`). Its `draw`
     (`Draw`) sets top-k/top-p (`top_k=1` is greedy decoding), Gumbel smoothing and the temperature of the scales
     after the guider's window; its `edit` (`Edit`, rules in `editing.py`; the official VAR demo
     `demo_zero_shot_edit.ipynb`) keeps the image's tokens where the mask is 0 and on the first
@@ -100,7 +101,7 @@ def sample(model: ScalewiseModelLike, guider: Guider | None, generation: Generat
     smooth_start_scale, last_scale_temperature = draw.smooth_start_scale, draw.last_scale_temperature
     seed, batch_index = generation.seed, generation.batch_index
     device = model.weight_device
-    prepared = model.prepare_condition(generation.conditioning, generation.batch_size)
+    prepared = model.prepare_condition(generation.conditioning, generation.batch_size, first=batch_index)
     batch, patch_nums = model.batch_size(prepared), model.patch_nums
     edit = plan_edit(model, generation.edit, batch, first=batch_index)
     num_scales = len(patch_nums)

@@ -74,8 +74,8 @@ def check_size(rows: int, columns: int, rows_name: str) -> None:
 def run_rows(model, conditioning, guiders, seed, images_per_row, preview, **settings):
     """Sample every guider on the same seeds (one batch per row): images [R*C, S, S, 3] row-major, traces."""
     net = model.model
-    cond = prepare_condition(net, conditioning, images_per_row)  # the model's checks, before any GPU work
-    generation = Generation(cond, seed, images_per_row, draw=sampler_draw(**settings))
+    prepare_condition(net, conditioning, images_per_row)  # the model's checks, before any GPU work
+    generation = Generation(conditioning, seed, images_per_row, draw=sampler_draw(**settings))
     load_model(model, images_per_row, any(g is not None for g in guiders))
     reporter = ScaleProgressReporter(len(net.patch_nums), preview, runs=len(guiders))
     images, traces = [], []

@@ -173,7 +173,7 @@ class Sampler(ScalewiseNode):
             for start in starts:  # per-image random streams: the same images as one batch of `total`
                 count = min(chunk, total - start)
                 first = batch_index + start
-                generation = Generation(prepare_condition(net, conditioning, count, first), seed, count, first, draw,
+                generation = Generation(conditioning, seed, count, first, draw,
                                         None if edit is None else edit.part(start, count))
                 out = sample_images(net, guider, generation, reporter, batch_input=lower)
                 reporter.next_run()

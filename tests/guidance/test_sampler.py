@@ -51,6 +51,10 @@ def test_per_image_seeds_do_not_depend_on_batch_size(model):
         single = sample(model, CFG(2.0), Generation([label], seed=40, batch_index=i, draw=Draw(top_k=50, top_p=0.9)))
         assert all(torch.equal(b[i], s[0]) for b, s in zip(batch.tokens, single.tokens))
         assert (batch.images[i] - single.images[0]).abs().max() <= bound
+        # batch_index also picks the image's entry of the class list (prepare_condition's `first`)
+        entry = sample(model, CFG(2.0), Generation([10, 11, 12], seed=40, batch_size=1, batch_index=i,
+                                                   draw=Draw(top_k=50, top_p=0.9)))
+        assert all(torch.equal(e, s) for e, s in zip(entry.tokens, single.tokens))
 
 
 def test_more_smooth_seeds_do_not_depend_on_batch_size(model):
