@@ -15,7 +15,7 @@ from ..guidance import Generation, RunInfo
 from ..guidance.editing import check_object_mask, square_mask
 from ..guidance.balance import balance_point, parse_strengths, render_balance_plot
 from ..guidance.grid import MAX_IMAGES, heatmap_cells, render_grid
-from ..guidance.metrics import divergence, evenness
+from ..guidance.metrics import divergence, evenness, nanmean
 from ..guidance.stack import GuidanceRun
 from ..models.builtin import builtin_by_class_set
 from ..models.shapes.judge import judge_images
@@ -148,13 +148,8 @@ class CompareGuiders(ScalewiseNode):
 
 
 def _evenness_label(trace) -> str:
-    mean = _nanmean(evenness(trace)["mean"])
+    mean = nanmean(evenness(trace)["mean"])
     return "unguided: no guidance to map" if math.isnan(mean) else f"mean E {mean:.3f}"
-
-
-def _nanmean(values: torch.Tensor) -> float:
-    finite = values[~torch.isnan(values)]
-    return float(finite.mean()) if finite.numel() else math.nan
 
 
 @functools.lru_cache(maxsize=2)
@@ -255,10 +250,10 @@ class GuidanceSweep(ScalewiseNode):
         rows, columns = len(values), images_per_row
         grid = render_grid(images, [g.describe() for g in guiders], column_labels(seed, columns))
         masks = sweep_masks(mask, model.model, images, rows, columns)
-        even = [_nanmean(evenness(t)["mean"]) for t in traces]
+        even = [nanmean(evenness(t)["mean"]) for t in traces]
         div = None
         if masks is not None:
-            div = [_nanmean(divergence(t, masks[i * columns:(i + 1) * columns])["mean"])
+            div = [nanmean(divergence(t, masks[i * columns:(i + 1) * columns])["mean"])
                    for i, t in enumerate(traces)]
         balance = balance_point(values, even, div) if div is not None else None
         note = ("no divergence: connect a foreground mask to find the balance point" if div is None else

@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalewise`)
 
 from scalewise.guidance import CFG, Draw, Generation, IGG, SSG, SoftCFG, sample  # noqa: E402
-from scalewise.guidance.metrics import divergence, evenness  # noqa: E402
+from scalewise.guidance.metrics import divergence, evenness, nanmean  # noqa: E402
 from scalewise.models.builtin import SCENES_MODEL, SHAPES_MODEL  # noqa: E402
 from scalewise.models.shapes.judge import Judge, frechet_distance, judge_images  # noqa: E402
 from scalewise.tools.scenes.data import sample as scenes_images  # noqa: E402
@@ -57,11 +57,6 @@ def load_judge(model: str = "shapes") -> Judge:
     return MODELS[model][0].load_judge()
 
 
-def _nanmean(x: torch.Tensor) -> float:
-    x = x[~torch.isnan(x)]
-    return float(x.mean()) if len(x) else math.nan
-
-
 def measure(model, judge, guider, samples: int, reference, seed: int = SEED) -> dict:
     """Accuracy, Fréchet distance to `reference` (judge features float64 [M, D]), mean evenness and mean divergence
     of `samples` images of `guider` (None = unguided), classes cycling 0..num_classes-1, image i with seed
@@ -79,7 +74,7 @@ def measure(model, judge, guider, samples: int, reference, seed: int = SEED) -> 
         div.append(divergence(out.trace, verdict["masks"])["mean"])
     return {"accuracy": float((torch.cat(predicted) == labels).float().mean()),
             "frechet": frechet_distance(torch.cat(features), reference),
-            "evenness": _nanmean(torch.cat(even)), "divergence": _nanmean(torch.cat(div))}
+            "evenness": nanmean(torch.cat(even)), "divergence": nanmean(torch.cat(div))}
 
 
 def crossing(points: list[dict]) -> float | None:
