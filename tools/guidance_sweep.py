@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalewise`)
 
 from scalewise.guidance import CFG, Draw, Generation, IGG, SSG, SoftCFG, sample  # noqa: E402
+from scalewise.guidance.balance import balance_point  # noqa: E402
 from scalewise.guidance.metrics import divergence, evenness, nanmean  # noqa: E402
 from scalewise.models.builtin import SCENES_MODEL, SHAPES_MODEL  # noqa: E402
 from scalewise.models.shapes.judge import Judge, frechet_distance, judge_images  # noqa: E402
@@ -78,15 +79,11 @@ def measure(model, judge, guider, samples: int, reference, seed: int = SEED) -> 
 
 
 def crossing(points: list[dict]) -> float | None:
-    """Scale where evenness - divergence changes sign (linear interpolation), first one."""
-    pts = [p for p in points if not (math.isnan(p["evenness"]) or math.isnan(p["divergence"]))]
-    for a, b in zip(pts, pts[1:]):
-        da, db = a["evenness"] - a["divergence"], b["evenness"] - b["divergence"]
-        if da == 0:
-            return a["x"]
-        if da * db < 0:
-            return a["x"] + (b["x"] - a["x"]) * da / (da - db)
-    return None
+    """Scale where evenness - divergence first changes sign (linear interpolation): guidance.balance's balance
+    point when it is a crossing, else None."""
+    balance = balance_point([p["x"] for p in points], [p["evenness"] for p in points],
+                            [p["divergence"] for p in points])
+    return balance.strength if balance is not None and balance.kind == "crossing" else None
 
 
 def findings(rows: list[dict]) -> dict:
