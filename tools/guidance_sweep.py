@@ -22,19 +22,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalewise`)
 
 from scalewise.guidance import CFG, Draw, Generation, IGG, SSG, SoftCFG, sample  # noqa: E402
-from scalewise.guidance.balance import balance_point  # noqa: E402
+from scalewise.guidance.balance import balance_point, line_chart  # noqa: E402
+from scalewise.guidance.heatmap import BACKGROUND  # noqa: E402
 from scalewise.guidance.metrics import divergence, evenness, nanmean  # noqa: E402
 from scalewise.models.builtin import SCENES_MODEL, SHAPES_MODEL  # noqa: E402
 from scalewise.models.shapes.judge import Judge, frechet_distance, judge_images  # noqa: E402
@@ -102,60 +102,30 @@ def findings(rows: list[dict]) -> dict:
     return out
 
 
-# -- a small line-chart renderer (Pillow only: no plotting dependency) ------------------------------------
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
+PANEL = (400, 380)
 
 
-def _chart(draw, box, title, series: dict, font, xlabel):
-    x0, y0, x1, y1 = box
-    left, bottom = x0 + 58, y1 - 34
-    right, top = x1 - 10, y0 + 24
-    values = [v for pts in series.values() for _, v in pts if not math.isnan(v)]
-    xs = sorted({x for pts in series.values() for x, _ in pts})
-    if not values or not xs:
-        return
-    lo, hi = min(values), max(values)
-    if hi - lo < 1e-9:
-        lo, hi = lo - 0.5, hi + 0.5
-    pad = (hi - lo) * 0.06
-    lo, hi = lo - pad, hi + pad
-    digits = max(0, 2 - math.floor(math.log10(hi - lo)))  # tick labels that differ from each other
-    xlo, xhi = xs[0], xs[-1] if xs[-1] > xs[0] else xs[0] + 1
-    px = lambda x: left + (x - xlo) / (xhi - xlo) * (right - left)  # noqa: E731
-    py = lambda v: bottom - (v - lo) / (hi - lo) * (bottom - top)  # noqa: E731
-    draw.text((x0 + 8, y0 + 4), title, fill="black", font=font)
-    draw.rectangle((left, top, right, bottom), outline="#888888")
-    for i in range(5):
-        v = lo + (hi - lo) * i / 4
-        draw.line((left - 4, py(v), left, py(v)), fill="#888888")
-        draw.text((x0 + 4, py(v) - 7), f"{v:.{digits}f}", fill="#444444", font=font)
-    for x in xs:
-        draw.line((px(x), bottom, px(x), bottom + 4), fill="#888888")
-        draw.text((px(x) - 8, bottom + 6), f"{x:g}", fill="#444444", font=font)
-    draw.text(((left + right) / 2 - 20, bottom + 18), xlabel, fill="#444444", font=font)
-    for i, (name, pts) in enumerate(series.items()):
-        colour = COLOURS[i % len(COLOURS)]
-        pts = [(x, v) for x, v in pts if not math.isnan(v)]
-        for (xa, va), (xb, vb) in zip(pts, pts[1:]):
-            draw.line((px(xa), py(va), px(xb), py(vb)), fill=colour, width=2)
-        for x, v in pts:
-            draw.ellipse((px(x) - 3, py(v) - 3, px(x) + 3, py(v) + 3), fill=colour)
-        draw.text((right - 130, top + 4 + 14 * i), name, fill=colour, font=font)
+def _panel(img, index: int, title: str, series: list, xlabel: str) -> None:
+    """One chart (guidance.balance.line_chart, y axis fitted) in cell `index` of the 3 x 2 figure."""
+    series = [s for s in series if s[1]]
+    if series:
+        chart = line_chart(series, title=title, xlabel=xlabel, y_range=None, size=PANEL)
+        img.paste(chart, (PANEL[0] * (index % 3), PANEL[1] * (index // 3)))
 
 
 def plot(rows: list[dict], path: str):
-    font = ImageFont.load_default(size=12)
-    img = Image.new("RGB", (1200, 760), "white")
-    draw = ImageDraw.Draw(img)
+    """The figure: accuracy, Fréchet distance, evenness and divergence against the guidance scale (a line per scale
+    sweep), and SSG's Fréchet distance and accuracy against beta (a line per beta schedule)."""
+    img = Image.new("RGB", (3 * PANEL[0], 2 * PANEL[1]), BACKGROUND)
     for i, metric in enumerate(("accuracy", "frechet", "evenness", "divergence")):
-        series = {s: [(r["x"], r[metric]) for r in rows if r["sweep"] == s] for s in SCALE_SWEEPS}
-        box = (400 * (i % 2), 380 * (i // 2), 400 * (i % 2) + 400, 380 * (i // 2) + 380)
-        _chart(draw, box, f"{metric} vs guidance scale", {k: v for k, v in series.items() if v}, font, "scale")
+        series = [(s, [(r["x"], r[metric]) for r in rows if r["sweep"] == s], COLOURS[j % len(COLOURS)])
+                  for j, s in enumerate(SCALE_SWEEPS)]
+        _panel(img, (i // 2) * 3 + i % 2, f"{metric} vs guidance scale", series, "scale")
     for j, metric in enumerate(("frechet", "accuracy")):
-        series = {s: [(r["x"], r[metric]) for r in rows if r["sweep"] == "ssg" and r["beta_schedule"] == s]
-                  for s in BETA_SCHEDULES}
-        _chart(draw, (800, 380 * j, 1200, 380 * j + 380), f"SSG over best CFG: {metric} vs beta",
-               {k: v for k, v in series.items() if v}, font, "beta")
+        series = [(s, [(r["x"], r[metric]) for r in rows if r["sweep"] == "ssg" and r["beta_schedule"] == s],
+                   COLOURS[k]) for k, s in enumerate(BETA_SCHEDULES)]
+        _panel(img, 3 * j + 2, f"SSG over best CFG: {metric} vs beta", series, "beta")
     img.save(path)
 
 
