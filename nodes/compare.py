@@ -19,9 +19,10 @@ from ..guidance.metrics import divergence, evenness, nanmean
 from ..guidance.stack import GuidanceRun
 from ..models.builtin import builtin_by_class_set
 from ..models.shapes.judge import judge_images
-from .common import CATEGORY, CondType, GuiderType, ModelType, ScalewiseNode, checked_inputs
-from .features import aliases, expert
-from .sampler import PREVIEWS, ScaleProgressReporter, load_model, prepare_condition, sample_images, sampler_draw
+from .common import CATEGORY, GuiderType, ScalewiseNode, checked_inputs
+from .features import aliases
+from .sampler import ScaleProgressReporter, load_model, prepare_condition, sample_images, sampler_draw
+from .settings import setting_inputs
 
 GUIDER_SLOTS = 4
 SIZES = (f"At most {MAX_IMAGES} images (rows x images_per_row). Outputs for the largest: the image batch "
@@ -29,29 +30,6 @@ SIZES = (f"At most {MAX_IMAGES} images (rows x images_per_row). Outputs for the 
          "512 px, 768 MiB at 1024 px); grid cells of 128 px (64 px images enlarged) up to 512 px (1024 px images "
          "shrunk): 4 x 16 cells of 512 px make 8909 x 2219 px (226 MiB), 64 rows of one such cell 914 x 34199 px "
          "(358 MiB). Sampling memory is that of one Scale-wise Sampler batch of images_per_row, one row at a time.")
-
-
-def _sampler_inputs():
-    """The sampler node's settings, given once for every row (same names, ranges and defaults)."""
-    return [
-        ModelType.Input("model", tooltip="A model from Load VAR Model or Load Switti Model."),
-        CondType.Input("conditioning", tooltip="What to generate (Class (VAR) or Switti Text Encode)."),
-        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                     tooltip="Seed of the comparison; column i is image i of this seed in every row (the "
-                             "sampler's per-image streams: re-make it there with batch_size 1, batch_index i), so "
-                             "each column compares the same random draws."),
-        io.Int.Input("images_per_row", default=4, min=1, max=MAX_IMAGES,
-                     tooltip=f"Columns: images per guider or strength (rows x columns <= {MAX_IMAGES})."),
-        io.Int.Input("top_k", default=900, min=0, max=4096, tooltip="As in the Scale-wise Sampler."),
-        io.Float.Input("top_p", default=0.95, min=0.0, max=1.0, step=0.01, tooltip="As in the Scale-wise Sampler."),
-        io.Boolean.Input("more_smooth", default=False, tooltip="As in the Scale-wise Sampler."),
-        io.Combo.Input("preview", options=PREVIEWS, default="every scale",
-                       tooltip="Preview of the row being generated, after each scale."),
-        io.Int.Input("smooth_start_scale", default=0, min=0, max=63, tooltip="As in the Scale-wise Sampler.",
-                     **expert()),
-        io.Float.Input("last_scale_temperature", default=1.0, min=0.01, max=10.0, step=0.01,
-                       tooltip="As in the Scale-wise Sampler."),
-    ]
 
 
 def check_guider(net, guider, batch: int, name: str) -> None:
@@ -111,7 +89,7 @@ class CompareGuiders(ScalewiseNode):
                          "(row by row) and a heat-map grid aligned with the image grid (the finest guided scale's "
                          "guidance magnitude over each image, with the row's mean evenness E). " + SIZES),
             inputs=[
-                *_sampler_inputs(),
+                *setting_inputs(comparison=True),
                 *[GuiderType.Input(f"guider_{i}", optional=True,
                                    tooltip=f"Row {i}: a guider or stack (unconnected slots are skipped).")
                   for i in range(1, GUIDER_SLOTS + 1)],
@@ -200,7 +178,7 @@ class GuidanceSweep(ScalewiseNode):
                 "connect one, or use a built-in model, whose shipped judge segments its images. "
                 + SIZES),
             inputs=[
-                *_sampler_inputs(),
+                *setting_inputs(comparison=True),
                 GuiderType.Input("guider", tooltip="The guider (or stack) whose top guider's strength is swept."),
                 io.String.Input("strengths", default="1, 2, 3, 4, 6",
                                 tooltip="Strengths to try, separated by commas; sorted ascending, one row each."),

@@ -12,13 +12,11 @@ from ..guidance import Draw, Edit, Generation, sample
 from ..guidance.editing import FITS, MASK_RULES, edit_batch
 from ..guidance.trace import concat_traces
 from ..models.torch_compat import is_out_of_memory
-from .common import (CATEGORY, CondType, GuiderType, ModelType, ScalewiseNode, TraceType, checked_inputs, info_ui,
-                     input_notes)
-from .features import aliases, expert
+from .common import CATEGORY, ScalewiseNode, TraceType, checked_inputs, info_ui, input_notes
+from .features import aliases
 from .images import rgb_image
+from .settings import MAX_BATCH, setting_inputs
 
-PREVIEWS = ["every scale", "last 3 scales", "off"]
-MAX_BATCH = 64  # batch_size's maximum; a longer image batch (a video's frames) is sampled this many at a time
 
 
 def _to_pil(image: torch.Tensor) -> Image.Image:
@@ -80,43 +78,7 @@ class Sampler(ScalewiseNode):
                          "Image's mask editor: white = regenerate) for in-painting, out-painting, class or text "
                          "editing; denoise < 1 is image-to-image. The output has the model's size."),
             inputs=[
-                ModelType.Input("model", tooltip="A model from Load VAR Model or Load Switti Model."),
-                CondType.Input("conditioning",
-                               tooltip="What to generate: Class (VAR) for VAR models (an ImageNet class for the "
-                                       "official ones, a 'tiny-shapes N: name' or 'scenes-128 N: name' class for "
-                                       "the built-in models) or "
-                                       "Switti Text Encode (Switti)."),
-                GuiderType.Input("guider", optional=True,
-                                 tooltip="Guidance (CFG, IGG, SoftCFG, SSG, or a stack of them). Not connected = "
-                                         "no guidance (conditional prediction only)."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Random seed of the batch. Image 0 uses the seed itself (as the official "
-                                     "samplers), image i a stream derived from (seed, i), so each new seed "
-                                     "('increment' included) gives all new images; image i is the same whatever the "
-                                     "batch size."),
-                io.Int.Input("batch_size", default=1, min=1, max=MAX_BATCH,
-                             tooltip="Number of images. A connected image or mask batch (e.g. a video's frames) "
-                                     "sets it when larger: one image per frame, sampled at most "
-                                     f"{MAX_BATCH} at a time."),
-                io.Int.Input("top_k", default=900, min=0, max=4096,
-                             tooltip="Draw each token only from its k most likely codes; 0 = off, 1 = greedy "
-                                     "(deterministic). VAR default 900."),
-                io.Float.Input("top_p", default=0.95, min=0.0, max=1.0, step=0.01,
-                               tooltip="Draw only from the most likely codes that together hold this much "
-                                       "probability; 0 = off. VAR default 0.95 (0.96 for its FID protocol)."),
-                io.Boolean.Input("more_smooth", default=False,
-                                 tooltip="Smoothing for nicer-looking images: blends code vectors by a sharpened "
-                                         "Gumbel-softmax instead of using one drawn code (not used for FID). Switti "
-                                         "uses it while guided, without top_k/top_p."),
-                io.Combo.Input("preview", options=PREVIEWS, default="every scale",
-                               tooltip="Preview of the partial image after each scale (cheap: decoded at the "
-                                       "scale's own size). ComfyUI's Live preview method = none turns it off; "
-                                       "the progress bar still moves at every scale."),
-                io.Int.Input("smooth_start_scale", default=0, min=0, max=63,
-                             tooltip="First scale where more_smooth applies (Switti: 2).", **expert()),
-                io.Float.Input("last_scale_temperature", default=1.0, min=0.01, max=10.0, step=0.01,
-                               tooltip="Temperature of the scales after the guider's end_scale (Switti: 0.1, "
-                                       "sharper details); 1 = unchanged."),
+                *setting_inputs(comparison=False),
                 io.Image.Input("image", optional=True,
                                tooltip="Image to edit (zero-shot): its own tokens are kept wherever the mask is "
                                        "black, at every scale. Any size: fitted to the model's size by `fit`."),
