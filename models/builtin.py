@@ -6,6 +6,7 @@ VQ-VAEs and judges as fp16 safetensors, so that every node works and guidance ca
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -75,4 +76,21 @@ def builtin_by_class_set(class_set: str | None) -> BuiltinModel | None:
     return next((m for m in BUILTIN_MODELS if m.class_set == class_set), None)
 
 
-__all__ = ["BuiltinModel", "SHAPES_MODEL", "SCENES_MODEL", "BUILTIN_MODELS", "builtin_by_name", "builtin_by_class_set"]
+@functools.lru_cache(maxsize=len(BUILTIN_MODELS))
+def _shipped_judge(model: BuiltinModel):
+    return model.load_judge()
+
+
+def judge_masks(class_set: str | None, images: torch.Tensor) -> torch.Tensor | None:
+    """Foreground masks float [N, S, S] (1 = object, 0/1) of images float [N, 3, S, S] in [0, 1] on the CPU, as the
+    shipped judge of the built-in model whose class list is `class_set` segments them (loaded once per process);
+    None for any other model. What the Guidance Sweep measures divergence against without a connected mask."""
+    model = builtin_by_class_set(class_set)
+    if model is None:
+        return None
+    from .shapes.judge import judge_images
+    return judge_images(_shipped_judge(model), images)["masks"]
+
+
+__all__ = ["BuiltinModel", "SHAPES_MODEL", "SCENES_MODEL", "BUILTIN_MODELS", "builtin_by_name", "builtin_by_class_set",
+           "judge_masks"]

@@ -3,7 +3,6 @@ evenness/divergence balance. Both run the sampler node's machinery (conditioning
 and Cancel at every scale, out-of-memory message) once per row, with one progress bar over the whole comparison."""
 from __future__ import annotations
 
-import functools
 import json
 import math
 
@@ -17,8 +16,7 @@ from ..guidance.balance import balance_point, parse_strengths, render_balance_pl
 from ..guidance.grid import MAX_IMAGES, heatmap_cells, render_grid
 from ..guidance.metrics import divergence, evenness, nanmean
 from ..guidance.stack import GuidanceRun
-from ..models.builtin import builtin_by_class_set
-from ..models.shapes.judge import judge_images
+from ..models.builtin import judge_masks
 from .common import CATEGORY, GuiderType, ScalewiseNode, checked_inputs
 from .features import aliases
 from .sampler import ScaleProgressReporter, load_model, prepare_condition, sample_images, sampler_draw
@@ -130,11 +128,6 @@ def _evenness_label(trace) -> str:
     return "unguided: no guidance to map" if math.isnan(mean) else f"mean E {mean:.3f}"
 
 
-@functools.lru_cache(maxsize=2)
-def _builtin_judge(class_set: str):
-    return builtin_by_class_set(class_set).load_judge()
-
-
 def sweep_masks(mask, net, images: torch.Tensor, rows: int, columns: int):
     """Foreground masks float [R*C, S, S] (1 = object) for the divergence: the connected MASK (1, one per column, or
     one per image), else, for a built-in model (tiny-shapes, scenes-128), its own shipped judge's segmentation of
@@ -142,10 +135,7 @@ def sweep_masks(mask, net, images: torch.Tensor, rows: int, columns: int):
     for a mask of another shape or count."""
     size = images.shape[1]
     if mask is None:
-        builtin = builtin_by_class_set(getattr(net, "class_set", None))
-        if builtin is None:
-            return None
-        return judge_images(_builtin_judge(builtin.class_set), images.permute(0, 3, 1, 2))["masks"]
+        return judge_masks(getattr(net, "class_set", None), images.permute(0, 3, 1, 2))
     # any layout core's mask nodes accept, resampling overshoot clamped; a square mask of another size resized
     mask = square_mask(check_object_mask(mask), size)
     count = mask.shape[0]

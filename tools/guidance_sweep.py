@@ -37,7 +37,7 @@ from scalewise.guidance.balance import balance_point, line_chart  # noqa: E402
 from scalewise.guidance.heatmap import BACKGROUND  # noqa: E402
 from scalewise.guidance.metrics import divergence, evenness, nanmean  # noqa: E402
 from scalewise.models.builtin import SCENES_MODEL, SHAPES_MODEL  # noqa: E402
-from scalewise.models.shapes.judge import Judge, frechet_distance, judge_images  # noqa: E402
+from scalewise.models.shapes.judge import frechet_distance, judge_images  # noqa: E402
 from scalewise.tools.scenes.data import sample as scenes_images  # noqa: E402
 from scalewise.tools.shapes.data import sample as shapes_images  # noqa: E402
 
@@ -51,11 +51,6 @@ SCALE_SWEEPS = ("cfg", "cfg_constant", "cfg_cosine", "igg", "igg_window", "softc
 SWEEPS = ("cfg", "cfg_constant", "cfg_cosine", "igg", "igg_window", "softcfg", "ssg", "ssg_over_igg")
 # model option -> (built-in model, real-image sampler (count, seed) -> (images, masks, labels))
 MODELS = {"shapes": (SHAPES_MODEL, shapes_images), "scenes": (SCENES_MODEL, scenes_images)}
-
-
-def load_judge(model: str = "shapes") -> Judge:
-    """The shipped judge of the built-in model `model` ("shapes" or "scenes"), fp32, eval mode, on the CPU."""
-    return MODELS[model][0].load_judge()
 
 
 def measure(model, judge, guider, samples: int, reference, seed: int = SEED) -> dict:
@@ -233,7 +228,7 @@ def main(argv=None):
     torch.manual_seed(0)
     t0 = time.time()
     model = builtin.load(device=device)
-    judge = builtin.load_judge().to(device)
+    judge = builtin.load_judge(device)
     ref_images, _, ref_labels = real_images(args.reference, REFERENCE_SEED)
     ref = judge_images(judge, torch.from_numpy(ref_images).to(device))
     reference = ref["features"]

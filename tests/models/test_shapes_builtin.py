@@ -51,7 +51,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def judge():
-    from guidance_sweep import load_judge
+    from scalewise.models.shapes import load_judge
     return load_judge()
 
 
