@@ -89,7 +89,9 @@ def judge_masks(class_set: str | None, images: torch.Tensor) -> torch.Tensor | N
     if model is None:
         return None
     from .shapes.judge import judge_images
-    return judge_images(_shipped_judge(model), images)["masks"]
+    # one memory layout whatever the caller's (channels last: the node's [N, S, S, 3] images as they come): the
+    # convolutions' last bits depend on it
+    return judge_images(_shipped_judge(model), images.contiguous(memory_format=torch.channels_last))["masks"]
 
 
 __all__ = ["BuiltinModel", "SHAPES_MODEL", "SCENES_MODEL", "BUILTIN_MODELS", "builtin_by_name", "builtin_by_class_set",

@@ -1,6 +1,7 @@
 """Artist tools: compare guiders on the same seeds, and sweep one guider's strength with the IGG paper's
-evenness/divergence balance. Both run the sampler node's machinery (conditioning check, model loading, progress
-and Cancel at every scale, out-of-memory message) once per row, with one progress bar over the whole comparison."""
+evenness/divergence balance. The rows, their scores and the balance point come from guidance/runs.py; the nodes add
+the sampler node's machinery (conditioning check, model loading, progress and Cancel at every scale, out-of-memory
+message), one progress bar over the whole comparison, and the grids, plot and report."""
 from __future__ import annotations
 
 import json
@@ -10,12 +11,10 @@ import comfy.model_management as mm
 import torch
 from comfy_api.latest import io, ui
 
-from ..guidance import Generation, RunInfo
-from ..guidance.editing import check_object_mask, square_mask
-from ..guidance.balance import balance_point, parse_strengths, render_balance_plot
+from ..guidance import Draw, Generation
+from ..guidance.balance import parse_strengths, render_balance_plot
 from ..guidance.grid import MAX_IMAGES, heatmap_cells, render_grid
-from ..guidance.metrics import divergence, evenness, nanmean
-from ..guidance.stack import GuidanceRun
+from ..guidance.runs import compare, sweep
 from ..models.builtin import judge_masks
 from .common import CATEGORY, GuiderType, ScalewiseNode, checked_inputs
 from .features import aliases
@@ -30,15 +29,6 @@ SIZES = (f"At most {MAX_IMAGES} images (rows x images_per_row). Outputs for the 
          "(358 MiB). Sampling memory is that of one Scale-wise Sampler batch of images_per_row, one row at a time.")
 
 
-def check_guider(net, guider, batch: int, name: str) -> None:
-    """Validate a guider stack against the model before any row is sampled; errors name the input."""
-    info = RunInfo(tuple(net.patch_nums), batch, net.vocab_size, net.family, net.autoregressive)
-    try:
-        GuidanceRun(guider, info)
-    except ValueError as e:
-        raise ValueError(f"{name} ({guider.describe()}): {e}") from None
-
-
 def check_size(rows: int, columns: int, rows_name: str) -> None:
     """ValueError naming both inputs when rows x columns exceeds MAX_IMAGES images."""
     if rows * columns > MAX_IMAGES:
@@ -47,20 +37,27 @@ def check_size(rows: int, columns: int, rows_name: str) -> None:
                          f"fewer, or use fewer {rows_name}")
 
 
-def run_rows(model, conditioning, guiders, seed, images_per_row, preview, **settings):
-    """Sample every guider on the same seeds (one batch per row): images [R*C, S, S, 3] row-major, traces."""
+def run(model, conditioning, seed: int, images_per_row: int, preview: str, draw: Draw, rows: int, run_rows):
+    """`run_rows(net, generation, **hooks)` (guidance.runs' compare or sweep) with the sampler node's machinery: the
+    model's conditioning check and model loading once the guiders have passed theirs, one progress bar over the
+    rows with previews and Cancel at every scale, out of memory named as images_per_row."""
     net = model.model
-    prepare_condition(net, conditioning, images_per_row)  # the model's checks, before any GPU work
-    generation = Generation(conditioning, seed, images_per_row, draw=sampler_draw(**settings))
-    load_model(model, images_per_row, any(g is not None for g in guiders))
-    reporter = ScaleProgressReporter(len(net.patch_nums), preview, runs=len(guiders))
-    images, traces = [], []
-    for guider in guiders:
-        out = sample_images(net, guider, generation, reporter, batch_input="images_per_row")
-        images.append(out.images.permute(0, 2, 3, 1).cpu())
-        traces.append(out.trace)
-        reporter.next_run()
-    return torch.cat(images), traces
+    generation = Generation(conditioning, seed, images_per_row, draw=draw)
+    reporter = ScaleProgressReporter(len(net.patch_nums), preview, runs=rows)
+
+    def ready():
+        prepare_condition(net, conditioning, images_per_row)  # the model's checks, before any GPU work
+        load_model(model, images_per_row, True)
+
+    def sampler(net, guider, generation, *, trace, callback):
+        return sample_images(net, guider, generation, callback, batch_input="images_per_row")
+
+    return run_rows(net, generation, sampler=sampler, callback=reporter.of_run, ready=ready)
+
+
+def node_images(comparison) -> torch.Tensor:
+    """The comparison's images as ComfyUI's IMAGE [R*C, S, S, 3], row by row, on the CPU."""
+    return comparison.images.permute(0, 2, 3, 1).contiguous()
 
 
 def column_labels(seed: int, columns: int) -> list[str]:
@@ -107,45 +104,24 @@ class CompareGuiders(ScalewiseNode):
         if not named:
             raise ValueError(f"connect at least one guider to guider_1 .. guider_{GUIDER_SLOTS}")
         check_size(len(named), images_per_row, "guiders")
-        for name, guider in named:
-            check_guider(model.model, guider, images_per_row, name)
-        images, traces = run_rows(model, conditioning, [g for _, g in named], seed, images_per_row, preview,
-                                  top_k=top_k, top_p=top_p, more_smooth=more_smooth,
-                                  smooth_start_scale=smooth_start_scale, last_scale_temperature=last_scale_temperature)
-        labels = [g.describe() for _, g in named]
+        draw = sampler_draw(top_k, top_p, more_smooth, smooth_start_scale, last_scale_temperature)
+        guider_list, names = [g for _, g in named], [name for name, _ in named]
+        result = run(model, conditioning, seed, images_per_row, preview, draw, len(named),
+                     lambda net, generation, **hooks: compare(net, guider_list, generation, names=names, **hooks))
+        images = node_images(result)
+        labels = [g.describe() for g in guider_list]
         columns = column_labels(seed, images_per_row)
         grid = render_grid(images, labels, columns)
-        cells = torch.cat([heatmap_cells(t, images[i * images_per_row:(i + 1) * images_per_row])
-                           for i, t in enumerate(traces)])
-        heat_labels = [f"{label}   ({_evenness_label(t)})" for label, t in zip(labels, traces)]
+        cells = torch.cat([heatmap_cells(row.trace, images[i * images_per_row:(i + 1) * images_per_row])
+                           for i, row in enumerate(result.rows)])
+        heat_labels = [f"{label}   ({_evenness_label(row.mean_evenness)})" for label, row in zip(labels, result.rows)]
         heat = render_grid(cells, heat_labels, columns, title="guidance at the finest guided scale")
         device = mm.intermediate_device()
         return io.NodeOutput(grid.to(device), images.to(device), heat.to(device), ui=_preview(cls, grid))
 
 
-def _evenness_label(trace) -> str:
-    mean = nanmean(evenness(trace)["mean"])
+def _evenness_label(mean: float) -> str:
     return "unguided: no guidance to map" if math.isnan(mean) else f"mean E {mean:.3f}"
-
-
-def sweep_masks(mask, net, images: torch.Tensor, rows: int, columns: int):
-    """Foreground masks float [R*C, S, S] (1 = object) for the divergence: the connected MASK (1, one per column, or
-    one per image), else, for a built-in model (tiny-shapes, scenes-128), its own shipped judge's segmentation of
-    `images` [R*C, S, S, 3]; None when there is neither. A square mask of another size is resized. Raises ValueError
-    for a mask of another shape or count."""
-    size = images.shape[1]
-    if mask is None:
-        return judge_masks(getattr(net, "class_set", None), images.permute(0, 3, 1, 2))
-    # any layout core's mask nodes accept, resampling overshoot clamped; a square mask of another size resized
-    mask = square_mask(check_object_mask(mask), size)
-    count = mask.shape[0]
-    if count == 1:
-        return mask.expand(rows * columns, -1, -1)
-    if count == columns:
-        return mask.repeat(rows, 1, 1)
-    if count == rows * columns:
-        return mask
-    raise ValueError(f"mask: {count} masks; give 1, one per column ({columns}) or one per image ({rows * columns})")
 
 
 class GuidanceSweep(ScalewiseNode):
@@ -204,26 +180,14 @@ class GuidanceSweep(ScalewiseNode):
                 smooth_start_scale, last_scale_temperature, guider, strengths, mask=None) -> io.NodeOutput:
         values = parse_strengths(strengths)
         check_size(len(values), images_per_row, "strengths")
-        guiders = []
-        for value in values:
-            try:
-                guiders.append(guider.with_strength(value))
-            except ValueError as e:
-                raise ValueError(f"strengths: {value:g} for {guider.label()}: {e}") from None
-        for g in guiders:
-            check_guider(model.model, g, images_per_row, "guider")
-        images, traces = run_rows(model, conditioning, guiders, seed, images_per_row, preview,
-                                  top_k=top_k, top_p=top_p, more_smooth=more_smooth,
-                                  smooth_start_scale=smooth_start_scale, last_scale_temperature=last_scale_temperature)
-        rows, columns = len(values), images_per_row
-        grid = render_grid(images, [g.describe() for g in guiders], column_labels(seed, columns))
-        masks = sweep_masks(mask, model.model, images, rows, columns)
-        even = [nanmean(evenness(t)["mean"]) for t in traces]
-        div = None
-        if masks is not None:
-            div = [nanmean(divergence(t, masks[i * columns:(i + 1) * columns])["mean"])
-                   for i, t in enumerate(traces)]
-        balance = balance_point(values, even, div) if div is not None else None
+        draw = sampler_draw(top_k, top_p, more_smooth, smooth_start_scale, last_scale_temperature)
+        class_set = getattr(model.model, "class_set", None)
+        masks = mask if mask is not None else (lambda images: judge_masks(class_set, images))
+        result = run(model, conditioning, seed, images_per_row, preview, draw, len(values),
+                     lambda net, generation, **hooks: sweep(net, guider, values, generation, masks=masks, **hooks))
+        images, columns = node_images(result), images_per_row
+        grid = render_grid(images, [row.guider.describe() for row in result.rows], column_labels(seed, columns))
+        even, div, balance = result.evenness, result.divergence, result.balance
         note = ("no divergence: connect a foreground mask to find the balance point" if div is None else
                 "D undefined: the masks leave no background, or no object, at any scale" if balance is None else
                 "D from the built-in model's judge masks" if mask is None else "D from the connected mask")

@@ -49,6 +49,11 @@ class ScaleProgressReporter:
     def next_run(self) -> None:
         self.offset += self.num_scales
 
+    def of_run(self, run: int, progress) -> None:
+        """The callback of generation `run` (0-based) of the bar's `runs`: guidance.runs' callback(row, progress)."""
+        self.offset = run * self.num_scales
+        self(progress)
+
     def __call__(self, progress):
         mm.throw_exception_if_processing_interrupted()
         frame = None

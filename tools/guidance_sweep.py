@@ -32,10 +32,11 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalewise`)
 
-from scalewise.guidance import CFG, Draw, Generation, IGG, SSG, SoftCFG, sample  # noqa: E402
+from scalewise.guidance import CFG, Draw, Generation, IGG, SSG, SoftCFG  # noqa: E402
 from scalewise.guidance.balance import balance_point, line_chart  # noqa: E402
 from scalewise.guidance.heatmap import BACKGROUND  # noqa: E402
-from scalewise.guidance.metrics import divergence, evenness, nanmean  # noqa: E402
+from scalewise.guidance.metrics import nanmean  # noqa: E402
+from scalewise.guidance.runs import compare  # noqa: E402
 from scalewise.models.builtin import SCENES_MODEL, SHAPES_MODEL  # noqa: E402
 from scalewise.models.shapes.judge import frechet_distance, judge_images  # noqa: E402
 from scalewise.tools.scenes.data import sample as scenes_images  # noqa: E402
@@ -58,18 +59,21 @@ def measure(model, judge, guider, samples: int, reference, seed: int = SEED) -> 
     of `samples` images of `guider` (None = unguided), classes cycling 0..num_classes-1, image i with seed
     `seed` + i."""
     labels = torch.arange(samples) % model.num_classes
-    predicted, features, even, div = [], [], [], []
+    device = next(judge.parameters()).device
+    verdicts, even, div = [], [], []
+
+    def judged(images):  # the judge's verdict on each chunk; its masks give the divergence
+        verdicts.append(judge_images(judge, images.to(device)))
+        return verdicts[-1]["masks"]
+
     for start in range(0, samples, CHUNK):
-        part = labels[start:start + CHUNK]
-        out = sample(model, guider, Generation(part, seed=seed + start, draw=Draw(top_k=TOP_K, top_p=TOP_P)),
-                     trace=True)
-        verdict = judge_images(judge, out.images)
-        predicted.append(verdict["labels"].cpu())
-        features.append(verdict["features"])
-        even.append(evenness(out.trace)["mean"])
-        div.append(divergence(out.trace, verdict["masks"])["mean"])
-    return {"accuracy": float((torch.cat(predicted) == labels).float().mean()),
-            "frechet": frechet_distance(torch.cat(features), reference),
+        generation = Generation(labels[start:start + CHUNK], seed=seed + start, draw=Draw(top_k=TOP_K, top_p=TOP_P))
+        (row,) = compare(model, [guider], generation, masks=judged).rows
+        even.append(row.evenness)
+        div.append(row.divergence)
+    predicted = torch.cat([v["labels"].cpu() for v in verdicts])
+    return {"accuracy": float((predicted == labels).float().mean()),
+            "frechet": frechet_distance(torch.cat([v["features"] for v in verdicts]), reference),
             "evenness": nanmean(torch.cat(even)), "divergence": nanmean(torch.cat(div))}
 
 
