@@ -118,7 +118,9 @@ def compare(model, guiders: Sequence[Guider | None], generation: Generation, *, 
     """Sample `generation` once per guider (None = unguided), every row with the same seeds, so column i is image i
     of the seed in every row; score each row by E and, with `masks`, by D (guidance/metrics.py).
 
-    model: a ScalewiseModel. masks: see `Masks`; a function receives every image once, after the last row. names:
+    model: a ScalewiseModel. masks: see `Masks`; a function receives every image once, after the last row; None with
+    an edit that has a mask (`generation.edit`): the region each row regenerated (`GuidanceTrace.edit_mask`, as
+    `metrics.trace_scores` and the heat map take it). names:
     how errors name the guiders (default 'guiders[i]'). sampler: what samples one row, called as
     `sampler(model, guider, generation, trace=True, callback=...)` (default `guidance.sample`; the nodes pass
     theirs, which names their batch input on out of memory). callback(row, progress) after each scale of each row.
@@ -140,6 +142,8 @@ def compare(model, guiders: Sequence[Guider | None], generation: Generation, *, 
     columns, size = images[0].shape[0], images[0].shape[-1]
     found = masks(torch.cat(images)) if callable(masks) else \
         None if masks is None else row_masks(masks, len(guiders), columns, size)
+    if masks is None and all(out.trace.edit_mask is not None for out in outputs):
+        found = torch.cat([out.trace.edit_mask for out in outputs])  # an edit's regenerated region, as trace_scores
     rows = []
     for i, (guider, out, image) in enumerate(zip(guiders, outputs, images)):
         div = None if found is None else divergence(out.trace, found[i * columns:(i + 1) * columns])["mean"]

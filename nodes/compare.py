@@ -11,13 +11,14 @@ import comfy.model_management as mm
 import torch
 from comfy_api.latest import io, ui
 
-from ..guidance import Draw, Generation
+from ..guidance import Draw, Edit, Generation
 from ..guidance.balance import parse_strengths, render_balance_plot
 from ..guidance.grid import MAX_IMAGES, heatmap_cells, render_grid
 from ..guidance.runs import compare, sweep
 from ..models.builtin import judge_masks
-from .common import CATEGORY, GuiderType, ScalewiseNode, checked_inputs
+from .common import CATEGORY, GuiderType, ScalewiseNode, checked_inputs, info_ui, input_notes
 from .features import aliases
+from .images import rgb_image
 from .sampler import ScaleProgressReporter, load_model, prepare_condition, sample_images, sampler_draw
 from .settings import setting_inputs
 
@@ -37,12 +38,13 @@ def check_size(rows: int, columns: int, rows_name: str) -> None:
                          f"fewer, or use fewer {rows_name}")
 
 
-def run(model, conditioning, seed: int, images_per_row: int, preview: str, draw: Draw, rows: int, run_rows):
+def run(model, conditioning, seed: int, images_per_row: int, preview: str, draw: Draw, edit: Edit | None, rows: int,
+        run_rows):
     """`run_rows(net, generation, **hooks)` (guidance.runs' compare or sweep) with the sampler node's machinery: the
     model's conditioning check and model loading once the guiders have passed theirs, one progress bar over the
     rows with previews and Cancel at every scale, out of memory named as images_per_row."""
     net = model.model
-    generation = Generation(conditioning, seed, images_per_row, draw=draw)
+    generation = Generation(conditioning, seed, images_per_row, draw=draw, edit=edit)
     reporter = ScaleProgressReporter(len(net.patch_nums), preview, runs=rows)
 
     def ready():
@@ -53,6 +55,21 @@ def run(model, conditioning, seed: int, images_per_row: int, preview: str, draw:
         return sample_images(net, guider, generation, callback, batch_input="images_per_row")
 
     return run_rows(net, generation, sampler=sampler, callback=reporter.of_run, ready=ready)
+
+
+def comparison_edit(image, mask) -> Edit | None:
+    """The comparisons' edit of their optional IMAGE [B, H, W, C] and MASK, as the Scale-wise Sampler makes it with
+    fit crop, denoise 1 and the official mask rule; None without either. Raises ValueError as `Edit.from_inputs`
+    (a mask without the image) and `rgb_image` (an image that is not one)."""
+    if image is None and mask is None:
+        return None
+    image = None if image is None else rgb_image(image).movedim(-1, 1)  # ComfyUI [B, H, W, C] -> [B, 3, H, W]
+    return Edit.from_inputs(image, mask, fit="crop")
+
+
+def _edit_notes(image, notes: list[str]) -> dict:
+    """The notes ui (e.g. a mask that marks nothing) of a run with an image; none otherwise, as before editing."""
+    return info_ui(notes) if image is not None else {}
 
 
 def node_images(comparison) -> torch.Tensor:
@@ -88,6 +105,14 @@ class CompareGuiders(ScalewiseNode):
                 *[GuiderType.Input(f"guider_{i}", optional=True,
                                    tooltip=f"Row {i}: a guider or stack (unconnected slots are skipped).")
                   for i in range(1, GUIDER_SLOTS + 1)],
+                io.Image.Input("image", optional=True,
+                               tooltip="Image to edit (zero-shot) in every row: its own tokens are kept wherever the "
+                                       "mask is black, at every scale, as in the Scale-wise Sampler; image i of a "
+                                       "batch is edited in column i (a batch of 1 in every column). Any size: "
+                                       "cropped to the model's size (the sampler's fit = crop)."),
+                io.Mask.Input("mask", optional=True,
+                              tooltip="What to regenerate in the image (white = 1 = new, black = keep), e.g. Load "
+                                      "Image's mask editor; resized to the image. Needs the image."),
             ],
             outputs=[io.Image.Output(display_name="grid"),
                      io.Image.Output(display_name="images", tooltip="All images, row by row."),
@@ -98,7 +123,7 @@ class CompareGuiders(ScalewiseNode):
     @classmethod
     @checked_inputs
     def execute(cls, model, conditioning, seed, images_per_row, top_k, top_p, more_smooth, preview,
-                smooth_start_scale, last_scale_temperature, **guiders) -> io.NodeOutput:
+                smooth_start_scale, last_scale_temperature, image=None, mask=None, **guiders) -> io.NodeOutput:
         named = [(f"guider_{i}", guiders.get(f"guider_{i}")) for i in range(1, GUIDER_SLOTS + 1)]
         named = [(name, g) for name, g in named if g is not None]
         if not named:
@@ -106,8 +131,10 @@ class CompareGuiders(ScalewiseNode):
         check_size(len(named), images_per_row, "guiders")
         draw = sampler_draw(top_k, top_p, more_smooth, smooth_start_scale, last_scale_temperature)
         guider_list, names = [g for _, g in named], [name for name, _ in named]
-        result = run(model, conditioning, seed, images_per_row, preview, draw, len(named),
-                     lambda net, generation, **hooks: compare(net, guider_list, generation, names=names, **hooks))
+        with input_notes("Compare Guiders") as notes:
+            edit = comparison_edit(image, mask)
+            result = run(model, conditioning, seed, images_per_row, preview, draw, edit, len(named),
+                         lambda net, generation, **hooks: compare(net, guider_list, generation, names=names, **hooks))
         images = node_images(result)
         labels = [g.describe() for g in guider_list]
         columns = column_labels(seed, images_per_row)
@@ -117,7 +144,8 @@ class CompareGuiders(ScalewiseNode):
         heat_labels = [f"{label}   ({_evenness_label(row.mean_evenness)})" for label, row in zip(labels, result.rows)]
         heat = render_grid(cells, heat_labels, columns, title="guidance at the finest guided scale")
         device = mm.intermediate_device()
-        return io.NodeOutput(grid.to(device), images.to(device), heat.to(device), ui=_preview(cls, grid))
+        return io.NodeOutput(grid.to(device), images.to(device), heat.to(device),
+                             ui={**_preview(cls, grid), **_edit_notes(image, notes)})
 
 
 def _evenness_label(mean: float) -> str:
@@ -151,6 +179,10 @@ class GuidanceSweep(ScalewiseNode):
                 io.Mask.Input("mask", optional=True,
                               tooltip="Foreground masks (white = object) at image size for D: 1, one per column "
                                       "(seed), or one per image (row by row). Not needed with a built-in model."),
+                io.Image.Input("image", optional=True,
+                               tooltip="Image to edit (zero-shot) in every row, as in Compare Guiders (cropped to the "
+                                       "model's size): the mask then says what to regenerate (white = new, as in the "
+                                       "Scale-wise Sampler) and D is measured on the regenerated region."),
             ],
             outputs=[io.Image.Output(display_name="grid"),
                      io.Image.Output(display_name="plot", tooltip="E and D against strength, balance marked."),
@@ -177,29 +209,36 @@ class GuidanceSweep(ScalewiseNode):
     @classmethod
     @checked_inputs
     def execute(cls, model, conditioning, seed, images_per_row, top_k, top_p, more_smooth, preview,
-                smooth_start_scale, last_scale_temperature, guider, strengths, mask=None) -> io.NodeOutput:
+                smooth_start_scale, last_scale_temperature, guider, strengths, mask=None, image=None) -> io.NodeOutput:
         values = parse_strengths(strengths)
         check_size(len(values), images_per_row, "strengths")
         draw = sampler_draw(top_k, top_p, more_smooth, smooth_start_scale, last_scale_temperature)
         class_set = getattr(model.model, "class_set", None)
-        masks = mask if mask is not None else (lambda images: judge_masks(class_set, images))
-        result = run(model, conditioning, seed, images_per_row, preview, draw, len(values),
-                     lambda net, generation, **hooks: sweep(net, guider, values, generation, masks=masks, **hooks))
+        with input_notes("Guidance Sweep") as notes:
+            edit = comparison_edit(image, mask if image is not None else None)  # without an image: D's mask
+            source = "edit" if edit is not None and edit.mask is not None else \
+                "connected" if mask is not None else "judge"
+            masks = None if source == "edit" else mask if source == "connected" else \
+                (lambda images: judge_masks(class_set, images))  # None: the regenerated region (guidance.runs)
+            result = run(model, conditioning, seed, images_per_row, preview, draw, edit, len(values),
+                         lambda net, generation, **hooks: sweep(net, guider, values, generation, masks=masks,
+                                                                **hooks))
         images, columns = node_images(result), images_per_row
         grid = render_grid(images, [row.guider.describe() for row in result.rows], column_labels(seed, columns))
         even, div, balance = result.evenness, result.divergence, result.balance
         note = ("no divergence: connect a foreground mask to find the balance point" if div is None else
                 "D undefined: the masks leave no background, or no object, at any scale" if balance is None else
-                "D from the built-in model's judge masks" if mask is None else "D from the connected mask")
+                "D from the region the edit regenerated" if source == "edit" else
+                "D from the built-in model's judge masks" if source == "judge" else "D from the connected mask")
         plot = render_balance_plot(values, even, div, balance, title=f"{guider.kind.upper()} {guider.strength_field} sweep, "
                                    f"{columns} image(s) per strength", note=note)
         strength = balance.strength if balance is not None else -1.0
         report = json.dumps({"strengths": list(values), "evenness": _json(even), "divergence": _json(div),
                              "balance_strength": strength, "balance": balance.kind if balance else None,
-                             "mask": "connected" if mask is not None else "judge" if div is not None else None})
+                             "mask": source if div is not None or source != "judge" else None})
         device = mm.intermediate_device()
         return io.NodeOutput(grid.to(device), plot.to(device), strength, images.to(device),
-                             ui={**_preview(cls, plot, grid), "scalewise_balance": [report]})
+                             ui={**_preview(cls, plot, grid), "scalewise_balance": [report], **_edit_notes(image, notes)})
 
 
 def _json(values):

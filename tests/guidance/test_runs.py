@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from scalewise.guidance import CFG, IGG, SSG, Draw, Generation, SampleOutput, sample
+from scalewise.guidance import CFG, IGG, SSG, Draw, Edit, Generation, SampleOutput, sample
 from scalewise.guidance.metrics import divergence, evenness
 from scalewise.guidance.runs import compare, row_masks, sweep
 from scalewise.guidance.trace import GuidanceTrace
@@ -52,6 +52,23 @@ def test_masks_from_a_function_see_every_image_once(model):
     assert torch.equal(result.masks, (seen[0].mean(1) > seen[0].mean()).float())
     assert result.divergence is not None and len(result.divergence) == 2
     assert compare(model, [CFG(2.0)], GENERATION, masks=lambda images: None).divergence is None
+
+
+def test_an_edit_is_sampled_as_alone_and_d_is_measured_on_its_regenerated_region(model):
+    picture = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    regenerate = torch.zeros(1, 64, 64)
+    regenerate[:, :, 32:] = 1
+    generation = Generation([5], seed=2, batch_size=2, edit=Edit(picture, regenerate))
+    result = compare(model, [CFG(2.0), IGG(3.0)], generation)
+    for row, guider in zip(result.rows, (CFG(2.0), IGG(3.0))):
+        alone = sample(model, guider, generation, trace=True)
+        assert torch.equal(row.images, alone.images)
+        assert np.array_equal(row.divergence, divergence(alone.trace, alone.trace.edit_mask)["mean"], equal_nan=True)
+    assert torch.equal(result.masks, torch.cat([r.trace.edit_mask for r in result.rows]))
+    assert result.masks.shape == (4, 64, 64) and torch.equal(result.masks[:, :, 32:], torch.ones(4, 64, 32))
+    # a mask given wins over the edit's region
+    given = torch.ones(1, 64, 64)
+    assert torch.equal(compare(model, [CFG(2.0)], generation, masks=given).masks, given.expand(2, -1, -1))
 
 
 def test_guiders_are_checked_before_anything_is_sampled(model):
