@@ -68,61 +68,95 @@ def balance_point(strengths, evenness, divergence) -> Balance | None:
     return Balance(x, "closest", abs(d))
 
 
-def render_balance_plot(strengths, evenness, divergence=None, balance: Balance | None = None, *,
-                        title: str = "", note: str = "", size: tuple[int, int] = (720, 440)) -> torch.Tensor:
-    """Evenness (and divergence, when given) against strength on a 0-1 axis, the balance point marked by a
-    vertical line and named in the legend: IMAGE float32 [1, H, W, 3] with (W, H) = `size`."""
+def _axis_range(values: list[float]) -> tuple[float, float]:
+    """A y axis holding every finite value, padded 6 % each side; (0, 1) without any."""
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return 0.0, 1.0
+    lo, hi = min(finite), max(finite)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5, hi + 0.5
+    pad = (hi - lo) * 0.06
+    return lo - pad, hi + pad
+
+
+def line_chart(series, *, title: str = "", note: str = "", xlabel: str = "strength",
+               y_range: tuple[float, float] | None = (0.0, 1.0), marker: tuple[float, str, tuple] | None = None,
+               size: tuple[int, int] = (720, 440)) -> Image.Image:
+    """The pack's one line chart (the sweep node's plot, the benchmark's panels): a PIL RGB image of (W, H) =
+    `size`.
+
+    series: (name, points, colour) triples, points (x, y) pairs (NaN y skipped), colour an RGB triple or a
+    PIL colour name; x ticks at every x of any series. y_range: the y axis (five grid lines), None = fitted to
+    the values. marker: (x, legend text, colour) drawn as a dashed vertical line. The legend (names, then the
+    marker's text) sits under the axes, two entries a row (a lone last entry may take the whole width)."""
     width, height = size
     canvas = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     font, small = ui_font(15), ui_font(12)
-    left, right, top, bottom = 56, width - 20, 40 + (22 if note else 0), height - 92
-    xs = [float(x) for x in strengths]
+    series = [(name, [(float(x), float(v)) for x, v in points], colour) for name, points, colour in series]
+    legend = [(name, colour) for name, _, colour in series] + ([marker[1:]] if marker is not None else [])
+    legend_rows = max(2, (len(legend) + 1) // 2)
+    left, right, top, bottom = 56, width - 20, 40 + (22 if note else 0), height - 52 - 20 * legend_rows
+    xs = sorted({x for _, points, _ in series for x, _ in points})
     lo, hi = min(xs), max(xs)
     if hi == lo:
         lo, hi = lo - 1, hi + 1
     pad = (hi - lo) * 0.05
     lo, hi = lo - pad, hi + pad
+    ylo, yhi = y_range if y_range is not None else _axis_range([v for _, pts, _ in series for _, v in pts])
+    digits = max(0, 2 - math.floor(math.log10(yhi - ylo)))  # tick labels that differ from each other
 
     def px(x, y):
-        return left + (x - lo) / (hi - lo) * (right - left), bottom - y * (bottom - top)
+        return left + (x - lo) / (hi - lo) * (right - left), bottom - (y - ylo) / (yhi - ylo) * (bottom - top)
 
-    draw.text((left, 10), title or "evenness and divergence against strength", font=font, fill=TEXT)
+    draw.text((left, 10), title, font=font, fill=TEXT)
     if note:
         draw.text((left, 32), note, font=small, fill=DIM_TEXT)
-    for y in (0.0, 0.25, 0.5, 0.75, 1.0):  # y grid
+    for i in range(5):  # y grid
+        y = ylo + (yhi - ylo) * i / 4
         _, py = px(lo, y)
         draw.line([(left, py), (right, py)], fill=(50, 50, 56))
-        draw.text((left - 34, py - 7), f"{y:.2f}", font=small, fill=DIM_TEXT)
-    for x in xs:  # x ticks at the swept strengths
-        qx, _ = px(x, 0)
+        label = f"{y:.{digits}f}"  # left of the axis; a long one right-aligned so that it stays clear of it
+        draw.text((min(left - 34, left - 6 - draw.textlength(label, font=small)), py - 7), label, font=small,
+                  fill=DIM_TEXT)
+    for x in xs:  # x ticks
+        qx, _ = px(x, ylo)
         draw.line([(qx, bottom), (qx, bottom + 5)], fill=DIM_TEXT)
         label = f"{x:g}"
         draw.text((qx - draw.textlength(label, font=small) / 2, bottom + 8), label, font=small, fill=DIM_TEXT)
     draw.line([(left, top), (left, bottom), (right, bottom)], fill=DIM_TEXT)
-    draw.text(((left + right) / 2 - 28, bottom + 26), "strength", font=small, fill=DIM_TEXT)
-
-    series = [("evenness E", evenness, EVENNESS_COLOR)]
-    if divergence is not None:
-        series.append(("divergence D", divergence, DIVERGENCE_COLOR))
-    for _, values, color in series:
-        pts = [px(x, float(v)) for x, v in sorted(zip(xs, values)) if not math.isnan(float(v))]
+    draw.text(((left + right) / 2 - 28, bottom + 26), xlabel, font=small, fill=DIM_TEXT)
+    for _, points, colour in series:
+        pts = [px(x, v) for x, v in sorted(points, key=lambda p: p[0]) if not math.isnan(v)]
         if len(pts) > 1:
-            draw.line(pts, fill=color, width=3)
+            draw.line(pts, fill=colour, width=3)
         for qx, qy in pts:
-            draw.ellipse([qx - 4, qy - 4, qx + 4, qy + 4], fill=color)
-    legend = [(name, color) for name, _, color in series]
-    if balance is not None:
-        bx, _ = px(balance.strength, 0)
+            draw.ellipse([qx - 4, qy - 4, qx + 4, qy + 4], fill=colour)
+    if marker is not None:
+        bx, _ = px(marker[0], ylo)
         for y0 in range(int(top), int(bottom), 10):  # dashed
-            draw.line([(bx, y0), (bx, min(y0 + 5, bottom))], fill=BALANCE_COLOR, width=2)
-        legend.append((f"balance: E = D at {balance.strength:.3g} (interpolated crossing)" if balance.kind ==
-                       "crossing" else f"no crossing: closest approach at {balance.strength:g} "
-                       f"(|E - D| = {balance.gap:.3f})", BALANCE_COLOR))
-    y = bottom + 46
-    for i, (text, color) in enumerate(legend):
-        x = left + (i % 2) * (right - left) // 2 if len(legend) < 3 or i < 2 else left
-        y_row = y + (0 if i < 2 else 20)
-        draw.rectangle([x, y_row + 3, x + 14, y_row + 13], fill=color)
-        draw.text((x + 20, y_row), text, font=small, fill=TEXT)
+            draw.line([(bx, y0), (bx, min(y0 + 5, bottom))], fill=marker[2], width=2)
+    for i, (text, colour) in enumerate(legend):
+        x, y = left + (i % 2) * (right - left) // 2, bottom + 46 + 20 * (i // 2)
+        draw.rectangle([x, y + 3, x + 14, y + 13], fill=colour)
+        draw.text((x + 20, y), text, font=small, fill=TEXT)
+    return canvas
+
+
+def render_balance_plot(strengths, evenness, divergence=None, balance: Balance | None = None, *,
+                        title: str = "", note: str = "", size: tuple[int, int] = (720, 440)) -> torch.Tensor:
+    """Evenness (and divergence, when given) against strength on a 0-1 axis, the balance point marked by a
+    vertical line and named in the legend (`line_chart`): IMAGE float32 [1, H, W, 3] with (W, H) = `size`."""
+    xs = [float(x) for x in strengths]
+    series = [("evenness E", list(zip(xs, evenness)), EVENNESS_COLOR)]
+    if divergence is not None:
+        series.append(("divergence D", list(zip(xs, divergence)), DIVERGENCE_COLOR))
+    marker = None
+    if balance is not None:
+        marker = (balance.strength, f"balance: E = D at {balance.strength:.3g} (interpolated crossing)"
+                  if balance.kind == "crossing" else f"no crossing: closest approach at {balance.strength:g} "
+                  f"(|E - D| = {balance.gap:.3f})", BALANCE_COLOR)
+    canvas = line_chart(series, title=title or "evenness and divergence against strength", note=note,
+                        marker=marker, size=size)
     return torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255)[None]

@@ -148,10 +148,12 @@ def smooth_probabilities(logits: torch.Tensor, ratio: float, generators) -> torc
     return ((logits * (1 + ratio) + noise) / tau).softmax(-1)
 
 
-def check_sampling_args(top_k: int, top_p: float, vocab_size: int) -> None:
-    """Raise ValueError unless top_k is an integer >= 0 and top_p is in [0, 1] (the message names the value)."""
+def check_sampling_args(top_k: int, top_p: float, vocab_size: int | None = None) -> None:
+    """Raise ValueError unless top_k is an integer >= 0 and top_p is in [0, 1] (the message names the value, and
+    the vocabulary size V when given)."""
     # k >= vocab_size keeps every code, like 0: one widget value (VAR's 900) then suits every model.
     if isinstance(top_k, bool) or int(top_k) != top_k or top_k < 0:
-        raise ValueError(f"top_k must be an integer >= 0 (0 or >= {vocab_size} = off, 1 = greedy), got {top_k!r}")
+        vocab = "the vocabulary size V" if vocab_size is None else vocab_size
+        raise ValueError(f"top_k must be an integer >= 0 (0 or >= {vocab} = off, 1 = greedy), got {top_k!r}")
     if not (0.0 <= float(top_p) <= 1.0):
         raise ValueError(f"top_p must be in [0, 1] (0 or 1 = off), got {top_p!r}")

@@ -97,12 +97,18 @@ def as_mask_batch(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
     raise ValueError(f"{name} must be a mask [B, H, W], [H, W], [B, 1, H, W] or [B, H, W, 1], got {shape}")
 
 
-def check_mask(mask: torch.Tensor, name: str = "mask", convention: str = "1 = generate anew, 0 = keep") -> torch.Tensor:
-    """A mask in [0, 1] (by default an edit's: 1 = generate; `convention` names the meaning in messages), in any
-    layout `as_mask_batch` accepts, float or bool -> float [B, H, W], overshoot of resampling clamped as for images.
-    Raises ValueError naming `name` when its layout is not a mask's, it is not float or bool, empty, non-finite or
-    outside `RESAMPLE_RANGE`."""
-    return _check_values(as_mask_batch(mask, name), name, convention)
+def check_regenerate_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
+    """An edit's mask of what to regenerate (1 = generate anew, 0 = keep: ComfyUI's MASK convention) in [0, 1], in
+    any layout `as_mask_batch` accepts, float or bool -> float [B, H, W], overshoot of resampling clamped as for
+    images. Raises ValueError naming `name` when its layout is not a mask's, it is not float or bool, empty,
+    non-finite or outside `RESAMPLE_RANGE`."""
+    return _check_values(as_mask_batch(mask, name), name, "1 = generate anew, 0 = keep")
+
+
+def check_object_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
+    """A foreground mask (1 = object, 0 = background: the divergence metric's) checked as `check_regenerate_mask`
+    checks an edit's: float [B, H, W] in [0, 1]; the same ValueErrors, with this convention in the message."""
+    return _check_values(as_mask_batch(mask, name), name, "1 = object")
 
 
 def square_mask(mask: torch.Tensor, size: int, name: str = "mask") -> torch.Tensor:
@@ -191,25 +197,6 @@ def _fit(x: torch.Tensor, size: int, fit: str, mode: str, pad_value: float):
     return out, (padding if bool(padding.any()) else None)
 
 
-def fit_edit(image: torch.Tensor | None, mask: torch.Tensor | None, size: int,
-             fit: str = "crop") -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """An edit's inputs of any size fitted to the model's size x size: image float [B, 3, H, W] in [0, 1]
-    (`fit_image`), mask float [B, h, w] or [h, w] in [0, 1] (`fit_mask`). With "pad" and no mask, the padding
-    becomes the mask (out-painting). Returns (None, None) without an image. Raises ValueError naming the
-    input: a mask without an image, a malformed tensor, values outside [0, 1] or non-finite."""
-    if image is None:
-        if mask is not None:
-            raise ValueError("mask is connected but image is not: the mask marks what to regenerate in an image; "
-                             "connect the image to edit")
-        return None, None
-    image = check_image(image)
-    mask = None if mask is None else check_mask(mask)
-    fitted, padding = fit_image(image, size, fit)
-    if mask is not None:
-        return fitted, fit_mask(mask, tuple(image.shape[-2:]), size, fit)
-    return fitted, padding
-
-
 def edit_batch(batch_size: int, image: torch.Tensor | None, mask: torch.Tensor | None) -> int:
     """The batch of an edit: the largest of batch_size and the image and mask batches, each of which must be
     1 (shared by every image) or that batch. Raises ValueError naming the mismatching input."""
@@ -281,13 +268,13 @@ class EditPlan:
     """Which tokens of each scale are the image's own.
 
     tokens: K int64 maps [B, pn, pn] (the image's encoding); keep: K bool maps [B, pn, pn], True = forced;
-    region: float32 [B, S, S] in {0, 1}, the pixels of the finest scale's regenerated tokens (None without
-    a mask), the foreground of the heat map's divergence.
+    regenerated: float32 [B, S, S] in {0, 1}, 1 = a pixel of the finest scale's regenerated tokens (None without
+    a mask); the heat map takes it as the foreground of its divergence.
     """
 
     tokens: list[torch.Tensor]
     keep: list[torch.Tensor]
-    region: torch.Tensor | None = None
+    regenerated: torch.Tensor | None = None
 
     def force(self, k: int, idx: torch.Tensor, h: torch.Tensor, embed):
         """Scale k's drawn indices [B, n] and embeddings [B, n, C] with the kept tokens replaced; `embed` maps
@@ -308,42 +295,46 @@ def _batched(x: torch.Tensor, batch: int, name: str) -> torch.Tensor:
     return x.expand(batch, *x.shape[1:])
 
 
-def plan_edit(model, image: torch.Tensor | None, mask: torch.Tensor | None, denoise: float, batch: int,
-              mask_rule: str = "official", first: int = 0) -> EditPlan | None:
-    """Encode the image and build the keep-maps for `sample`, or None when nothing is kept.
-
-    image: float [1 or B, 3, S, S] in [0, 1], S = model.image_size; mask: float or bool [1 or B, S, S] in any
-    layout `check_mask` accepts, in [0, 1] (1 = generate anew); overshoot of resampling (`RESAMPLE_RANGE`) is
-    clamped; mask_rule: "official" or "strict" (module docstring); first: the index of the batch's first image, for
-    messages. A mask that marks nothing keeps its whole image (as ComfyUI's masks: nothing to regenerate) and
-    warns (InputNotice). Raises ValueError naming the input: a mask without an image, a wrong size or batch, values
-    outside `RESAMPLE_RANGE` or non-finite, denoise outside [0, 1], an unknown mask_rule.
-    """
-    if mask_rule not in MASK_RULES:
-        raise ValueError(f"mask_rule must be one of {MASK_RULES}, got {mask_rule!r}")
-    patch_nums = tuple(model.patch_nums)
-    kept = kept_scale_count(denoise, len(patch_nums))
-    if image is None:
-        if mask is not None:
-            raise ValueError("mask is connected but image is not: the mask marks what to regenerate in an image; "
-                             "connect the image to edit")
-        if kept:
-            raise ValueError(f"denoise {denoise:g} < 1 needs an image to start from: connect an image, "
-                             "or set denoise to 1")
-        return None
+def fit_edit(model, edit, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The edit's image and regenerate-mask (an `Edit`'s, already checked) at the model's size S and the batch:
+    (image float [1 or B, 3, S, S], mask float [1 or B, S, S] or None). With `edit.fit`
+    "crop"/"pad" an image of another size is fitted (`fit_image`, `fit_mask`; with "pad" and no mask the padding
+    becomes the mask: out-painting); with None it must be S x S already. Raises ValueError naming the input: a
+    wrong size or batch."""
     size = model.image_size
-    image = check_image(image)
+    image, mask = edit.image, edit.mask
+    if edit.fit is not None:
+        fitted, padding = fit_image(image, size, edit.fit)
+        mask = padding if mask is None else fit_mask(mask, tuple(image.shape[-2:]), size, edit.fit)
+        image = fitted
     if tuple(image.shape[-2:]) != (size, size):
         raise ValueError(f"image is {image.shape[-1]}x{image.shape[-2]} px but this model makes {size}x{size}: "
                          "fit it first (fit_image: crop or pad)")
     _batched(image, batch, "image")
     if mask is not None:
-        mask = check_mask(mask)
         if tuple(mask.shape[-2:]) != (size, size):
             raise ValueError(f"mask is {mask.shape[-1]}x{mask.shape[-2]} px but the image is {size}x{size}: "
                              "fit it first (fit_mask)")
+        _batched(mask, batch, "mask")
+    return image, mask
+
+
+def plan_edit(model, edit, batch: int, first: int = 0) -> EditPlan | None:
+    """Encode the edit's image and build the keep-maps for `sample`, or None without an edit or when nothing is kept.
+
+    edit: a `guidance.Edit` (its image, mask, denoise and mask_rule checked when it was built), fitted to the model
+    by `fit_edit`; batch: B, the generation's images; first: the index of the batch's first image, for messages. A
+    mask that marks nothing keeps its whole image (as ComfyUI's masks: nothing to regenerate) and warns
+    (InputNotice). Raises ValueError naming the input for a wrong size or batch (`fit_edit`).
+    """
+    if edit is None:
+        return None
+    patch_nums = tuple(model.patch_nums)
+    kept = kept_scale_count(edit.denoise, len(patch_nums))
+    image, mask = fit_edit(model, edit, batch)
+    if mask is not None:
         warn_unmarked(mask, first)
-        mask = _batched(mask, batch, "mask")
+        mask = mask.expand(batch, *mask.shape[1:])
     if mask is None and kept == 0:
         return None
     device = model.weight_device
@@ -351,12 +342,12 @@ def plan_edit(model, image: torch.Tensor | None, mask: torch.Tensor | None, deno
     tokens = [t.expand(batch, -1, -1) for t in model.encode_image(image.to(device))]
     if mask is None:
         keep = [torch.zeros(batch, pn, pn, dtype=torch.bool, device=device) for pn in patch_nums]
-        region = None
+        regenerated = None
     else:
         finest = finest_keep_mask(mask.to(device), patch_nums[-1])
-        keep = (scale_keep_masks if mask_rule == "official" else strict_keep_masks)(finest, patch_nums)
-        factor = size // patch_nums[-1]
-        region = (1 - finest).repeat_interleave(factor, -1).repeat_interleave(factor, -2).float()
+        keep = (scale_keep_masks if edit.mask_rule == "official" else strict_keep_masks)(finest, patch_nums)
+        factor = model.image_size // patch_nums[-1]
+        regenerated = (1 - finest).repeat_interleave(factor, -1).repeat_interleave(factor, -2).float()
     for k in range(kept):
         keep[k] = torch.ones_like(keep[k])
-    return EditPlan(tokens, keep, region)
+    return EditPlan(tokens, keep, regenerated)

@@ -134,6 +134,13 @@ def divergence(trace: GuidanceTrace, mask: torch.Tensor, *, draws: int = 16, see
     return {"per_scale": per_scale, "mean": _token_weighted_mean(per_scale, sizes)}
 
 
+def nanmean(values: torch.Tensor) -> float:
+    """Mean of the values that are not NaN (per-image E or D of a batch, any shape and float dtype) as a Python
+    float; NaN when none is left (E or D undefined for every image: an unguided row, a mask without background)."""
+    kept = values[~torch.isnan(values)]
+    return float(kept.mean()) if kept.numel() else math.nan
+
+
 def _json_floats(values: torch.Tensor) -> list:
     """Nested lists of floats with NaN -> None."""
     return [None if math.isnan(v) else float(v) for v in values.tolist()] if values.ndim == 1 \

@@ -12,9 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from .base import Guider, RunInfo, ScaleRecord
-from .draw import (check_probabilities, check_sampling_args, draw_tokens, filter_logits_, invalid_probabilities,
-                   make_generators, smooth_probabilities)
+from .contract import ScalewiseModelLike
+from .draw import (check_probabilities, draw_tokens, filter_logits_, invalid_probabilities, make_generators,
+                   smooth_probabilities)
 from .editing import plan_edit
+from .request import Generation
 from .schedules import ramp
 from .stack import GuidanceRun
 from .trace import GuidanceTrace, guidance_magnitude, sampled_confidence
@@ -66,52 +68,42 @@ def _area_down(fhat: torch.Tensor, side: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int = 0,
-           batch_size: int | None = None, top_k: int = 0, top_p: float = 0.0, more_smooth: bool = False,
-           smooth_start_scale: int = 0, last_scale_temperature: float | None = None, trace: bool = False,
-           callback: Callable[[ScaleProgress], None] | None = None, image: torch.Tensor | None = None,
-           mask: torch.Tensor | None = None, denoise: float = 1.0, mask_rule: str = "official",
-           batch_index: int = 0) -> SampleOutput:
+def sample(model: ScalewiseModelLike, guider: Guider | None, generation: Generation, *, trace: bool = False,
+           callback: Callable[[ScaleProgress], None] | None = None) -> SampleOutput:
     """Generate images scale by scale; returns a `SampleOutput` (images float32 [B, 3, S, S] in [0, 1], S =
     model.image_size; the K token maps int64 [B, pn_k, pn_k]; the trace or None).
 
-    model: a models.base.ScalewiseModel. guider: a guider stack (guidance/base.py), None = unguided (cond-only
-    logits, as the official samplers with cfg = 0, where (1 + t) l_c - t l_u with t = cfg * ratio is l_c).
+    model: an object with the model contract (`contract.ScalewiseModelLike`: models/base.py's `ScalewiseModel`). guider: a guider stack
+    (guidance/base.py), None = unguided (cond-only logits, as the official samplers with cfg = 0, where
+    (1 + t) l_c - t l_u with t = cfg * ratio is l_c). generation: what to generate (`guidance.Generation`, already
+    checked): its conditioning goes to `model.prepare_condition`; image j of the batch uses its own random stream,
+    that of image `batch_index + j` of the seed (image 0: the seed itself, as the official samplers; others:
+    guidance.draw.image_seed), so it is the same whatever the batch size, a new seed gives all new images, and
+    batch_size=1, batch_index=i re-makes image i alone (its stream and its conditioning entry: image j takes entry
+    (batch_index + j) % len, `model.prepare_condition(..., first=batch_index)`). Its `draw`
+    (`Draw`) sets top-k/top-p (`top_k=1` is greedy decoding), Gumbel smoothing and the temperature of the scales
+    after the guider's window; its `edit` (`Edit`, rules in `editing.py`; the official VAR demo
+    `demo_zero_shot_edit.ipynb`) keeps the image's tokens where the mask is 0 and on the first
+    round((1 - denoise) K) scales: they replace the drawn ones right after each draw (the draws still consume the
+    random streams), so `out.tokens` holds the effective tokens; a mask that marks nothing keeps its image and warns
+    (guidance.editing.InputNotice). `trace=True` records the per-token guidance magnitude and sampled-token
+    confidence of every scale. `callback` gets a `ScaleProgress` after each scale.
 
-    conditioning: whatever `model.prepare_condition` accepts (VAR: a ClassCondition or class ids, image i
-    gets ids[i % len]; Switti: a TextCondition). Image j of the batch uses its own random stream, that of
-    image `batch_index + j` of the seed (image 0: the seed itself, as the official samplers; others:
-    guidance.draw.image_seed), so it is the same whatever the batch size, a new seed gives all new images,
-    and batch_size=1, batch_index=i re-makes image i alone (the stream only: pass image i's condition);
-    `top_k=1` is greedy decoding. `more_smooth` uses Gumbel-softmax code mixtures from `smooth_start_scale`
-    on, as `model.smoothing` declares (VAR: after drawing the tokens, on the filtered logits; Switti:
-    instead of drawing, only while guided). `last_scale_temperature` divides the logits of the scales after
-    the guider's window (Switti's CFG-off scales). `trace=True` records the per-token guidance magnitude and
-    sampled-token confidence of every scale.
-
-    Editing (zero-shot, the official VAR demo `demo_zero_shot_edit.ipynb`; rules in `editing.py`): `image` float
-    [1 or B, 3, S, S] in [0, 1] at the
-    model's size S, `mask` float [1 or B, S, S] in [0, 1] (1 = generate anew, 0 = keep; a mask that marks
-    nothing keeps its image and warns, guidance.editing.InputNotice), `denoise` in
-    [0, 1] (image-to-image: the first round((1 - denoise) K) scales keep the image's tokens), `mask_rule`
-    "official" (the VAR demo's coarse-scale rule) or "strict" (no coarse token reaches into the mask). Kept tokens
-    are replaced by the image's own right after each draw (the draws still consume the random streams),
-    so `out.tokens` holds the effective tokens.
-
-    Raises: ValueError for top_k not an integer >= 0, top_p outside [0, 1], last_scale_temperature outside
-    (0, 100], a guider stack that cannot serve this model (two guiders of one kind, a model it cannot guide, a
-    missing base), or a bad image, mask, denoise or mask_rule (the message names it); TypeError/ValueError from
-    `model.prepare_condition` for a conditioning of another family or out of range; RuntimeError when some
-    logits row has no finite value to draw from (NaN/inf from an overflow, checked once after the last scale);
-    models.base.NonFiniteImageError when the decoded image cannot be made finite; whatever `callback` raises.
+    Raises: ValueError for a guider stack that cannot serve this model (two guiders of one kind, a model it cannot
+    guide, a missing base), or an edit image or mask of the wrong size or batch (the message names it); TypeError/
+    ValueError from `model.prepare_condition` for a conditioning of another family or out of range; RuntimeError
+    when some logits row has no finite value to draw from (NaN/inf from an overflow, checked once after the last
+    scale); models.base.NonFiniteImageError when the decoded image cannot be made finite; whatever `callback`
+    raises.
     """
-    check_sampling_args(top_k, top_p, model.vocab_size)
-    if last_scale_temperature is not None and not 0 < float(last_scale_temperature) <= 100:
-        raise ValueError(f"last_scale_temperature must be in (0, 100] (or None = off), got {last_scale_temperature}")
+    draw = generation.draw
+    top_k, top_p, more_smooth = draw.top_k, draw.top_p, draw.more_smooth
+    smooth_start_scale, last_scale_temperature = draw.smooth_start_scale, draw.last_scale_temperature
+    seed, batch_index = generation.seed, generation.batch_index
     device = model.weight_device
-    prepared = model.prepare_condition(conditioning, batch_size)
+    prepared = model.prepare_condition(generation.conditioning, generation.batch_size, first=batch_index)
     batch, patch_nums = model.batch_size(prepared), model.patch_nums
-    edit = plan_edit(model, image, mask, denoise, batch, mask_rule, first=batch_index)
+    edit = plan_edit(model, generation.edit, batch, first=batch_index)
     num_scales = len(patch_nums)
     run = GuidanceRun(guider, RunInfo(tuple(patch_nums), batch, model.vocab_size, model.family,
                                       model.autoregressive))
@@ -120,7 +112,7 @@ def sample(model, guider: Guider | None = None, conditioning=None, *, seed: int 
     fhat = model.new_canvas(batch)
     tokens, latent_in, cached = [], None, 0
     record = GuidanceTrace(tuple(patch_nums), model.image_size, guider.describe() if guider else "unguided",
-                           edit_mask=_cpu(edit.region) if edit is not None else None) if trace else None
+                           edit_mask=_cpu(edit.regenerated) if edit is not None else None) if trace else None
     state = model.start(prepared, with_uncond=bool(run.uncond_scales))
     invalid = None  # device-side flag of the draws' validity, read once at the end (no per-scale sync)
     try:

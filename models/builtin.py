@@ -6,12 +6,13 @@ VQ-VAEs and judges as fp16 safetensors, so that every node works and guidance ca
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 
 from . import scenes, shapes
-from .judge import Judge, load_judge
+from .judge import Judge, judge_images, load_judge
 
 
 @dataclass(frozen=True)
@@ -70,4 +71,22 @@ def builtin_by_class_set(class_set: str | None) -> BuiltinModel | None:
     return next((m for m in BUILTIN_MODELS if m.class_set == class_set), None)
 
 
-__all__ = ["BuiltinModel", "SHAPES_MODEL", "SCENES_MODEL", "BUILTIN_MODELS", "builtin_by_name", "builtin_by_class_set"]
+@functools.lru_cache(maxsize=len(BUILTIN_MODELS))
+def _shipped_judge(model: BuiltinModel):
+    return model.load_judge()
+
+
+def judge_masks(class_set: str | None, images: torch.Tensor) -> torch.Tensor | None:
+    """Foreground masks float [N, S, S] (1 = object, 0/1) of images float [N, 3, S, S] in [0, 1] on the CPU, as the
+    shipped judge of the built-in model whose class list is `class_set` segments them (loaded once per process);
+    None for any other model. What the Guidance Sweep measures divergence against without a connected mask."""
+    model = builtin_by_class_set(class_set)
+    if model is None:
+        return None
+    # one memory layout whatever the caller's (channels last: the node's [N, S, S, 3] images as they come): the
+    # convolutions' last bits depend on it
+    return judge_images(_shipped_judge(model), images.contiguous(memory_format=torch.channels_last))["masks"]
+
+
+__all__ = ["BuiltinModel", "SHAPES_MODEL", "SCENES_MODEL", "BUILTIN_MODELS", "builtin_by_name", "builtin_by_class_set",
+           "judge_masks"]

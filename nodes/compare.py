@@ -1,9 +1,9 @@
 """Artist tools: compare guiders on the same seeds, and sweep one guider's strength with the IGG paper's
-evenness/divergence balance. Both run the sampler node's machinery (conditioning check, model loading, progress
-and Cancel at every scale, out-of-memory message) once per row, with one progress bar over the whole comparison."""
+evenness/divergence balance. The rows, their scores and the balance point come from guidance/runs.py; the nodes add
+the sampler node's machinery (conditioning check, model loading, progress and Cancel at every scale, out-of-memory
+message), one progress bar over the whole comparison, and the grids, plot and report."""
 from __future__ import annotations
 
-import functools
 import json
 import math
 
@@ -11,17 +11,16 @@ import comfy.model_management as mm
 import torch
 from comfy_api.latest import io, ui
 
-from ..guidance import RunInfo
-from ..guidance.editing import check_mask, square_mask
-from ..guidance.balance import balance_point, parse_strengths, render_balance_plot
+from ..guidance import Draw, Edit, Generation
+from ..guidance.balance import parse_strengths, render_balance_plot
 from ..guidance.grid import MAX_IMAGES, heatmap_cells, render_grid
-from ..guidance.metrics import divergence, evenness
-from ..guidance.stack import GuidanceRun
-from ..models.builtin import builtin_by_class_set
-from ..models.judge import judge_images
-from .common import CATEGORY, CondType, GuiderType, ModelType, ScalewiseNode, checked_inputs
-from .features import aliases, expert
-from .sampler import PREVIEWS, ScaleProgressReporter, load_model, prepare_condition, sample_images
+from ..guidance.runs import compare, sweep
+from ..models.builtin import judge_masks
+from .common import CATEGORY, GuiderType, ScalewiseNode, checked_inputs, info_ui, input_notes
+from .features import aliases
+from .images import rgb_image
+from .sampler import ScaleProgressReporter, load_model, prepare_condition, sample_images, sampler_draw
+from .settings import setting_inputs
 
 GUIDER_SLOTS = 4
 SIZES = (f"At most {MAX_IMAGES} images (rows x images_per_row). Outputs for the largest: the image batch "
@@ -29,38 +28,6 @@ SIZES = (f"At most {MAX_IMAGES} images (rows x images_per_row). Outputs for the 
          "512 px, 768 MiB at 1024 px); grid cells of 128 px (64 px images enlarged) up to 512 px (1024 px images "
          "shrunk): 4 x 16 cells of 512 px make 8909 x 2219 px (226 MiB), 64 rows of one such cell 914 x 34199 px "
          "(358 MiB). Sampling memory is that of one Scale-wise Sampler batch of images_per_row, one row at a time.")
-
-
-def _sampler_inputs():
-    """The sampler node's settings, given once for every row (same names, ranges and defaults)."""
-    return [
-        ModelType.Input("model", tooltip="A model from Load VAR Model or Load Switti Model."),
-        CondType.Input("conditioning", tooltip="What to generate (Class (VAR) or Switti Text Encode)."),
-        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                     tooltip="Seed of the comparison; column i is image i of this seed in every row (the "
-                             "sampler's per-image streams: re-make it there with batch_size 1, batch_index i), so "
-                             "each column compares the same random draws."),
-        io.Int.Input("images_per_row", default=4, min=1, max=MAX_IMAGES,
-                     tooltip=f"Columns: images per guider or strength (rows x columns <= {MAX_IMAGES})."),
-        io.Int.Input("top_k", default=900, min=0, max=4096, tooltip="As in the Scale-wise Sampler."),
-        io.Float.Input("top_p", default=0.95, min=0.0, max=1.0, step=0.01, tooltip="As in the Scale-wise Sampler."),
-        io.Boolean.Input("more_smooth", default=False, tooltip="As in the Scale-wise Sampler."),
-        io.Combo.Input("preview", options=PREVIEWS, default="every scale",
-                       tooltip="Preview of the row being generated, after each scale."),
-        io.Int.Input("smooth_start_scale", default=0, min=0, max=63, tooltip="As in the Scale-wise Sampler.",
-                     **expert()),
-        io.Float.Input("last_scale_temperature", default=1.0, min=0.01, max=10.0, step=0.01,
-                       tooltip="As in the Scale-wise Sampler."),
-    ]
-
-
-def check_guider(net, guider, batch: int, name: str) -> None:
-    """Validate a guider stack against the model before any row is sampled; errors name the input."""
-    info = RunInfo(tuple(net.patch_nums), batch, net.vocab_size, net.family, net.autoregressive)
-    try:
-        GuidanceRun(guider, info)
-    except ValueError as e:
-        raise ValueError(f"{name} ({guider.describe()}): {e}") from None
 
 
 def check_size(rows: int, columns: int, rows_name: str) -> None:
@@ -71,20 +38,43 @@ def check_size(rows: int, columns: int, rows_name: str) -> None:
                          f"fewer, or use fewer {rows_name}")
 
 
-def run_rows(model, conditioning, guiders, seed, images_per_row, preview, **settings):
-    """Sample every guider on the same seeds (one batch per row): images [R*C, S, S, 3] row-major, traces."""
+def run(model, conditioning, seed: int, images_per_row: int, preview: str, draw: Draw, edit: Edit | None, rows: int,
+        run_rows):
+    """`run_rows(net, generation, **hooks)` (guidance.runs' compare or sweep) with the sampler node's machinery: the
+    model's conditioning check and model loading once the guiders have passed theirs, one progress bar over the
+    rows with previews and Cancel at every scale, out of memory named as images_per_row."""
     net = model.model
-    cond = prepare_condition(net, conditioning, images_per_row)  # the model's checks, before any GPU work
-    load_model(model, images_per_row, any(g is not None for g in guiders))
-    reporter = ScaleProgressReporter(len(net.patch_nums), preview, runs=len(guiders))
-    images, traces = [], []
-    for guider in guiders:
-        out = sample_images(net, guider, cond, reporter, seed=seed, batch_size=images_per_row,
-                            batch_input="images_per_row", **settings)
-        images.append(out.images.permute(0, 2, 3, 1).cpu())
-        traces.append(out.trace)
-        reporter.next_run()
-    return torch.cat(images), traces
+    generation = Generation(conditioning, seed, images_per_row, draw=draw, edit=edit)
+    reporter = ScaleProgressReporter(len(net.patch_nums), preview, runs=rows)
+
+    def ready():
+        prepare_condition(net, conditioning, images_per_row)  # the model's checks, before any GPU work
+        load_model(model, images_per_row, True)
+
+    def sampler(net, guider, generation, *, trace, callback):
+        return sample_images(net, guider, generation, callback, batch_input="images_per_row")
+
+    return run_rows(net, generation, sampler=sampler, callback=reporter.of_run, ready=ready)
+
+
+def comparison_edit(image, mask) -> Edit | None:
+    """The comparisons' edit of their optional IMAGE [B, H, W, C] and MASK, as the Scale-wise Sampler makes it with
+    fit crop, denoise 1 and the official mask rule; None without either. Raises ValueError as `Edit.from_inputs`
+    (a mask without the image) and `rgb_image` (an image that is not one)."""
+    if image is None and mask is None:
+        return None
+    image = None if image is None else rgb_image(image).movedim(-1, 1)  # ComfyUI [B, H, W, C] -> [B, 3, H, W]
+    return Edit.from_inputs(image, mask, fit="crop")
+
+
+def _edit_notes(image, notes: list[str]) -> dict:
+    """The notes ui (e.g. a mask that marks nothing) of a run with an image; none otherwise, as before editing."""
+    return info_ui(notes) if image is not None else {}
+
+
+def node_images(comparison) -> torch.Tensor:
+    """The comparison's images as ComfyUI's IMAGE [R*C, S, S, 3], row by row, on the CPU."""
+    return comparison.images.permute(0, 2, 3, 1).contiguous()
 
 
 def column_labels(seed: int, columns: int) -> list[str]:
@@ -111,10 +101,18 @@ class CompareGuiders(ScalewiseNode):
                          "(row by row) and a heat-map grid aligned with the image grid (the finest guided scale's "
                          "guidance magnitude over each image, with the row's mean evenness E). " + SIZES),
             inputs=[
-                *_sampler_inputs(),
+                *setting_inputs(comparison=True),
                 *[GuiderType.Input(f"guider_{i}", optional=True,
                                    tooltip=f"Row {i}: a guider or stack (unconnected slots are skipped).")
                   for i in range(1, GUIDER_SLOTS + 1)],
+                io.Image.Input("image", optional=True,
+                               tooltip="Image to edit (zero-shot) in every row: its own tokens are kept wherever the "
+                                       "mask is black, at every scale, as in the Scale-wise Sampler; image i of a "
+                                       "batch is edited in column i (a batch of 1 in every column). Any size: "
+                                       "cropped to the model's size (the sampler's fit = crop)."),
+                io.Mask.Input("mask", optional=True,
+                              tooltip="What to regenerate in the image (white = 1 = new, black = keep), e.g. Load "
+                                      "Image's mask editor; resized to the image. Needs the image."),
             ],
             outputs=[io.Image.Output(display_name="grid"),
                      io.Image.Output(display_name="images", tooltip="All images, row by row."),
@@ -125,64 +123,33 @@ class CompareGuiders(ScalewiseNode):
     @classmethod
     @checked_inputs
     def execute(cls, model, conditioning, seed, images_per_row, top_k, top_p, more_smooth, preview,
-                smooth_start_scale, last_scale_temperature, **guiders) -> io.NodeOutput:
+                smooth_start_scale, last_scale_temperature, image=None, mask=None, **guiders) -> io.NodeOutput:
         named = [(f"guider_{i}", guiders.get(f"guider_{i}")) for i in range(1, GUIDER_SLOTS + 1)]
         named = [(name, g) for name, g in named if g is not None]
         if not named:
             raise ValueError(f"connect at least one guider to guider_1 .. guider_{GUIDER_SLOTS}")
         check_size(len(named), images_per_row, "guiders")
-        for name, guider in named:
-            check_guider(model.model, guider, images_per_row, name)
-        images, traces = run_rows(model, conditioning, [g for _, g in named], seed, images_per_row, preview,
-                                  top_k=top_k, top_p=top_p, more_smooth=more_smooth,
-                                  smooth_start_scale=smooth_start_scale, last_scale_temperature=last_scale_temperature)
-        labels = [g.describe() for _, g in named]
+        draw = sampler_draw(top_k, top_p, more_smooth, smooth_start_scale, last_scale_temperature)
+        guider_list, names = [g for _, g in named], [name for name, _ in named]
+        with input_notes("Compare Guiders") as notes:
+            edit = comparison_edit(image, mask)
+            result = run(model, conditioning, seed, images_per_row, preview, draw, edit, len(named),
+                         lambda net, generation, **hooks: compare(net, guider_list, generation, names=names, **hooks))
+        images = node_images(result)
+        labels = [g.describe() for g in guider_list]
         columns = column_labels(seed, images_per_row)
         grid = render_grid(images, labels, columns)
-        cells = torch.cat([heatmap_cells(t, images[i * images_per_row:(i + 1) * images_per_row])
-                           for i, t in enumerate(traces)])
-        heat_labels = [f"{label}   ({_evenness_label(t)})" for label, t in zip(labels, traces)]
+        cells = torch.cat([heatmap_cells(row.trace, images[i * images_per_row:(i + 1) * images_per_row])
+                           for i, row in enumerate(result.rows)])
+        heat_labels = [f"{label}   ({_evenness_label(row.mean_evenness)})" for label, row in zip(labels, result.rows)]
         heat = render_grid(cells, heat_labels, columns, title="guidance at the finest guided scale")
         device = mm.intermediate_device()
-        return io.NodeOutput(grid.to(device), images.to(device), heat.to(device), ui=_preview(cls, grid))
+        return io.NodeOutput(grid.to(device), images.to(device), heat.to(device),
+                             ui={**_preview(cls, grid), **_edit_notes(image, notes)})
 
 
-def _evenness_label(trace) -> str:
-    mean = _nanmean(evenness(trace)["mean"])
+def _evenness_label(mean: float) -> str:
     return "unguided: no guidance to map" if math.isnan(mean) else f"mean E {mean:.3f}"
-
-
-def _nanmean(values: torch.Tensor) -> float:
-    finite = values[~torch.isnan(values)]
-    return float(finite.mean()) if finite.numel() else math.nan
-
-
-@functools.lru_cache(maxsize=2)
-def _builtin_judge(class_set: str):
-    return builtin_by_class_set(class_set).load_judge()
-
-
-def sweep_masks(mask, net, images: torch.Tensor, rows: int, columns: int):
-    """Foreground masks float [R*C, S, S] (1 = object) for the divergence: the connected MASK (1, one per column, or
-    one per image), else, for a built-in model (tiny-shapes, scenes-128), its own shipped judge's segmentation of
-    `images` [R*C, S, S, 3]; None when there is neither. A square mask of another size is resized. Raises ValueError
-    for a mask of another shape or count."""
-    size = images.shape[1]
-    if mask is None:
-        builtin = builtin_by_class_set(getattr(net, "class_set", None))
-        if builtin is None:
-            return None
-        return judge_images(_builtin_judge(builtin.class_set), images.permute(0, 3, 1, 2))["masks"]
-    # any layout core's mask nodes accept, resampling overshoot clamped; a square mask of another size resized
-    mask = square_mask(check_mask(mask, convention="1 = object"), size)
-    count = mask.shape[0]
-    if count == 1:
-        return mask.expand(rows * columns, -1, -1)
-    if count == columns:
-        return mask.repeat(rows, 1, 1)
-    if count == rows * columns:
-        return mask
-    raise ValueError(f"mask: {count} masks; give 1, one per column ({columns}) or one per image ({rows * columns})")
 
 
 class GuidanceSweep(ScalewiseNode):
@@ -205,13 +172,17 @@ class GuidanceSweep(ScalewiseNode):
                 "connect one, or use a built-in model, whose shipped judge segments its images. "
                 + SIZES),
             inputs=[
-                *_sampler_inputs(),
+                *setting_inputs(comparison=True),
                 GuiderType.Input("guider", tooltip="The guider (or stack) whose top guider's strength is swept."),
                 io.String.Input("strengths", default="1, 2, 3, 4, 6",
                                 tooltip="Strengths to try, separated by commas; sorted ascending, one row each."),
                 io.Mask.Input("mask", optional=True,
                               tooltip="Foreground masks (white = object) at image size for D: 1, one per column "
                                       "(seed), or one per image (row by row). Not needed with a built-in model."),
+                io.Image.Input("image", optional=True,
+                               tooltip="Image to edit (zero-shot) in every row, as in Compare Guiders (cropped to the "
+                                       "model's size): the mask then says what to regenerate (white = new, as in the "
+                                       "Scale-wise Sampler) and D is measured on the regenerated region."),
             ],
             outputs=[io.Image.Output(display_name="grid"),
                      io.Image.Output(display_name="plot", tooltip="E and D against strength, balance marked."),
@@ -238,41 +209,36 @@ class GuidanceSweep(ScalewiseNode):
     @classmethod
     @checked_inputs
     def execute(cls, model, conditioning, seed, images_per_row, top_k, top_p, more_smooth, preview,
-                smooth_start_scale, last_scale_temperature, guider, strengths, mask=None) -> io.NodeOutput:
+                smooth_start_scale, last_scale_temperature, guider, strengths, mask=None, image=None) -> io.NodeOutput:
         values = parse_strengths(strengths)
         check_size(len(values), images_per_row, "strengths")
-        guiders = []
-        for value in values:
-            try:
-                guiders.append(guider.with_strength(value))
-            except ValueError as e:
-                raise ValueError(f"strengths: {value:g} for {guider.label()}: {e}") from None
-        for g in guiders:
-            check_guider(model.model, g, images_per_row, "guider")
-        images, traces = run_rows(model, conditioning, guiders, seed, images_per_row, preview,
-                                  top_k=top_k, top_p=top_p, more_smooth=more_smooth,
-                                  smooth_start_scale=smooth_start_scale, last_scale_temperature=last_scale_temperature)
-        rows, columns = len(values), images_per_row
-        grid = render_grid(images, [g.describe() for g in guiders], column_labels(seed, columns))
-        masks = sweep_masks(mask, model.model, images, rows, columns)
-        even = [_nanmean(evenness(t)["mean"]) for t in traces]
-        div = None
-        if masks is not None:
-            div = [_nanmean(divergence(t, masks[i * columns:(i + 1) * columns])["mean"])
-                   for i, t in enumerate(traces)]
-        balance = balance_point(values, even, div) if div is not None else None
+        draw = sampler_draw(top_k, top_p, more_smooth, smooth_start_scale, last_scale_temperature)
+        class_set = getattr(model.model, "class_set", None)
+        with input_notes("Guidance Sweep") as notes:
+            edit = comparison_edit(image, mask if image is not None else None)  # without an image: D's mask
+            source = "edit" if edit is not None and edit.mask is not None else \
+                "connected" if mask is not None else "judge"
+            masks = None if source == "edit" else mask if source == "connected" else \
+                (lambda images: judge_masks(class_set, images))  # None: the regenerated region (guidance.runs)
+            result = run(model, conditioning, seed, images_per_row, preview, draw, edit, len(values),
+                         lambda net, generation, **hooks: sweep(net, guider, values, generation, masks=masks,
+                                                                **hooks))
+        images, columns = node_images(result), images_per_row
+        grid = render_grid(images, [row.guider.describe() for row in result.rows], column_labels(seed, columns))
+        even, div, balance = result.evenness, result.divergence, result.balance
         note = ("no divergence: connect a foreground mask to find the balance point" if div is None else
                 "D undefined: the masks leave no background, or no object, at any scale" if balance is None else
-                "D from the built-in model's judge masks" if mask is None else "D from the connected mask")
+                "D from the region the edit regenerated" if source == "edit" else
+                "D from the built-in model's judge masks" if source == "judge" else "D from the connected mask")
         plot = render_balance_plot(values, even, div, balance, title=f"{guider.kind.upper()} {guider.strength_field} sweep, "
                                    f"{columns} image(s) per strength", note=note)
         strength = balance.strength if balance is not None else -1.0
         report = json.dumps({"strengths": list(values), "evenness": _json(even), "divergence": _json(div),
                              "balance_strength": strength, "balance": balance.kind if balance else None,
-                             "mask": "connected" if mask is not None else "judge" if div is not None else None})
+                             "mask": source if div is not None or source != "judge" else None})
         device = mm.intermediate_device()
         return io.NodeOutput(grid.to(device), plot.to(device), strength, images.to(device),
-                             ui={**_preview(cls, plot, grid), "scalewise_balance": [report]})
+                             ui={**_preview(cls, plot, grid), "scalewise_balance": [report], **_edit_notes(image, notes)})
 
 
 def _json(values):

@@ -8,7 +8,7 @@ import math
 import comfy.model_management as mm
 from comfy_api.latest import io, ui
 
-from ..guidance.editing import check_mask, square_mask, unmarked_entries, unmarked_subject
+from ..guidance.editing import check_object_mask, square_mask, unmarked_entries, unmarked_subject
 from ..guidance.heatmap import render_heatmap
 from ..guidance.metrics import summary, trace_scores
 from .common import CATEGORY, ScalewiseNode, TraceType, checked_inputs, info_ui
@@ -74,7 +74,7 @@ class GuidanceHeatmap(ScalewiseNode):
             image = rgb_image(image)
         notes = []
         if mask is not None:
-            mask = square_mask(check_mask(mask, convention="1 = object"), trace.image_size)
+            mask = square_mask(check_object_mask(mask), trace.image_size)
             empty = unmarked_entries(mask)
             if empty:
                 notes.append(f"{unmarked_subject(mask, empty)} no object (every pixel below 0.5), so divergence D is undefined there: "

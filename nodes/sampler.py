@@ -8,17 +8,15 @@ from comfy.cli_args import args
 from comfy_api.latest import io
 from PIL import Image
 
-from ..guidance import sample
-from ..guidance.editing import FITS, MASK_RULES, edit_batch, fit_edit
+from ..guidance import Draw, Edit, Generation, sample
+from ..guidance.editing import FITS, MASK_RULES, edit_batch
 from ..guidance.trace import concat_traces
 from ..models.torch_compat import is_out_of_memory
-from .common import (CATEGORY, CondType, GuiderType, ModelType, ScalewiseNode, TraceType, checked_inputs, info_ui,
-                     input_notes)
-from .features import aliases, expert
+from .common import CATEGORY, ScalewiseNode, TraceType, checked_inputs, info_ui, input_notes
+from .features import aliases
 from .images import rgb_image
+from .settings import MAX_BATCH, setting_inputs
 
-PREVIEWS = ["every scale", "last 3 scales", "off"]
-MAX_BATCH = 64  # batch_size's maximum; a longer image batch (a video's frames) is sampled this many at a time
 
 
 def _to_pil(image: torch.Tensor) -> Image.Image:
@@ -51,6 +49,11 @@ class ScaleProgressReporter:
     def next_run(self) -> None:
         self.offset += self.num_scales
 
+    def of_run(self, run: int, progress) -> None:
+        """The callback of generation `run` (0-based) of the bar's `runs`: guidance.runs' callback(row, progress)."""
+        self.offset = run * self.num_scales
+        self(progress)
+
     def __call__(self, progress):
         mm.throw_exception_if_processing_interrupted()
         frame = None
@@ -80,43 +83,7 @@ class Sampler(ScalewiseNode):
                          "Image's mask editor: white = regenerate) for in-painting, out-painting, class or text "
                          "editing; denoise < 1 is image-to-image. The output has the model's size."),
             inputs=[
-                ModelType.Input("model", tooltip="A model from Load VAR Model or Load Switti Model."),
-                CondType.Input("conditioning",
-                               tooltip="What to generate: Class (VAR) for VAR models (an ImageNet class for the "
-                                       "official ones, a 'tiny-shapes N: name' or 'scenes-128 N: name' class for "
-                                       "the built-in models) or "
-                                       "Switti Text Encode (Switti)."),
-                GuiderType.Input("guider", optional=True,
-                                 tooltip="Guidance (CFG, IGG, SoftCFG, SSG, or a stack of them). Not connected = "
-                                         "no guidance (conditional prediction only)."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Random seed of the batch. Image 0 uses the seed itself (as the official "
-                                     "samplers), image i a stream derived from (seed, i), so each new seed "
-                                     "('increment' included) gives all new images; image i is the same whatever the "
-                                     "batch size."),
-                io.Int.Input("batch_size", default=1, min=1, max=MAX_BATCH,
-                             tooltip="Number of images. A connected image or mask batch (e.g. a video's frames) "
-                                     "sets it when larger: one image per frame, sampled at most "
-                                     f"{MAX_BATCH} at a time."),
-                io.Int.Input("top_k", default=900, min=0, max=4096,
-                             tooltip="Draw each token only from its k most likely codes; 0 = off, 1 = greedy "
-                                     "(deterministic). VAR default 900."),
-                io.Float.Input("top_p", default=0.95, min=0.0, max=1.0, step=0.01,
-                               tooltip="Draw only from the most likely codes that together hold this much "
-                                       "probability; 0 = off. VAR default 0.95 (0.96 for its FID protocol)."),
-                io.Boolean.Input("more_smooth", default=False,
-                                 tooltip="Smoothing for nicer-looking images: blends code vectors by a sharpened "
-                                         "Gumbel-softmax instead of using one drawn code (not used for FID). Switti "
-                                         "uses it while guided, without top_k/top_p."),
-                io.Combo.Input("preview", options=PREVIEWS, default="every scale",
-                               tooltip="Preview of the partial image after each scale (cheap: decoded at the "
-                                       "scale's own size). ComfyUI's Live preview method = none turns it off; "
-                                       "the progress bar still moves at every scale."),
-                io.Int.Input("smooth_start_scale", default=0, min=0, max=63,
-                             tooltip="First scale where more_smooth applies (Switti: 2).", **expert()),
-                io.Float.Input("last_scale_temperature", default=1.0, min=0.01, max=10.0, step=0.01,
-                               tooltip="Temperature of the scales after the guider's end_scale (Switti: 0.1, "
-                                       "sharper details); 1 = unchanged."),
+                *setting_inputs(comparison=False),
                 io.Image.Input("image", optional=True,
                                tooltip="Image to edit (zero-shot): its own tokens are kept wherever the mask is "
                                        "black, at every scale. Any size: fitted to the model's size by `fit`."),
@@ -156,36 +123,36 @@ class Sampler(ScalewiseNode):
         net = model.model
         with input_notes("Scale-wise Sampler") as notes:
             image = None if image is None else rgb_image(image).movedim(-1, 1)  # ComfyUI [B, H, W, C] -> [B, 3, H, W]
-            image, mask = fit_edit(image, mask, net.image_size, fit)
-            total = edit_batch(batch_size, image, mask)  # a batch of images or masks sets the batch (1 = shared)
+            edit = Edit.from_inputs(image, mask, denoise, mask_rule, fit)  # checked once, fitted when sampling starts
+            # a batch of images or masks sets the batch (1 = shared)
+            total = edit_batch(batch_size, *((edit.image, edit.mask) if edit else (None, None)))
             prepare_condition(net, conditioning, total, batch_index)  # the model's checks, before any GPU work
             chunk = min(total, MAX_BATCH)
             lower = "batch_size" if total == batch_size else (
-                f"the number of images in the {'image' if image is not None and image.shape[0] == total else 'mask'}"
+                f"the number of images in the {'image' if edit.image.shape[0] == total else 'mask'}"
                 f" batch ({total}, sampled {chunk} at a time): split it, e.g. with core's Rebatch Images before "
                 "this node")
             load_model(model, chunk, guider is not None)
             starts = range(0, total, chunk)
             reporter = ScaleProgressReporter(len(net.patch_nums), preview, runs=len(starts))
+            draw = sampler_draw(top_k, top_p, more_smooth, smooth_start_scale, last_scale_temperature)
             images, traces = [], []
             for start in starts:  # per-image random streams: the same images as one batch of `total`
                 count = min(chunk, total - start)
                 first = batch_index + start
-                out = sample_images(net, guider, prepare_condition(net, conditioning, count, first), reporter,
-                                    seed=seed, batch_size=count, batch_input=lower, top_k=top_k, top_p=top_p,
-                                    more_smooth=more_smooth, smooth_start_scale=smooth_start_scale,
-                                    last_scale_temperature=last_scale_temperature, image=_part(image, start, count),
-                                    mask=_part(mask, start, count), denoise=denoise, mask_rule=mask_rule,
-                                    batch_index=first)
+                generation = Generation(conditioning, seed, count, first, draw,
+                                        None if edit is None else edit.part(start, count))
+                out = sample_images(net, guider, generation, reporter, batch_input=lower)
                 reporter.next_run()
                 images.append(out.images.permute(0, 2, 3, 1).to(mm.intermediate_device()))
                 traces.append(out.trace)
         return io.NodeOutput(torch.cat(images), concat_traces(traces), ui=info_ui(notes))
 
 
-def _part(x: torch.Tensor | None, start: int, count: int) -> torch.Tensor | None:
-    """Images start .. start + count of an edit input's batch; a batch of 1 is shared by every image."""
-    return x if x is None or x.shape[0] == 1 else x[start:start + count]
+def sampler_draw(top_k, top_p, more_smooth, smooth_start_scale, last_scale_temperature) -> Draw:
+    """The sampler widgets' `Draw` (last_scale_temperature 1 = off)."""
+    temperature = None if last_scale_temperature == 1.0 else last_scale_temperature
+    return Draw(top_k, top_p, more_smooth, smooth_start_scale, temperature)
 
 
 def prepare_condition(net, conditioning, batch_size: int, first: int = 0):
@@ -205,17 +172,14 @@ def load_model(model, batch_size: int, guided: bool) -> None:
                        force_full_load=True)
 
 
-def sample_images(net, guider, cond, reporter, *, seed, batch_size, last_scale_temperature,
-                  batch_input="batch_size", **settings):
-    """One traced generation of `cond` (from `net.prepare_condition`, `batch_size` images) with the reporter
-    as callback; out of memory becomes a clear error naming the node's `batch_input`."""
-    temperature = None if last_scale_temperature == 1.0 else last_scale_temperature
+def sample_images(net, guider, generation: Generation, reporter, batch_input="batch_size"):
+    """One traced generation (its conditioning from `net.prepare_condition`) with the reporter as callback; out of
+    memory becomes a clear error naming the node's `batch_input`."""
     try:
-        return sample(net, guider, cond, seed=seed, last_scale_temperature=temperature, trace=True,
-                      callback=reporter, **settings)
+        return sample(net, guider, generation, trace=True, callback=reporter)
     except Exception as error:  # not `except torch.OutOfMemoryError`: that name needs torch >= 2.5
         if not is_out_of_memory(error):
             raise
         mm.soft_empty_cache(True)
-        raise RuntimeError(f"out of memory for a batch of {batch_size} at {net.image_size} px on "
+        raise RuntimeError(f"out of memory for a batch of {generation.batch_size} at {net.image_size} px on "
                            f"{mm.get_torch_device()}: lower {batch_input} (the model stays loaded)") from None

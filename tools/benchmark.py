@@ -97,7 +97,7 @@ import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalew
 
 import torch  # noqa: E402
 
-from scalewise.guidance import CFG, IGG, SSG, SoftCFG, sample  # noqa: E402
+from scalewise.guidance import CFG, Draw, Generation, IGG, SSG, SoftCFG, sample  # noqa: E402
 from scalewise.models import (SCHEDULES, SwittiConfig, SwittiModel, SwittiTransformer, TextCondition,  # noqa: E402
                               VARConfig, VQVAEConfig)
 from scalewise.models.var_loader import build_var_transformer  # noqa: E402
@@ -437,12 +437,12 @@ class Runner:
     def run(self, guider_name: str, inputs, batch: int, seed: int):
         if self.family == "switti":
             guider = switti_guider(guider_name, SWITTI_CFG_STOP[self.spec["resolution"]])
-            out = sample(self.model, guider, inputs, seed=seed, batch_size=batch, top_k=SWITTI_TOP_K,
-                         top_p=SWITTI_TOP_P, more_smooth=True, smooth_start_scale=SWITTI_SMOOTH_START,
-                         last_scale_temperature=SWITTI_LAST_TEMPERATURE)
+            out = sample(self.model, guider, Generation(inputs, seed=seed, batch_size=batch,
+                                                        draw=Draw(top_k=SWITTI_TOP_K, top_p=SWITTI_TOP_P,
+                                                                  more_smooth=True, smooth_start_scale=SWITTI_SMOOTH_START, last_scale_temperature=SWITTI_LAST_TEMPERATURE)))
         else:
-            out = sample(self.model, GUIDERS[guider_name](), inputs, seed=seed, top_k=TOP_K, top_p=TOP_P,
-                         more_smooth=False)
+            out = sample(self.model, GUIDERS[guider_name](), Generation(inputs, seed=seed, draw=Draw(top_k=TOP_K,
+                                                                                                     top_p=TOP_P, more_smooth=False)))
         assert out.images.shape[0] == batch
         return out
 
@@ -450,8 +450,8 @@ class Runner:
         """Greedy decoding (top_k 1, no smoothing), for the --agreement comparison of dtypes."""
         if self.family == "switti":
             guider = switti_guider(guider_name, SWITTI_CFG_STOP[self.spec["resolution"]])
-            return sample(self.model, guider, inputs, seed=0, batch_size=batch, top_k=1)
-        return sample(self.model, GUIDERS[guider_name](), inputs, seed=0, top_k=1)
+            return sample(self.model, guider, Generation(inputs, seed=0, batch_size=batch, draw=Draw(top_k=1)))
+        return sample(self.model, GUIDERS[guider_name](), Generation(inputs, seed=0, draw=Draw(top_k=1)))
 
 
 def bench_batch(runner: Runner, guiders: list[str], batch: int, warmup: int, repeat: int, device,

@@ -30,7 +30,7 @@ import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalew
 
 from safetensors.torch import load_file  # noqa: E402
 
-from scalewise.guidance import CFG, sample  # noqa: E402
+from scalewise.guidance import CFG, Draw, Edit, Generation, sample  # noqa: E402
 from scalewise.guidance.editing import plan_edit  # noqa: E402
 from scalewise.models.shapes import CLASS_NAMES, load_shapes_model  # noqa: E402
 from scalewise.tools.shapes import JUDGE_FILE  # noqa: E402
@@ -64,10 +64,10 @@ def main(argv=None):
             for first in range(0, args.pictures, CHUNK):
                 part, part_mask = images[first:first + CHUNK], masks[first:first + CHUNK]
                 n = part.shape[0]
-                out = sample(model, CFG(3.0, schedule=schedule), [star], batch_size=n, seed=first, top_k=900,
-                             top_p=0.8, image=part, mask=part_mask, mask_rule=rule)
+                out = sample(model, CFG(3.0, schedule=schedule), Generation([star], seed=first, batch_size=n,
+                                                                            draw=Draw(top_k=900, top_p=0.8), edit=Edit(part, mask=part_mask, mask_rule=rule)))
                 labels.append(judge_images(judge, out.images)["labels"])
-                keep = plan_edit(model, part, part_mask, 1.0, n, rule).keep[-1]
+                keep = plan_edit(model, Edit(part, part_mask, 1.0, rule), n).keep[-1]
                 pixels = keep.repeat_interleave(factor, 1).repeat_interleave(factor, 2)
                 kept_share.append(keep.float().mean((1, 2)))
                 rec = recon[first:first + n]

@@ -54,7 +54,7 @@ import gpu_common as gc_  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-from scalewise.guidance import CFG, IGG, SSG, sample  # noqa: E402
+from scalewise.guidance import CFG, Draw, Generation, IGG, SSG, sample  # noqa: E402
 from scalewise.models import SCHEDULES, TextCondition, switti_official_state_dict, vqvae_official_state_dict  # noqa: E402
 from scalewise.models.shapes import load_shapes_model  # noqa: E402
 
@@ -151,9 +151,10 @@ class OfficialSwitti:
 def pack_switti(model, text, *, seed, stop, greedy=False):
     guider = CFG(bm.SWITTI_CFG_SCALE, start_scale=0, stop_scale=stop)
     if greedy:
-        return sample(model, guider, text, seed=seed, top_k=1, last_scale_temperature=bm.SWITTI_LAST_TEMPERATURE)
-    return sample(model, guider, text, seed=seed, top_k=bm.SWITTI_TOP_K, top_p=bm.SWITTI_TOP_P, more_smooth=True,
-                  smooth_start_scale=bm.SWITTI_SMOOTH_START, last_scale_temperature=bm.SWITTI_LAST_TEMPERATURE)
+        return sample(model, guider, Generation(text, seed=seed,
+                                                draw=Draw(top_k=1, last_scale_temperature=bm.SWITTI_LAST_TEMPERATURE)))
+    return sample(model, guider, Generation(text, seed=seed, draw=Draw(top_k=bm.SWITTI_TOP_K, top_p=bm.SWITTI_TOP_P,
+                                                                       more_smooth=True, smooth_start_scale=bm.SWITTI_SMOOTH_START, last_scale_temperature=bm.SWITTI_LAST_TEMPERATURE)))
 
 
 def set_tf32(on: bool):
@@ -251,7 +252,7 @@ def d16_guiders():
 
 
 def half_models(args, device):
-    """(name, fp32 model, guiders, sampling kwargs, class id) of the two models of section half."""
+    """(name, fp32 model, guiders, Draw settings, class id) of the two models of section half."""
     builtin = load_shapes_model(device=device, dtype=torch.float32)
     d16_spec = bm.model_plan(["d16"], args.tiny)[0]
     d16 = bm.build_model(d16_spec, device, torch.float32)
@@ -268,7 +269,8 @@ def batch_invariance(name, model, guiders, kwargs, cls, batches, device, emit, d
         m = model if dname == "fp32" else copy.deepcopy(model).to(bm.DTYPES[dname])
         try:
             for g, make in guiders.items():
-                tokens = {b: sample(m, make(), [cls], seed=1000, batch_size=b, **kwargs).tokens for b in batches}
+                tokens = {b: sample(m, make(), Generation([cls], seed=1000, batch_size=b,
+                                                          draw=Draw(**kwargs))).tokens for b in batches}
                 for b in batches:
                     if b == big:
                         continue
@@ -288,14 +290,14 @@ def builtin_agreement(model, batch, device, emit):
     """Greedy tokens of the built-in model in bf16 / fp16 against fp32, same inputs; returns fp32 tokens."""
     set_tf32(False)
     try:
-        ref = {g: sample(model, make(), [5], seed=0, batch_size=batch, top_k=1).tokens
+        ref = {g: sample(model, make(), Generation([5], seed=0, batch_size=batch, draw=Draw(top_k=1))).tokens
                for g, make in builtin_guiders().items()}
     finally:
         set_tf32(True)
     for dname in ("bf16", "fp16"):
         half = copy.deepcopy(model).to(bm.DTYPES[dname])
         for g, make in builtin_guiders().items():
-            got = sample(half, make(), [5], seed=0, batch_size=batch, top_k=1).tokens
+            got = sample(half, make(), Generation([5], seed=0, batch_size=batch, draw=Draw(top_k=1))).tokens
             emit({"section": "agreement", "model": "builtin-shapes", "dtype": dname, "reference_dtype": "fp32",
                   "guider": g, "batch": batch, **gc_.agreement_figures(ref[g], got)})
         del half
@@ -352,7 +354,8 @@ def vae_fp16(args, device, emit, builtin, builtin_tokens):
         batch = 1 if tokens is None else tokens[0].shape[0]
         if tokens is None:
             gen = torch.Generator().manual_seed(px)
-            tokens = [torch.randint(0, vae32.quantize.embedding.weight.shape[0], (batch, p, p), generator=gen).to(device)
+            tokens = [torch.randint(0, vae32.quantize.embedding.weight.shape[0], (batch, p, p),
+                                    generator=gen).to(device)
                       for p in patch_nums]
         with torch.inference_mode():
             fhat = vae32.quantize.tokens_to_fhat(tokens, patch_nums).float()
@@ -384,7 +387,7 @@ def section_half(args, device, emit, deadline):
     tokens = gc_.guarded(emit, {"section": "agreement", "model": "builtin-shapes"}, builtin_agreement, builtin,
                          args.agreement_batch, device, emit)
     if tokens is None:  # the trained VQ-VAE then decodes the built-in model's own greedy tokens of batch 8
-        tokens = sample(builtin, CFG(3.0, "constant"), [5], seed=0, batch_size=8, top_k=1).tokens
+        tokens = sample(builtin, CFG(3.0, "constant"), Generation([5], seed=0, batch_size=8, draw=Draw(top_k=1))).tokens
     gc_.guarded(emit, {"section": "vae_fp16", "model": "vqvae"}, vae_fp16, args, device, emit, builtin, tokens)
     for name, model, guiders, kwargs, cls in models:
         batches = args.invariance_batches_builtin if name == "builtin-shapes" else args.invariance_batches

@@ -42,7 +42,7 @@ import benchmark as bm  # noqa: E402  (tools/benchmark.py: official-shape random
 import gpu_common as gc_  # noqa: E402
 import torch  # noqa: E402
 
-from scalewise.guidance import CFG, sample  # noqa: E402
+from scalewise.guidance import CFG, Draw, Generation, sample  # noqa: E402
 from scalewise.models import SCHEDULES, var_official_state_dict, vqvae_official_state_dict  # noqa: E402
 
 TAG = "gpu_var_bench"
@@ -136,7 +136,7 @@ def parity(official: Official, var, pack32, spec, batch, device, emit):
         labels = labels_for(batch, 7)
         _, ref = official.sample(var, torch.tensor(labels, device=device), seed=0, top_k=1, top_p=0.0,
                                  autocast=None, record=True)
-        got = sample(pack32, CFG(CFG_SCALE), labels, seed=0, top_k=1).tokens
+        got = sample(pack32, CFG(CFG_SCALE), Generation(labels, seed=0, draw=Draw(top_k=1))).tokens
     finally:
         set_tf32(True)
     figures = gc_.agreement_figures(ref, got)
@@ -152,7 +152,8 @@ def agreement(official: Official, var, pack32, spec, batch, guiders, device, emi
     labels = labels_for(batch, 11)
     set_tf32(False)
     try:
-        ref = {g: sample(pack32, bm.GUIDERS[g](), labels, seed=0, top_k=1).tokens for g in guiders}
+        ref = {g: sample(pack32, bm.GUIDERS[g](), Generation(labels, seed=0,
+                                                             draw=Draw(top_k=1))).tokens for g in guiders}
         _, off_ref = official.sample(var, torch.tensor(labels, device=device), seed=0, top_k=1, top_p=0.0,
                                      autocast=None, record=True)
     finally:
@@ -166,7 +167,7 @@ def agreement(official: Official, var, pack32, spec, batch, guiders, device, emi
         try:
             half = copy.deepcopy(pack32).to(bm.DTYPES[name])
             for g in guiders:
-                got = sample(half, bm.GUIDERS[g](), labels, seed=0, top_k=1).tokens
+                got = sample(half, bm.GUIDERS[g](), Generation(labels, seed=0, draw=Draw(top_k=1))).tokens
                 emit({**base, "impl": "pack", "guider": g, "dtype": name, **gc_.agreement_figures(ref[g], got)})
             del half
         except (RuntimeError, NotImplementedError) as e:  # no kernel for this dtype on this device
@@ -199,8 +200,9 @@ def speed(official: Official, var, vae, packh, spec, batches, guiders, args, dev
         configs = {("official", "cfg"): lambda: official.sample(
             var, torch.tensor(labels(), device=device), seed=seed[0], top_k=TOP_K, top_p=TOP_P, autocast=autocast)}
         for g in guiders:
-            configs[("pack", g)] = (lambda g=g: sample(packh, bm.GUIDERS[g](), labels(), seed=seed[0], top_k=TOP_K,
-                                                       top_p=TOP_P).images)
+            configs[("pack", g)] = (lambda g=g: sample(packh, bm.GUIDERS[g](), Generation(labels(), seed=seed[0],
+                                                                                          draw=Draw(top_k=TOP_K,
+                                                                                                    top_p=TOP_P))).images)
         t0 = time.monotonic()
         res = gc_.interleaved(timer, configs, own, warmup=args.warmup, repeat=args.repeat, budget_s=args.budget_s,
                               deadline=deadline, is_oom=is_oom)

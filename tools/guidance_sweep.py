@@ -22,21 +22,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalewise`)
 
-from scalewise.guidance import CFG, IGG, SSG, SoftCFG, sample  # noqa: E402
-from scalewise.guidance.metrics import divergence, evenness  # noqa: E402
+from scalewise.guidance import CFG, Draw, Generation, IGG, SSG, SoftCFG  # noqa: E402
+from scalewise.guidance.balance import balance_point, line_chart  # noqa: E402
+from scalewise.guidance.heatmap import BACKGROUND  # noqa: E402
+from scalewise.guidance.metrics import nanmean  # noqa: E402
+from scalewise.guidance.runs import compare  # noqa: E402
 from scalewise.models.builtin import SCENES_MODEL, SHAPES_MODEL  # noqa: E402
-from scalewise.models.judge import Judge, frechet_distance, judge_images  # noqa: E402
+from scalewise.models.judge import frechet_distance, judge_images  # noqa: E402
 from scalewise.tools.scenes.data import sample as scenes_images  # noqa: E402
 from scalewise.tools.shapes.data import sample as shapes_images  # noqa: E402
 
@@ -52,45 +54,35 @@ SWEEPS = ("cfg", "cfg_constant", "cfg_cosine", "igg", "igg_window", "softcfg", "
 MODELS = {"shapes": (SHAPES_MODEL, shapes_images), "scenes": (SCENES_MODEL, scenes_images)}
 
 
-def load_judge(model: str = "shapes") -> Judge:
-    """The shipped judge of the built-in model `model` ("shapes" or "scenes"), fp32, eval mode, on the CPU."""
-    return MODELS[model][0].load_judge()
-
-
-def _nanmean(x: torch.Tensor) -> float:
-    x = x[~torch.isnan(x)]
-    return float(x.mean()) if len(x) else math.nan
-
-
 def measure(model, judge, guider, samples: int, reference, seed: int = SEED) -> dict:
     """Accuracy, Fréchet distance to `reference` (judge features float64 [M, D]), mean evenness and mean divergence
     of `samples` images of `guider` (None = unguided), classes cycling 0..num_classes-1, image i with seed
     `seed` + i."""
     labels = torch.arange(samples) % model.num_classes
-    predicted, features, even, div = [], [], [], []
+    device = next(judge.parameters()).device
+    verdicts, even, div = [], [], []
+
+    def judged(images):  # the judge's verdict on each chunk; its masks give the divergence
+        verdicts.append(judge_images(judge, images.to(device)))
+        return verdicts[-1]["masks"]
+
     for start in range(0, samples, CHUNK):
-        part = labels[start:start + CHUNK]
-        out = sample(model, guider, part, seed=seed + start, top_k=TOP_K, top_p=TOP_P, trace=True)
-        verdict = judge_images(judge, out.images)
-        predicted.append(verdict["labels"].cpu())
-        features.append(verdict["features"])
-        even.append(evenness(out.trace)["mean"])
-        div.append(divergence(out.trace, verdict["masks"])["mean"])
-    return {"accuracy": float((torch.cat(predicted) == labels).float().mean()),
-            "frechet": frechet_distance(torch.cat(features), reference),
-            "evenness": _nanmean(torch.cat(even)), "divergence": _nanmean(torch.cat(div))}
+        generation = Generation(labels[start:start + CHUNK], seed=seed + start, draw=Draw(top_k=TOP_K, top_p=TOP_P))
+        (row,) = compare(model, [guider], generation, masks=judged).rows
+        even.append(row.evenness)
+        div.append(row.divergence)
+    predicted = torch.cat([v["labels"].cpu() for v in verdicts])
+    return {"accuracy": float((predicted == labels).float().mean()),
+            "frechet": frechet_distance(torch.cat([v["features"] for v in verdicts]), reference),
+            "evenness": nanmean(torch.cat(even)), "divergence": nanmean(torch.cat(div))}
 
 
 def crossing(points: list[dict]) -> float | None:
-    """Scale where evenness - divergence changes sign (linear interpolation), first one."""
-    pts = [p for p in points if not (math.isnan(p["evenness"]) or math.isnan(p["divergence"]))]
-    for a, b in zip(pts, pts[1:]):
-        da, db = a["evenness"] - a["divergence"], b["evenness"] - b["divergence"]
-        if da == 0:
-            return a["x"]
-        if da * db < 0:
-            return a["x"] + (b["x"] - a["x"]) * da / (da - db)
-    return None
+    """Scale where evenness - divergence first changes sign (linear interpolation): guidance.balance's balance
+    point when it is a crossing, else None."""
+    balance = balance_point([p["x"] for p in points], [p["evenness"] for p in points],
+                            [p["divergence"] for p in points])
+    return balance.strength if balance is not None and balance.kind == "crossing" else None
 
 
 def findings(rows: list[dict]) -> dict:
@@ -109,60 +101,30 @@ def findings(rows: list[dict]) -> dict:
     return out
 
 
-# -- a small line-chart renderer (Pillow only: no plotting dependency) ------------------------------------
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
+PANEL = (400, 380)
 
 
-def _chart(draw, box, title, series: dict, font, xlabel):
-    x0, y0, x1, y1 = box
-    left, bottom = x0 + 58, y1 - 34
-    right, top = x1 - 10, y0 + 24
-    values = [v for pts in series.values() for _, v in pts if not math.isnan(v)]
-    xs = sorted({x for pts in series.values() for x, _ in pts})
-    if not values or not xs:
-        return
-    lo, hi = min(values), max(values)
-    if hi - lo < 1e-9:
-        lo, hi = lo - 0.5, hi + 0.5
-    pad = (hi - lo) * 0.06
-    lo, hi = lo - pad, hi + pad
-    digits = max(0, 2 - math.floor(math.log10(hi - lo)))  # tick labels that differ from each other
-    xlo, xhi = xs[0], xs[-1] if xs[-1] > xs[0] else xs[0] + 1
-    px = lambda x: left + (x - xlo) / (xhi - xlo) * (right - left)  # noqa: E731
-    py = lambda v: bottom - (v - lo) / (hi - lo) * (bottom - top)  # noqa: E731
-    draw.text((x0 + 8, y0 + 4), title, fill="black", font=font)
-    draw.rectangle((left, top, right, bottom), outline="#888888")
-    for i in range(5):
-        v = lo + (hi - lo) * i / 4
-        draw.line((left - 4, py(v), left, py(v)), fill="#888888")
-        draw.text((x0 + 4, py(v) - 7), f"{v:.{digits}f}", fill="#444444", font=font)
-    for x in xs:
-        draw.line((px(x), bottom, px(x), bottom + 4), fill="#888888")
-        draw.text((px(x) - 8, bottom + 6), f"{x:g}", fill="#444444", font=font)
-    draw.text(((left + right) / 2 - 20, bottom + 18), xlabel, fill="#444444", font=font)
-    for i, (name, pts) in enumerate(series.items()):
-        colour = COLOURS[i % len(COLOURS)]
-        pts = [(x, v) for x, v in pts if not math.isnan(v)]
-        for (xa, va), (xb, vb) in zip(pts, pts[1:]):
-            draw.line((px(xa), py(va), px(xb), py(vb)), fill=colour, width=2)
-        for x, v in pts:
-            draw.ellipse((px(x) - 3, py(v) - 3, px(x) + 3, py(v) + 3), fill=colour)
-        draw.text((right - 130, top + 4 + 14 * i), name, fill=colour, font=font)
+def _panel(img, index: int, title: str, series: list, xlabel: str) -> None:
+    """One chart (guidance.balance.line_chart, y axis fitted) in cell `index` of the 3 x 2 figure."""
+    series = [s for s in series if s[1]]
+    if series:
+        chart = line_chart(series, title=title, xlabel=xlabel, y_range=None, size=PANEL)
+        img.paste(chart, (PANEL[0] * (index % 3), PANEL[1] * (index // 3)))
 
 
 def plot(rows: list[dict], path: str):
-    font = ImageFont.load_default(size=12)
-    img = Image.new("RGB", (1200, 760), "white")
-    draw = ImageDraw.Draw(img)
+    """The figure: accuracy, Fréchet distance, evenness and divergence against the guidance scale (a line per scale
+    sweep), and SSG's Fréchet distance and accuracy against beta (a line per beta schedule)."""
+    img = Image.new("RGB", (3 * PANEL[0], 2 * PANEL[1]), BACKGROUND)
     for i, metric in enumerate(("accuracy", "frechet", "evenness", "divergence")):
-        series = {s: [(r["x"], r[metric]) for r in rows if r["sweep"] == s] for s in SCALE_SWEEPS}
-        box = (400 * (i % 2), 380 * (i // 2), 400 * (i % 2) + 400, 380 * (i // 2) + 380)
-        _chart(draw, box, f"{metric} vs guidance scale", {k: v for k, v in series.items() if v}, font, "scale")
+        series = [(s, [(r["x"], r[metric]) for r in rows if r["sweep"] == s], COLOURS[j % len(COLOURS)])
+                  for j, s in enumerate(SCALE_SWEEPS)]
+        _panel(img, (i // 2) * 3 + i % 2, f"{metric} vs guidance scale", series, "scale")
     for j, metric in enumerate(("frechet", "accuracy")):
-        series = {s: [(r["x"], r[metric]) for r in rows if r["sweep"] == "ssg" and r["beta_schedule"] == s]
-                  for s in BETA_SCHEDULES}
-        _chart(draw, (800, 380 * j, 1200, 380 * j + 380), f"SSG over best CFG: {metric} vs beta",
-               {k: v for k, v in series.items() if v}, font, "beta")
+        series = [(s, [(r["x"], r[metric]) for r in rows if r["sweep"] == "ssg" and r["beta_schedule"] == s],
+                   COLOURS[k]) for k, s in enumerate(BETA_SCHEDULES)]
+        _panel(img, 3 * j + 2, f"SSG over best CFG: {metric} vs beta", series, "beta")
     img.save(path)
 
 
@@ -270,7 +232,7 @@ def main(argv=None):
     torch.manual_seed(0)
     t0 = time.time()
     model = builtin.load(device=device)
-    judge = builtin.load_judge().to(device)
+    judge = builtin.load_judge(device)
     ref_images, _, ref_labels = real_images(args.reference, REFERENCE_SEED)
     ref = judge_images(judge, torch.from_numpy(ref_images).to(device))
     reference = ref["features"]
@@ -307,7 +269,8 @@ def main(argv=None):
         for beta in betas:
             if beta == 0 and schedule != schedules[0]:
                 continue  # beta 0 is the same run whatever the schedule
-            run("ssg", beta, SSG(beta, schedule=schedule, base=CFG(cfg_best, schedule=cfg_schedule) if cfg_best > 0 else None),
+            run("ssg", beta, SSG(beta, schedule=schedule,
+                                 base=CFG(cfg_best, schedule=cfg_schedule) if cfg_best > 0 else None),
                 beta_schedule=schedule)
     ssg_rows = [r for r in rows if r["sweep"] == "ssg"]
     if ssg_rows:

@@ -28,7 +28,7 @@ if "scalewise" not in sys.modules:  # the repository as the package `scalewise`,
 import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from scalewise.guidance import CFG, sample  # noqa: E402
+from scalewise.guidance import CFG, Draw, Generation, sample  # noqa: E402
 from scalewise.guidance.heatmap import apply_colormap, render_heatmap  # noqa: E402
 from scalewise.guidance.schedules import SCHEDULE_NAMES, schedule_value  # noqa: E402
 from scalewise.models.shapes import CLASS_NAMES, load_shapes_model  # noqa: E402
@@ -68,7 +68,7 @@ def scales_and_heatmap(scales_path: Path, heatmap_path: Path) -> list[torch.Tens
     model = load_shapes_model()
     frames = []
     star = CLASS_NAMES.index("star")
-    out = sample(model, CFG(3.0, "constant"), [star], seed=3, top_p=0.8, trace=True,
+    out = sample(model, CFG(3.0, "constant"), Generation([star], seed=3, draw=Draw(top_p=0.8)), trace=True,
                  callback=lambda p: frames.append(p.preview(max_images=1)[0]))
     side, gap = 96, 6
     strip = Image.new("RGB", (len(frames) * (side + gap) - gap, side), "white")

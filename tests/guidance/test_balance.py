@@ -1,9 +1,10 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from scalewise.guidance.balance import Balance, balance_point, parse_strengths, render_balance_plot
+from scalewise.guidance.balance import Balance, balance_point, line_chart, parse_strengths, render_balance_plot
 
 
 def test_parse_strengths():
@@ -56,3 +57,27 @@ def test_plot_marks_the_balance():
     assert columns.max() > 100
     evenness_only = render_balance_plot(xs, even, None, None, size=(400, 300))
     assert evenness_only.shape == (1, 300, 400, 3)
+
+
+def _pixels_of(image, colour) -> int:
+    return int((np.asarray(image) == np.array(colour)).all(-1).sum())
+
+
+def test_line_chart_fits_its_axis_to_the_values_when_asked():
+    red = (255, 0, 0)
+    series = [("a", [(0, 100.0), (1, 300.0), (2, math.nan)], red)]
+    fitted = line_chart(series, y_range=None, size=(400, 300))
+    fixed = line_chart(series, y_range=(0.0, 1.0), size=(400, 300))
+    assert fitted.size == (400, 300)
+    # on a 0-1 axis the points lie off the canvas: only the legend's square (15 x 11 px) is red; fitted, the line
+    # (3 px wide, about 300 px long) and its dots are drawn too
+    assert _pixels_of(fixed, red) == 15 * 11 and _pixels_of(fitted, red) > 15 * 11 + 3 * 250
+
+
+def test_line_chart_legend_holds_every_series():
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255), (0, 255, 255), (255, 128, 0)]
+    series = [(f"s{i}", [(0, 0.1 * i)], c) for i, c in enumerate(colours)]
+    chart = line_chart(series, marker=(0.0, "marker", (128, 128, 255)), size=(400, 380))
+    width, height = chart.size
+    bottom = chart.crop((0, height - 100, width, height))  # the legend: four rows under the axes
+    assert all(_pixels_of(bottom, c) >= 14 * 10 for c in colours + [(128, 128, 255)])

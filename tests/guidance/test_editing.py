@@ -6,9 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scalewise.guidance.editing import (RESAMPLE_RANGE, EditPlan, InputNotice, as_mask_batch, check_image, check_mask,
-                                        edit_batch, finest_keep_mask, fit_edit, fit_image, fit_mask, kept_scale_count,
-                                        plan_edit, scale_keep_masks, strict_keep_masks, unmarked_entries)
+from scalewise.guidance import Edit
+from scalewise.guidance.editing import (RESAMPLE_RANGE, EditPlan, InputNotice, as_mask_batch, check_image,
+                                        check_object_mask, check_regenerate_mask, edit_batch, finest_keep_mask,
+                                        fit_edit, fit_image, fit_mask, kept_scale_count, plan_edit, scale_keep_masks,
+                                        strict_keep_masks, unmarked_entries)
 from tiny import tiny_model
 
 
@@ -157,19 +159,19 @@ def test_plan_encodes_the_image_and_broadcasts_it(model):
     mask = torch.zeros(2, 64, 64)
     mask[1, :32] = 1
     with pytest.warns(InputNotice, match="the mask of image 0 marks nothing"):
-        plan = plan_edit(model, image, mask, 1.0, 2)
+        plan = plan_edit(model, Edit(image, mask), 2)
     own = model.encode_image(image)
     assert all(torch.equal(t, o.expand(2, -1, -1)) for t, o in zip(plan.tokens, own))
     assert all(k[0].all() for k in plan.keep)  # empty mask: everything kept
     assert plan.keep[-1][1, :2].logical_not().all() and plan.keep[-1][1, 2:].all()
-    assert torch.equal(plan.region, mask)  # token-aligned, so the regenerated region is the mask
+    assert torch.equal(plan.regenerated, mask)  # token-aligned, so the regenerated region is the mask
 
 
 def test_plan_without_mask_keeps_the_first_scales(model):
-    plan = plan_edit(model, torch.rand(1, 3, 64, 64), None, 0.5, 1)  # 4 scales: 2 kept
+    plan = plan_edit(model, Edit(torch.rand(1, 3, 64, 64), denoise=0.5), 1)  # 4 scales: 2 kept
     assert [bool(k.all()) for k in plan.keep] == [True, True, False, False]
-    assert not plan.keep[2].any() and plan.region is None
-    assert plan_edit(model, torch.rand(1, 3, 64, 64), None, 1.0, 1) is None  # nothing to keep
+    assert not plan.keep[2].any() and plan.regenerated is None
+    assert plan_edit(model, Edit(torch.rand(1, 3, 64, 64)), 1) is None  # nothing to keep
 
 
 def test_force_replaces_kept_tokens_and_their_embeddings():
@@ -200,28 +202,37 @@ def test_force_replaces_kept_tokens_and_their_embeddings():
 ])
 def test_bad_inputs_are_refused_naming_them(model, image, mask, denoise, batch, match):
     with pytest.raises(ValueError, match=match):
-        plan_edit(model, image, mask, denoise, batch)
+        plan_edit(model, Edit.from_inputs(image, mask, denoise), batch)
 
 
 def test_unknown_mask_rule_is_refused(model):
     with pytest.raises(ValueError, match="mask_rule must be one of"):
-        plan_edit(model, torch.rand(1, 3, 64, 64), torch.ones(64, 64), 1.0, 1, "loose")
+        plan_edit(model, Edit(torch.rand(1, 3, 64, 64), torch.ones(64, 64), 1.0, "loose"), 1)
 
 
-def test_fit_edit_pads_into_an_outpainting_mask_and_refuses_a_lonely_mask():
-    image, mask = fit_edit(torch.rand(1, 3, 64, 32), None, 64, "pad")
+def test_fit_edit_pads_into_an_outpainting_mask_and_refuses_a_lonely_mask(model):
+    image, mask = fit_edit(model, Edit(torch.rand(1, 3, 64, 32), fit="pad"), 1)
     assert image.shape == (1, 3, 64, 64) and mask.shape == (1, 64, 64)
     assert (mask[:, :, :16] == 1).all() and (mask[:, :, 16:48] == 0).all()
-    assert fit_edit(torch.rand(1, 3, 64, 32), None, 64, "crop")[1] is None
-    assert fit_edit(None, None, 64) == (None, None)
+    assert fit_edit(model, Edit(torch.rand(1, 3, 64, 32), fit="crop"), 1)[1] is None
+    assert Edit.from_inputs(None, None) is None
     with pytest.raises(ValueError, match="mask is connected but image is not"):
-        fit_edit(None, torch.zeros(1, 8, 8), 64)
+        Edit.from_inputs(None, torch.zeros(1, 8, 8))
     with pytest.raises(ValueError, match="mask contains NaN"):
-        fit_edit(torch.rand(1, 3, 8, 8), torch.full((1, 8, 8), float("nan")), 64)
+        Edit(torch.rand(1, 3, 8, 8), torch.full((1, 8, 8), float("nan")), fit="crop")
+    with pytest.raises(ValueError, match="fit must be one of"):
+        Edit(torch.rand(1, 3, 8, 8), fit="stretch")
+
+
+def test_the_two_mask_checks_name_their_meaning():
+    with pytest.raises(ValueError, match=r"1 = generate anew, 0 = keep"):
+        check_regenerate_mask(torch.full((1, 4, 4), 2.0))
+    with pytest.raises(ValueError, match=r"1 = object"):
+        check_object_mask(torch.full((1, 4, 4), 2.0))
 
 
 def test_a_two_dimensional_mask_is_accepted(model):
-    plan = plan_edit(model, torch.rand(1, 3, 64, 64), torch.ones(64, 64), 1.0, 1)
+    plan = plan_edit(model, Edit(torch.rand(1, 3, 64, 64), torch.ones(64, 64)), 1)
     assert [bool(k.any()) for k in plan.keep] == [True, False, False, False]
 
 
@@ -275,7 +286,7 @@ def test_every_mask_layout_of_core_nodes_is_read(shape):
 def test_bool_masks_are_read_as_zero_and_one():
     mask = torch.zeros(1, 8, 8, dtype=torch.bool)
     mask[0, :4] = True
-    assert torch.equal(check_mask(mask), mask.float())
+    assert torch.equal(check_regenerate_mask(mask), mask.float())
 
 
 def test_unmarked_masks_keep_their_image_and_say_so(model):
@@ -283,8 +294,9 @@ def test_unmarked_masks_keep_their_image_and_say_so(model):
     masks = torch.zeros(3, 64, 64)
     masks[1, :16, :16] = 0.7
     assert unmarked_entries(masks) == [0, 2] and unmarked_entries(torch.full((1, 4, 4), 0.49)) == [0]
-    with pytest.warns(InputNotice, match=r"the masks of images 5, 7 mark nothing .*those images are .*Open in MaskEditor"):
-        plan = plan_edit(model, image, masks, 1.0, 3, first=5)
+    with pytest.warns(InputNotice,
+                      match=r"the masks of images 5, 7 mark nothing .*those images are .*Open in MaskEditor"):
+        plan = plan_edit(model, Edit(image, masks), 3, first=5)
     assert all(k[0].all() and k[2].all() for k in plan.keep)  # nothing to regenerate: every token kept
     with pytest.warns(InputNotice, match=r"^the mask marks nothing"):
-        plan_edit(model, image, torch.zeros(64, 64), 1.0, 2)
+        plan_edit(model, Edit(image, torch.zeros(64, 64)), 2)

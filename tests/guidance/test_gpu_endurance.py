@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scalewise.guidance import CFG, sample
+from scalewise.guidance import CFG, Draw, Generation, sample
 from scalewise.models import SCHEDULES
 from tiny import tiny_model
 
@@ -28,8 +28,8 @@ def endurance(device: str) -> dict:
     model = tiny_model(patch_nums=SCHEDULES[256], seed=5).to(device)
     cuda = device.startswith("cuda")
     mem = (lambda: torch.cuda.memory_allocated(device)) if cuda else (lambda: 0)
-    first = sample(model, CFG(3.0), [207], batch_size=2, seed=7, top_k=50, top_p=0.95)
-    sample(model, CFG(3.0), [1], batch_size=4, seed=0, top_k=50, top_p=0.95)      # warm-up at the batch used below
+    first = sample(model, CFG(3.0), Generation([207], seed=7, batch_size=2, draw=Draw(top_k=50, top_p=0.95)))
+    sample(model, CFG(3.0), Generation([1], seed=0, batch_size=4, draw=Draw(top_k=50, top_p=0.95)))      # warm-up at the batch used below
     if cuda:
         torch.cuda.synchronize(device)
     before = mem()
@@ -38,15 +38,17 @@ def endurance(device: str) -> dict:
             if progress.k >= at:
                 raise Cancelled
         with pytest.raises(Cancelled):
-            sample(model, CFG(3.0), [i % 1000], batch_size=4, seed=i, top_k=50, top_p=0.95, callback=cancel)
+            sample(model, CFG(3.0), Generation([i % 1000], seed=i, batch_size=4, draw=Draw(top_k=50, top_p=0.95)),
+                   callback=cancel)
     after_cancels = mem()
     peak = 0
     for i in range(RUNS):
-        out = sample(model, CFG(3.0), [i % 1000], batch_size=4, seed=100 + i, top_k=50, top_p=0.95)
+        out = sample(model, CFG(3.0), Generation([i % 1000], seed=100 + i, batch_size=4,
+                                                 draw=Draw(top_k=50, top_p=0.95)))
         del out
         peak = max(peak, torch.cuda.max_memory_allocated(device) if cuda else 0)
     after_runs = mem()
-    again = sample(model, CFG(3.0), [207], batch_size=2, seed=7, top_k=50, top_p=0.95)
+    again = sample(model, CFG(3.0), Generation([207], seed=7, batch_size=2, draw=Draw(top_k=50, top_p=0.95)))
     same = all(torch.equal(a, b) for a, b in zip(first.tokens, again.tokens))
     del first, again
     return {"device": torch.cuda.get_device_name(device) if cuda else device, "cancels": CANCELS, "runs": RUNS,

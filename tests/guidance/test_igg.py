@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from scalewise.guidance import CFG, IGG, RunInfo, sample
+from scalewise.guidance import CFG, Draw, Generation, IGG, RunInfo, sample
 from scalewise.guidance.igg import grounded_nudge, local_mask
 from scalewise.guidance.stack import GuidanceRun
 from rounding import U, attention_bound, gamma
@@ -53,8 +53,8 @@ def test_single_token_scale_is_cond_only():
 
 def test_window_one_is_exactly_cfg():
     model = tiny_model(seed=6)
-    a = sample(model, IGG(3.0, window=1), [1, 2], top_k=1, trace=True)
-    b = sample(model, CFG(3.0), [1, 2], top_k=1, trace=True)
+    a = sample(model, IGG(3.0, window=1), Generation([1, 2], draw=Draw(top_k=1)), trace=True)
+    b = sample(model, CFG(3.0), Generation([1, 2], draw=Draw(top_k=1)), trace=True)
     assert all(torch.equal(x, y) for x, y in zip(a.tokens, b.tokens))
     assert torch.equal(a.images, b.images)
 

@@ -3,7 +3,7 @@ image-to-image, every guider, both Switti variants, the trace's edit mask."""
 import pytest
 import torch
 
-from scalewise.guidance import CFG, IGG, SSG, SoftCFG, sample
+from scalewise.guidance import CFG, Draw, Edit, Generation, IGG, SSG, SoftCFG, sample
 from scalewise.guidance.editing import kept_scale_count, plan_edit
 from scalewise.guidance.metrics import summary
 from scalewise.guidance.schedules import ramp
@@ -54,8 +54,9 @@ def equal_tokens(a, b):
 
 def test_kept_tokens_are_the_images_own_at_every_scale(model, image):
     mask = disc_mask()
-    out = sample(model, CFG(3.0), [5], seed=3, top_k=50, top_p=0.9, image=image[:1], mask=mask)
-    plan = plan_edit(model, image[:1], mask, 1.0, 1)
+    out = sample(model, CFG(3.0), Generation([5], seed=3, draw=Draw(top_k=50, top_p=0.9),
+                                             edit=Edit(image[:1], mask=mask)))
+    plan = plan_edit(model, Edit(image[:1], mask), 1)
     generated = 0
     for tok, own, keep in zip(out.tokens, plan.tokens, plan.keep):
         assert torch.equal(tok[keep], own[keep])
@@ -65,7 +66,8 @@ def test_kept_tokens_are_the_images_own_at_every_scale(model, image):
 
 
 def test_empty_mask_gives_back_the_reconstruction(model, image):
-    out = sample(model, CFG(3.0), [5], seed=0, top_k=50, image=image[:1], mask=torch.zeros(1, SIZE, SIZE))
+    out = sample(model, CFG(3.0), Generation([5], seed=0, draw=Draw(top_k=50),
+                                             edit=Edit(image[:1], mask=torch.zeros(1, SIZE, SIZE))))
     own = model.encode_image(image[:1])
     assert equal_tokens(out.tokens, own)
     # the same float32 sum of the same scale contributions, decoded by the same network
@@ -73,21 +75,22 @@ def test_empty_mask_gives_back_the_reconstruction(model, image):
 
 
 def test_denoise_zero_is_the_reconstruction_too(model, image):
-    out = sample(model, CFG(3.0), [5], seed=0, top_k=50, image=image[:1], denoise=0.0)
+    out = sample(model, CFG(3.0), Generation([5], seed=0, draw=Draw(top_k=50), edit=Edit(image[:1], denoise=0.0)))
     assert equal_tokens(out.tokens, model.encode_image(image[:1]))
 
 
 @pytest.mark.parametrize("label,scale", [(5, 3.0), (1000, 2.0)])
 def test_greedy_edit_equals_an_independent_teacher_forced_editor(model, image, label, scale):
     mask = disc_mask()
-    out = sample(model, CFG(scale), [label], top_k=1, image=image[1:], mask=mask)
-    plan = plan_edit(model, image[1:], mask, 1.0, 1)
+    out = sample(model, CFG(scale), Generation([label], draw=Draw(top_k=1), edit=Edit(image[1:], mask=mask)))
+    plan = plan_edit(model, Edit(image[1:], mask), 1)
     assert equal_tokens(out.tokens, teacher_forced_edit(model, label, scale, plan.tokens, plan.keep))
 
 
 def test_full_mask_is_plain_generation_except_the_map_kept_whole(model, image):
-    full = sample(model, CFG(3.0), [5], top_k=1, image=image[:1], mask=torch.ones(1, SIZE, SIZE))
-    plain = sample(model, CFG(3.0), [5], top_k=1)
+    full = sample(model, CFG(3.0), Generation([5], draw=Draw(top_k=1),
+                                              edit=Edit(image[:1], mask=torch.ones(1, SIZE, SIZE))))
+    plain = sample(model, CFG(3.0), Generation([5], draw=Draw(top_k=1)))
     own = model.encode_image(image[:1])
     nothing = [torch.zeros_like(t, dtype=torch.bool) for t in own]
     only_first = [torch.ones_like(own[0], dtype=torch.bool)] + nothing[1:]
@@ -97,26 +100,28 @@ def test_full_mask_is_plain_generation_except_the_map_kept_whole(model, image):
 
 
 def test_strict_rule_full_mask_is_plain_generation_and_kept_tokens_stay(model, image):
-    plain = sample(model, CFG(3.0), [5], seed=4, top_k=50)
-    full = sample(model, CFG(3.0), [5], seed=4, top_k=50, image=image[:1], mask=torch.ones(1, SIZE, SIZE),
-                  mask_rule="strict")
+    plain = sample(model, CFG(3.0), Generation([5], seed=4, draw=Draw(top_k=50)))
+    full = sample(model, CFG(3.0), Generation([5], seed=4, draw=Draw(top_k=50),
+                                              edit=Edit(image[:1], mask=torch.ones(1, SIZE, SIZE), mask_rule="strict")))
     assert equal_tokens(full.tokens, plain.tokens) and torch.equal(full.images, plain.images)
-    out = sample(model, CFG(3.0), [5], seed=4, top_k=50, image=image[:1], mask=disc_mask(), mask_rule="strict")
-    plan = plan_edit(model, image[:1], disc_mask(), 1.0, 1, "strict")
+    out = sample(model, CFG(3.0), Generation([5], seed=4, draw=Draw(top_k=50), edit=Edit(image[:1], mask=disc_mask(),
+                                                                                         mask_rule="strict")))
+    plan = plan_edit(model, Edit(image[:1], disc_mask(), 1.0, "strict"), 1)
     assert all(torch.equal(t[k], o[k]) for t, o, k in zip(out.tokens, plan.tokens, plan.keep))
     assert not plan.keep[0].any() and plan.keep[-1].any()
 
 
 def test_denoise_keeps_the_first_scales_and_combines_with_a_mask(model, image):
     mask = disc_mask()
-    out = sample(model, CFG(3.0), [5], seed=1, top_k=50, image=image[:1], mask=mask, denoise=0.5)
+    out = sample(model, CFG(3.0), Generation([5], seed=1, draw=Draw(top_k=50), edit=Edit(image[:1], mask=mask,
+                                                                                         denoise=0.5)))
     own = model.encode_image(image[:1])
     kept = kept_scale_count(0.5, 4)
     assert kept == 2 and equal_tokens(out.tokens[:kept], own[:kept])
-    keep = plan_edit(model, image[:1], mask, 1.0, 1).keep
+    keep = plan_edit(model, Edit(image[:1], mask), 1).keep
     for tok, o, kp in zip(out.tokens[kept:], own[kept:], keep[kept:]):
         assert torch.equal(tok[kp], o[kp])
-    alone = sample(model, CFG(3.0), [5], seed=1, top_k=50, image=image[:1], denoise=0.5)
+    alone = sample(model, CFG(3.0), Generation([5], seed=1, draw=Draw(top_k=50), edit=Edit(image[:1], denoise=0.5)))
     assert equal_tokens(alone.tokens[:kept], own[:kept])
     assert not equal_tokens(alone.tokens[kept:], own[kept:])
 
@@ -125,14 +130,15 @@ def test_denoise_keeps_the_first_scales_and_combines_with_a_mask(model, image):
 def test_image_and_mask_broadcast_and_images_keep_their_seeds(model, image):
     mask = disc_mask(2)
     mask[1] = torch.flip(mask[1], (0,))
-    batch = sample(model, CFG(2.0), [3, 4], seed=9, top_k=40, image=image[:1], mask=mask)
+    batch = sample(model, CFG(2.0), Generation([3, 4], seed=9, draw=Draw(top_k=40), edit=Edit(image[:1], mask=mask)))
     for i in range(2):
-        single = sample(model, CFG(2.0), [3 + i], seed=9, batch_index=i, top_k=40, image=image[:1],
-                        mask=mask[i:i + 1])
+        single = sample(model, CFG(2.0), Generation([3 + i], seed=9, batch_index=i, draw=Draw(top_k=40),
+                                                    edit=Edit(image[:1], mask=mask[i:i + 1])))
         assert equal_tokens([t[i:i + 1] for t in batch.tokens], single.tokens)
-    per_image = sample(model, CFG(2.0), [3, 3], seed=9, top_k=40, image=image, mask=mask[:1])
+    per_image = sample(model, CFG(2.0), Generation([3, 3], seed=9, draw=Draw(top_k=40),
+                                                   edit=Edit(image, mask=mask[:1])))
     own = model.encode_image(image)
-    keep = plan_edit(model, image, mask[:1], 1.0, 2).keep
+    keep = plan_edit(model, Edit(image, mask[:1]), 2).keep
     assert all(torch.equal(t[k], o[k]) for t, o, k in zip(per_image.tokens, own, keep))
 
 
@@ -141,21 +147,23 @@ def test_image_and_mask_broadcast_and_images_keep_their_seeds(model, image):
     SSG(0.2, base=IGG(1.5)), SoftCFG(strength=1.0, confidence="sampled", base=IGG(1.5))])
 def test_every_guider_edits(model, image, guider):
     mask = disc_mask()
-    out = sample(model, guider, [7], seed=2, top_k=60, more_smooth=True, image=image[:1], mask=mask, trace=True)
-    plan = plan_edit(model, image[:1], mask, 1.0, 1)
+    out = sample(model, guider, Generation([7], seed=2, draw=Draw(top_k=60, more_smooth=True),
+                                           edit=Edit(image[:1], mask=mask)), trace=True)
+    plan = plan_edit(model, Edit(image[:1], mask), 1)
     assert all(torch.equal(t[k], o[k]) for t, o, k in zip(out.tokens, plan.tokens, plan.keep))
     assert torch.isfinite(out.images).all()
-    assert torch.equal(out.trace.edit_mask, plan.region)
+    assert torch.equal(out.trace.edit_mask, plan.regenerated)
     assert summary(out.trace)["divergence"] is not None  # the edit region is the heat map's foreground
 
 
 def test_edit_region_is_the_regenerated_tokens(model, image):
-    out = sample(model, CFG(2.0), [7], top_k=1, image=image[:1], mask=disc_mask(), trace=True)
-    keep = plan_edit(model, image[:1], disc_mask(), 1.0, 1).keep[-1]
+    out = sample(model, CFG(2.0), Generation([7], draw=Draw(top_k=1), edit=Edit(image[:1], mask=disc_mask())),
+                 trace=True)
+    keep = plan_edit(model, Edit(image[:1], disc_mask()), 1).keep[-1]
     expected = (~keep).float().repeat_interleave(16, 1).repeat_interleave(16, 2)
     assert torch.equal(out.trace.edit_mask, expected)
     assert (expected >= (disc_mask() >= 0.5)).all()  # every marked pixel lies in a regenerated token
-    assert sample(model, CFG(2.0), [7], top_k=1, trace=True).trace.edit_mask is None
+    assert sample(model, CFG(2.0), Generation([7], draw=Draw(top_k=1)), trace=True).trace.edit_mask is None
 
 
 @pytest.mark.slow
@@ -165,17 +173,18 @@ def test_switti_text_guided_inpainting(image, autoregressive):
     text = random_text(batch=1)
     guider = SoftCFG(strength=1.0, base=CFG(4.0, schedule="constant")) if autoregressive else CFG(4.0)
     mask = disc_mask()
-    out = sample(model, guider, text, seed=0, top_k=400, top_p=0.95, more_smooth=True, smooth_start_scale=2,
-                 image=image[:1], mask=mask, trace=True)
-    plan = plan_edit(model, image[:1], mask, 1.0, 1)
+    out = sample(model, guider, Generation(text, seed=0, draw=Draw(top_k=400, top_p=0.95, more_smooth=True,
+                                                                   smooth_start_scale=2), edit=Edit(image[:1], mask=mask)), trace=True)
+    plan = plan_edit(model, Edit(image[:1], mask), 1)
     assert all(torch.equal(t[k], o[k]) for t, o, k in zip(out.tokens, plan.tokens, plan.keep))
     assert any((t[~k] != o[~k]).any() for t, o, k in zip(out.tokens, plan.tokens, plan.keep))
-    empty = sample(model, guider, text, seed=0, top_k=400, image=image[:1], mask=torch.zeros(1, SIZE, SIZE))
+    empty = sample(model, guider, Generation(text, seed=0, draw=Draw(top_k=400),
+                                             edit=Edit(image[:1], mask=torch.zeros(1, SIZE, SIZE))))
     assert equal_tokens(empty.tokens, plan.tokens)
 
 
 def test_bad_edit_inputs_fail_before_any_work(model):
     with pytest.raises(ValueError, match="mask is connected but image is not"):
-        sample(model, CFG(2.0), [1], mask=torch.zeros(1, SIZE, SIZE))
+        sample(model, CFG(2.0), Generation([1], edit=Edit.from_inputs(mask=torch.zeros(1, SIZE, SIZE))))
     with pytest.raises(ValueError, match="image batch 3 does not match the batch of 2"):
-        sample(model, CFG(2.0), [1, 2], image=torch.rand(3, 3, SIZE, SIZE), denoise=0.5)
+        sample(model, CFG(2.0), Generation([1, 2], edit=Edit(torch.rand(3, 3, SIZE, SIZE), denoise=0.5)))

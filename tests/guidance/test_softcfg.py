@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from scalewise.guidance import CFG, IGG, RunInfo, SoftCFG, sample
+from scalewise.guidance import CFG, Draw, Generation, IGG, RunInfo, SoftCFG, sample
 from scalewise.guidance.softcfg import _SoftCFGRuntime
 from scalewise.guidance.stack import GuidanceRun
 from rounding import gamma
@@ -17,22 +17,23 @@ def model():
 
 
 def test_strength_zero_equals_cfg(model):
-    a = sample(model, SoftCFG(strength=0.0, base=CFG(3.0)), [1, 2], top_k=1)
-    b = sample(model, CFG(3.0), [1, 2], top_k=1)
+    a = sample(model, SoftCFG(strength=0.0, base=CFG(3.0)), Generation([1, 2], draw=Draw(top_k=1)))
+    b = sample(model, CFG(3.0), Generation([1, 2], draw=Draw(top_k=1)))
     assert all(torch.equal(x, y) for x, y in zip(a.tokens, b.tokens)) and torch.equal(a.images, b.images)
 
 
 def test_unit_weights_equal_cfg(model, monkeypatch):
     monkeypatch.setattr(_SoftCFGRuntime, "value_weights", lambda self, k, cached: torch.ones(2, cached))
-    a = sample(model, SoftCFG(base=CFG(3.0)), [1, 2], top_k=1)
-    b = sample(model, CFG(3.0), [1, 2], top_k=1)
+    a = sample(model, SoftCFG(base=CFG(3.0)), Generation([1, 2], draw=Draw(top_k=1)))
+    b = sample(model, CFG(3.0), Generation([1, 2], draw=Draw(top_k=1)))
     assert all(torch.equal(x, y) for x, y in zip(a.tokens, b.tokens))
     assert torch.equal(a.images, b.images)  # the same tokens decode through the same kernels
 
 
 def test_softcfg_changes_the_uncond_branch(model):
-    a = sample(model, SoftCFG(strength=3.0, normalization="none", base=CFG(3.0)), [1, 2], top_k=1)
-    b = sample(model, CFG(3.0), [1, 2], top_k=1)
+    a = sample(model, SoftCFG(strength=3.0, normalization="none", base=CFG(3.0)),
+               Generation([1, 2], draw=Draw(top_k=1)))
+    b = sample(model, CFG(3.0), Generation([1, 2], draw=Draw(top_k=1)))
     assert torch.equal(a.tokens[1], b.tokens[1])  # scale 1 sees only the class slot: nothing to weight
     assert any(not torch.equal(x, y) for x, y in zip(a.tokens[2:], b.tokens[2:]))
 

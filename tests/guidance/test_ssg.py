@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from scalewise.guidance import CFG, IGG, SSG, RunInfo, sample
+from scalewise.guidance import CFG, Draw, Generation, IGG, RunInfo, SSG, sample
 from scalewise.guidance.ssg import dct_matrix, dse_prior
 from scalewise.guidance.stack import GuidanceRun
 from rounding import gamma, unit_roundoff
@@ -75,8 +75,8 @@ def test_beta_schedules():
 @pytest.mark.parametrize("base", [None, CFG(3.0), IGG(2.0, base=CFG(1.0))])
 def test_beta_zero_equals_the_base_guider(base):
     model = tiny_model(seed=8)
-    a = sample(model, SSG(0.0, base=base), [3], top_k=1)
-    b = sample(model, base, [3], top_k=1)
+    a = sample(model, SSG(0.0, base=base), Generation([3], draw=Draw(top_k=1)))
+    b = sample(model, base, Generation([3], draw=Draw(top_k=1)))
     assert all(torch.equal(x, y) for x, y in zip(a.tokens, b.tokens)) and torch.equal(a.images, b.images)
 
 
@@ -84,8 +84,8 @@ def test_ssg_changes_tokens_and_does_not_need_uncond():
     model = tiny_model(seed=8)
     run = GuidanceRun(SSG(0.5), RunInfo(model.patch_nums, 1, 4096, "var", True))
     assert run.uncond_scales == frozenset()
-    a = sample(model, SSG(0.8), [3], top_k=1)
-    b = sample(model, None, [3], top_k=1)
+    a = sample(model, SSG(0.8), Generation([3], draw=Draw(top_k=1)))
+    b = sample(model, None, Generation([3], draw=Draw(top_k=1)))
     assert torch.equal(a.tokens[0], b.tokens[0])
     assert any(not torch.equal(x, y) for x, y in zip(a.tokens[1:], b.tokens[1:]))
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from scalewise.guidance import CFG, SSG, GuiderRuntime, sample
+from scalewise.guidance import CFG, Draw, Generation, GuiderRuntime, SSG, sample
 from scalewise.guidance.base import Guider
 from rounding import gamma
 from tiny import tiny_model
@@ -25,13 +25,13 @@ class _Spy(Guider):
 
 
 def test_trace_is_off_by_default():
-    assert sample(tiny_model(), CFG(2.0), [1], top_k=1).trace is None
+    assert sample(tiny_model(), CFG(2.0), Generation([1], draw=Draw(top_k=1))).trace is None
 
 
 def test_trace_records_magnitude_and_confidence():
     model = tiny_model(seed=9)
     spy = _Spy(CFG(2.0))
-    out = sample(model, spy, [4, 5], top_k=1, trace=True)
+    out = sample(model, spy, Generation([4, 5], draw=Draw(top_k=1)), trace=True)
     tr = out.trace
     assert tr.patch_nums == model.patch_nums and tr.image_size == 64 and tr.guider.startswith("CFG 2 linear")
     assert tr.guided == [True] * 4
@@ -48,13 +48,13 @@ def test_trace_records_magnitude_and_confidence():
 
 
 def test_ssg_alone_measures_its_push_against_cond():
-    out = sample(tiny_model(seed=9), SSG(0.5), [4], top_k=1, trace=True)
+    out = sample(tiny_model(seed=9), SSG(0.5), Generation([4], draw=Draw(top_k=1)), trace=True)
     assert out.trace.guided == [False] * 4
     assert out.trace.magnitude[0].abs().max() == 0 and out.trace.magnitude[2].max() > 0
 
 
 def test_select_one_image():
-    out = sample(tiny_model(seed=9), CFG(2.0), [4, 5, 6], top_k=1, trace=True)
+    out = sample(tiny_model(seed=9), CFG(2.0), Generation([4, 5, 6], draw=Draw(top_k=1)), trace=True)
     one = out.trace.select(1)
     assert one.batch_size == 1 and torch.equal(one.magnitude[3][0], out.trace.magnitude[3][1])
 
@@ -62,25 +62,26 @@ def test_select_one_image():
 def test_temperature_does_not_count_as_guidance():
     """The last-scale temperature sharpens the draw but is no guidance: unguided scales measure 0."""
     model = tiny_model(seed=9)
-    out = sample(model, CFG(2.0, stop_scale=2), [4], top_k=1, trace=True, last_scale_temperature=0.1)
+    out = sample(model, CFG(2.0, stop_scale=2), Generation([4], draw=Draw(top_k=1, last_scale_temperature=0.1)),
+                 trace=True)
     assert out.trace.guided == [True, True, False, False]
     assert out.trace.magnitude[2].max() == 0 and out.trace.magnitude[3].max() == 0
-    plain = sample(model, CFG(2.0, stop_scale=2), [4], top_k=1, trace=True)
+    plain = sample(model, CFG(2.0, stop_scale=2), Generation([4], draw=Draw(top_k=1)), trace=True)
     assert out.trace.confidence[3].mean() > plain.trace.confidence[3].mean()  # drawn from the sharpened one
 
 
 def test_traces_of_parts_join_into_the_trace_of_the_batch():
     from scalewise.guidance.trace import concat_traces
     model = tiny_model(seed=9)
-    whole = sample(model, CFG(2.0), [4, 5, 6], top_k=1, trace=True).trace
-    parts = [sample(model, CFG(2.0), [4, 5], top_k=1, trace=True).trace,
-             sample(model, CFG(2.0), [6], top_k=1, trace=True, batch_index=2).trace]
+    whole = sample(model, CFG(2.0), Generation([4, 5, 6], draw=Draw(top_k=1)), trace=True).trace
+    parts = [sample(model, CFG(2.0), Generation([4, 5], draw=Draw(top_k=1)), trace=True).trace,
+             sample(model, CFG(2.0), Generation([6], batch_index=2, draw=Draw(top_k=1)), trace=True).trace]
     joined = concat_traces(parts)
     assert joined.batch_size == 3 and joined.guided == whole.guided
     for k, joined_k in enumerate(joined.magnitude):
         assert joined_k.shape == whole.magnitude[k].shape
         assert torch.equal(joined_k[:2], parts[0].magnitude[k]) and torch.equal(joined_k[2:], parts[1].magnitude[k])
         assert torch.equal(joined.confidence[k][2:], parts[1].confidence[k])
-    unguided = sample(model, None, [4], top_k=1, trace=True).trace
+    unguided = sample(model, None, Generation([4], draw=Draw(top_k=1)), trace=True).trace
     with pytest.raises(ValueError, match="cannot be joined"):
         concat_traces([whole, unguided])

@@ -241,3 +241,68 @@ def test_sweep_divergence_needs_a_mask(pack_loaded):
     assert _sweep_report(pack_loaded, *graph(mask_size=32)) == report
     message = failure(pack_loaded, graph(mask_size=32, mask_height=48)[0])
     assert "mask is 32x48 (width x height) but the images are 64x64" in message, message
+
+
+# -- editing in comparisons: the image and mask of the Scale-wise Sampler -------------------------------------
+
+CIRCLE = "scalewise_circle.png"  # 64 px RGBA in the input folder: alpha = the mask editor's mask (white = regenerate)
+
+
+def _edited(g, node_id, with_mask=True, **inputs):
+    load = g.node("LoadImage", image=CIRCLE)
+    model, cond = _model(g)
+    edit = {"image": load.out(0), **({"mask": load.out(1)} if with_mask else {})}
+    return g.node(node_id, model=model.out(0), conditioning=cond.out(0), **SETTINGS, **inputs, **edit)
+
+
+def test_inputs_keep_their_order_and_editing_comes_last(pack_loaded):
+    info = pack_loaded.object_info()
+    assert info["ScalewiseCompareGuiders"]["input_order"]["optional"] == [
+        "guider_1", "guider_2", "guider_3", "guider_4", "image", "mask"]
+    assert info["ScalewiseGuidanceSweep"]["input_order"]["optional"] == ["mask", "image"]
+
+
+def test_an_edit_in_compare_equals_the_samplers_edit(pack_loaded):
+    g = pack_loaded.graph_builder()
+    node = _edited(g, "ScalewiseCompareGuiders", seed=5, images_per_row=2, guider_1=_cfg(g).out(0),
+                   guider_2=_igg(g).out(0))
+    batch_save = g.node("SaveImage", images=node.out(1), filename_prefix="compare_edit")
+    entry = ok(pack_loaded, g.finalize())
+    batch = files(pack_loaded, entry, batch_save)
+    assert entry["outputs"][node.id]["scalewise_info"] == []      # the notes of an edit (none here)
+    for row, maker in enumerate((_cfg, _igg)):
+        s = pack_loaded.graph_builder()
+        sampler = _edited(s, "ScalewiseSampler", seed=5, batch_size=2, guider=maker(s).out(0))
+        save = s.node("SaveImage", images=sampler.out(0), filename_prefix="sampler_edit")
+        reference = files(pack_loaded, ok(pack_loaded, s.finalize()), save)
+        for got, want in zip(batch[2 * row:2 * row + 2], reference):
+            assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    # the edit did something: the kept region is the picture's, unlike the same comparison without it
+    plain, _, (_, plain_save, _) = compare_graph(pack_loaded, seed=5, images_per_row=2)
+    unedited = files(pack_loaded, ok(pack_loaded, plain), plain_save)
+    assert max(np.abs(a.astype(int) - b.astype(int)).max() for a, b in zip(batch, unedited)) > 50
+
+
+def test_a_sweep_of_an_edit_measures_d_on_the_regenerated_region(pack_loaded):
+    """With an image, the sweep's mask is the edit's; D is the Guidance Heatmap's on the Sampler's same edit."""
+    g = pack_loaded.graph_builder()
+    node = _edited(g, "ScalewiseGuidanceSweep", seed=5, images_per_row=2, guider=_cfg(g).out(0), strengths="1, 3")
+    report = json.loads(ok(pack_loaded, g.finalize())["outputs"][node.id]["scalewise_balance"][0])
+    assert report["mask"] == "edit" and len(report["divergence"]) == 2
+    s = pack_loaded.graph_builder()
+    sampler = _edited(s, "ScalewiseSampler", seed=5, batch_size=2, guider=_cfg(s, 3.0).out(0))
+    heat = s.node("ScalewiseGuidanceHeatmap", trace=sampler.out(1), normalize="scale", colormap="magma",
+                  overlay_alpha=0.5)
+    scores = json.loads(ok(pack_loaded, s.finalize())["outputs"][heat.id]["scalewise_scores"][0])
+    assert report["evenness"][1] == pytest.approx(np.mean(scores["evenness"]["mean"]), abs=1e-6)
+    assert report["divergence"][1] == pytest.approx(np.mean(scores["divergence"]["mean"]), abs=1e-6)
+
+
+def test_a_comparison_mask_needs_the_image(pack_loaded):
+    g = pack_loaded.graph_builder()
+    model, cond = _model(g)
+    solid = g.node("SolidMask", value=1.0, width=64, height=64)
+    g.node("ScalewiseCompareGuiders", model=model.out(0), conditioning=cond.out(0), seed=0, images_per_row=1,
+           **SETTINGS, guider_1=_cfg(g).out(0), mask=solid.out(0))
+    message = failure(pack_loaded, g.finalize())
+    assert "mask is connected but image is not" in message, message

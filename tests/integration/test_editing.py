@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from scalewise.guidance import CFG, sample
+from scalewise.guidance import CFG, Draw, Edit, Generation, sample
 from scalewise.models.shapes import BUILTIN_NAME, CLASS_NAMES, load_shapes_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,8 +84,8 @@ def test_inpainting_from_load_image_equals_the_library(pack_loaded):
     rgba = np.asarray(Image.open(PICTURES / CIRCLE), dtype=np.float32) / 255
     picture = torch.from_numpy(rgba[..., :3]).permute(2, 0, 1)[None]
     mask = torch.from_numpy(1 - rgba[..., 3])[None]
-    out = sample(load_shapes_model(), CFG(3.0, schedule="constant"), [STAR], seed=5, batch_size=2, top_k=900,
-                 top_p=0.8, image=picture, mask=mask)
+    out = sample(load_shapes_model(), CFG(3.0, schedule="constant"), Generation([STAR], seed=5, batch_size=2,
+                                                                                draw=Draw(top_k=900, top_p=0.8), edit=Edit(picture, mask=mask)))
     expected = (out.images.permute(0, 2, 3, 1).numpy() * 255).clip(0, 255).astype(np.uint8)  # SaveImage's rounding
     for got, want in zip(images, expected):
         # the same float32 computation in two processes; a value on a rounding edge may move by one level

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from scalewise.guidance import sample
+from scalewise.guidance import Generation, sample
 from scalewise.models import ClassCondition
 from tiny import tiny_model
 
@@ -149,7 +149,7 @@ def test_names_from_another_system_against_a_windows_listing(report):
 
 def test_detached_image_side_stays_put_and_changes_nothing():
     model = tiny_model(seed=11)
-    reference = sample(model, None, ClassCondition((3,)), seed=5)
+    reference = sample(model, None, Generation(ClassCondition((3,)), seed=5))
     detached = copy.deepcopy(model)
     detached.vae.detach_image_side("cpu", torch.float32)
     assert detached.vae.image_side_detached and not model.vae.image_side_detached
@@ -157,7 +157,7 @@ def test_detached_image_side_stays_put_and_changes_nothing():
     assert in_tree and not any(n.startswith(("vae.decoder", "vae.encoder", "vae.post_quant", "vae.quant_conv"))
                                for n in in_tree)
     assert any(n.startswith("vae.quantize.") for n in in_tree)
-    out = sample(detached, None, ClassCondition((3,)), seed=5)
+    out = sample(detached, None, Generation(ClassCondition((3,)), seed=5))
     assert torch.equal(out.images, reference.images)
     assert all(torch.equal(a, b) for a, b in zip(out.tokens, reference.tokens))
     encoded = detached.encode_image(reference.images)

@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from scalewise.guidance import CFG, sample
-from scalewise.guidance.editing import fit_edit
+from scalewise.guidance import CFG, Draw, Edit, Generation, sample
 from scalewise.models.shapes import BUILTIN_NAME, CLASS_NAMES, load_shapes_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,9 +113,8 @@ def test_a_bicubic_upscale_with_overshoot_is_accepted_and_clamped(server):
     prompt = graph(server, mask=False, denoise=0.5, image=lambda g, load: g.node(
         "ImageScale", image=load.out(0), upscale_method="bicubic", width=size, height=size, crop="disabled").out(0))
     got = saved(server, run_ok(server, prompt), prompt)[0]
-    image, _ = fit_edit(upscaled.clamp(0, 1), None, 64, "crop")
-    out = sample(load_shapes_model(), CFG(3.0, schedule="constant"), [STAR], seed=5, top_k=900, top_p=0.8,
-                 image=image, denoise=0.5)
+    out = sample(load_shapes_model(), CFG(3.0, schedule="constant"), Generation([STAR], seed=5,
+                                                                                draw=Draw(top_k=900, top_p=0.8), edit=Edit(upscaled.clamp(0, 1), denoise=0.5, fit="crop")))
     want = (out.images.permute(0, 2, 3, 1).numpy()[0] * 255).clip(0, 255).astype(np.uint8).astype(int)
     assert np.abs(got - want).max() <= 1  # one float32 computation in two processes: a level at a rounding edge
 

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from scalewise.guidance import CFG, sample
+from scalewise.guidance import CFG, Draw, Generation, sample
 from scalewise.models.base import NonFiniteImageError
 from tiny import tiny_model
 
@@ -54,7 +54,7 @@ def test_sampler_images_and_previews_are_finite(half_model):
     previews = []
     try:
         with pytest.warns(RuntimeWarning):
-            out = sample(half_model, CFG(2.0), [3, 7], seed=1, top_k=50, top_p=0.9,
+            out = sample(half_model, CFG(2.0), Generation([3, 7], seed=1, draw=Draw(top_k=50, top_p=0.9)),
                          callback=lambda p: previews.append(p.preview(low_res=True)))
     finally:
         handle.remove()

@@ -11,7 +11,7 @@ import safetensors.torch
 import torch
 import torch.nn.functional as F
 
-from scalewise.guidance import CFG, sample
+from scalewise.guidance import CFG, Draw, Generation, sample
 from scalewise.models import torch_compat
 from scalewise.models.checkpoint import read_state_dict
 from scalewise.models.torch_compat import BUILTIN_SDPA, attention, torch_defaults
@@ -42,7 +42,7 @@ def test_models_ignore_a_replaced_sdpa(monkeypatch, caplog, family):
 
     def logits():
         rec = LogitRecorder()
-        out = sample(model, rec, cond, seed=1, top_k=50, top_p=0.9)
+        out = sample(model, rec, Generation(cond, seed=1, draw=Draw(top_k=50, top_p=0.9)))
         return out.tokens, rec.logits
     tokens, before = logits()
 
@@ -103,10 +103,10 @@ def test_sampling_neither_reads_nor_moves_the_global_rng():
     (comfy.sample.prepare_noise) and packs call torch.manual_seed at will, and neither changes an image."""
     model = tiny_model(seed=2)
     torch.manual_seed(123)
-    first = sample(model, CFG(3.0), [1, 2], seed=7, top_k=100, top_p=0.9).images
+    first = sample(model, CFG(3.0), Generation([1, 2], seed=7, draw=Draw(top_k=100, top_p=0.9))).images
     torch.manual_seed(456)
     state = torch.get_rng_state()
-    second = sample(model, CFG(3.0), [1, 2], seed=7, top_k=100, top_p=0.9).images
+    second = sample(model, CFG(3.0), Generation([1, 2], seed=7, draw=Draw(top_k=100, top_p=0.9))).images
     assert torch.equal(first, second)
     assert torch.equal(torch.get_rng_state(), state)
 

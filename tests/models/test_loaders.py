@@ -4,7 +4,7 @@ import pickle
 import pytest
 import torch
 
-from scalewise.guidance import CFG, sample
+from scalewise.guidance import CFG, Draw, Generation, sample
 from scalewise.models import CheckpointError, load_var, read_state_dict, var_official_state_dict
 from scalewise.models.var_loader import infer_var_config
 from tiny import TINY_PN, random_vqvae, save, tiny_model, write_var_files
@@ -22,8 +22,8 @@ def test_round_trip_gives_identical_samples(tmp_path, model, ext):
     assert loaded.config == model.config
     for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), k
-    a = sample(model, CFG(2.0), [7, 8], seed=3, top_k=20)
-    b = sample(loaded, CFG(2.0), [7, 8], seed=3, top_k=20)
+    a = sample(model, CFG(2.0), Generation([7, 8], seed=3, draw=Draw(top_k=20)))
+    b = sample(loaded, CFG(2.0), Generation([7, 8], seed=3, draw=Draw(top_k=20)))
     assert all(torch.equal(x, y) for x, y in zip(a.tokens, b.tokens))
     assert torch.equal(a.images, b.images)
 
@@ -38,7 +38,7 @@ def test_config_inferred_from_tensors(model):
 def test_half_precision_loading(tmp_path, model, dtype):
     loaded = load_var(*write_var_files(model, tmp_path), dtype=dtype)
     assert loaded.dtype == dtype and loaded.vae.dtype == dtype
-    out = sample(loaded, CFG(4.0), [1], top_k=1)
+    out = sample(loaded, CFG(4.0), Generation([1], draw=Draw(top_k=1)))
     assert out.images.dtype == torch.float32 and torch.isfinite(out.images).all()
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from scalewise.guidance import CFG, sample
+from scalewise.guidance import CFG, Draw, Generation, sample
 from scalewise.models.builtin import SCENES_MODEL
 from scalewise.models.scenes import CLASS_NAMES, JUDGE_FILE, PATCH_NUMS, VAE_FILE, VAR_FILE
 from scalewise.tools.scenes.data import sample as real_scenes
@@ -137,7 +137,7 @@ def measure_judge(judge, scenes):
 def measure_guided(model, judge, guider):
     """Images of 100 judged as their class, classes 0-9 in turn, seed 1000, top_k off, top_p 0.95."""
     labels = torch.arange(100) % len(CLASS_NAMES)
-    out = sample(model, guider, labels, seed=1000, top_k=900, top_p=0.95)
+    out = sample(model, guider, Generation(labels, seed=1000, draw=Draw(top_k=900, top_p=0.95)))
     return int((judge_images(judge, out.images)["labels"] == labels).sum())
 
 

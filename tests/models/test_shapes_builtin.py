@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from scalewise.guidance import CFG, sample
+from scalewise.guidance import CFG, Draw, Generation, sample
 from scalewise.models.shapes import CLASS_NAMES, PATCH_NUMS, VAE_FILE, VAR_FILE, load_judge, load_shapes_model
 from scalewise.tools.shapes.data import sample as real_images
 from scalewise.models.shapes.judge import judge_images
@@ -87,7 +87,7 @@ def measure_real(judge):
 
 def measure_generated(model, judge, guider, labels, seed, top_p=0.95):
     """Images of `guider` (None = unguided) judged as their class `labels`, top_k off."""
-    out = sample(model, guider, labels, seed=seed, top_k=900, top_p=top_p)
+    out = sample(model, guider, Generation(labels, seed=seed, draw=Draw(top_k=900, top_p=top_p)))
     return int((judge_images(judge, out.images)["labels"] == labels).sum())
 
 

@@ -34,3 +34,18 @@ def test_judge_outputs():
     out = judge_images(judge, torch.rand(5, 3, 64, 64), chunk=2)
     assert out["labels"].shape == (5,) and out["masks"].shape == (5, 64, 64) and out["features"].shape == (5, 128)
     assert set(out["masks"].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_judge_masks_are_the_shipped_judges_segmentation():
+    """models.builtin.judge_masks: the built-in model's own judge (loaded once), None for any other model."""
+    from scalewise.models.builtin import SCENES_MODEL, SHAPES_MODEL, judge_masks
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    masks = judge_masks(SHAPES_MODEL.class_set, images)
+    channels_last = images.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # ComfyUI's IMAGE, seen as NCHW
+    assert torch.equal(masks, judge_images(SHAPES_MODEL.load_judge(), channels_last)["masks"])
+    assert torch.equal(judge_masks(SHAPES_MODEL.class_set, channels_last), masks)  # the same whatever the layout
+    assert masks.shape == (3, 64, 64) and set(masks.unique().tolist()) <= {0.0, 1.0}
+    scenes = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(judge_masks(SCENES_MODEL.class_set, scenes), judge_images(
+        SCENES_MODEL.load_judge(), scenes.contiguous(memory_format=torch.channels_last))["masks"])
+    assert judge_masks("imagenet", images) is None and judge_masks(None, images) is None

@@ -5,7 +5,7 @@ import pathlib
 import pytest
 import torch
 
-from scalewise.guidance import CFG, SoftCFG, sample
+from scalewise.guidance import CFG, Draw, Generation, SoftCFG, sample
 from scalewise.models import (CheckpointError, SCHEDULES, SwittiConfig, TextCondition, load_switti,
                               switti_official_state_dict, var_official_state_dict, vqvae_official_state_dict)
 from scalewise.models.switti import SwittiTransformer, rope_table
@@ -56,7 +56,7 @@ def test_scale_by_scale_logits_equal_masked_full_sequence(autoregressive):
     model = tiny_switti(autoregressive=autoregressive, seed=2)
     text = random_text()
     rec = LogitRecorder()
-    out = sample(model, rec, text, top_k=50, top_p=0.9, seed=4)
+    out = sample(model, rec, Generation(text, seed=4, draw=Draw(top_k=50, top_p=0.9)))
     inputs = model.vae.quantize.teacher_forcing_inputs(out.tokens, model.patch_nums)
     full = model.transformer.forward_teacher(TextCondition(text.hidden, text.pooled, text.mask), inputs)
     cached = torch.cat(rec.logits, dim=1)
@@ -68,8 +68,8 @@ def test_scale_by_scale_logits_equal_masked_full_sequence(autoregressive):
 
 def test_non_ar_and_ar_differ_only_by_attention():
     text = random_text(batch=1)
-    a = sample(tiny_switti(autoregressive=False, seed=3), CFG(4.0), text, top_k=1)
-    b = sample(tiny_switti(autoregressive=True, seed=3), CFG(4.0), text, top_k=1)
+    a = sample(tiny_switti(autoregressive=False, seed=3), CFG(4.0), Generation(text, draw=Draw(top_k=1)))
+    b = sample(tiny_switti(autoregressive=True, seed=3), CFG(4.0), Generation(text, draw=Draw(top_k=1)))
     assert torch.equal(a.tokens[0], b.tokens[0])  # scale 0 has no earlier scale to attend to
     assert any(not torch.equal(x, y) for x, y in zip(a.tokens[1:], b.tokens[1:]))
 
@@ -79,18 +79,20 @@ def test_padding_tokens_do_not_matter():
     text = random_text(batch=1)
     changed = TextCondition(text.hidden.clone(), text.pooled, text.mask, text.negative)
     changed.hidden[:, 20:] = 1000.0  # beyond the valid length (5)
-    a, b = sample(model, CFG(3.0), text, top_k=1), sample(model, CFG(3.0), changed, top_k=1)
+    a, b = sample(model, CFG(3.0), Generation(text, draw=Draw(top_k=1))), sample(model, CFG(3.0),
+                                                                                 Generation(changed, draw=Draw(top_k=1)))
     assert all(torch.equal(x, y) for x, y in zip(a.tokens, b.tokens))
 
 
 def test_per_image_seeds_with_text_batches():
     model = tiny_switti(seed=5)
     text = random_text(batch=3)
-    batch = sample(model, CFG(4.0), text, seed=10, top_k=40, top_p=0.9, more_smooth=True, smooth_start_scale=1)
+    batch = sample(model, CFG(4.0), Generation(text, seed=10, draw=Draw(top_k=40, top_p=0.9, more_smooth=True,
+                                                                        smooth_start_scale=1)))
     for i in range(3):
         one = TextCondition(text.hidden[i:i + 1], text.pooled[i:i + 1], text.mask[i:i + 1], text.negative)
-        single = sample(model, CFG(4.0), one, seed=10, top_k=40, top_p=0.9, more_smooth=True,
-                        smooth_start_scale=1, batch_index=i)
+        single = sample(model, CFG(4.0), Generation(one, seed=10, batch_index=i, draw=Draw(top_k=40, top_p=0.9,
+                                                                                           more_smooth=True, smooth_start_scale=1)))
         assert all(torch.equal(b[i], s[0]) for b, s in zip(batch.tokens, single.tokens))
 
 
@@ -105,44 +107,45 @@ def test_cfg_window_drops_the_negative_and_applies_the_last_temperature(monkeypa
 
     monkeypatch.setattr(type(model), "forward_scale", spy)
     text = random_text(batch=2)
-    sample(model, CFG(6.0, start_scale=1, stop_scale=3), text, top_k=1, last_scale_temperature=0.1)
+    sample(model, CFG(6.0, start_scale=1, stop_scale=3),
+           Generation(text, draw=Draw(top_k=1, last_scale_temperature=0.1)))
     assert rows == [2, 4, 4, 2]  # non-AR: the negative runs only where guided
     monkeypatch.undo()
     # the temperature acts only after the window: greedy tokens are unchanged by it
-    a = sample(model, CFG(6.0, stop_scale=3), text, top_k=1, last_scale_temperature=0.1)
-    b = sample(model, CFG(6.0, stop_scale=3), text, top_k=1)
+    a = sample(model, CFG(6.0, stop_scale=3), Generation(text, draw=Draw(top_k=1, last_scale_temperature=0.1)))
+    b = sample(model, CFG(6.0, stop_scale=3), Generation(text, draw=Draw(top_k=1)))
     assert all(torch.equal(x, y) for x, y in zip(a.tokens, b.tokens))
-    c = sample(model, CFG(6.0, stop_scale=3), text, top_k=0, seed=1, last_scale_temperature=0.01)
-    d = sample(model, CFG(6.0, stop_scale=3), text, top_k=0, seed=1)
+    c = sample(model, CFG(6.0, stop_scale=3), Generation(text, seed=1, draw=Draw(top_k=0, last_scale_temperature=0.01)))
+    d = sample(model, CFG(6.0, stop_scale=3), Generation(text, seed=1, draw=Draw(top_k=0)))
     assert all(torch.equal(x, y) for x, y in zip(c.tokens[:3], d.tokens[:3]))
 
 
 def test_softcfg_refused_on_non_ar_but_works_on_ar():
     text = random_text(batch=1)
     with pytest.raises(ValueError, match="non-autoregressive"):
-        sample(tiny_switti(autoregressive=False), SoftCFG(base=CFG(4.0)), text, top_k=1)
-    out = sample(tiny_switti(autoregressive=True), SoftCFG(base=CFG(4.0)), text, top_k=1)
+        sample(tiny_switti(autoregressive=False), SoftCFG(base=CFG(4.0)), Generation(text, draw=Draw(top_k=1)))
+    out = sample(tiny_switti(autoregressive=True), SoftCFG(base=CFG(4.0)), Generation(text, draw=Draw(top_k=1)))
     assert out.images.shape == (1, 3, 64, 64)
 
 
 def test_guidance_needs_a_negative():
     text = random_text(batch=1)
     text.negative = None
-    sample(tiny_switti(), None, text, top_k=1)  # no guidance: fine
+    sample(tiny_switti(), None, Generation(text, draw=Draw(top_k=1)))  # no guidance: fine
     with pytest.raises(ValueError, match="negative"):
-        sample(tiny_switti(), CFG(4.0), text, top_k=1)
+        sample(tiny_switti(), CFG(4.0), Generation(text, draw=Draw(top_k=1)))
 
 
 def test_class_ids_are_refused():
     with pytest.raises(TypeError, match="needs conditioning from the Switti Text Encode"):
-        sample(tiny_switti(), CFG(4.0), [3], top_k=1)
+        sample(tiny_switti(), CFG(4.0), Generation([3], draw=Draw(top_k=1)))
     named = tiny_switti(autoregressive=True)
     named.source_name = "Switti-AR/model.safetensors"  # as the loader node sets it
     with pytest.raises(TypeError, match=r"^conditioning: this Switti-AR model \(64 px\) loaded from "
                                         r"'Switti-AR/model.safetensors' needs conditioning"):
-        sample(named, CFG(4.0), [3], top_k=1)
+        sample(named, CFG(4.0), Generation([3], draw=Draw(top_k=1)))
     with pytest.raises(TypeError, match="class ids"):
-        sample(tiny_model(), CFG(4.0), random_text(), top_k=1)
+        sample(tiny_model(), CFG(4.0), Generation(random_text(), draw=Draw(top_k=1)))
 
 
 # -- loading ------------------------------------------------------------------------------------
@@ -160,7 +163,8 @@ def test_round_trip_and_variant_detection(tmp_path, autoregressive, with_config)
     loaded = load_switti(folder, vae)
     assert loaded.config == model.config
     text = random_text(batch=1)
-    a, b = sample(model, CFG(5.0), text, top_k=1), sample(loaded, CFG(5.0), text, top_k=1)
+    a, b = sample(model, CFG(5.0), Generation(text, draw=Draw(top_k=1))), sample(loaded, CFG(5.0),
+                                                                                 Generation(text, draw=Draw(top_k=1)))
     assert all(torch.equal(x, y) for x, y in zip(a.tokens, b.tokens))
     assert load_switti(folder / "model.safetensors", vae).config.autoregressive == autoregressive
 
@@ -203,9 +207,9 @@ def test_every_guider_works_with_switti(autoregressive):
                SSG(0.2, base=IGG(2.0, base=CFG(4.0, stop_scale=-1)))]
     if autoregressive:
         guiders.append(SoftCFG(base=CFG(6.0)))
-    plain = sample(model, None, text, top_k=1)
+    plain = sample(model, None, Generation(text, draw=Draw(top_k=1)))
     for guider in guiders:
-        out = sample(model, guider, text, top_k=1, trace=True, last_scale_temperature=0.1)
+        out = sample(model, guider, Generation(text, draw=Draw(top_k=1, last_scale_temperature=0.1)), trace=True)
         assert out.images.shape == (2, 3, 64, 64) and len(out.trace.magnitude) == 4, guider.describe()
         assert any(not torch.equal(a, b) for a, b in zip(out.tokens, plain.tokens)), guider.describe()
 

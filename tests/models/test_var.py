@@ -3,7 +3,7 @@ import pathlib
 import pytest
 import torch
 
-from scalewise.guidance import CFG, sample
+from scalewise.guidance import CFG, Draw, Generation, sample
 from scalewise.models import SCHEDULES, VARConfig, var_official_state_dict, vqvae_official_state_dict
 from scalewise.models.var_loader import build_var_transformer
 from scalewise.models.vqvae_loader import build_vqvae
@@ -58,7 +58,7 @@ def test_d30_parameter_count():
 def test_cached_logits_equal_teacher_forcing(shared, patch_nums):
     model = tiny_model(patch_nums=patch_nums, shared_adaln=shared, seed=3)
     rec = LogitRecorder()
-    out = sample(model, rec, [5, 17], seed=1, top_k=50, top_p=0.9)
+    out = sample(model, rec, Generation([5, 17], seed=1, draw=Draw(top_k=50, top_p=0.9)))
     inputs = model.vae.quantize.teacher_forcing_inputs(out.tokens, patch_nums)
     full = model.transformer.forward_teacher(torch.tensor([5, 17]), inputs)
     cached = torch.cat(rec.logits, dim=1)
@@ -70,7 +70,7 @@ def test_cached_logits_equal_teacher_forcing(shared, patch_nums):
 
 def test_sampler_image_equals_decoded_tokens():
     model = tiny_model(seed=2)
-    out = sample(model, CFG(3.0), [1, 2], seed=0, top_k=100, top_p=0.9)
+    out = sample(model, CFG(3.0), Generation([1, 2], seed=0, draw=Draw(top_k=100, top_p=0.9)))
     # the same lookups, contributions in the same order and the same decode shapes: bitwise equal
     assert torch.equal(model.vae.tokens_to_image(out.tokens, model.patch_nums), out.images)
 
@@ -79,7 +79,8 @@ def test_class_rules_live_in_the_model():
     """One class check, in VARModel.prepare_condition: a label's class set must be the model's, ids in range."""
     from scalewise.models import ClassCondition
     model = tiny_model(seed=1)
-    assert model.prepare_condition(ClassCondition((207,), "imagenet", "207: golden retriever"), 2).tolist() == [207, 207]
+    assert model.prepare_condition(ClassCondition((207,), "imagenet", "207: golden retriever"),
+                                   2).tolist() == [207, 207]
     with pytest.raises(ValueError, match="is a class of the built-in tiny-shapes model.*ImageNet entries"):
         model.prepare_condition(ClassCondition((5,), "tiny-shapes", "tiny-shapes 5: star"), None)
     with pytest.raises(ValueError, match=r"class id 1001 is out of range for an ImageNet VAR model.*0\.\.999"):

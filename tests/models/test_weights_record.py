@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from scalewise.guidance import CFG, sample
+from scalewise.guidance import CFG, Draw, Generation, sample
 from scalewise.models import (CheckpointError, load_switti, load_var, switti_official_state_dict,
                               var_official_state_dict, vqvae_official_state_dict)
 from scalewise.models.checkpoint import CheckpointWarning, name_claims
@@ -43,7 +43,8 @@ def test_stored_attention_mask_beats_config_use_ar(tmp_path, autoregressive):
                      "Switti-AR" if autoregressive else "non-AR", "using the weights"):
         assert fragment in note, (fragment, note)
     text = random_text(batch=1)
-    a, b = sample(model, CFG(5.0), text, top_k=1), sample(loaded, CFG(5.0), text, top_k=1)
+    a, b = sample(model, CFG(5.0), Generation(text, draw=Draw(top_k=1))), sample(loaded, CFG(5.0),
+                                                                                 Generation(text, draw=Draw(top_k=1)))
     assert all(torch.equal(x, y) for x, y in zip(a.tokens, b.tokens))
 
 
