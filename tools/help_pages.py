@@ -12,9 +12,12 @@ this script writes, so a changed schema cannot leave an outdated help page.
 from __future__ import annotations
 
 import argparse
-import json
-import urllib.request
+import os
+import sys
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from locales import pack_nodes, served_object_info  # noqa: E402  (the sibling script, run or imported)
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "web" / "docs"
@@ -75,12 +78,6 @@ def render(page: str, node: dict) -> str:
     return page[:start] + inputs_block(node) + page[stop + len(END):]
 
 
-def pack_nodes(object_info: dict) -> dict:
-    """The pack's nodes: those of the Python module that registers ScalewiseSampler."""
-    module = object_info["ScalewiseSampler"]["python_module"]
-    return {k: v for k, v in object_info.items() if v.get("python_module") == module}
-
-
 def outdated(object_info: dict) -> dict:
     """{page path: its text as it should be} for every page that differs from what the schemas give."""
     changed = {}
@@ -98,8 +95,7 @@ def main(argv=None):
     ap.add_argument("--server", required=True, help="a running ComfyUI with the pack, e.g. http://127.0.0.1:8188")
     ap.add_argument("--write", action="store_true", help="rewrite the pages' generated sections")
     args = ap.parse_args(argv)
-    with urllib.request.urlopen(args.server.rstrip("/") + "/object_info", timeout=60) as answer:
-        changed = outdated(json.load(answer))
+    changed = outdated(served_object_info(args.server))
     for path, text in changed.items():
         print(f"{'wrote' if args.write else 'out of date'}: {path.relative_to(ROOT)}")
         if args.write:

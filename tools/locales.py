@@ -23,16 +23,26 @@ LOCALES = ROOT / "locales"
 SOURCE = LOCALES / "en_source.json"
 
 
+def pack_nodes(object_info: dict) -> dict:
+    """The pack's nodes in a server's /object_info: those of the Python module that registers ScalewiseSampler (test
+    packs may register other Scalewise* ids)."""
+    module = object_info["ScalewiseSampler"]["python_module"]
+    return {k: v for k, v in object_info.items() if v.get("python_module") == module}
+
+
+def served_object_info(server: str) -> dict:
+    """GET <server>/object_info of a running ComfyUI (e.g. http://127.0.0.1:8188) as a dict."""
+    with urllib.request.urlopen(server.rstrip("/") + "/object_info", timeout=60) as answer:
+        return json.load(answer)
+
+
 def english_texts(object_info: dict) -> dict:
     """The pack's nodes' texts from a server's /object_info, in the frontend's nodeDefs format:
     {node id: {display_name, description?, inputs: {input: {name, tooltip?}}, outputs: {"i": {name, tooltip?}}}}.
     Empty descriptions and tooltips are left out (the frontend has nothing to translate there). The pack's nodes are
     those of the Python module that registers ScalewiseSampler (test packs may register other Scalewise* ids)."""
-    module = object_info["ScalewiseSampler"]["python_module"]
     texts = {}
-    for node_id, node in object_info.items():
-        if node.get("python_module") != module:
-            continue
+    for node_id, node in pack_nodes(object_info).items():
         entry = {"display_name": node["display_name"]}
         if node.get("description"):
             entry["description"] = node["description"]
@@ -69,8 +79,7 @@ def main(argv=None):
     ap.add_argument("--server", required=True, help="a running ComfyUI with the pack, e.g. http://127.0.0.1:8188")
     ap.add_argument("--write", action="store_true", help="write locales/en_source.json from the server")
     args = ap.parse_args(argv)
-    with urllib.request.urlopen(args.server.rstrip("/") + "/object_info", timeout=60) as answer:
-        tree = english_texts(json.load(answer))
+    tree = english_texts(served_object_info(args.server))
     current = key_paths(tree)
     recorded = key_paths(json.loads(SOURCE.read_text(encoding="utf-8")))
     changed = sorted(k for k in current if recorded.get(k) != current[k])
