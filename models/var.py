@@ -186,7 +186,7 @@ class VARTransformer(nn.Module):
         self.pos_start = nn.Parameter(torch.zeros(1, cfg.schedule.lengths[0], c))
         self.pos_1LC = nn.Parameter(torch.zeros(1, L, c))
         self.word_embed = nn.Linear(cfg.latent_channels, c)
-        self.class_emb = nn.Embedding(cfg.num_classes + 1, c)
+        self.build_condition_table(cfg)  # registered here: the official state-dict order
         self.lvl_embed = nn.Embedding(len(cfg.patch_nums), c)
         if cfg.shared_adaln:
             self.shared_ada_lin = _adaln_linear(c, 6)
@@ -195,11 +195,22 @@ class VARTransformer(nn.Module):
         self.head = nn.Linear(c, cfg.vocab_size)
         self.register_buffer("levels", cfg.schedule.levels(), persistent=False)  # the scale of each position
 
+    def build_condition_table(self, cfg: VARConfig) -> None:
+        """The condition's parameters: VAR's class table `class_emb` (num_classes + 1 rows, the last the null
+        class). A family with another condition (VAR-CLIP, models/var_clip.py) registers its own here."""
+        self.class_emb = nn.Embedding(cfg.num_classes + 1, cfg.width)
+
+    def condition_embedding(self, labels: torch.Tensor) -> torch.Tensor:
+        """The condition vector [R, C] of each row, which is the first-scale token (with pos_start) and the AdaLN
+        condition: class_emb(labels) for class ids int64 [R]."""
+        return self.class_emb(labels)
+
     # -- pieces used by both the cached and the teacher-forced paths -------------------------
     def condition(self, labels: torch.Tensor) -> VARCondition:
-        """Everything that depends only on the class ids int64 [R]: embeddings [R, C], block modulations, head
-        modulation and the fused q/k/v biases, computed once per generation."""
-        emb = self.class_emb(labels)
+        """Everything that depends only on the condition rows (class ids int64 [R] for VAR; see
+        `condition_embedding`): embeddings [R, C], block modulations, head modulation and the fused q/k/v biases,
+        computed once per generation."""
+        emb = self.condition_embedding(labels)
         shared = None
         if self.config.shared_adaln:
             shared = self.shared_ada_lin(emb).view(emb.shape[0], 1, 6, -1)
@@ -241,7 +252,8 @@ class VARTransformer(nn.Module):
 
     # -- teacher forcing (training-style full sequence, used to verify the cached path) -------
     def forward_teacher(self, labels: torch.Tensor, latent_inputs: torch.Tensor) -> torch.Tensor:
-        """Logits [B, L, V] for the whole sequence; latent_inputs [B, L - n_0, Cvae] (no label dropout)."""
+        """Logits [B, L, V] for the whole sequence; labels: the condition rows `condition_embedding` takes;
+        latent_inputs [B, L - n_0, Cvae] (no label dropout)."""
         cond = self.condition(labels)
         x = torch.cat((self.embed_start(cond), self.embed_scale_all(latent_inputs)), dim=1)
         mask = self.config.schedule.attention_mask(causal=True, device=x.device).to(x.dtype)
@@ -352,7 +364,7 @@ class VARModel(ScalewiseModel):
         else:
             raise TypeError(f"conditioning: this VAR model needs conditioning from the Class (VAR) node (a "
                             f"ClassCondition, or class ids), got {type(conditioning).__name__}; text conditioning "
-                            "is for Switti models")
+                            "is for Switti and VAR-CLIP models")
         if not ids:
             raise ValueError("conditioning: no class given: pass at least one class id")
         for c in ids:
