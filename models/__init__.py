@@ -6,6 +6,9 @@ from .schedule import SCHEDULES, Schedule
 from .switti import SwittiConfig, SwittiModel, SwittiTransformer, TextCondition
 from .switti_loader import load_switti, load_switti_transformer, switti_official_state_dict
 from .var import ClassCondition, VARConfig, VARModel, VARTransformer
+from .var_clip import PooledTextCondition, VARCLIPConfig, VARCLIPModel, VARCLIPTransformer
+from .var_clip_loader import (infer_var_clip_config, load_var_clip, load_var_clip_transformer, load_var_or_var_clip,
+                              var_clip_official_state_dict)
 from .var_loader import infer_var_config, load_var, load_var_transformer, var_official_state_dict
 from .vqvae import VQVAE, VQVAEConfig, phi_index_table
 from .vqvae_loader import infer_vqvae_config, load_vqvae, vqvae_official_state_dict
@@ -16,4 +19,6 @@ __all__ = [
     "load_vqvae", "var_official_state_dict", "vqvae_official_state_dict", "SwittiConfig", "SwittiModel",
     "SwittiTransformer", "TextCondition", "load_switti", "load_switti_transformer", "switti_official_state_dict",
     "SCHEDULES", "Schedule", "VARConfig", "VARModel", "VARTransformer", "VQVAE", "VQVAEConfig", "phi_index_table",
+    "PooledTextCondition", "VARCLIPConfig", "VARCLIPModel", "VARCLIPTransformer", "infer_var_clip_config",
+    "load_var_clip", "load_var_clip_transformer", "load_var_or_var_clip", "var_clip_official_state_dict",
 ]

@@ -309,13 +309,27 @@ def _zip_record_offsets(path: str) -> dict[str, int]:
     return offsets
 
 
-def _cast_from_zip(path: str, mapped: dict, dtype: torch.dtype, keys=None) -> dict | None:
+def _tensors_in(obj, depth: int = 0):
+    """Every tensor of a loaded checkpoint object (nested dicts, lists and tuples: a training dump's optimizer
+    state), depth-first."""
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif depth < 16 and isinstance(obj, dict):
+        for v in obj.values():
+            yield from _tensors_in(v, depth + 1)
+    elif depth < 16 and isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _tensors_in(v, depth + 1)
+
+
+def _cast_from_zip(path: str, mapped: dict, dtype: torch.dtype | None, keys=None, every=None) -> dict | None:
     """The memory-mapped tensors of a torch zip file re-read through plain file reads and cast one at a time: the
     mapping's pages are never touched, so they never count as the process's memory. Storage i of the mapping
-    starts at base + offset of record i (checked over every tensor of the file); `keys` (default: all) are read.
-    None when that layout does not hold (then the caller casts from the mapping)."""
+    starts at base + offset of record i (checked over every tensor of the file: `every`, default the values of
+    `mapped`); `keys` (default: all) are read, in `dtype` (None: as stored, a copy). None when that layout does not
+    hold (then the caller casts from the mapping)."""
     storages = {}
-    for t in mapped.values():
+    for t in (mapped.values() if every is None else every):
         if isinstance(t, torch.Tensor):
             storage = t.untyped_storage()
             storages.setdefault(storage.data_ptr(), storage.nbytes())
@@ -347,33 +361,51 @@ def _cast_each(sd: dict, dtype: torch.dtype | None) -> dict:
     return out
 
 
-def _read_pickle(path: str, kind: str, dtype: torch.dtype | None, mmap: bool, skip) -> dict:
+def _select_entry(obj, entry: tuple[str, ...]):
+    """obj[entry[0]][entry[1]]... when obj nests a dict there (a training dump), else None."""
+    for name in entry:
+        if not isinstance(obj, dict) or not isinstance(obj.get(name), dict):
+            return None
+        obj = obj[name]
+    return obj
+
+
+def _read_pickle(path: str, kind: str, dtype: torch.dtype | None, mmap: bool, skip, entry=()) -> dict:
     # mmap needs a path, and torch.load hands any path ending in .safetensors to safetensors: a renamed pickle
-    # is read through a file object instead (whole, as without mmap)
-    mmap = mmap and kind == "torch-zip" and not path.lower().endswith(".safetensors")
-    if mmap:
+    # is read through a file object instead (whole, as without mmap). A file that may be a training dump
+    # (`entry`) is always mapped, so that what the dump holds beside the model (optimizer state, a VQ-VAE copy)
+    # is never read; without mmap the model's tensors are then copied out through plain file reads.
+    mappable = kind == "torch-zip" and not path.lower().endswith(".safetensors")
+    mapped = mappable and (mmap or bool(entry))
+    if mapped:
         obj = _torch_load(path, path, kind, mmap=True)  # memory-mapped: the pickle is read, the tensor data is not
     else:
         with open(path, "rb") as f:  # a file object: torch.load must not dispatch on the extension
             obj = _torch_load(path, f, kind)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a state dict (name -> tensor), found {type(obj).__name__}")
-    everything, obj = obj, {k: v for k, v in obj.items() if k not in skip}
+    everything = obj
+    if entry and (inner := _select_entry(obj, entry)) is not None:
+        obj = inner
+    obj = {k: v for k, v in obj.items() if k not in skip}
     nested = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if nested:
         hint = " (a training checkpoint? it nests the model under 'trainer')" if "trainer" in nested else ""
         raise CheckpointError(f"{path}: expected a flat state dict of tensors, but entries {nested[:5]} are "
                               f"containers{hint}")
-    if mmap and any(_wants_cast(t.dtype, dtype) for t in obj.values()):
-        cast = _cast_from_zip(path, everything, dtype, keys=list(obj))
+    copy = mapped and not mmap  # mapped only to leave the rest of a dump unread: the caller asked for no mmap
+    if mapped and (copy or any(_wants_cast(t.dtype, dtype) for t in obj.values())):
+        cast = _cast_from_zip(path, obj, dtype, keys=list(obj), every=list(_tensors_in(everything)))
         if cast is not None:
             return cast
     del everything  # the originals must be freed as _cast_each drops them
+    if copy:  # the layout check failed: copy from the mapping, tensor by tensor (only the model's pages are read)
+        return {k: (t.to(dtype) if _wants_cast(t.dtype, dtype) else t.clone()) for k, t in obj.items()}
     return _cast_each(obj, dtype)
 
 
 def read_state_dict(path: str, dtype: torch.dtype | None = None, *, mmap: bool = True,
-                    skip=()) -> dict[str, torch.Tensor]:
+                    skip=(), entry: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
     """Tensors of a flat state dict from .safetensors or a PyTorch pickle, on the CPU, without the keys in `skip`.
 
     dtype: floating-point tensors are cast to it (None = as stored), one tensor at a time, so the peak memory is
@@ -386,19 +418,26 @@ def read_state_dict(path: str, dtype: torch.dtype | None = None, *, mmap: bool =
     code in the file runs. Raises CheckpointError naming
     `path` when the file is missing or empty, is not a .safetensors/PyTorch file (the message says what it looks
     like), is truncated or damaged, contains objects other than tensors (the class it refers to is named), or is
-    not a flat name -> tensor dict (e.g. a training checkpoint nesting the model under 'trainer')."""
+    not a flat name -> tensor dict (e.g. a training checkpoint nesting the model under 'trainer').
+
+    entry: where a training dump nests the model, e.g. ("trainer", "var_wo_ddp") for VAR's and VAR-CLIP's
+    train.py dumps (`{'trainer': {'var_wo_ddp': state dict, 'vae_local': ..., 'var_opt': ...}, 'args': ...}`): a
+    file holding a dict there gives that state dict, anything else is read as a flat file. Such files are always
+    memory-mapped (a zip file), so the dump's other entries are never read into memory; with mmap=False the
+    model's tensors are copied out of the mapping by plain file reads."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such file")
     kind = _sniff(path)
     if kind == "safetensors":
         return _read_safetensors(path, dtype, mmap, set(skip))
-    return _read_pickle(path, kind, dtype, mmap, set(skip))
+    return _read_pickle(path, kind, dtype, mmap, set(skip), tuple(entry))
 
 
 def checkpoint_kind(sd: dict) -> str:
-    """What a state dict holds, guessed from its keys: a key of `DESCRIPTIONS` ("var", "vqvae", "switti", other
-    model kinds, "unknown"), for error messages and dispatch."""
+    """What a state dict holds, guessed from its keys: a key of `DESCRIPTIONS` ("var", "var-clip" (VAR's network
+    with `noise` and `cond_proj` in place of `class_emb`), "vqvae", "switti", other model kinds, "unknown"), for
+    error messages and dispatch."""
     keys = sd.keys()
 
     def has(*names):
@@ -409,6 +448,8 @@ def checkpoint_kind(sd: dict) -> str:
 
     if has("class_emb.weight", "head.weight") and prefixed("blocks.0.attn.mat_qkv"):
         return "var"
+    if has("cond_proj.weight", "noise.weight", "head.weight") and prefixed("blocks.0.attn.mat_qkv"):
+        return "var-clip"
     if has("quantize.embedding.weight", "encoder.conv_in.weight", "decoder.conv_out.weight"):
         return "vqvae"
     if has("text_pooler.weight", "head.weight") and prefixed("blocks.0.cross_attn"):
@@ -426,6 +467,7 @@ def checkpoint_kind(sd: dict) -> str:
 
 DESCRIPTIONS = {
     "var": "a VAR transformer (var_d*.pth)",
+    "var-clip": "a VAR-CLIP text-to-image transformer (VAR-CLIP's ar-ckpt-last.pth, or its model alone)",
     "vqvae": "a multi-scale VQ-VAE (vae_ch160v4096z32.pth or VQVAE-Switti)",
     "switti": "a Switti transformer",
     "stable-diffusion": "a Stable Diffusion checkpoint (load it with ComfyUI's checkpoint loader)",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .checkpoint import (CheckpointError, check_keys, count_indices, expect_kind, materialise, name_claims,
-                         read_state_dict, warn_disagreement)
+from .checkpoint import (CheckpointError, check_keys, checkpoint_kind, count_indices, expect_kind, materialise,
+                         name_claims, read_state_dict, warn_disagreement)
 from .schedule import SCHEDULES, Schedule
 from .var import VARConfig, VARModel, VARTransformer
 from .vqvae_loader import load_vqvae
@@ -70,7 +70,9 @@ def var_official_state_dict(transformer: VARTransformer) -> dict[str, torch.Tens
     return sd
 
 
-def _verify_buffers(path, sd, cfg: VARConfig):
+def verify_var_buffers(path, sd, cfg: VARConfig) -> dict:
+    """`sd` without the buffers the official files carry (lvl_1L, attn_bias_for_masking, zero attn.zero_k_bias),
+    after checking them against `cfg`'s schedule: CheckpointError naming `path` when they disagree."""
     expected = var_buffers(cfg)
     for name in VAR_BUFFERS:
         if name in sd and not torch.equal(sd[name].to(expected[name].dtype), expected[name]):
@@ -101,20 +103,34 @@ def build_var_transformer(cfg: VARConfig, device="cpu") -> VARTransformer:
         return VARTransformer(cfg)
 
 
+TRAINER_ENTRY = ("trainer", "var_wo_ddp")  # where VAR's and VAR-CLIP's train.py dumps keep the model
+
+
 def load_var_transformer(path, *, device="cpu", dtype=torch.float32, mmap: bool = True) -> VARTransformer:
-    """Load an official VAR transformer (`var_d16.pth` ... `var_d36.pth`, or the same tensors as .safetensors) in
-    eval mode on `device` in `dtype`. The buffers the file carries (`lvl_1L`, `attn_bias_for_masking`, zero
-    `attn.zero_k_bias`) are checked against the inferred schedule and dropped. Raises CheckpointError naming the
-    file for an unreadable, unsafe, foreign, incomplete or inconsistent file."""
-    sd = read_state_dict(path, dtype, mmap=mmap)  # cast tensor by tensor: peak = the model + one tensor
+    """Load an official VAR transformer (`var_d16.pth` ... `var_d36.pth`, the same tensors as .safetensors, or a
+    train.py dump holding the model under ['trainer']['var_wo_ddp']) in eval mode on `device` in `dtype`. The
+    buffers the file carries (`lvl_1L`, `attn_bias_for_masking`, zero `attn.zero_k_bias`) are checked against the
+    inferred schedule and dropped. Raises CheckpointError naming the file for an unreadable, unsafe, foreign
+    (a VAR-CLIP file is named as such), incomplete or inconsistent file."""
+    sd = read_state_dict(path, dtype, mmap=mmap, entry=TRAINER_ENTRY)  # cast tensor by tensor: peak = model + one
+    if checkpoint_kind(sd) == "var-clip":
+        raise CheckpointError(f"{path}: this is a VAR-CLIP text-to-image transformer (cond_proj and noise instead "
+                              "of class_emb), not a class-conditional VAR: load it as VAR-CLIP (load_var_clip; the "
+                              "Load VAR Model node takes both) and condition it with VAR-CLIP Text Encode")
     expect_kind(path, sd, "var")
+    return var_transformer_from(path, sd, device=device, dtype=dtype)
+
+
+def var_transformer_from(path, sd: dict, *, device="cpu", dtype=torch.float32) -> VARTransformer:
+    """A VARTransformer from the VAR tensors `sd` read from `path` (named in errors), checked as in
+    `load_var_transformer`."""
     try:
         cfg = infer_var_config(sd)
     except (KeyError, IndexError) as e:
         raise CheckpointError(f"{path}: incomplete VAR checkpoint (missing {e})") from None
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
-    sd = _verify_buffers(path, sd, cfg)
+    sd = verify_var_buffers(path, sd, cfg)
     check_var_name(path, cfg)
     model = build_var_transformer(cfg, "meta")
     check_keys(path, model, sd)
@@ -133,13 +149,20 @@ def load_var(var_path, vae_path, *, device="cpu", dtype=torch.float32, mmap: boo
     CheckpointError naming the file for a file either loader refuses, or when the VQ-VAE's codebook (V x Cvae)
     does not match what the transformer predicts."""
     transformer = load_var_transformer(var_path, device=device, dtype=dtype, mmap=mmap)
-    vae = load_vqvae(vae_path, device=device, dtype=vae_dtype or dtype, mmap=mmap)
+    model = pair_var_with_vqvae(transformer, var_path, vae_path, device=device, dtype=vae_dtype or dtype, mmap=mmap)
+    if class_names is not None or class_set is not None:
+        model.class_names, model.class_set = class_names, class_set
+    return model
+
+
+def pair_var_with_vqvae(transformer, var_path, vae_path, *, device, dtype, mmap: bool, model_class=VARModel):
+    """`model_class(transformer, VQ-VAE of vae_path)` (VARModel, or VARCLIPModel for VAR-CLIP's transformer), the
+    VQ-VAE loaded on `device` in `dtype`; CheckpointError when its codebook (V x Cvae) does not match what the
+    transformer predicts."""
+    vae = load_vqvae(vae_path, device=device, dtype=dtype, mmap=mmap)
     t, v = transformer.config, vae.config
     if (t.vocab_size, t.latent_channels) != (v.vocab_size, v.z_channels):
         raise CheckpointError(
             f"{vae_path}: this VQ-VAE has a {v.vocab_size}x{v.z_channels} codebook but {var_path} predicts "
             f"{t.vocab_size} codes of {t.latent_channels} channels; pick the VQ-VAE trained with this transformer")
-    model = VARModel(transformer, vae)
-    if class_names is not None or class_set is not None:
-        model.class_names, model.class_set = class_names, class_set
-    return model
+    return model_class(transformer, vae)

@@ -36,11 +36,12 @@ def var_config(depth=2, heads=2, patch_nums=SCHEDULES[256], shared_adaln=False, 
                      shared_adaln=shared_adaln, num_classes=num_classes)
 
 
-def random_var(cfg: VARConfig, seed=0) -> VARTransformer:
+def random_var(cfg: VARConfig, seed=0, transformer_class=VARTransformer) -> VARTransformer:
     """Random weights with O(1) modulation and logits of std ~3, so greedy decoding and guidance
-    produce varied tokens (the reference init would give near-identity blocks and tiny logits)."""
+    produce varied tokens (the reference init would give near-identity blocks and tiny logits).
+    transformer_class: VARTransformer, or VARCLIPTransformer for a VAR-CLIP config."""
     gen = torch.Generator().manual_seed(seed)
-    model = VARTransformer(cfg)
+    model = transformer_class(cfg)
     with torch.no_grad():
         for name, p in model.named_parameters():
             fan_in = p.shape[-1] if p.dim() > 1 else 1
@@ -68,6 +69,26 @@ def random_vqvae(seed=0, ch=32, ch_mult=(1, 1, 2, 2, 4)) -> VQVAE:
 
 def tiny_model(patch_nums=TINY_PN, depth=2, heads=2, shared_adaln=False, seed=0) -> VARModel:
     return VARModel(random_var(var_config(depth, heads, patch_nums, shared_adaln), seed), random_vqvae(seed))
+
+
+def var_clip_config(depth=2, heads=2, patch_nums=SCHEDULES[256], text_width=768):
+    from scalewise.models import VARCLIPConfig
+    return VARCLIPConfig(depth=depth, width=64 * heads, heads=heads, patch_nums=tuple(patch_nums),
+                         text_width=text_width)
+
+
+def tiny_var_clip(patch_nums=TINY_PN, depth=2, heads=2, text_width=768, seed=0):
+    """A random VAR-CLIP model (VAR's random weights, see random_var; noise and cond_proj random too) with the tiny
+    VQ-VAE of `seed`."""
+    from scalewise.models import VARCLIPModel, VARCLIPTransformer
+    cfg = var_clip_config(depth, heads, patch_nums, text_width)
+    return VARCLIPModel(random_var(cfg, seed, VARCLIPTransformer), random_vqvae(seed))
+
+
+def text_vectors(batch, width=768, seed=0) -> torch.Tensor:
+    """Random unit vectors float32 [batch, width]: stand-ins for CLIP's pooled, L2-normalised text vectors."""
+    v = torch.randn(batch, width, generator=torch.Generator().manual_seed(seed))
+    return v / v.norm(dim=-1, keepdim=True)
 
 
 def save(sd: dict, path) -> str:

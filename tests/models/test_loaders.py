@@ -164,5 +164,15 @@ def test_renamed_files_load_by_content(tmp_path, files):
 
 def test_training_dump_is_explained(tmp_path, files):
     path = tmp_path / "ar-ckpt-best.pth"
-    torch.save({"trainer": {"var_wo_ddp": read_state_dict(files[0])}, "epoch": torch.tensor(1)}, path)
+    torch.save({"trainer": {"model": read_state_dict(files[0])}, "epoch": torch.tensor(1)}, path)
     expect_error(lambda: load_var(path, files[1]), "training checkpoint")
+
+
+def test_a_train_py_dump_loads_its_var_wo_ddp(tmp_path, files, model):
+    """VAR's train.py (as VAR-CLIP's) dumps the model under ['trainer']['var_wo_ddp'], beside the optimizer."""
+    path = tmp_path / "ar-ckpt-best.pth"
+    torch.save({"trainer": {"var_wo_ddp": read_state_dict(files[0]), "var_opt": {"optimizer": {"state": {}}}},
+                "epoch": torch.tensor(1)}, path)
+    loaded = load_var(path, files[1])
+    want = model.transformer.state_dict()
+    assert all(torch.equal(loaded.transformer.state_dict()[k], want[k]) for k in want)
