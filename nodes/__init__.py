@@ -8,13 +8,14 @@ from .heatmap import GuidanceHeatmap
 from .sampler import Sampler
 from .switti import SwittiLoader, SwittiTextEncode
 from .var import ImageNetClass, VARLoader
+from .var_clip import VARCLIPTextEncode
 
 for _folder in MODEL_FOLDERS:
     register_model_folder(_folder)
 install_example_inputs()
 
 NODES = [VARLoader, ImageNetClass, CFGGuider, IGGGuider, SoftCFGGuider, SSGGuider, Sampler, GuidanceHeatmap,
-         SwittiLoader, SwittiTextEncode, CompareGuiders, GuidanceSweep]
+         SwittiLoader, SwittiTextEncode, CompareGuiders, GuidanceSweep, VARCLIPTextEncode]
 
 
 class ScalewiseExtension(ComfyExtension):

@@ -11,7 +11,7 @@ import comfy.model_patcher
 from comfy.cli_args import args
 from comfy_api.latest import io
 
-from ..models import ClassCondition, load_var
+from ..models import ClassCondition, load_var_or_var_clip
 from ..models.builtin import BUILTIN_MODELS, SCENES_MODEL, SHAPES_MODEL, builtin_by_name
 from ..models.var import IMAGENET
 from .common import (DTYPES, CondType, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs,
@@ -63,14 +63,17 @@ class VARLoader(ScalewiseNode):
             category="loaders/scalewise",
             **aliases("VAR", "visual autoregressive", "load VAR", "checkpoint", "tiny shapes", "next-scale"),
             description=(
-                "Loads an official VAR checkpoint (var_d16/20/24/30.pth at 256 px, var_d36.pth at 512 px) with its "
-                f"VQ-VAE {VAE_FILE}, both from models/var, or one of the small VARs built into the pack (no "
+                "Loads an official VAR checkpoint (var_d16/20/24/30.pth at 256 px, var_d36.pth at 512 px) or the "
+                "VAR-CLIP text-to-image model (its ar-ckpt-last.pth, or the model alone; told apart by its "
+                f"weights; prompts from VAR-CLIP Text Encode) with the VQ-VAE {VAE_FILE}, all from models/var, or "
+                "one of the small VARs built into the pack (no "
                 f"download): {_builtin_summaries()}; choose the same built-in entry for both var_name and "
                 "vae_name. The resolution is fixed by the checkpoint: VAR was trained on one scale schedule, and "
                 "other sizes give noise."),
             inputs=[
                 io.Combo.Input("var_name", options=files,
-                               tooltip=("The VAR transformer (var_d16.pth … var_d36.pth; .safetensors preferred), "
+                               tooltip=("The VAR transformer (var_d16.pth … var_d36.pth, or VAR-CLIP's "
+                                        "ar-ckpt-last.pth; .safetensors preferred), "
                                         f"or a built-in model: '{BUILTIN_NAME}' (the tiny shapes model; the "
                                         f"default while models/var is empty) or '{SCENES_MODEL.loader_name}'.")),
                 io.Combo.Input("vae_name", options=vae_files,
@@ -111,9 +114,9 @@ class VARLoader(ScalewiseNode):
                                         vae_dtype=precision.vae_load_dtype), []
         else:
             with checkpoint_notes("Load VAR Model") as notes:
-                model = load_var(full_path("var", var_name), full_path("var", vae_name), device="cpu",
-                                 dtype=precision.transformer, vae_dtype=precision.vae_load_dtype,
-                                 mmap=not args.disable_mmap)
+                model = load_var_or_var_clip(full_path("var", var_name), full_path("var", vae_name), device="cpu",
+                                             dtype=precision.transformer, vae_dtype=precision.vae_load_dtype,
+                                             mmap=not args.disable_mmap)
         finish_load("Load VAR Model", model, precision, notes)
         model.source_name = var_name          # named in the sampler's errors
         patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
