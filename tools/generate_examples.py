@@ -226,6 +226,25 @@ def _switti(g, reso, start_scale, end_scale):
             "titles": {cfg.id: f"Scale-wise CFG Guider (Switti {reso})"}}
 
 
+VAR_CLIP_FILE = "var_clip_d16.pth"          # the released ar-ckpt-last.pth, under the name the README gives it
+VAR_CLIP_PROMPT = "a sailboat with a sail at sunset"  # the official demo's prompt
+
+
+def var_clip_igg(g):
+    """VAR-CLIP text to image with IGG at strength 4 (the official demo: cfg 4, top_k 900, top_p 0.95), the prompt from
+    ComfyUI's clip_l through VAR-CLIP Text Encode."""
+    clip = g.node("CLIPLoader", clip_name=CLIP_L_FILE, type="stable_diffusion", device="default")
+    text = g.node("ScalewiseVARCLIPTextEncode", clip=clip.out(0), prompt=VAR_CLIP_PROMPT)
+    model = g.node("ScalewiseVARLoader", var_name=VAR_CLIP_FILE, vae_name=VAE_FILE, dtype="auto")
+    igg = _igg(g, 4.0)
+    sampler = _sampler(g, model, text, igg)
+    save = _save(g, sampler, "scalewise/var_clip_igg")
+    return {"columns": [[clip.id], [model.id, text.id, igg.id], [sampler.id], [save.id]],
+            "align": {clip.id: text.id},
+            "sizes": {clip.id: [340, 0], text.id: [420, 200], model.id: [420, 0], igg.id: [420, 0],
+                      save.id: SAVE_SIZE}}
+
+
 def switti_512(g):
     """The official notebook settings for the 512 px Switti."""
     return _switti(g, 512, start_scale=2, end_scale=8)
@@ -242,6 +261,7 @@ TITLES = {"start_here_tiny_shapes": "Start here (tiny shapes model, no download)
           "var_cfg": "VAR with CFG", "var_igg": "VAR with IGG", "var_softcfg": "VAR with SoftCFG",
           "var_ssg": "VAR with SSG", "var_ssg_over_igg": "VAR with SSG over IGG",
           "var_cfg_vs_igg_heatmap": "VAR, CFG vs IGG heat maps",
+          "var_clip_igg": "VAR-CLIP with IGG",
           "switti_512": "Switti 512 (text to image)", "switti_1024": "Switti 1024 (text to image)",
           "compare_guiders_tiny_shapes": "Tiny shapes, compare guiders",
           "guidance_sweep_tiny_shapes": "Tiny shapes, guidance sweep",
@@ -508,7 +528,8 @@ EDIT_EXAMPLES = (edit_inpaint_tiny_shapes, edit_outpaint_tiny_shapes, edit_class
 
 EXAMPLES = {TITLES[f.__name__]: f for f in (start_here_tiny_shapes, compare_guiders_tiny_shapes,
                                             guidance_sweep_tiny_shapes, guidance_sweep_scenes, var_cfg, var_igg,
-                                            var_softcfg, var_ssg, var_ssg_over_igg, var_cfg_vs_igg_heatmap, switti_512, switti_1024,
+                                            var_softcfg, var_ssg, var_ssg_over_igg, var_cfg_vs_igg_heatmap, var_clip_igg, switti_512,
+                                            switti_1024,
                                             *EDIT_EXAMPLES)}
 
 

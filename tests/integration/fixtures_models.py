@@ -5,8 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from scalewise.models import switti_official_state_dict, var_official_state_dict, vqvae_official_state_dict
-from tiny import SCHEDULES, save, tiny_model, tiny_switti
+import torch
+
+from scalewise.models import (switti_official_state_dict, var_clip_official_state_dict, var_official_state_dict,
+                              vqvae_official_state_dict)
+from tiny import SCHEDULES, save, tiny_model, tiny_switti, tiny_var_clip
 
 VAR_TINY = "var_tiny.pth"                    # 64 px schedule (1, 2, 3, 4): fast
 VAR_TINY_256 = "var_tiny256.safetensors"      # the official 256 px schedule: slow enough to interrupt
@@ -24,6 +27,9 @@ SWITTI, SWITTI_AR, SWITTI_VAE = "Switti/model.safetensors", "Switti-AR/model.saf
 # itself is covered by the unit tests). The example's end_scale 11 then lies beyond its 4 scales: CFG never turns off.
 SWITTI_1024 = "Switti-1024/model.safetensors"
 CLIP_L, CLIP_G = "clip_l.safetensors", "clip_g.safetensors"
+# VAR-CLIP: a tiny training dump shaped like the released ar-ckpt-last.pth (the model under ['trainer']['var_wo_ddp']
+# beside a VQ-VAE copy and optimizer state), on the official 256 px schedule with the VQ-VAE of OFFICIAL_VAE
+OFFICIAL_VAR_CLIP = "var_clip_d16.pth"
 
 
 def write_tiny_models(models_dir):
@@ -38,6 +44,13 @@ def write_tiny_models(models_dir):
     save(vqvae_official_state_dict(big.vae), folder / OFFICIAL_VAE)
     d36 = tiny_model(shared_adaln=True, seed=11)  # the same VQ-VAE (seed 11) as the stand-in above
     save(var_official_state_dict(d36.transformer), folder / OFFICIAL_VAR_D36)
+    clip = tiny_var_clip(patch_nums=SCHEDULES[256], seed=11)  # seed 11: the same VQ-VAE as OFFICIAL_VAE
+    torch.save({"epoch": 1, "iter": 0, "args": {"depth": 2},
+                "trainer": {"config": {"patch_nums": SCHEDULES[256]},
+                            "var_wo_ddp": var_clip_official_state_dict(clip.transformer),
+                            "vae_local": vqvae_official_state_dict(clip.vae),
+                            "var_opt": {"optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "params": []}]}}}},
+               folder / OFFICIAL_VAR_CLIP)
     (folder / BROKEN).write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
     write_tiny_switti(models_dir / "switti")
     write_random_clip(models_dir / "text_encoders")
