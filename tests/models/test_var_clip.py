@@ -228,3 +228,18 @@ def test_every_guider_runs_on_var_clip_by_the_contract(guider):
     plain = sample(model, None, Generation(text, seed=0, draw=Draw(top_k=1)))
     assert out.images.shape == (2, 3, 64, 64) and bool(torch.isfinite(out.images).all())
     assert any(not torch.equal(a, b) for a, b in zip(out.tokens, plain.tokens))  # guidance changed something
+
+
+def test_zero_shot_editing_keeps_the_images_tokens_outside_the_mask():
+    """In-painting on VAR-CLIP by the contract alone: outside the mask every scale keeps the image's own tokens."""
+    from scalewise.guidance import Edit
+    model = tiny_var_clip(seed=6)
+    image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(1, 64, 64)
+    mask[:, :32] = 1  # regenerate the top half
+    out = sample(model, CFG(4.0), Generation(PooledTextCondition(text_vectors(1, seed=3)), seed=0,
+                                             draw=Draw(top_k=1), edit=Edit(image, mask)))
+    own = model.encode_image(image)
+    last = out.tokens[-1][0]
+    assert torch.equal(last[2:], own[-1][0][2:])  # the bottom half of the finest 4x4 map: the image's tokens
+    assert not torch.equal(last[:2], own[-1][0][:2])
