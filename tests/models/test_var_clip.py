@@ -243,3 +243,19 @@ def test_zero_shot_editing_keeps_the_images_tokens_outside_the_mask():
     last = out.tokens[-1][0]
     assert torch.equal(last[2:], own[-1][0][2:])  # the bottom half of the finest 4x4 map: the image's tokens
     assert not torch.equal(last[:2], own[-1][0][:2])
+
+
+def test_heat_map_compare_and_sweep_run_on_var_clip():
+    from scalewise.guidance.heatmap import render_heatmap
+    from scalewise.guidance.runs import compare, sweep
+    model = tiny_var_clip(seed=9)
+    gen = Generation(PooledTextCondition(text_vectors(2, seed=5)), seed=1, draw=Draw(top_k=900, top_p=0.95))
+    out = sample(model, IGG(4.0), gen, trace=True)
+    grid = render_heatmap(out.trace, out.images.permute(0, 2, 3, 1))
+    assert grid.dim() == 4 and grid.shape[0] == 2 and bool(torch.isfinite(grid).all())
+    rows = compare(model, [None, CFG(4.0), IGG(4.0)], gen)
+    assert rows.images.shape == (6, 3, 64, 64) and len(rows.evenness) == 3
+    mask = torch.zeros(64, 64)
+    mask[16:48, 16:48] = 1
+    swept = sweep(model, CFG(1.0), [1.0, 3.0], gen, masks=mask)
+    assert len(swept.rows) == 2 and swept.divergence is not None
