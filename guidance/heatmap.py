@@ -168,7 +168,7 @@ def render_heatmap(trace: GuidanceTrace, image: torch.Tensor | None = None, mask
                 continue
             if index < scales:
                 h, w = trace.magnitude[index].shape[1:]
-                guided = index >= len(trace.guided) or trace.guided[index]
+                guided = index >= len(trace.uncond_ran) or trace.uncond_ran[index]
                 title = f"k{index}  {h}x{w}" + ("" if guided else "  unguided")
                 stats = f"E {_fmt(float(even['per_scale'][b, index]))}"
                 if div is not None:

@@ -7,7 +7,7 @@ from ..guidance import CFG, IGG, SSG, SoftCFG
 from ..guidance.schedules import SCHEDULE_NAMES
 from ..guidance.softcfg import CONFIDENCES, NORMALIZATIONS
 from ..guidance.ssg import BETA_SCHEDULES, PRIOR_SOURCES
-from .common import GuiderType, ScalewiseNode, checked_inputs, scale_window_stop
+from .common import GuiderType, ScalewiseNode, checked_inputs
 from .features import aliases, expert
 
 GUIDER_CATEGORY = "sampling/scalewise/guiders"
@@ -57,8 +57,8 @@ class CFGGuider(ScalewiseNode):
     @classmethod
     @checked_inputs
     def execute(cls, cfg, schedule, start_scale, end_scale, power, base=None) -> io.NodeOutput:
-        return io.NodeOutput(CFG(scale=cfg, schedule=schedule, start_scale=start_scale,
-                                 stop_scale=scale_window_stop(end_scale), power=power, base=base))
+        return io.NodeOutput(CFG(cfg=cfg, schedule=schedule, start_scale=start_scale,
+                                 end_scale=end_scale, power=power, base=base))
 
 
 class IGGGuider(ScalewiseNode):
@@ -99,7 +99,7 @@ class IGGGuider(ScalewiseNode):
     def execute(cls, scale, schedule, window, window_size, operand, start_scale, end_scale, base=None):
         win = window_size if window == "custom" else window
         return io.NodeOutput(IGG(scale=scale, schedule=schedule, window=win, operand=operand, start_scale=start_scale,
-                                 stop_scale=scale_window_stop(end_scale), base=base))
+                                 end_scale=end_scale, base=base))
 
 
 class SoftCFGGuider(ScalewiseNode):

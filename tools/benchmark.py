@@ -41,7 +41,7 @@ embeddings are fed directly (hidden [B, 77, 2048], pooled [B, 1280], a mask of 8
 negative is an "empty prompt" of 2 valid tokens), drawn before each timed run; cfg 6, top-k 400, top-p 0.95,
 Gumbel smoothing from scale 2 (more_smooth, smooth_start_scale 2), CFG off from scale 8 (512 px) / 11
 (1024 px), last-scale temperature 0.1, VQ-VAE decode included. Guiders (stop = 8 or 11): cfg =
-CFG(6, start_scale=0, stop_scale=stop); igg = IGG(6, stop_scale=stop); softcfg = SoftCFG(base=that CFG),
+CFG(6, start_scale=0, end_scale=stop); igg = IGG(6, end_scale=stop); softcfg = SoftCFG(base=that CFG),
 only for the -ar models (the library refuses SoftCFG on non-autoregressive Switti: skipped with a note, no
 row); ssg = SSG(0.1, base=that CFG); ssg+igg = SSG(0.1, base=that IGG).
 
@@ -149,8 +149,8 @@ GUIDERS = {  # VAR
 
 def switti_guider(name: str, stop: int):
     """The Switti guiders (the same names as GUIDERS), guidance off from scale `stop` on."""
-    cfg = lambda: CFG(SWITTI_CFG_SCALE, start_scale=0, stop_scale=stop)  # noqa: E731
-    igg = lambda: IGG(SWITTI_IGG_SCALE, stop_scale=stop, base=None)  # noqa: E731
+    cfg = lambda: CFG(SWITTI_CFG_SCALE, start_scale=0, end_scale=stop)  # noqa: E731
+    igg = lambda: IGG(SWITTI_IGG_SCALE, end_scale=stop, base=None)  # noqa: E731
     return {
         "cfg": cfg,
         "igg": igg,

@@ -149,7 +149,7 @@ class OfficialSwitti:
 
 
 def pack_switti(model, text, *, seed, stop, greedy=False):
-    guider = CFG(bm.SWITTI_CFG_SCALE, start_scale=0, stop_scale=stop)
+    guider = CFG(bm.SWITTI_CFG_SCALE, start_scale=0, end_scale=stop)
     if greedy:
         return sample(model, guider, Generation(text, seed=seed,
                                                 draw=Draw(top_k=1, last_scale_temperature=bm.SWITTI_LAST_TEMPERATURE)))
