@@ -162,7 +162,7 @@ class GuidanceSweep(ScalewiseNode):
             **aliases("sweep", "guidance scale", "CFG scale", "evenness", "divergence", "balance", "XY plot", "VAR",
                       "Switti"),
             description=(
-                "Generates the same seeds at several strengths of one guider (CFG/IGG: scale, SoftCFG: strength, "
+                "Generates the same seeds at several strengths of one guider (CFG: cfg, IGG: scale, SoftCFG: strength, "
                 "SSG: beta; the top guider of a stack) and plots the IGG paper's evenness E and divergence D "
                 "against strength. The paper (Nguyen et al. 2025) found its best FID where the two balance; the "
                 "balance point output is where E - D changes sign (interpolated) or, if it never does, the "
