@@ -1,6 +1,5 @@
 import json
 import math
-import pathlib
 
 import pytest
 import torch
@@ -9,22 +8,13 @@ from scalewise.guidance import CFG, Draw, Generation, SoftCFG, sample
 from scalewise.models import (CheckpointError, SCHEDULES, SwittiConfig, TextCondition, load_switti,
                               switti_official_state_dict, var_official_state_dict, vqvae_official_state_dict)
 from scalewise.models.switti import SwittiTransformer, rope_table
+from official_keys import read_keys
 from rounding import transformer_bound
 from tiny import TINY_PN, LogitRecorder, random_text, save, tiny_model, tiny_switti
 
-KEYS = pathlib.Path(__file__).parent.parent / "data" / "keys" / "switti_keys.txt"
-
-
 def official_keys(reso):
-    out = {}
-    for line in KEYS.read_text().splitlines():
-        if reso == 1024 and line.startswith("#1024:"):
-            line = line[len("#1024:"):].strip()
-        elif line.startswith("#") or not line.strip():
-            continue
-        key, shape, dtype = line.split()
-        out[key] = tuple(int(s) for s in shape.strip("[]").split(","))
-    return out
+    """{name: shape} of the official Switti checkpoint at 512 or 1024 px."""
+    return {k: shape for k, (shape, _) in read_keys("switti_keys.txt", variant="1024" if reso == 1024 else None).items()}
 
 
 @pytest.mark.parametrize("reso", [512, 1024])
