@@ -29,3 +29,10 @@ def official_names(list_file: str, depth: int | None = None) -> list[str]:
         if depth is None or not m or int(m.group(1)) < depth:
             names.append(name)
     return names
+
+
+def stored_dtypes(path) -> dict[str, str]:
+    """{name: safetensors dtype ("F16", ...)} of a .safetensors file, read from its header."""
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        return {k: f.get_slice(k).get_dtype() for k in f.keys()}

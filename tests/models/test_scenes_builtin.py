@@ -17,17 +17,13 @@ from scalewise.tools.scenes.data import sample as real_scenes
 from scalewise.models.shapes.judge import judge_images
 
 import builtin_snapshots as snap
-from official_keys import official_names
+from official_keys import official_names, stored_dtypes
 
 pytestmark = pytest.mark.slow  # the fast tier leaves this file out (tests/conftest.py)
 
-def _stored(path):
-    with safe_open(path, "pt") as f:
-        return {k: f.get_slice(k).get_dtype() for k in f.keys()}
-
 
 def test_files_have_the_official_layouts_in_fp16_and_stay_lean():
-    var, vae = _stored(VAR_FILE), _stored(VAE_FILE)
+    var, vae = stored_dtypes(VAR_FILE), stored_dtypes(VAE_FILE)
     assert sorted(var) == sorted(official_names("var_d16_keys.txt", depth=4))  # VAR-d16 names, 4 blocks
     # the official VQ-VAE names with one residual block per encoder level (two per decoder level) instead of 2 / 3:
     # only encoder block (and attention) 1 and decoder block (attention) 2 are absent. The widths 64-32-64-64-128
