@@ -49,8 +49,8 @@ import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalewise`)
-import benchmark as bm  # noqa: E402  (tools/benchmark.py: official-shape random models, guider settings)
-import gpu_common as gc_  # noqa: E402
+from scalewise.tools import benchmark as bm  # noqa: E402  (official-shape random models, guider settings)
+from scalewise.tools import gpu_common as gc_  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 

@@ -38,8 +38,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalewise`)
-import benchmark as bm  # noqa: E402  (tools/benchmark.py: official-shape random models, guider settings)
-import gpu_common as gc_  # noqa: E402
+from scalewise.tools import benchmark as bm  # noqa: E402  (official-shape random models, guider settings)
+from scalewise.tools import gpu_common as gc_  # noqa: E402
 import torch  # noqa: E402
 
 from scalewise.guidance import CFG, Draw, Generation, sample  # noqa: E402
