@@ -13,41 +13,41 @@ from .schedules import SCHEDULE_NAMES, ScaleWindow, check_finite, schedule_value
 
 @dataclass(frozen=True)
 class CFG(Guider):
-    """l = l_u + g(k) (l_c - l_u) with g(k) = 1 + scale * s(k) inside the window, cond-only outside.
+    """l = l_u + g(k) (l_c - l_u) with g(k) = 1 + cfg * s(k) inside the window, cond-only outside.
 
-    `scale` has the model-native meaning (VAR demo 4, VAR FID 1.5, Switti 6; 0 = no guidance); a
-    ComfyUI-style cfg c is scale = c - 1 with the constant schedule. Schedules: "linear" (VAR,
+    `cfg` is the official samplers' `cfg` (VAR demo 4, VAR FID 1.5, Switti 6; 0 = no guidance) and the CFG node's
+    widget of the same name; a ComfyUI-style CFG c is cfg = c - 1 with the constant schedule. Schedules: "linear" (VAR,
     s = k/(K-1)), "constant", "cosine" (s = (1 - cos(pi r^power)) / 2).
 
-    Logits l_c, l_u, l: float32 [B, n_k, V]. The window is `start_scale` <= k < `stop_scale` (negative indices
-    count from the end; see schedules.ScaleWindow). Raises ValueError for a non-finite `scale` or one outside
+    Logits l_c, l_u, l: float32 [B, n_k, V]. The window is `start_scale` <= k < `end_scale` (0 = to the last scale,
+    negative indices count from the end; see schedules.ScaleWindow). Raises ValueError for a non-finite `cfg` or one outside
     [-1, 100], `power` outside [0.01, 100], or an unknown `schedule`.
     """
 
-    scale: float = 1.5
+    cfg: float = 1.5
     schedule: str = "linear"
     start_scale: int = 0
-    stop_scale: int | None = None
+    end_scale: int = 0
     power: float = 1.0
     base: Guider | None = None
     kind = "cfg"
-    strength_field = "scale"
+    strength_field = "cfg"
 
     def __post_init__(self):
-        check_finite("cfg scale", self.scale, -1.0, 100.0)
+        check_finite("cfg", self.cfg, -1.0, 100.0)
         check_finite("cfg power", self.power, 0.01, 100.0)
         if self.schedule not in SCHEDULE_NAMES:
             raise ValueError(f"schedule must be one of {SCHEDULE_NAMES}, got {self.schedule!r}")
 
     def label(self):
-        return f"CFG {self.scale:g} {self.schedule}" + ScaleWindow(self.start_scale, self.stop_scale).label()
+        return f"CFG {self.cfg:g} {self.schedule}" + ScaleWindow(self.start_scale, self.end_scale).label()
 
     def weight(self, k: int, num_scales: int) -> float | None:
-        """g(k) = 1 + scale * s(k) (a float, no unit; g = 1 means the cond logits alone), or None outside the window
+        """g(k) = 1 + cfg * s(k) (a float, no unit; g = 1 means the cond logits alone), or None outside the window
         (no uncond branch needed there). num_scales = K."""
-        if not ScaleWindow(self.start_scale, self.stop_scale).contains(k, num_scales):
+        if not ScaleWindow(self.start_scale, self.end_scale).contains(k, num_scales):
             return None
-        return 1.0 + self.scale * schedule_value(self.schedule, k, num_scales, self.power)
+        return 1.0 + self.cfg * schedule_value(self.schedule, k, num_scales, self.power)
 
     def runtime(self, info: RunInfo) -> GuiderRuntime:
         return _CFGRuntime(self, info.num_scales)
@@ -59,4 +59,4 @@ class _CFGRuntime(GuiderRuntime):
 
     def term(self, k):
         g = self.spec.weight(k, self.num_scales)
-        return None if g is None or self.spec.scale == 0 else Term(g)
+        return None if g is None or self.spec.cfg == 0 else Term(g)

@@ -118,7 +118,7 @@ def heatmap_cells(trace: GuidanceTrace, images: torch.Tensor, alpha: float = 0.5
     nearest-upsampled and laid over the image at `alpha`: [B, S, S, 3] from a trace of batch B and
     images [B, S, S, 3]. The cells of a heat-map grid aligned with the image grid. images: float in [0, 1]
     (ComfyUI IMAGE, channels last); returns float32 [B, S, S, 3] in [0, 1] for alpha in [0, 1]."""
-    guided = [k for k, g in enumerate(trace.guided) if g]
+    guided = [k for k, g in enumerate(trace.uncond_ran) if g]
     k = guided[-1] if guided else len(trace.magnitude) - 1
     m = trace.magnitude[k].detach().to("cpu", torch.float32).clamp_min(0)
     m = m / m.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]

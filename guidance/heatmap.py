@@ -19,6 +19,8 @@ _COLORMAPS = {
     "viridis": ["440154", "472c7a", "3b518b", "2c718e", "21908d", "27ad81", "5cc863", "aadc32", "fde725"],
 }
 BACKGROUND, TEXT, DIM_TEXT, _MASK_EDGE = (24, 24, 27), (236, 236, 236), (150, 150, 155), (80, 220, 255)
+COLORMAPS = tuple(_COLORMAPS)  # ("magma", "viridis")
+NORMALIZE_MODES = ("scale", "global")  # per-scale maximum, or the image's maximum over all scales
 MAX_COLUMNS = 7
 
 
@@ -62,7 +64,7 @@ def _normalized_maps(trace: GuidanceTrace, normalize: str) -> list[torch.Tensor]
     peaks = [m.flatten(1).amax(1) for m in maps]
     if normalize == "global":
         peaks = [torch.stack(peaks, 1).amax(1)] * len(maps)
-    elif normalize != "scale":
+    elif normalize not in NORMALIZE_MODES:
         raise ValueError(f"normalize must be 'scale' or 'global', got {normalize!r}")
     return [m / p.clamp_min(1e-12)[:, None, None] for m, p in zip(maps, peaks)]
 
@@ -168,7 +170,7 @@ def render_heatmap(trace: GuidanceTrace, image: torch.Tensor | None = None, mask
                 continue
             if index < scales:
                 h, w = trace.magnitude[index].shape[1:]
-                guided = index >= len(trace.guided) or trace.guided[index]
+                guided = index >= len(trace.uncond_ran) or trace.uncond_ran[index]
                 title = f"k{index}  {h}x{w}" + ("" if guided else "  unguided")
                 stats = f"E {_fmt(float(even['per_scale'][b, index]))}"
                 if div is not None:

@@ -77,7 +77,7 @@ class IGG(Guider):
     (square window of side ceil(sqrt(h_k w_k))) or an integer side; side 1 is exactly CFG.
 
     `operand`: "raw_logits" (official) or "centered" (keys/queries centred per token over V, an option of ours).
-    Raises ValueError for a non-finite `scale` or one outside [-1, 100], `power` outside [0.01, 100], or an
+    The window is `start_scale` <= k < `end_scale` (0 = to the last scale; as CFG's). Raises ValueError for a non-finite `scale` or one outside [-1, 100], `power` outside [0.01, 100], or an
     unknown `schedule`, `operand` or `window`."""
 
     scale: float = 1.85
@@ -85,7 +85,7 @@ class IGG(Guider):
     window: str | int = "global"
     operand: str = "raw_logits"
     start_scale: int = 0
-    stop_scale: int | None = None
+    end_scale: int = 0
     power: float = 1.0
     base: Guider | None = None
     kind = "igg"
@@ -103,7 +103,7 @@ class IGG(Guider):
 
     def label(self):
         extra = "" if self.window == "global" else f" window {self.window}"
-        return f"IGG {self.scale:g} {self.schedule}{extra}" + ScaleWindow(self.start_scale, self.stop_scale).label()
+        return f"IGG {self.scale:g} {self.schedule}{extra}" + ScaleWindow(self.start_scale, self.end_scale).label()
 
     def runtime(self, info: RunInfo) -> GuiderRuntime:
         return _IGGRuntime(self, info)
@@ -115,7 +115,7 @@ class _IGGRuntime(GuiderRuntime):
 
     def term(self, k):
         spec, K = self.spec, self.info.num_scales
-        if not ScaleWindow(spec.start_scale, spec.stop_scale).contains(k, K):
+        if not ScaleWindow(spec.start_scale, spec.end_scale).contains(k, K):
             return None
         weight = 1.0 + spec.scale * schedule_value(spec.schedule, k, K, spec.power)
         side = self.info.patch_nums[k]

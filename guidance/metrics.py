@@ -166,7 +166,7 @@ def summary(trace: GuidanceTrace, mask: torch.Tensor | None = None, *, draws: in
         "guider": trace.guider,
         "image_size": trace.image_size,
         "patch_nums": list(trace.patch_nums),
-        "guided": [bool(g) for g in trace.guided],
+        "guided": [bool(g) for g in trace.uncond_ran],
         "evenness": {"mean": _json_floats(even["mean"]), "per_scale": _json_floats(even["per_scale"])},
         "divergence": None,
     }

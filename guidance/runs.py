@@ -154,8 +154,8 @@ def compare(model, guiders: Sequence[Guider | None], generation: Generation, *, 
 def sweep(model, guider: Guider, strengths: Sequence[float], generation: Generation, *, masks: Masks = None,
           sampler: Callable[..., SampleOutput] = sample, callback: Callable[[int, ScaleProgress], None] | None = None,
           ready: Callable[[], None] | None = None) -> Sweep:
-    """`compare` of `guider.with_strength(s)` for each strength s (the top guider's strength: CFG/IGG scale, SoftCFG
-    strength, SSG beta), rows in the order given, and the E/D balance point (`balance.balance_point`) when masks
+    """`compare` of `guider.with_strength(s)` for each strength s (the top guider's strength: CFG cfg, IGG scale,
+    SoftCFG strength, SSG beta), rows in the order given, and the E/D balance point (`balance.balance_point`) when masks
     give D. Raises ValueError 'strengths: <s> for <guider>: <reason>' for a strength the guider refuses, and what
     `compare` raises (errors name the guider 'guider')."""
     guiders = []

@@ -179,7 +179,7 @@ def _record(trace: GuidanceTrace, k, pn, cond, uncond, combined, guided, logits,
     shape = (cond.shape[0], pn, pn)
     trace.magnitude.append(magnitude.view(shape))  # moved to the host after the run (no per-scale sync)
     trace.confidence.append(sampled_confidence(logits, idx).view(shape))
-    trace.guided.append(uncond is not None)
+    trace.uncond_ran.append(uncond is not None)
 
 
 def _value_weights(run: GuidanceRun, k, cached, fresh, batch, rows, device):

@@ -41,16 +41,17 @@ def check_finite(name: str, value: float, low: float | None = None, high: float 
 
 @dataclass(frozen=True)
 class ScaleWindow:
-    """Scales start <= k < stop are guided; negative indices count from the end (-3 = last three off)."""
+    """Scales start <= k < end are guided. end = 0 means up to the last scale (the guider nodes' `end_scale`
+    widget has the same zero); a negative index counts from the end (-3 = last three off)."""
 
     start: int = 0
-    stop: int | None = None
+    end: int = 0
 
     def bounds(self, num_scales: int) -> tuple[int, int]:
         """(lo, hi): the guided scales are lo <= k < hi, clipped to 0..num_scales."""
         start = self.start + num_scales if self.start < 0 else self.start
-        stop = num_scales if self.stop is None else (self.stop + num_scales if self.stop < 0 else self.stop)
-        return max(0, start), min(num_scales, stop)
+        end = num_scales if self.end == 0 else (self.end + num_scales if self.end < 0 else self.end)
+        return max(0, start), min(num_scales, end)
 
     def contains(self, k: int, num_scales: int) -> bool:
         """Whether scale k is inside the window."""
@@ -58,7 +59,7 @@ class ScaleWindow:
         return lo <= k < hi
 
     def label(self) -> str:
-        """Suffix for guider labels: "" for the full range, else " [start:stop]" (stop empty = to the end)."""
-        if self.start == 0 and self.stop is None:
+        """Suffix for guider labels: "" for the full range, else " [start:end]" (end empty = to the end)."""
+        if self.start == 0 and self.end == 0:
             return ""
-        return f" [{self.start}:{'' if self.stop is None else self.stop}]"
+        return f" [{self.start}:{'' if self.end == 0 else self.end}]"

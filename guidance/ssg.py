@@ -23,6 +23,7 @@ from .schedules import check_finite, ramp
 
 BETA_SCHEDULES = ("constant", "linear_decay", "linear_increase", "custom")
 PRIOR_SOURCES = ("guided_pre_ssg", "guided_post_ssg", "cond")
+INTERPOLATIONS = ("bilinear", "bicubic")  # how the previous scale's logits are resized to this one
 
 
 @functools.lru_cache(maxsize=64)
@@ -95,7 +96,7 @@ class SSG(Guider):
         for b in self.custom_betas:
             check_finite("ssg custom beta", b, -1.0, 10.0)
         for name, value, allowed in (("schedule", self.schedule, BETA_SCHEDULES),
-                                     ("interpolation", self.interpolation, ("bilinear", "bicubic")),
+                                     ("interpolation", self.interpolation, INTERPOLATIONS),
                                      ("prior_source", self.prior_source, PRIOR_SOURCES)):
             if value not in allowed:
                 raise ValueError(f"SSG {name} must be one of {allowed}, got {value!r}")

@@ -17,7 +17,9 @@ class GuidanceTrace:
     guider: str = ""                                          # human-readable description of the stack
     magnitude: list[torch.Tensor] = field(default_factory=list)   # K x float32 [B, h_k, w_k], m_n >= 0
     confidence: list[torch.Tensor] = field(default_factory=list)  # K x float32 [B, h_k, w_k] in [0, 1]
-    guided: list[bool] = field(default_factory=list)         # K: did the uncond branch run at scale k
+    # K: did the uncond rows run at scale k (then the magnitude is measured against l_u; the heat map and
+    # metrics.summary's "guided" list show these scales as guided, the others as unguided)
+    uncond_ran: list[bool] = field(default_factory=list)
     edit_mask: torch.Tensor | None = None  # float32 [B, S, S]: pixels of the regenerated tokens of an edit
 
     @property
@@ -29,7 +31,7 @@ class GuidanceTrace:
         """The trace of one image of the batch."""
         return GuidanceTrace(self.patch_nums, self.image_size, self.guider,
                              [m[index:index + 1] for m in self.magnitude],
-                             [c[index:index + 1] for c in self.confidence], list(self.guided),
+                             [c[index:index + 1] for c in self.confidence], list(self.uncond_ran),
                              None if self.edit_mask is None else self.edit_mask[index:index + 1])
 
 
@@ -41,13 +43,13 @@ def concat_traces(traces: list[GuidanceTrace]) -> GuidanceTrace:
         raise ValueError("no traces to join")
     first = traces[0]
     for t in traces[1:]:
-        if (t.patch_nums, t.image_size, t.guided) != (first.patch_nums, first.image_size, first.guided):
+        if (t.patch_nums, t.image_size, t.uncond_ran) != (first.patch_nums, first.image_size, first.uncond_ran):
             raise ValueError("traces of different schedules or guidance cannot be joined")
     masks = [t.edit_mask for t in traces]
     edit_mask = None if any(m is None for m in masks) else torch.cat(masks)
     return GuidanceTrace(first.patch_nums, first.image_size, first.guider,
                          [torch.cat(ms) for ms in zip(*(t.magnitude for t in traces))],
-                         [torch.cat(cs) for cs in zip(*(t.confidence for t in traces))], list(first.guided),
+                         [torch.cat(cs) for cs in zip(*(t.confidence for t in traces))], list(first.uncond_ran),
                          edit_mask)
 
 

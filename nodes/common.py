@@ -98,11 +98,6 @@ def full_path(folder: str, name: str) -> str:
     return path
 
 
-def scale_window_stop(end_scale: int) -> int | None:
-    """Widget convention: 0 = up to the last scale, negative = counted from the end, else exclusive end."""
-    return None if end_scale == 0 else end_scale
-
-
 def check_loader_inputs(folder: str, files: dict, dtype: str, hint: str, builtin=()):
     """Input check of the loaders: every file in models/<folder> (or one of the `builtin` entries, a collection of
     names; separators as in `listed_name`), a known dtype (True or a message). None = linked, not known yet."""

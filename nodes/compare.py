@@ -162,7 +162,7 @@ class GuidanceSweep(ScalewiseNode):
             **aliases("sweep", "guidance scale", "CFG scale", "evenness", "divergence", "balance", "XY plot", "VAR",
                       "Switti"),
             description=(
-                "Generates the same seeds at several strengths of one guider (CFG/IGG: scale, SoftCFG: strength, "
+                "Generates the same seeds at several strengths of one guider (CFG: cfg, IGG: scale, SoftCFG: strength, "
                 "SSG: beta; the top guider of a stack) and plots the IGG paper's evenness E and divergence D "
                 "against strength. The paper (Nguyen et al. 2025) found its best FID where the two balance; the "
                 "balance point output is where E - D changes sign (interpolated) or, if it never does, the "
@@ -230,7 +230,9 @@ class GuidanceSweep(ScalewiseNode):
                 "D undefined: the masks leave no background, or no object, at any scale" if balance is None else
                 "D from the region the edit regenerated" if source == "edit" else
                 "D from the built-in model's judge masks" if source == "judge" else "D from the connected mask")
-        plot = render_balance_plot(values, even, div, balance, title=f"{guider.kind.upper()} {guider.strength_field} sweep, "
+        # "CFG scale sweep": the published title (the plot is a saved workflow's image) says "scale" for cfg
+        word = "scale" if guider.strength_field == "cfg" else guider.strength_field
+        plot = render_balance_plot(values, even, div, balance, title=f"{guider.kind.upper()} {word} sweep, "
                                    f"{columns} image(s) per strength", note=note)
         strength = balance.strength if balance is not None else -1.0
         report = json.dumps({"strengths": list(values), "evenness": _json(even), "divergence": _json(div),

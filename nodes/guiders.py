@@ -4,10 +4,11 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..guidance import CFG, IGG, SSG, SoftCFG
+from ..guidance.igg import OPERANDS
 from ..guidance.schedules import SCHEDULE_NAMES
 from ..guidance.softcfg import CONFIDENCES, NORMALIZATIONS
-from ..guidance.ssg import BETA_SCHEDULES, PRIOR_SOURCES
-from .common import GuiderType, ScalewiseNode, checked_inputs, scale_window_stop
+from ..guidance.ssg import BETA_SCHEDULES, INTERPOLATIONS, PRIOR_SOURCES
+from .common import GuiderType, ScalewiseNode, checked_inputs
 from .features import aliases, expert
 
 GUIDER_CATEGORY = "sampling/scalewise/guiders"
@@ -57,8 +58,8 @@ class CFGGuider(ScalewiseNode):
     @classmethod
     @checked_inputs
     def execute(cls, cfg, schedule, start_scale, end_scale, power, base=None) -> io.NodeOutput:
-        return io.NodeOutput(CFG(scale=cfg, schedule=schedule, start_scale=start_scale,
-                                 stop_scale=scale_window_stop(end_scale), power=power, base=base))
+        return io.NodeOutput(CFG(cfg=cfg, schedule=schedule, start_scale=start_scale,
+                                 end_scale=end_scale, power=power, base=base))
 
 
 class IGGGuider(ScalewiseNode):
@@ -85,7 +86,7 @@ class IGGGuider(ScalewiseNode):
                 io.Int.Input("window_size", default=3, min=1, max=127,
                              tooltip="Side of the square neighbourhood when window is custom; 1 = plain CFG.",
                              **expert()),
-                io.Combo.Input("operand", options=["raw_logits", "centered"], default="raw_logits",
+                io.Combo.Input("operand", options=list(OPERANDS), default="raw_logits",
                                tooltip="raw_logits = the paper's method; centered removes per-token offsets first "
                                        "(experimental).", **expert()),
                 *_window_inputs(),
@@ -99,7 +100,7 @@ class IGGGuider(ScalewiseNode):
     def execute(cls, scale, schedule, window, window_size, operand, start_scale, end_scale, base=None):
         win = window_size if window == "custom" else window
         return io.NodeOutput(IGG(scale=scale, schedule=schedule, window=win, operand=operand, start_scale=start_scale,
-                                 stop_scale=scale_window_stop(end_scale), base=base))
+                                 end_scale=end_scale, base=base))
 
 
 class SoftCFGGuider(ScalewiseNode):
@@ -164,7 +165,7 @@ class SSGGuider(ScalewiseNode):
                 io.Boolean.Input("dse_rescale", default=True,
                                  tooltip="Keep the coarse scale's brightness when building the prior (recommended).",
                                  **expert()),
-                io.Combo.Input("interpolation", options=["bilinear", "bicubic"], default="bilinear",
+                io.Combo.Input("interpolation", options=list(INTERPOLATIONS), default="bilinear",
                                tooltip="Upsampling used inside the prior before its frequencies are corrected.",
                                **expert()),
                 io.Combo.Input("prior_source", options=list(PRIOR_SOURCES), default="guided_pre_ssg",

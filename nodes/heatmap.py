@@ -9,7 +9,7 @@ import comfy.model_management as mm
 from comfy_api.latest import io, ui
 
 from ..guidance.editing import check_object_mask, square_mask, unmarked_entries, unmarked_subject
-from ..guidance.heatmap import render_heatmap
+from ..guidance.heatmap import COLORMAPS, NORMALIZE_MODES, render_heatmap
 from ..guidance.metrics import summary, trace_scores
 from .common import CATEGORY, ScalewiseNode, TraceType, checked_inputs, info_ui
 from .features import aliases
@@ -51,9 +51,9 @@ class GuidanceHeatmap(ScalewiseNode):
                               tooltip="Foreground mask of the object (white = object), same size as the image; "
                                       "enables the divergence score. Not connected after an edit: the region the "
                                       "sampler regenerated."),
-                io.Combo.Input("normalize", options=["scale", "global"], default="scale",
+                io.Combo.Input("normalize", options=list(NORMALIZE_MODES), default="scale",
                                tooltip="Brightness per panel (scale) or shared by all panels (global)."),
-                io.Combo.Input("colormap", options=["magma", "viridis"], default="magma",
+                io.Combo.Input("colormap", options=list(COLORMAPS), default="magma",
                                tooltip="Perceptual colour map."),
                 io.Float.Input("overlay_alpha", default=0.5, min=0.0, max=1.0, step=0.05,
                                tooltip="Opacity of the heat map over the image in the overlay panel."),

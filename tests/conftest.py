@@ -8,7 +8,6 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-sys.path.insert(0, os.path.join(ROOT, "tools"))  # tests may import the scripts of tools/ (and tools/bootstrap.py)
 
 if "scalewise" not in sys.modules:
     spec = importlib.util.spec_from_file_location(

@@ -122,3 +122,18 @@ def test_the_contract_check_sees_an_undocumented_member(tmp_path):
     assert used_members([sneaky], "model") == {"transformer", "vae", "decode"}
     model, state = documented_members((REPO / "ARCHITECTURE.md").read_text(encoding="utf-8"))
     assert "decode" in model and "transformer" not in model and state == {"rows", "set_uncond", "close"}
+
+
+def test_the_typing_protocols_and_the_base_class_have_the_table_members():
+    """guidance/contract.py restates the table as Protocols (for typing): the same names, no more, no fewer; and
+    models/base.py's ScalewiseModel / ScaleState define every one of them."""
+    from typing import get_type_hints
+
+    from scalewise.guidance.contract import ScaleStateLike, ScalewiseModelLike
+    from scalewise.models.base import ScaleState, ScalewiseModel
+    model, state = documented_members((REPO / "ARCHITECTURE.md").read_text(encoding="utf-8"))
+    assert set(get_type_hints(ScalewiseModelLike)) == model
+    assert set(get_type_hints(ScaleStateLike)) == state
+    for protocol_members, cls in ((model, ScalewiseModel), (state, ScaleState)):
+        defined = set(dir(cls)) | set(get_type_hints(cls))  # methods, properties, class attributes, annotations
+        assert protocol_members <= defined, protocol_members - defined

@@ -1,3 +1,4 @@
 """Scripts and offline code the pack never runs: benchmarks, the guidance sweep, the example-workflow generator,
-and the training code and judge of the built-in tiny-shapes model. Run a script as `python tools/<name>.py`; tests
-import these modules as `scalewise.tools.*` (tests/conftest.py puts this folder on sys.path too)."""
+the training code and judge of the built-in tiny-shapes model, and the random weights of the tests and benchmarks
+(tiny_weights.py). Run a script as `python tools/<name>.py` (it finds the package through bootstrap.py); tests
+import these modules as `scalewise.tools.*` only."""

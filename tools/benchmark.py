@@ -41,7 +41,7 @@ embeddings are fed directly (hidden [B, 77, 2048], pooled [B, 1280], a mask of 8
 negative is an "empty prompt" of 2 valid tokens), drawn before each timed run; cfg 6, top-k 400, top-p 0.95,
 Gumbel smoothing from scale 2 (more_smooth, smooth_start_scale 2), CFG off from scale 8 (512 px) / 11
 (1024 px), last-scale temperature 0.1, VQ-VAE decode included. Guiders (stop = 8 or 11): cfg =
-CFG(6, start_scale=0, stop_scale=stop); igg = IGG(6, stop_scale=stop); softcfg = SoftCFG(base=that CFG),
+CFG(6, start_scale=0, end_scale=stop); igg = IGG(6, end_scale=stop); softcfg = SoftCFG(base=that CFG),
 only for the -ar models (the library refuses SoftCFG on non-autoregressive Switti: skipped with a note, no
 row); ssg = SSG(0.1, base=that CFG); ssg+igg = SSG(0.1, base=that IGG).
 
@@ -67,7 +67,8 @@ Models (--models, comma list; default d16,d30,d36, i.e. VAR only):
           Switti-AR (attends to cached earlier scales). "switti" stands for all four.
 Every model has the VQ-VAE of ch 160, ch_mult (1,1,2,2,4) (the 1024 px decode costs 4x the 512 px one).
 The transformer is built on the meta device and each parameter is materialised directly on the target
-device in the target dtype (no full fp32 copy), with random weights of the statistics of tests/tiny.py.
+device in the target dtype (no full fp32 copy), with random weights of the statistics of tools/tiny_weights.py
+(those of the tests).
 
 dtype: --dtype for every model; by default fp16 for VAR and bf16 for Switti (as the official pipeline
 loads it) on CUDA, fp32 on the CPU.
@@ -85,7 +86,6 @@ import ctypes
 import ctypes.util
 import gc
 import json
-import math
 import os
 import platform
 import statistics
@@ -98,11 +98,9 @@ import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalew
 import torch  # noqa: E402
 
 from scalewise.guidance import CFG, Draw, Generation, IGG, SSG, SoftCFG, sample  # noqa: E402
-from scalewise.models import (SCHEDULES, SwittiConfig, SwittiModel, SwittiTransformer, TextCondition,  # noqa: E402
-                              VARConfig, VQVAEConfig)
-from scalewise.models.var_loader import build_var_transformer  # noqa: E402
-from scalewise.models.vqvae_loader import build_vqvae  # noqa: E402
+from scalewise.models import SCHEDULES, SwittiConfig, SwittiModel, TextCondition, VARConfig  # noqa: E402
 from scalewise.models.var import VARModel  # noqa: E402
+from scalewise.tools import tiny_weights  # noqa: E402  (the random weights, shared with tests/tiny.py)
 
 GIB = 1024 ** 3
 CFG_SCALE, IGG_SCALE, SSG_BETA = 1.5, 1.85, 0.1
@@ -149,8 +147,8 @@ GUIDERS = {  # VAR
 
 def switti_guider(name: str, stop: int):
     """The Switti guiders (the same names as GUIDERS), guidance off from scale `stop` on."""
-    cfg = lambda: CFG(SWITTI_CFG_SCALE, start_scale=0, stop_scale=stop)  # noqa: E731
-    igg = lambda: IGG(SWITTI_IGG_SCALE, stop_scale=stop, base=None)  # noqa: E731
+    cfg = lambda: CFG(SWITTI_CFG_SCALE, start_scale=0, end_scale=stop)  # noqa: E731
+    igg = lambda: IGG(SWITTI_IGG_SCALE, end_scale=stop, base=None)  # noqa: E731
     return {
         "cfg": cfg,
         "igg": igg,
@@ -175,109 +173,19 @@ def csv(text: str) -> list[str]:
 # -- models ------------------------------------------------------------------------------------
 
 def var_config(depth: int, heads: int, resolution: int, shared_adaln: bool) -> VARConfig:
-    return VARConfig(depth=depth, width=64 * heads, heads=heads, patch_nums=SCHEDULES[resolution],
-                     shared_adaln=shared_adaln)
-
-
-def _draw_parameters(model, device, dtype, seed: int, draw) -> None:
-    """Replace every (meta) parameter of `model` by one drawn on `device` in fp32 by `draw(full_name, p, t,
-    gen)` and stored in `dtype`: one fp32 parameter at a time is the only extra memory."""
-    gen = torch.Generator(device=device).manual_seed(seed)
-    for mod_name, mod in model.named_modules():
-        for name, p in list(mod._parameters.items()):
-            if p is None:
-                continue
-            full = f"{mod_name}.{name}" if mod_name else name
-            t = torch.empty(p.shape, device=device, dtype=torch.float32)
-            draw(full, p, t, gen)
-            mod._parameters[name] = torch.nn.Parameter(t.to(dtype), requires_grad=False)
-            del t
-
-
-def _check_materialised(model) -> None:
-    meta = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
-    if meta:
-        raise RuntimeError(f"still on the meta device after building: {', '.join(meta[:5])}")
-
-
-@torch.no_grad()
-def random_transformer(cfg: VARConfig, device, dtype, seed: int = 0):
-    """The VAR transformer built on meta, each parameter then drawn on `device` and stored in `dtype`.
-
-    Same statistics as tests/tiny.py `random_var` (O(1) modulation, logits of std ~3, so the sampler
-    sees realistic, varied distributions)."""
-    model = build_var_transformer(cfg, "meta")
-
-    def draw(full, p, t, gen):
-        if full.endswith("scale_mul_1H11"):
-            t.normal_(math.log(4.0), 0.5, generator=gen)
-        elif p.dim() >= 2:
-            gain = 3.0 if full == "head.weight" else 1.0
-            t.normal_(0.0, gain / math.sqrt(p.shape[-1]), generator=gen)
-        else:
-            t.normal_(0.0, 0.1, generator=gen)
-        if "ada_lin" in full or "ada_gss" in full:
-            t.mul_(0.5)
-
-    _draw_parameters(model, device, dtype, seed, draw)
-    # `levels` is a non-persistent buffer, created on meta above.
-    model.levels = cfg.schedule.levels(device)
-    _check_materialised(model)
-    return model.eval()
-
-
-@torch.no_grad()
-def random_switti_transformer(cfg: SwittiConfig, device, dtype, seed: int = 0) -> SwittiTransformer:
-    """The Switti transformer built on meta, each parameter then drawn on `device` and stored in `dtype`.
-
-    Same statistics as tests/tiny.py `random_switti`: RMSNorm gains ~1, head std 3/sqrt(fan_in),
-    crop_embed.weight N(0, 1), other matrices 1/sqrt(fan_in), vectors 0.1; ada_lin and crop_cond_scales x0.5."""
-    with torch.device("meta"):
-        model = SwittiTransformer(cfg)
-
-    def draw(full, p, t, gen):
-        if full.endswith(("norm1.weight", "norm2.weight", "y_norm.weight")):
-            t.normal_(1.0, 0.1, generator=gen)
-        elif full == "head.weight":
-            t.normal_(0.0, 3.0 / math.sqrt(p.shape[-1]), generator=gen)
-        elif full == "crop_embed.weight":
-            t.normal_(0.0, 1.0, generator=gen)
-        elif p.dim() >= 2:
-            t.normal_(0.0, 1.0 / math.sqrt(p.shape[-1]), generator=gen)
-        else:
-            t.normal_(0.0, 0.1, generator=gen)
-        if "ada_lin" in full or "crop_cond_scales" in full:
-            t.mul_(0.5)
-
-    _draw_parameters(model, device, dtype, seed, draw)
-    # `levels` is a non-persistent buffer, created on meta above (the loader recreates it the same way).
-    model.levels = cfg.schedule.levels(device)
-    # The complex RoPE table is no buffer: rope_table() builds it on the CPU explicitly, so the meta
-    # context does not reach it; it is copied to the device on first use.
-    rope = model._rope["cpu"]
-    if rope.is_meta or rope.device.type != "cpu" or rope.shape[0] != cfg.seq_len or not bool(torch.isfinite(
-            torch.view_as_real(rope)).all()):
-        raise RuntimeError(f"bad RoPE table after building on meta: {rope.device}, {tuple(rope.shape)}")
-    _check_materialised(model)
-    return model.eval()
-
-
-@torch.no_grad()
-def random_vqvae(ch: int, device, dtype, seed: int = 0):
-    torch.manual_seed(seed)
-    vae = build_vqvae(VQVAEConfig(ch=ch, ch_mult=VAE_MULT), device)  # PyTorch's default init, on device
-    vae.quantize.embedding.weight.normal_()
-    return vae.to(dtype).eval().requires_grad_(False)
+    return tiny_weights.var_config(depth, heads, SCHEDULES[resolution], shared_adaln)
 
 
 def build_model(spec: dict, device, dtype):
-    vae = random_vqvae(spec["vae_ch"], device, dtype)
+    """The model of a model_plan() entry with random weights (tools/tiny_weights.py: the VQ-VAE of random_vqvae,
+    the transformer materialised on `device` in `dtype` one parameter at a time)."""
+    vae = tiny_weights.random_vqvae(ch=spec["vae_ch"], ch_mult=VAE_MULT, device=device, dtype=dtype)
     if spec["family"] == "switti":
         cfg = SwittiConfig(depth=spec["depth"], width=spec["width"], heads=spec["heads"],
                            patch_nums=SCHEDULES[spec["resolution"]], autoregressive=spec["autoregressive"])
-        return SwittiModel(random_switti_transformer(cfg, device, dtype), vae).eval()
+        return SwittiModel(tiny_weights.materialised_switti(cfg, device, dtype), vae).eval()
     cfg = var_config(spec["depth"], spec["heads"], spec["resolution"], spec["shared_adaln"])
-    return VARModel(random_transformer(cfg, device, dtype), vae).eval()
+    return VARModel(tiny_weights.materialised_var(cfg, device, dtype), vae).eval()
 
 
 def model_names(text: str) -> list[str]:
@@ -411,16 +319,10 @@ def sync(device: torch.device):
 def random_text(batch: int, gen: torch.Generator, device, dtype) -> TextCondition:
     """Random CLIP-like embeddings in place of the text encoders (excluded from the timing, as in our
     measurement of the official pipeline): hidden [B, 77, 2048], pooled [B, 1280], 8-12 valid tokens per
-    prompt, and an "empty prompt" negative of batch 1 with 2 valid tokens (the sampler repeats it per image)."""
-
-    def make(b, lengths):
-        mask = torch.arange(TEXT_TOKENS)[None] < lengths[:, None]
-        return TextCondition(torch.randn(b, TEXT_TOKENS, 2048, generator=gen).to(device, dtype),
-                             torch.randn(b, 1280, generator=gen).to(device, dtype), mask.to(device))
-
-    cond = make(batch, torch.randint(TEXT_VALID[0], TEXT_VALID[1] + 1, (batch,), generator=gen))
-    cond.negative = make(1, torch.tensor([NEGATIVE_VALID]))
-    return cond
+    prompt, and an "empty prompt" negative of batch 1 with 2 valid tokens (the sampler repeats it per image);
+    tools/tiny_weights.py `text_condition`."""
+    lengths = torch.randint(TEXT_VALID[0], TEXT_VALID[1] + 1, (batch,), generator=gen)
+    return tiny_weights.text_condition(lengths, gen, TEXT_TOKENS, NEGATIVE_VALID, device, dtype)
 
 
 class Runner:

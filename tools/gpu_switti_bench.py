@@ -49,14 +49,15 @@ import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalewise`)
-import benchmark as bm  # noqa: E402  (tools/benchmark.py: official-shape random models, guider settings)
-import gpu_common as gc_  # noqa: E402
+from scalewise.tools import benchmark as bm  # noqa: E402  (official-shape random models, guider settings)
+from scalewise.tools import gpu_common as gc_  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
 from scalewise.guidance import CFG, Draw, Generation, IGG, SSG, sample  # noqa: E402
 from scalewise.models import SCHEDULES, TextCondition, switti_official_state_dict, vqvae_official_state_dict  # noqa: E402
 from scalewise.models.shapes import load_shapes_model  # noqa: E402
+from scalewise.tools import tiny_weights  # noqa: E402  (the random VQ-VAE)
 
 TAG = "gpu_switti_bench"
 FP16_MAX = torch.finfo(torch.float16).max  # 65504
@@ -149,7 +150,7 @@ class OfficialSwitti:
 
 
 def pack_switti(model, text, *, seed, stop, greedy=False):
-    guider = CFG(bm.SWITTI_CFG_SCALE, start_scale=0, stop_scale=stop)
+    guider = CFG(bm.SWITTI_CFG_SCALE, start_scale=0, end_scale=stop)
     if greedy:
         return sample(model, guider, Generation(text, seed=seed,
                                                 draw=Draw(top_k=1, last_scale_temperature=bm.SWITTI_LAST_TEMPERATURE)))
@@ -348,7 +349,7 @@ def vae_fp16(args, device, emit, builtin, builtin_tokens):
     cases = []
     ch = bm.TINY_VAE_CH if args.tiny else bm.VAE_CH
     for px in ((256,) if args.tiny else (256, 512, 1024)):
-        cases.append((f"vqvae-ch{ch}-random", bm.random_vqvae(ch, device, torch.float32), px, SCHEDULES[px], None))
+        cases.append((f"vqvae-ch{ch}-random", tiny_weights.random_vqvae(ch=ch, device=device), px, SCHEDULES[px], None))
     cases.append(("builtin-shapes-vqvae", builtin.vae, builtin.image_size, builtin.patch_nums, builtin_tokens))
     for name, vae32, px, patch_nums, tokens in cases:
         batch = 1 if tokens is None else tokens[0].shape[0]

@@ -6,7 +6,7 @@
 For each model (official shapes with random weights: d16 and d30 at 256 px, d36 at 512 px; --tiny: depth 2,
 width 128, VQ-VAE ch 32 with the same layouts and schedules) it
 
-1. draws the weights once (the statistics of tests/tiny.py) and loads the very same weights into the official
+1. draws the weights once (the statistics of tools/tiny_weights.py) and loads the very same weights into the official
    `VAR`/`VQVAE` classes of the fetched repository (its key layout, through var_official_state_dict);
 2. parity: fp32 greedy decoding (top_k 1, CFG 1.5, TF32 off) of both on the same class labels; the tokens
    must be equal at every scale (recorded from the official `sample_with_top_k_top_p_`);
@@ -38,8 +38,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalewise`)
-import benchmark as bm  # noqa: E402  (tools/benchmark.py: official-shape random models, guider settings)
-import gpu_common as gc_  # noqa: E402
+from scalewise.tools import benchmark as bm  # noqa: E402  (official-shape random models, guider settings)
+from scalewise.tools import gpu_common as gc_  # noqa: E402
 import torch  # noqa: E402
 
 from scalewise.guidance import CFG, Draw, Generation, sample  # noqa: E402

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from locales import pack_nodes, served_object_info  # noqa: E402  (the sibling script, run or imported)
+import bootstrap  # noqa: E402,F401  (makes the repository importable as `scalewise`)
+from scalewise.tools.locales import pack_nodes, served_object_info  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "web" / "docs"

@@ -3,7 +3,7 @@ import pytest
 from scalewise.guidance import CFG, IGG, SSG, SoftCFG
 
 
-@pytest.mark.parametrize("guider,field", [(CFG(1.5, "constant"), "scale"), (IGG(1.85, window="auto"), "scale"),
+@pytest.mark.parametrize("guider,field", [(CFG(1.5, "constant"), "cfg"), (IGG(1.85, window="auto"), "scale"),
                                           (SoftCFG(1.0, base=CFG(2.0)), "strength"),
                                           (SSG(0.1, "linear_increase", base=IGG(3.0)), "beta")])
 def test_with_strength_changes_only_the_strength_of_the_top(guider, field):
@@ -17,7 +17,7 @@ def test_with_strength_changes_only_the_strength_of_the_top(guider, field):
 
 
 def test_with_strength_checks_the_range():
-    with pytest.raises(ValueError, match="cfg scale"):
+    with pytest.raises(ValueError, match="cfg must be"):
         CFG().with_strength(1000)
     with pytest.raises(ValueError, match="softcfg strength"):
         SoftCFG(base=CFG()).with_strength(-1)

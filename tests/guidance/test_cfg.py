@@ -21,9 +21,9 @@ def test_constant_cosine_and_window():
     cos = CFG(2.0, "cosine", power=2.0)
     assert cos.weight(0, 10) == 1.0 and math.isclose(cos.weight(9, 10), 3.0)
     assert math.isclose(cos.weight(3, 10), 1 + 2 * 0.5 * (1 - math.cos(math.pi * (3 / 9) ** 2)))
-    win = CFG(6.0, start_scale=2, stop_scale=8)
+    win = CFG(6.0, start_scale=2, end_scale=8)
     assert [win.weight(k, 10) is not None for k in range(10)] == [False] * 2 + [True] * 6 + [False] * 2
-    assert [CFG(1.0, stop_scale=-3).weight(k, 10) is not None for k in range(10)] == [True] * 7 + [False] * 3
+    assert [CFG(1.0, end_scale=-3).weight(k, 10) is not None for k in range(10)] == [True] * 7 + [False] * 3
 
 
 def test_combination_is_vars_formula_exactly():
@@ -37,11 +37,11 @@ def test_combination_is_vars_formula_exactly():
 
 
 def test_outside_window_is_cond_only_and_skips_uncond():
-    run = GuidanceRun(CFG(6.0, start_scale=0, stop_scale=8), INFO)
+    run = GuidanceRun(CFG(6.0, start_scale=0, end_scale=8), INFO)
     lc, lu = torch.randn(2, 4, 8), torch.randn(2, 4, 8)
     assert torch.equal(run.combine(9, lc, lu), lc)
     assert run.uncond_scales == frozenset(range(8))
-    non_ar = GuidanceRun(CFG(6.0, start_scale=2, stop_scale=8), RunInfo(**{**INFO.__dict__, "autoregressive": False}))
+    non_ar = GuidanceRun(CFG(6.0, start_scale=2, end_scale=8), RunInfo(**{**INFO.__dict__, "autoregressive": False}))
     assert non_ar.uncond_scales == frozenset(range(2, 8))
 
 
@@ -51,8 +51,8 @@ def test_guidance_off_means_cond_only():
     assert GuidanceRun(CFG(0.0), INFO).uncond_scales == frozenset()
 
 
-@pytest.mark.parametrize("kwargs", [dict(scale=float("nan")), dict(scale=float("inf")), dict(schedule="cubic"),
-                                    dict(scale=1e6)])
+@pytest.mark.parametrize("kwargs", [dict(cfg=float("nan")), dict(cfg=float("inf")), dict(schedule="cubic"),
+                                    dict(cfg=1e6)])
 def test_bad_parameters(kwargs):
     with pytest.raises(ValueError):
         CFG(**kwargs)
@@ -65,4 +65,4 @@ def test_two_cfg_in_a_stack_is_an_error():
 
 def test_guiders_are_immutable():
     with pytest.raises(Exception):
-        CFG(1.0).scale = 3.0
+        CFG(1.0).cfg = 3.0

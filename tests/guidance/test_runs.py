@@ -118,13 +118,13 @@ def test_sweep_balance_is_the_crossing_of_its_rows(model):
     xs = {1.0: 1.0, 2.0: 3.0, 30.0: 60.0, 90.0: 1000.0}  # object magnitude per CFG scale
 
     def hand_sampler(model, guider, generation, *, trace, callback):
-        return SampleOutput(torch.zeros(1, 3, 64, 64), [], _hand_trace(xs[guider.scale]))
+        return SampleOutput(torch.zeros(1, 3, 64, 64), [], _hand_trace(xs[guider.cfg]))
 
     mask = torch.zeros(1, 64, 64)
     mask[:, :32, :32] = 1   # the top-left token
     result = sweep(model, CFG(3.0), strengths, Generation([1], batch_size=1), masks=mask, sampler=hand_sampler)
     expected = [_expected(xs[s]) for s in strengths]
-    assert result.strengths == strengths and [r.guider.scale for r in result.rows] == list(strengths)
+    assert result.strengths == strengths and [r.guider.cfg for r in result.rows] == list(strengths)
     # float32 metrics of O(1) values: a few ulps of float32
     assert result.evenness == pytest.approx([e for e, _ in expected], abs=1e-6)
     assert result.divergence == pytest.approx([d for _, d in expected], abs=1e-6)

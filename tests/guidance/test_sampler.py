@@ -122,7 +122,7 @@ def test_uncond_branch_is_skipped_when_nothing_needs_it(model, monkeypatch):
     sample(model, CFG(0.0), Generation([1, 2], draw=Draw(top_k=1)))
     assert rows == [2, 2, 2, 2]
     rows.clear()
-    sample(model, CFG(3.0, stop_scale=-2), Generation([1, 2], draw=Draw(top_k=1)))  # last two scales unguided
+    sample(model, CFG(3.0, end_scale=-2), Generation([1, 2], draw=Draw(top_k=1)))  # last two scales unguided
     assert rows == [4, 4, 2, 2]
     rows.clear()
     sample(model, CFG(3.0), Generation([1, 2], draw=Draw(top_k=1)))

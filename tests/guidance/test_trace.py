@@ -34,7 +34,7 @@ def test_trace_records_magnitude_and_confidence():
     out = sample(model, spy, Generation([4, 5], draw=Draw(top_k=1)), trace=True)
     tr = out.trace
     assert tr.patch_nums == model.patch_nums and tr.image_size == 64 and tr.guider.startswith("CFG 2 linear")
-    assert tr.guided == [True] * 4
+    assert tr.uncond_ran == [True] * 4
     for k, (cond, uncond, guided) in enumerate(spy.records):
         pn = model.patch_nums[k]
         expected = (guided - uncond).amax(-1).clamp(min=0).view(2, pn, pn)
@@ -49,7 +49,7 @@ def test_trace_records_magnitude_and_confidence():
 
 def test_ssg_alone_measures_its_push_against_cond():
     out = sample(tiny_model(seed=9), SSG(0.5), Generation([4], draw=Draw(top_k=1)), trace=True)
-    assert out.trace.guided == [False] * 4
+    assert out.trace.uncond_ran == [False] * 4
     assert out.trace.magnitude[0].abs().max() == 0 and out.trace.magnitude[2].max() > 0
 
 
@@ -62,11 +62,11 @@ def test_select_one_image():
 def test_temperature_does_not_count_as_guidance():
     """The last-scale temperature sharpens the draw but is no guidance: unguided scales measure 0."""
     model = tiny_model(seed=9)
-    out = sample(model, CFG(2.0, stop_scale=2), Generation([4], draw=Draw(top_k=1, last_scale_temperature=0.1)),
+    out = sample(model, CFG(2.0, end_scale=2), Generation([4], draw=Draw(top_k=1, last_scale_temperature=0.1)),
                  trace=True)
-    assert out.trace.guided == [True, True, False, False]
+    assert out.trace.uncond_ran == [True, True, False, False]
     assert out.trace.magnitude[2].max() == 0 and out.trace.magnitude[3].max() == 0
-    plain = sample(model, CFG(2.0, stop_scale=2), Generation([4], draw=Draw(top_k=1)), trace=True)
+    plain = sample(model, CFG(2.0, end_scale=2), Generation([4], draw=Draw(top_k=1)), trace=True)
     assert out.trace.confidence[3].mean() > plain.trace.confidence[3].mean()  # drawn from the sharpened one
 
 
@@ -77,7 +77,7 @@ def test_traces_of_parts_join_into_the_trace_of_the_batch():
     parts = [sample(model, CFG(2.0), Generation([4, 5], draw=Draw(top_k=1)), trace=True).trace,
              sample(model, CFG(2.0), Generation([6], batch_index=2, draw=Draw(top_k=1)), trace=True).trace]
     joined = concat_traces(parts)
-    assert joined.batch_size == 3 and joined.guided == whole.guided
+    assert joined.batch_size == 3 and joined.uncond_ran == whole.uncond_ran
     for k, joined_k in enumerate(joined.magnitude):
         assert joined_k.shape == whole.magnitude[k].shape
         assert torch.equal(joined_k[:2], parts[0].magnitude[k]) and torch.equal(joined_k[2:], parts[1].magnitude[k])

@@ -1,18 +1,13 @@
 """Translations (locales/<lang>/nodeDefs.json): served by the real server at /i18n, complete for every node, made
 from the English the nodes have now (locales/en_source.json, see tools/locales.py), and faithful where a check
 can tell: numbers, model and method names and quoted option values are carried over unchanged."""
-import importlib.util
 import json
 import re
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("scalewise_tools_locales", ROOT / "tools" / "locales.py")
-locales = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(locales)
+from scalewise.tools import locales
 
 LANGUAGES = locales.languages()
 # Words a translation must keep as they are wherever the English has them.

@@ -17,38 +17,19 @@ from scalewise.tools.scenes.data import sample as real_scenes
 from scalewise.models.shapes.judge import judge_images
 
 import builtin_snapshots as snap
+from official_keys import official_names, stored_dtypes
 
 pytestmark = pytest.mark.slow  # the fast tier leaves this file out (tests/conftest.py)
 
-KEYS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "keys")
-
-
-def _official_names(list_file, depth=None):
-    names = []
-    with open(os.path.join(KEYS, list_file)) as f:
-        for line in f:
-            if line.startswith("#") or not line.strip():
-                continue
-            name = line.split()[0]
-            m = re.match(r"blocks\.(\d+)\.", name)
-            if depth is None or not m or int(m.group(1)) < depth:
-                names.append(name)
-    return names
-
-
-def _stored(path):
-    with safe_open(path, "pt") as f:
-        return {k: f.get_slice(k).get_dtype() for k in f.keys()}
-
 
 def test_files_have_the_official_layouts_in_fp16_and_stay_lean():
-    var, vae = _stored(VAR_FILE), _stored(VAE_FILE)
-    assert sorted(var) == sorted(_official_names("var_d16_keys.txt", depth=4))  # VAR-d16 names, 4 blocks
+    var, vae = stored_dtypes(VAR_FILE), stored_dtypes(VAE_FILE)
+    assert sorted(var) == sorted(official_names("var_d16_keys.txt", depth=4))  # VAR-d16 names, 4 blocks
     # the official VQ-VAE names with one residual block per encoder level (two per decoder level) instead of 2 / 3:
     # only encoder block (and attention) 1 and decoder block (attention) 2 are absent. The widths 64-32-64-64-128
     # (official 160-160-320-320-640) add the 1x1 shortcut the official ResnetBlock builds wherever a block's input and
     # output widths differ: the official name, at three blocks whose widths the official file keeps equal.
-    official = set(_official_names("vqvae_keys.txt"))
+    official = set(official_names("vqvae_keys.txt"))
     with safe_open(VAE_FILE, "pt") as f:
         extra = {k: f.get_slice(k).get_shape() for k in set(vae) - official}
     assert sorted({k.rsplit(".", 1)[0] for k in extra}) == [

@@ -1,10 +1,8 @@
 """The shipped tiny shapes model: official layouts, fp16 files of a few MB, and what it really generates."""
 import os
-import re
 
 import pytest
 import torch
-from safetensors import safe_open
 
 from scalewise.guidance import CFG, Draw, Generation, sample
 from scalewise.models.shapes import CLASS_NAMES, PATCH_NUMS, VAE_FILE, VAR_FILE, load_judge, load_shapes_model
@@ -12,34 +10,15 @@ from scalewise.tools.shapes.data import sample as real_images
 from scalewise.models.shapes.judge import judge_images
 
 import builtin_snapshots as snap
+from official_keys import official_names, stored_dtypes
 
 pytestmark = pytest.mark.slow  # the fast tier leaves this file out (tests/conftest.py)
 
-KEYS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "keys")
-
-
-def _official_names(list_file, depth=None):
-    names = []
-    with open(os.path.join(KEYS, list_file)) as f:
-        for line in f:
-            if line.startswith("#") or not line.strip():
-                continue
-            name = line.split()[0]
-            m = re.match(r"blocks\.(\d+)\.", name)
-            if depth is None or not m or int(m.group(1)) < depth:
-                names.append(name)
-    return names
-
-
-def _stored(path):
-    with safe_open(path, "pt") as f:
-        return {k: f.get_slice(k).get_dtype() for k in f.keys()}
-
 
 def test_files_have_the_official_layouts_in_fp16():
-    var, vae = _stored(VAR_FILE), _stored(VAE_FILE)
-    assert sorted(var) == sorted(_official_names("var_d16_keys.txt", depth=4))  # VAR-d16 names, 4 blocks
-    assert sorted(vae) == sorted(_official_names("vqvae_keys.txt"))
+    var, vae = stored_dtypes(VAR_FILE), stored_dtypes(VAE_FILE)
+    assert sorted(var) == sorted(official_names("var_d16_keys.txt", depth=4))  # VAR-d16 names, 4 blocks
+    assert sorted(vae) == sorted(official_names("vqvae_keys.txt"))
     floats = [t for f in (var, vae) for k, t in f.items() if k not in ("lvl_1L",)]
     assert set(floats) == {"F16"}
     size = sum(os.path.getsize(p) for p in (VAR_FILE, VAE_FILE))  # what ships at run time

@@ -1,6 +1,5 @@
 import json
 import math
-import pathlib
 
 import pytest
 import torch
@@ -9,22 +8,13 @@ from scalewise.guidance import CFG, Draw, Generation, SoftCFG, sample
 from scalewise.models import (CheckpointError, SCHEDULES, SwittiConfig, TextCondition, load_switti,
                               switti_official_state_dict, var_official_state_dict, vqvae_official_state_dict)
 from scalewise.models.switti import SwittiTransformer, rope_table
+from official_keys import read_keys
 from rounding import transformer_bound
 from tiny import TINY_PN, LogitRecorder, random_text, save, tiny_model, tiny_switti
 
-KEYS = pathlib.Path(__file__).parent.parent / "data" / "keys" / "switti_keys.txt"
-
-
 def official_keys(reso):
-    out = {}
-    for line in KEYS.read_text().splitlines():
-        if reso == 1024 and line.startswith("#1024:"):
-            line = line[len("#1024:"):].strip()
-        elif line.startswith("#") or not line.strip():
-            continue
-        key, shape, dtype = line.split()
-        out[key] = tuple(int(s) for s in shape.strip("[]").split(","))
-    return out
+    """{name: shape} of the official Switti checkpoint at 512 or 1024 px."""
+    return {k: shape for k, (shape, _) in read_keys("switti_keys.txt", variant="1024" if reso == 1024 else None).items()}
 
 
 @pytest.mark.parametrize("reso", [512, 1024])
@@ -107,16 +97,16 @@ def test_cfg_window_drops_the_negative_and_applies_the_last_temperature(monkeypa
 
     monkeypatch.setattr(type(model), "forward_scale", spy)
     text = random_text(batch=2)
-    sample(model, CFG(6.0, start_scale=1, stop_scale=3),
+    sample(model, CFG(6.0, start_scale=1, end_scale=3),
            Generation(text, draw=Draw(top_k=1, last_scale_temperature=0.1)))
     assert rows == [2, 4, 4, 2]  # non-AR: the negative runs only where guided
     monkeypatch.undo()
     # the temperature acts only after the window: greedy tokens are unchanged by it
-    a = sample(model, CFG(6.0, stop_scale=3), Generation(text, draw=Draw(top_k=1, last_scale_temperature=0.1)))
-    b = sample(model, CFG(6.0, stop_scale=3), Generation(text, draw=Draw(top_k=1)))
+    a = sample(model, CFG(6.0, end_scale=3), Generation(text, draw=Draw(top_k=1, last_scale_temperature=0.1)))
+    b = sample(model, CFG(6.0, end_scale=3), Generation(text, draw=Draw(top_k=1)))
     assert all(torch.equal(x, y) for x, y in zip(a.tokens, b.tokens))
-    c = sample(model, CFG(6.0, stop_scale=3), Generation(text, seed=1, draw=Draw(top_k=0, last_scale_temperature=0.01)))
-    d = sample(model, CFG(6.0, stop_scale=3), Generation(text, seed=1, draw=Draw(top_k=0)))
+    c = sample(model, CFG(6.0, end_scale=3), Generation(text, seed=1, draw=Draw(top_k=0, last_scale_temperature=0.01)))
+    d = sample(model, CFG(6.0, end_scale=3), Generation(text, seed=1, draw=Draw(top_k=0)))
     assert all(torch.equal(x, y) for x, y in zip(c.tokens[:3], d.tokens[:3]))
 
 
@@ -203,8 +193,8 @@ def test_every_guider_works_with_switti(autoregressive):
     from scalewise.guidance import IGG, SSG
     model = tiny_switti(autoregressive=autoregressive, seed=10)
     text = random_text(batch=2)
-    guiders = [CFG(6.0, start_scale=1, stop_scale=3), IGG(6.0, stop_scale=3), SSG(0.2),
-               SSG(0.2, base=IGG(2.0, base=CFG(4.0, stop_scale=-1)))]
+    guiders = [CFG(6.0, start_scale=1, end_scale=3), IGG(6.0, end_scale=3), SSG(0.2),
+               SSG(0.2, base=IGG(2.0, base=CFG(4.0, end_scale=-1)))]
     if autoregressive:
         guiders.append(SoftCFG(base=CFG(6.0)))
     plain = sample(model, None, Generation(text, draw=Draw(top_k=1)))

@@ -1,4 +1,3 @@
-import pathlib
 
 import pytest
 import torch
@@ -8,21 +7,9 @@ from scalewise.models import SCHEDULES, VARConfig, var_official_state_dict, vqva
 from scalewise.models.var_loader import build_var_transformer
 from scalewise.models.vqvae_loader import build_vqvae
 from scalewise.models import VQVAEConfig
+from official_keys import read_keys
 from rounding import transformer_bound
 from tiny import TINY_PN, LogitRecorder, random_var, random_vqvae, tiny_model, var_config
-
-KEYS = pathlib.Path(__file__).parent.parent / "data" / "keys"
-
-
-def read_keys(name):
-    out = {}
-    for line in (KEYS / name).read_text().splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        key, shape, dtype = line.split()
-        out[key] = (tuple(int(s) for s in shape.strip("[]").split(",") if s), dtype)
-    return out
-
 
 OFFICIAL = {16: (256, False), 20: (256, False), 24: (256, False), 30: (256, False), 36: (512, True)}
 

@@ -3,7 +3,7 @@ needs neither a GPU nor the official code; the whole scripts run with --tiny aga
 import pytest
 import torch
 
-import gpu_common
+from scalewise.tools import gpu_common
 
 
 def test_agreement_figures_per_scale_and_overall():

@@ -12,7 +12,7 @@ TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abs
 
 
 def test_activation_probe_finds_the_largest_output_and_overflow():
-    from gpu_switti_bench import ActivationProbe
+    from scalewise.tools.gpu_switti_bench import ActivationProbe
     net = nn.Sequential(nn.Conv2d(1, 1, 1, bias=False), nn.GroupNorm(1, 1), nn.Conv2d(1, 1, 1, bias=False))
     with torch.no_grad():
         net[0].weight.fill_(300.0)

@@ -5,7 +5,7 @@ import os
 import pytest
 from PIL import Image
 
-import guidance_sweep as sweep
+from scalewise.tools import guidance_sweep as sweep
 
 pytestmark = pytest.mark.slow  # the fast tier leaves this file out (tests/conftest.py)
 

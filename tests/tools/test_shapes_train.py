@@ -31,7 +31,7 @@ def test_training_quantiser_matches_inference():
 
 
 def test_training_script_writes_loadable_files(tmp_path):
-    from train_shapes import main
+    from scalewise.tools.train_shapes import main
     main(["--out", str(tmp_path), "--scale", "0.002"])
     model = load_var(tmp_path / "shapes_var.safetensors", tmp_path / "shapes_vae.safetensors")
     assert model.patch_nums == PATCH_NUMS and model.num_classes == 10
@@ -40,7 +40,7 @@ def test_training_script_writes_loadable_files(tmp_path):
 
 def test_scenes_training_script_writes_loadable_files(tmp_path):
     """--model scenes at a tiny scale: one step per stage, files the official loaders read (128 px, 7 scales)."""
-    from train_shapes import main
+    from scalewise.tools.train_shapes import main
     from scalewise.models.scenes import PATCH_NUMS as SCENES_PATCH_NUMS
     main(["--model", "scenes", "--out", str(tmp_path), "--scale", "0.002"])
     model = load_var(tmp_path / "scenes_var.safetensors", tmp_path / "scenes_vae.safetensors")
