@@ -134,6 +134,7 @@ class BSQEncoder(nn.Module):
         self.conv_out = _Conv(top, cfg.bits, 3, padding=1)
 
     def forward(self, x):
+        """Image float [B, 3, H, W] in [-1, 1] -> latent [B, d, H/s, W/s]."""
         h = self.conv_in(x)
         for level in self.down:
             for block in level.block:
@@ -167,6 +168,7 @@ class BSQDecoder(nn.Module):
         self.conv_out = _Conv(block_in, 3, 3, padding=1)
 
     def forward(self, z):
+        """Latent [B, d, h, w] -> image [B, 3, s h, s w], unclamped."""
         h = self.mid(self.conv_in(z))
         for level in reversed(self.up):
             for block in level.block:

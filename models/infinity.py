@@ -64,6 +64,7 @@ class InfinityConfig:
 
     @property
     def head_dim(self) -> int:
+        """C / heads (128 for the released models)."""
         return self.width // self.heads
 
     @property
@@ -80,10 +81,12 @@ class InfinityConfig:
 
     @cached_property
     def lengths(self) -> tuple[int, ...]:
+        """n_k = h_k w_k positions of each scale."""
         return tuple(h * w for h, w in self.scales)
 
     @cached_property
     def offsets(self) -> tuple[int, ...]:
+        """K + 1 positions: scale k holds offsets[k] .. offsets[k + 1] - 1 (the official RoPE `scale_ind` start)."""
         out = [0]
         for n in self.lengths:
             out.append(out[-1] + n)
@@ -91,6 +94,7 @@ class InfinityConfig:
 
     @property
     def seq_len(self) -> int:
+        """L = sum_k h_k w_k."""
         return self.offsets[-1]
 
 
@@ -145,7 +149,7 @@ class SelfAttention(nn.Module):
         self.q_bias, self.v_bias = nn.Parameter(torch.zeros(width)), nn.Parameter(torch.zeros(width))
         self.register_buffer("zero_k_bias", torch.zeros(width))
         self.proj = nn.Linear(width, width)
-        self.max_scale_mul = torch.log(torch.tensor(100.0)).item()
+        self.max_scale_mul = torch.log(torch.tensor(100.0, device="cpu")).item()  # float32 ln 100, as official
 
     def forward(self, x, cos, sin, cache: list | None = None, mask=None, value_weights=None):
         """x [B, n, C] -> [B, n, C]. cache: a [k, v] list (None entries at the first scale), extended in place.
@@ -221,6 +225,7 @@ class FFN(nn.Module):
         self.fc1, self.fc2 = nn.Linear(width, hidden), nn.Linear(hidden, width)
 
     def forward(self, x):
+        """[..., C] -> [..., C]."""
         return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
 
 
@@ -239,6 +244,8 @@ class Block(nn.Module):
         self.ca_norm = nn.LayerNorm(C, eps=cfg.eps)
 
     def forward(self, x, gss, text, segments, cos, sin, cache=None, mask=None, value_weights=None):
+        """x [R, n, C], gss [R, 1, 6, C], text [N, C] with R segments, cos/sin [n, D/2] -> [R, n, C] (cache, mask,
+        value_weights: see `SelfAttention.forward`)."""
         g1, g2, s1, s2, b1, b2 = (self.ada_gss + gss).unbind(2)
         C = x.shape[-1]
         h = F.layer_norm(x.float(), (C,), None, None, self.eps).mul(s1.add(1)).add_(b1)
@@ -321,6 +328,7 @@ class InfinityTransformer(nn.Module):
 
     @property
     def blocks(self) -> list[Block]:
+        """The depth blocks in order (block c * per_chunk + j is `block_chunks.{c}.module.{j}`)."""
         return [b for chunk in self.block_chunks for b in chunk.module]
 
     def rope(self, device):
