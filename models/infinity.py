@@ -1,0 +1,540 @@
+"""Infinity (FoundationVision/Infinity): the bitwise scale-wise text-to-image transformer in the official key layout,
+and its `ScalewiseModel`.
+
+Source of every equation and name: official repository HEAD 4c27bbb5, infinity/models/infinity.py (`Infinity`,
+`TextAttentivePool`, `SharedAdaLin`, `MultipleLayers`, `autoregressive_infer_cfg`) and infinity/models/basic.py
+(`SelfAttention`, `CrossAttention`, `CrossAttnBlock` fused path, `AdaLNBeforeHead`, `FFN`,
+`precompute_rope2d_freqs_grid` with rope2d_normalized_by_hw=2, `apply_rotary_emb`); the released models' settings
+(shared_aln, head_aln, cos_attn, LayerNorm eps 1e-6, GELU-tanh FFN, no cross-attention gate, lvl_embed before the first
+block chunk only, use_bit_label) from tools/run_infinity.py. Paper: Han et al., "Infinity: Scaling Bitwise
+AutoRegressive Modeling for High-Resolution Image Synthesis", CVPR 2025 (arXiv 2412.04431).
+
+Attention is PyTorch's own (scaled_dot_product_attention), on any device; the text cross-attention runs per prompt
+segment in the weights' dtype (the official code always calls flash-attn varlen in bf16 there).
+
+Tokens are bits: scale k has n_k = h_k w_k positions of d bits each (d = the BSQ VAE's codebook dimension). The head
+gives V = 2d logits per position, interleaved pairs: (2j, 2j + 1) = (bit j = 0, bit j = 1) of bit j.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .base import GumbelSmoothing, ScaleState, ScalewiseModel
+from .bsq_vae import BSQVAE
+
+# The 1:1 template of official infinity/utils/dynamic_resolution.py: 13 (h, w) steps; pn '0.06M', '0.25M', '0.60M',
+# '1M' take the first 7, 10, 12, 13. RoPE positions of every pn are normalised to the 1M grid (64 x 64).
+SQUARE_STEPS = (1, 2, 4, 6, 8, 12, 16, 20, 24, 32, 40, 48, 64)
+SQUARE_PN = {"0.06M": 7, "0.25M": 10, "0.60M": 12, "1M": 13}
+ROPE_GRID_MAX = 128  # official max_height = max_width = 2048 // 16
+
+
+@dataclass(frozen=True)
+class InfinityConfig:
+    """Sizes of an Infinity transformer (all inferable from the official tensors, see models/infinity_loader.py).
+
+    width C, depth, heads (head_dim = C / heads), block_chunks (key layout `block_chunks.{c}.module.{j}`), ffn hidden
+    (fc1 rows), text_channels Ct5 (2048 for flan-t5-xl), text_maxlen (rows of cfg_uncond), bits d (the head gives
+    V = 2d), scales: K (h, w) token-map sizes, coarse to fine; rope_grid: (H1, W1), the last 1M scale of the
+    schedule's aspect-ratio template (64, 64 for 1:1), to which RoPE positions are normalised."""
+
+    width: int
+    depth: int
+    heads: int
+    block_chunks: int
+    ffn_hidden: int
+    text_channels: int
+    text_maxlen: int
+    bits: int
+    scales: tuple[tuple[int, int], ...]
+    rope_grid: tuple[int, int] = (64, 64)
+    eps: float = 1e-6
+    levels: int = 15  # rows of lvl_embed
+
+    @property
+    def vocab_size(self) -> int:
+        """V = 2 d head outputs per position."""
+        return 2 * self.bits
+
+    @property
+    def head_dim(self) -> int:
+        """C / heads (128 for the released models)."""
+        return self.width // self.heads
+
+    @property
+    def pool_heads(self) -> int:
+        """Heads of the text pool: Ct5 / (64 if C > 4096 else 128) (official `TextAttentivePool`)."""
+        return self.text_channels // (64 if self.width > 4096 else 128)
+
+    @property
+    def patch_nums(self) -> tuple[int, ...]:
+        """Token-map sides for square schedules (the contract's `patch_nums`); ValueError for a non-square one."""
+        if any(h != w for h, w in self.scales):
+            raise ValueError(f"scales: the model contract needs square token maps, got {self.scales}")
+        return tuple(h for h, _ in self.scales)
+
+    @cached_property
+    def lengths(self) -> tuple[int, ...]:
+        """n_k = h_k w_k positions of each scale."""
+        return tuple(h * w for h, w in self.scales)
+
+    @cached_property
+    def offsets(self) -> tuple[int, ...]:
+        """K + 1 positions: scale k holds offsets[k] .. offsets[k + 1] - 1 (the official RoPE `scale_ind` start)."""
+        out = [0]
+        for n in self.lengths:
+            out.append(out[-1] + n)
+        return tuple(out)
+
+    @property
+    def seq_len(self) -> int:
+        """L = sum_k h_k w_k."""
+        return self.offsets[-1]
+
+
+def square_scales(pn: str = "1M") -> tuple[tuple[int, int], ...]:
+    """The 1:1 schedule of `pn` ('0.06M', '0.25M', '0.60M', '1M') as (h, w) pairs. KeyError for another pn."""
+    return tuple((s, s) for s in SQUARE_STEPS[:SQUARE_PN[pn]])
+
+
+def rope_tables(cfg: InfinityConfig, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin float32 [L, head_dim / 2] for every position of the schedule (scales concatenated in order, so scale
+    k starts at offsets[k], the official `scale_ind` offset of the fused path).
+
+    Pair p < half/2 of the head uses the row angle r' theta_p, pair p >= half/2 the column angle c' theta_{p-half/2},
+    half = head_dim / 2, theta_i = 1 / 10000^(2i / half); r' = round(r H1 / h), c' = round(c W1 / w) in float32
+    (official `precompute_rope2d_freqs_grid`, rope2d_normalized_by_hw=2). Raises ValueError when a normalised position
+    leaves the official 128 x 128 grid."""
+    half = cfg.head_dim // 2
+    inv_freq = 1.0 / (10000.0 ** (torch.arange(0, half, 2, dtype=torch.int64).float() / half))
+    H1, W1 = cfg.rope_grid
+    angles = []
+    for h, w in cfg.scales:
+        rows = (torch.arange(h) * (H1 / h)).round().int()
+        cols = (torch.arange(w) * (W1 / w)).round().int()
+        if int(rows.max()) >= ROPE_GRID_MAX or int(cols.max()) >= ROPE_GRID_MAX:
+            raise ValueError(f"scales: scale {h}x{w} leaves the {ROPE_GRID_MAX}x{ROPE_GRID_MAX} RoPE grid")
+        r = torch.outer(rows.float(), inv_freq)[:, None, :].expand(h, w, -1)
+        c = torch.outer(cols.float(), inv_freq)[None, :, :].expand(h, w, -1)
+        angles.append(torch.cat([r, c], dim=-1).reshape(h * w, half))
+    a = torch.cat(angles)
+    return torch.cos(a).to(device), torch.sin(a).to(device)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs (x[2p], x[2p+1]) of x [B, H, n, D] by the angles of cos/sin [n, D/2] (official
+    `apply_rotary_emb`, computed in float32)."""
+    pairs = x.float().reshape(*x.shape[:-1], -1, 2)
+    x0, x1 = pairs[..., 0], pairs[..., 1]
+    out = torch.stack([cos * x0 - sin * x1, sin * x0 + cos * x1], dim=-1)
+    return out.reshape(x.shape).to(x.dtype)
+
+
+class SelfAttention(nn.Module):
+    """Cosine self-attention (`sa.*`): qkv = x W^T + [q_bias, 0, v_bias]; q = normalize(q) exp(min(scale_mul, ln 100)),
+    k = normalize(k) (eps 1e-12), then RoPE on q and k, softmax(q k^T) with scale 1, proj. With a cache, keys and
+    values of the earlier scales are prepended."""
+
+    def __init__(self, width, heads):
+        super().__init__()
+        self.heads, self.head_dim = heads, width // heads
+        self.scale_mul_1H11 = nn.Parameter(torch.zeros(1, heads, 1, 1))
+        self.mat_qkv = nn.Linear(width, 3 * width, bias=False)
+        self.q_bias, self.v_bias = nn.Parameter(torch.zeros(width)), nn.Parameter(torch.zeros(width))
+        self.register_buffer("zero_k_bias", torch.zeros(width))
+        self.proj = nn.Linear(width, width)
+        self.max_scale_mul = torch.log(torch.tensor(100.0, device="cpu")).item()  # float32 ln 100, as official
+
+    def forward(self, x, cos, sin, cache: list | None = None, mask=None, value_weights=None):
+        """x [B, n, C] -> [B, n, C]. cache: a [k, v] list (None entries at the first scale), extended in place.
+        mask: additive float [n, n_keys] or None. value_weights: [B, n_keys] multipliers on the values or None."""
+        B, n, C = x.shape
+        bias = torch.cat((self.q_bias, self.zero_k_bias, self.v_bias))
+        qkv = F.linear(x, self.mat_qkv.weight, bias).view(B, n, 3, self.heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        scale_mul = self.scale_mul_1H11.clamp_max(self.max_scale_mul).exp()
+        q = F.normalize(q, dim=-1, eps=1e-12).mul(scale_mul)
+        k = F.normalize(k, dim=-1, eps=1e-12)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            if cache[0] is not None:
+                k, v = torch.cat((cache[0], k), dim=2), torch.cat((cache[1], v), dim=2)
+            cache[0], cache[1] = k, v
+        if value_weights is not None:
+            v = v * value_weights[:, None, :, None].to(v.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
+        return self.proj(out.transpose(1, 2).reshape(B, n, C))
+
+
+def segment_attention(q: torch.Tensor, kv: torch.Tensor, segments: list[tuple[int, int]], scale: float) -> torch.Tensor:
+    """Varlen attention: row b's queries q [B, n, H, c] attend to keys/values kv[s:e] of its segment (kv [N, 2, H, c])
+    (official `flash_attn_varlen_kvpacked_func`). Returns [B, n, H c]."""
+    out = []
+    for b, (s, e) in enumerate(segments):
+        k, v = kv[s:e, 0].transpose(0, 1), kv[s:e, 1].transpose(0, 1)  # [H, l, c]
+        o = F.scaled_dot_product_attention(q[b].transpose(0, 1), k, v, scale=scale)  # [H, n, c]
+        out.append(o.transpose(0, 1).reshape(q.shape[1], -1))
+    return torch.stack(out)
+
+
+class CrossAttention(nn.Module):
+    """Text cross-attention (`ca.*`, and `text_proj_for_sos.ca.*` with a learned query): q = mat_q(x) (or the learned
+    `mat_q` [1, H, c] per segment), k|v = kv W_kv^T + [0, v_bias], softmax scale 1/sqrt(c), no cosine attention,
+    proj."""
+
+    def __init__(self, width, kv_dim, heads, pool=False):
+        super().__init__()
+        self.heads, self.head_dim, self.pool = heads, width // heads, pool
+        if pool:
+            self.mat_q = nn.Parameter(torch.zeros(1, heads, width // heads))
+        else:
+            self.mat_q = nn.Linear(width, width)
+        self.mat_kv = nn.Linear(kv_dim, 2 * width, bias=False)
+        self.v_bias = nn.Parameter(torch.zeros(width))
+        self.register_buffer("zero_k_bias", torch.zeros(width))
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x, text: torch.Tensor, segments):
+        """x [B, n, C] (None for the pool), text [N, kv_dim] (segments: B (start, end) rows) -> [B, n, C]."""
+        kv = F.linear(text, self.mat_kv.weight, torch.cat((self.zero_k_bias, self.v_bias)))
+        kv = kv.view(-1, 2, self.heads, self.head_dim)
+        if self.pool:
+            q = self.mat_q.to(kv.dtype).expand(len(segments), -1, -1)[:, None]  # [B, 1, H, c]
+        else:
+            q = self.mat_q(x).view(x.shape[0], x.shape[1], self.heads, self.head_dim)
+        return self.proj(segment_attention(q, kv, segments, 1.0 / math.sqrt(self.head_dim)))
+
+
+class _TextPool(nn.Module):
+    def __init__(self, cfg: InfinityConfig):
+        super().__init__()
+        self.ca = CrossAttention(cfg.width, cfg.text_channels, cfg.pool_heads, pool=True)
+
+
+class FFN(nn.Module):
+    """fc2(GELU_tanh(fc1(x)))."""
+
+    def __init__(self, width, hidden):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(width, hidden), nn.Linear(hidden, width)
+
+    def forward(self, x):
+        """[..., C] -> [..., C]."""
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    """One `CrossAttnBlock` (fused path, shared AdaLN): (g1, g2, s1, s2, b1, b2) = ada_gss + gss;
+    x += g1 SA(LN(x)(1 + s1) + b1); x += CA(ca_norm(x)); x += g2 FFN(LN(x)(1 + s2) + b2); LN without affine."""
+
+    def __init__(self, cfg: InfinityConfig):
+        super().__init__()
+        C = cfg.width
+        self.eps = cfg.eps
+        self.ada_gss = nn.Parameter(torch.zeros(1, 1, 6, C))
+        self.sa = SelfAttention(C, cfg.heads)
+        self.ca = CrossAttention(C, C, cfg.heads)
+        self.ffn = FFN(C, cfg.ffn_hidden)
+        self.ca_norm = nn.LayerNorm(C, eps=cfg.eps)
+
+    def forward(self, x, gss, text, segments, cos, sin, cache=None, mask=None, value_weights=None):
+        """x [R, n, C], gss [R, 1, 6, C], text [N, C] with R segments, cos/sin [n, D/2] -> [R, n, C] (cache, mask,
+        value_weights: see `SelfAttention.forward`)."""
+        g1, g2, s1, s2, b1, b2 = (self.ada_gss + gss).unbind(2)
+        C = x.shape[-1]
+        h = F.layer_norm(x.float(), (C,), None, None, self.eps).mul(s1.add(1)).add_(b1)
+        x = x + self.sa(h, cos, sin, cache, mask, value_weights).mul_(g1)
+        x = x + self.ca(self.ca_norm(x), text, segments).float()
+        h = F.layer_norm(x.float(), (C,), None, None, self.eps).mul(s2.add(1)).add_(b2)
+        return x + self.ffn(h).mul(g2)
+
+
+class _Chunk(nn.Module):
+    def __init__(self, blocks):
+        super().__init__()
+        self.module = nn.ModuleList(blocks)
+
+
+class _SharedAdaLin(nn.Module):
+    def __init__(self, C):
+        super().__init__()
+        self.register_module("1", nn.Linear(C, 6 * C))
+
+    def forward(self, cond):
+        lin = getattr(self, "1")
+        return lin(F.silu(cond)).reshape(-1, 1, 6, lin.weight.shape[0] // 6)
+
+
+class _HeadNorm(nn.Module):
+    """`head_nm`: (scale, shift) = ada_lin(SiLU(cond)) [B, 1, 2, C]; LN(h)(1 + scale) + shift."""
+
+    def __init__(self, C, eps):
+        super().__init__()
+        self.eps = eps
+        self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(C, 2 * C))
+
+    def forward(self, h, cond):
+        C = h.shape[-1]
+        scale, shift = self.ada_lin(cond).view(-1, 1, 2, C).unbind(2)
+        return F.layer_norm(h, (C,), None, None, self.eps).mul(scale.add(1)).add_(shift)
+
+
+@dataclass
+class TextRows:
+    """The text path of a batch of rows: pooled `cond` [R, C] (sos and the head's AdaLN input), the shared AdaLN
+    `gss` [R, 1, 6, C], the projected text `ca_kv` [N, C] and each row's (start, end) segment."""
+
+    cond: torch.Tensor
+    gss: torch.Tensor
+    ca_kv: torch.Tensor
+    segments: list[tuple[int, int]]
+
+    def head(self, rows: int) -> "TextRows":
+        """The first `rows` rows (the conditional ones)."""
+        return TextRows(self.cond[:rows], self.gss[:rows], self.ca_kv, self.segments[:rows])
+
+
+class InfinityTransformer(nn.Module):
+    """The Infinity transformer with the official parameter and buffer names (`cfg_uncond`, `pos_start`, `text_norm`,
+    `text_proj_for_sos.ca`, `text_proj_for_ca.{0,2}`, `lvl_embed`, `word_embed`, `shared_ada_lin.1`,
+    `block_chunks.{c}.module.{j}.*`, `head_nm.ada_lin.1`, `head`)."""
+
+    def __init__(self, cfg: InfinityConfig):
+        super().__init__()
+        if cfg.depth % cfg.block_chunks:
+            raise ValueError(f"depth {cfg.depth} is not a multiple of block_chunks {cfg.block_chunks}")
+        self.config = cfg
+        C, Ct5 = cfg.width, cfg.text_channels
+        self.cfg_uncond = nn.Parameter(torch.zeros(cfg.text_maxlen, Ct5))
+        self.pos_start = nn.Parameter(torch.zeros(1, 1, C))
+        self.text_norm = nn.Module()
+        self.text_norm.weight = nn.Parameter(torch.ones(Ct5))
+        self.text_proj_for_sos = _TextPool(cfg)
+        self.text_proj_for_ca = nn.Sequential(nn.Linear(Ct5, C), nn.GELU(approximate="tanh"), nn.Linear(C, C))
+        self.lvl_embed = nn.Embedding(cfg.levels, C)
+        self.word_embed = nn.Linear(cfg.bits, C)
+        self.shared_ada_lin = _SharedAdaLin(C)
+        per = cfg.depth // cfg.block_chunks
+        self.block_chunks = nn.ModuleList(_Chunk([Block(cfg) for _ in range(per)]) for _ in range(cfg.block_chunks))
+        self.head_nm = _HeadNorm(C, cfg.eps)
+        self.head = nn.Linear(C, cfg.vocab_size)
+        self._rope = None
+
+    @property
+    def blocks(self) -> list[Block]:
+        """The depth blocks in order (block c * per_chunk + j is `block_chunks.{c}.module.{j}`)."""
+        return [b for chunk in self.block_chunks for b in chunk.module]
+
+    def rope(self, device):
+        """cos, sin [L, head_dim / 2] of the schedule, cached per device."""
+        if self._rope is None or self._rope[0].device != torch.device(device):
+            self._rope = rope_tables(self.config, device)
+        return self._rope
+
+    def text_rows(self, texts: list[torch.Tensor]) -> TextRows:
+        """Text features of R rows (each [len_i, Ct5], only the valid tokens) -> their `TextRows`: kv = RMSNorm(kv)
+        text_norm.weight (eps 1e-6, float32), cond = pool(kv), ca_kv = text_proj_for_ca(kv), gss =
+        shared_ada_lin(cond) (official `autoregressive_infer_cfg` before its scale loop)."""
+        kv = torch.cat(texts).float()
+        kv = kv * torch.rsqrt(kv.pow(2).mean(-1, keepdim=True).add_(self.config.eps)) * self.text_norm.weight.float()
+        kv = kv.to(self.head.weight.dtype)
+        segments, start = [], 0
+        for t in texts:
+            segments.append((start, start + t.shape[0]))
+            start += t.shape[0]
+        cond = self.text_proj_for_sos.ca(None, kv, segments).squeeze(1)
+        return TextRows(cond, self.shared_ada_lin(cond.float()).float(), self.text_proj_for_ca(kv), segments)
+
+    def logits(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Head in float32 (official `get_logits`): [R, n, C] -> [R, n, V]."""
+        return F.linear(self.head_nm(h.float(), cond.float()), self.head.weight.float(), self.head.bias.float())
+
+    def scale_input(self, k: int, rows: int, text: TextRows, latent: torch.Tensor | None) -> torch.Tensor:
+        """Scale k's input [rows, n_k, C]: sos + pos_start at k = 0, else word_embed(latent [B, n_k, d]) repeated to
+        `rows`; plus lvl_embed[k] (added once, before the first chunk)."""
+        if k == 0:
+            x = text.cond[:rows].unsqueeze(1) + self.pos_start
+        else:
+            x = self.word_embed(latent.to(self.word_embed.weight.dtype))
+            x = x.repeat(rows // x.shape[0], 1, 1)
+        return x + self.lvl_embed.weight[k]
+
+    def forward_scale(self, k, x, text: TextRows, caches, value_weights=None):
+        """Run all blocks on scale k's input x [R, n_k, C] with the KV caches (one [k, v] list per block)."""
+        s, e = self.config.offsets[k], self.config.offsets[k + 1]
+        cos, sin = self.rope(x.device)
+        for block, cache in zip(self.blocks, caches):
+            x = block(x, text.gss, text.ca_kv, text.segments, cos[s:e], sin[s:e], cache, None, value_weights)
+        return self.logits(x, text.cond)
+
+    def forward_teacher(self, text: TextRows, inputs: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced pass over the whole pyramid (block-causal mask): inputs float32 [R, L - 1, d] (the latent
+        inputs of scales 1..K-1) -> logits float32 [R, L, V] (official `Infinity.forward` without the training
+        extras)."""
+        cfg = self.config
+        R = inputs.shape[0]
+        parts = [self.scale_input(0, R, text, None)]
+        for k in range(1, len(cfg.scales)):
+            s, e = cfg.offsets[k] - 1, cfg.offsets[k + 1] - 1
+            parts.append(self.scale_input(k, R, text, inputs[:, s:e]))
+        x = torch.cat(parts, 1)
+        lv = torch.cat([torch.full((n,), i) for i, n in enumerate(cfg.lengths)]).to(x.device)
+        mask = torch.where(lv[:, None] >= lv[None, :], 0.0, float("-inf")).to(x.dtype)
+        cos, sin = self.rope(x.device)
+        for block in self.blocks:
+            x = block(x, text.gss, text.ca_kv, text.segments, cos, sin, None, mask)
+        return self.logits(x, text.cond)
+
+
+@dataclass(frozen=True)
+class InfinityText:
+    """Text conditioning of Infinity: per prompt, flan-t5-xl encoder features of its valid tokens (prompt + `</s>`,
+    no padding) float [len_i, Ct5]; optionally a negative prompt's per entry (None: the learned cfg_uncond[:len_i])."""
+
+    features: tuple[torch.Tensor, ...]
+    negative: tuple[torch.Tensor, ...] | None = None
+
+
+class InfinityState(ScaleState):
+    """Per-run state of `InfinityModel`: the text rows (cond first, then uncond) and one KV cache per block."""
+
+    def __init__(self, model: "InfinityModel", batch: int, text: TextRows, with_uncond: bool):
+        self.model, self.batch, self.text = model, batch, text
+        self.has_uncond = with_uncond
+        self.uncond_active = with_uncond
+        self.dropped = False
+        self.caches = [[None, None] for _ in model.transformer.blocks]
+
+    @property
+    def rows(self) -> int:
+        return 2 * self.batch if self.uncond_active else self.batch
+
+    def set_uncond(self, active: bool) -> None:
+        if active and (not self.has_uncond or self.dropped):
+            raise RuntimeError("the unconditional rows cannot run: " + (
+                "start() was called with with_uncond=False" if not self.has_uncond else
+                "they were dropped at an earlier scale and their KV cache is incomplete"))
+        if not active and self.uncond_active:
+            self.dropped = any(c[0] is not None for c in self.caches)
+            for c in self.caches:
+                if c[0] is not None:
+                    c[0], c[1] = c[0][:self.batch], c[1][:self.batch]
+        self.uncond_active = active
+
+    def close(self) -> None:
+        self.caches = []
+        self.text = None
+
+
+class InfinityModel(ScalewiseModel):
+    """Infinity transformer + BSQ VAE behind the model contract.
+
+    Logits of scale k are float32 [rows, n_k, V], V = 2d interleaved bit pairs, multiplied by 1/`temperature`
+    (the official tau, applied before guidance as `autoregressive_infer_cfg` does). Token ids of a scale are bits
+    int64 [B, n_k, d]. The guidance combination of the pack, (1 + t) l_c - t l_u, is the official
+    cfg l_c + (1 - cfg) l_u with t = cfg - 1 (cfg = 1: no guidance)."""
+
+    family = "infinity"
+    smoothing = GumbelSmoothing(replaces_draw=False, guided_scales_only=False)
+
+    def __init__(self, transformer: InfinityTransformer, vae: BSQVAE, temperature: float = 1.0):
+        super().__init__(transformer, vae)
+        if transformer.config.bits != vae.config.bits:
+            raise ValueError(f"the transformer takes {transformer.config.bits}-bit tokens, the VAE gives "
+                             f"{vae.config.bits} (spatial patchify models are not supported yet)")
+        self.temperature = temperature
+
+    @property
+    def bits(self) -> int:
+        """d, bits per position."""
+        return self.config.bits
+
+    @property
+    def image_size(self) -> int:
+        return self.patch_nums[-1] * self.vae.config.downsample
+
+    @property
+    def autoregressive(self) -> bool:
+        return True
+
+    def prepare_condition(self, conditioning, batch_size, first: int = 0):
+        if not isinstance(conditioning, InfinityText):
+            raise TypeError(f"Infinity needs InfinityText conditioning, got {type(conditioning).__name__}")
+        feats = conditioning.features
+        if not feats:
+            raise ValueError("conditioning: no prompt")
+        Ct5, maxlen = self.config.text_channels, self.config.text_maxlen
+        for f in feats + (conditioning.negative or ()):
+            if f.ndim != 2 or f.shape[1] != Ct5 or not 1 <= f.shape[0] <= maxlen:
+                raise ValueError(f"conditioning: text features must be [1..{maxlen}, {Ct5}], got {tuple(f.shape)}")
+        n = len(feats) if batch_size is None else batch_size
+        pick = [(first + i) % len(feats) for i in range(n)]
+        neg = conditioning.negative
+        return InfinityText(tuple(feats[i] for i in pick),
+                            None if neg is None else tuple(neg[i % len(neg)] for i in pick))
+
+    def batch_size(self, prepared) -> int:
+        return len(prepared.features)
+
+    def start(self, prepared: InfinityText, with_uncond: bool) -> InfinityState:
+        dev = self.weight_device
+        texts = [f.to(dev) for f in prepared.features]
+        if with_uncond:
+            if prepared.negative is None:
+                texts += [self.transformer.cfg_uncond[:f.shape[0]] for f in prepared.features]
+            else:
+                texts += [f.to(dev) for f in prepared.negative]
+        return InfinityState(self, len(prepared.features), self.transformer.text_rows(texts), with_uncond)
+
+    def forward_scale(self, state: InfinityState, k, latent_tokens, value_weights=None):
+        rows = state.rows
+        text = state.text if rows == len(state.text.segments) else state.text.head(rows)
+        x = self.transformer.scale_input(k, rows, text, latent_tokens)
+        logits = self.transformer.forward_scale(k, x, text, state.caches, value_weights)
+        return logits.mul(1 / self.temperature)
+
+    def cached_positions(self) -> int:
+        return self.config.seq_len
+
+    # -- bits <-> latent canvas ----------------------------------------------------------------------------
+    def new_canvas(self, batch: int) -> torch.Tensor:
+        h, w = self.config.scales[-1]
+        return torch.zeros(batch, self.bits, h, w, device=self.weight_device)
+
+    def embed_tokens(self, idx: torch.Tensor) -> torch.Tensor:
+        """Bits int64 [B, n, d] -> codes float32 [B, n, d] = (2 b - 1)/sqrt(d)."""
+        return self.vae.quantizer.bits_to_codes(idx)
+
+    def embed_mixture(self, probs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError("Gumbel smoothing is not defined for Infinity's bits")
+
+    def next_autoregressive_input(self, k, canvas, h):
+        hk, wk = self.config.scales[k]
+        codes = h.transpose(1, 2).reshape(h.shape[0], self.bits, hk, wk)
+        return self.vae.quantizer.next_input(k, self.config.scales, canvas, codes)
+
+    def decode(self, canvas):
+        return self.vae.decode(canvas)
+
+    def encode_image(self, image):
+        return self.vae.encode_bits(image, self.config.scales)
+
+    def teacher_forcing_inputs(self, tokens: list[torch.Tensor]) -> torch.Tensor:
+        """K bit maps [B, n_k, d] (or [B, h, w, d]) -> inputs of scales 1..K-1 float32 [B, L - n_0, d]."""
+        canvas = self.new_canvas(tokens[0].shape[0])
+        out = []
+        for k, t in enumerate(tokens):
+            nxt = self.next_autoregressive_input(k, canvas, self.embed_tokens(t.reshape(t.shape[0], -1, self.bits)))
+            if nxt is not None:
+                out.append(nxt)
+        return torch.cat(out, 1)
+
+
+__all__ = ["InfinityConfig", "InfinityModel", "InfinityState", "InfinityText", "InfinityTransformer",
+           "SQUARE_STEPS", "apply_rope", "rope_tables", "square_scales"]
