@@ -42,7 +42,7 @@ BUILTIN_EXAMPLES = (START_HERE, COMPARE, SWEEP)  # the examples of the built-in 
 # The official file names each loader's first two widgets must hold (the test server has stand-ins under them);
 # the examples of the built-in model (titles naming the tiny shapes model) use it in both widgets.
 OFFICIAL_FILES = {
-    "ScalewiseVARLoader": ({"var_d16.pth", "var_d36.pth"}, "vae_ch160v4096z32.pth"),
+    "ScalewiseVARLoader": ({"var_d16.pth", "var_d36.pth", "var_clip_d16.pth"}, "vae_ch160v4096z32.pth"),
     "ScalewiseSwittiLoader": ({"Switti/model.safetensors", "Switti-AR/model.safetensors",
                                "Switti-1024/model.safetensors", "Switti-1024-AR/model.safetensors"},
                               "VQVAE-Switti/model.safetensors"),
