@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import torch
 
-from .checkpoint import CheckpointError, check_keys, checkpoint_kind, expect_kind, materialise, read_state_dict
+from .checkpoint import CheckpointError, checkpoint_kind, expect_kind, read_state_dict
 from .var_clip import VARCLIPConfig, VARCLIPModel, VARCLIPTransformer
 from .var import VARModel
-from .var_loader import (TRAINER_ENTRY, check_var_name, infer_var_config, pair_var_with_vqvae,
-                         var_official_state_dict, var_transformer_from, verify_var_buffers)
+from .var_loader import (TRAINER_ENTRY, infer_var_config, pair_var_with_vqvae, transformer_from,
+                         var_official_state_dict, var_transformer_from)
 
 
 def infer_var_clip_config(sd: dict) -> VARCLIPConfig:
@@ -67,18 +67,8 @@ def load_var_clip_transformer(path, *, device="cpu", dtype=torch.float32, mmap: 
 def var_clip_transformer_from(path, sd: dict, *, device="cpu", dtype=torch.float32) -> VARCLIPTransformer:
     """A VARCLIPTransformer from the tensors `sd` read from `path` (named in errors), checked as in
     `load_var_clip_transformer`."""
-    try:
-        cfg = infer_var_clip_config(sd)
-    except (KeyError, IndexError) as e:
-        raise CheckpointError(f"{path}: incomplete VAR-CLIP checkpoint (missing {e})") from None
-    except CheckpointError as e:
-        raise CheckpointError(f"{path}: {e}") from None
-    sd = verify_var_buffers(path, sd, cfg)
-    check_var_name(path, cfg)
-    model = build_var_clip_transformer(cfg, "meta")
-    check_keys(path, model, sd)
-    model.levels = cfg.schedule.levels()  # non-persistent: recreated on the CPU before moving everything
-    return materialise(model, sd, device, dtype)
+    return transformer_from(path, sd, "VAR-CLIP", infer_var_clip_config, build_var_clip_transformer, device=device,
+                            dtype=dtype)
 
 
 def load_var_clip(var_path, vae_path, *, device="cpu", dtype=torch.float32, mmap: bool = True,

@@ -124,15 +124,22 @@ def load_var_transformer(path, *, device="cpu", dtype=torch.float32, mmap: bool 
 def var_transformer_from(path, sd: dict, *, device="cpu", dtype=torch.float32) -> VARTransformer:
     """A VARTransformer from the VAR tensors `sd` read from `path` (named in errors), checked as in
     `load_var_transformer`."""
+    return transformer_from(path, sd, "VAR", infer_var_config, build_var_transformer, device=device, dtype=dtype)
+
+
+def transformer_from(path, sd: dict, family: str, infer, build, *, device="cpu", dtype=torch.float32):
+    """The transformer `build(infer(sd), "meta")` of a VAR-layout family (VAR, VAR-CLIP) materialised from `sd`:
+    sizes inferred from the tensors, stored buffers checked against the schedule and dropped, keys checked. Raises
+    CheckpointError naming `path` (and `family` for missing tensors)."""
     try:
-        cfg = infer_var_config(sd)
+        cfg = infer(sd)
     except (KeyError, IndexError) as e:
-        raise CheckpointError(f"{path}: incomplete VAR checkpoint (missing {e})") from None
+        raise CheckpointError(f"{path}: incomplete {family} checkpoint (missing {e})") from None
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
     sd = verify_var_buffers(path, sd, cfg)
     check_var_name(path, cfg)
-    model = build_var_transformer(cfg, "meta")
+    model = build(cfg, "meta")
     check_keys(path, model, sd)
     # `levels` is a non-persistent buffer; recreate it on the CPU before moving everything.
     model.levels = cfg.schedule.levels()
