@@ -510,6 +510,18 @@ class InfinityModel(ScalewiseModel):
     def cached_positions(self) -> int:
         return self.config.seq_len
 
+    def memory_estimate(self, batch: int, guided: bool = True) -> int:
+        """Bytes beyond the weights (as `ScalewiseModel.memory_estimate`): the KV cache of every block over all L
+        positions, the last scale's logits with their copies, and the BSQ decoder's largest activations (about 8
+        maps of ch * ch_mult[0] channels at the image size)."""
+        cfg, rows = self.config, batch * (2 if guided else 1)
+        itemsize = torch.finfo(self.dtype).bits // 8
+        kv = 2 * rows * cfg.seq_len * cfg.width * cfg.depth * itemsize
+        logits = 6 * rows * cfg.lengths[-1] * cfg.vocab_size * 4
+        vae = self.vae.config
+        decode = 8 * batch * vae.ch * vae.ch_mult[0] * self.image_size ** 2 * itemsize
+        return kv + logits + decode
+
     # -- bits <-> latent canvas ----------------------------------------------------------------------------
     def new_canvas(self, batch: int) -> torch.Tensor:
         h, w = self.config.scales[-1]

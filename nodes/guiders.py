@@ -40,12 +40,14 @@ class CFGGuider(ScalewiseNode):
             **aliases("CFG", "classifier-free guidance", "guidance", "guider", "VAR", "Switti"),
             description=("Classifier-free guidance on the token logits: pushes each scale's prediction away from the "
                          "unconditional one, l_u + (1 + cfg x schedule)(l_c - l_u). VAR demo: cfg 4, FID protocol: "
-                         "1.5; Switti: 6."),
+                         "1.5; Switti: 6. Infinity counts from 1 as its own code does, l_u + (1 + (cfg - 1) x "
+                         "schedule)(l_c - l_u): its published cfg 3 with the constant schedule."),
             inputs=[
                 io.Float.Input("cfg", default=4.0, min=0.0, max=30.0, step=0.05,
                                tooltip="Guidance strength in the model's own convention: the push is 1 + cfg x "
                                        "schedule; 0 = no guidance. A ComfyUI-style CFG of c is cfg = c - 1 with the "
-                                       "constant schedule. Typical 1.5-5."),
+                                       "constant schedule. Typical 1.5-5. Infinity: as in its code, 1 = no "
+                                       "guidance, the push is 1 + (cfg - 1) x schedule (published: 3, constant)."),
                 io.Combo.Input("schedule", options=list(SCHEDULE_NAMES), default="linear", tooltip=SCHEDULE_TIP),
                 *_window_inputs(),
                 io.Float.Input("power", default=1.0, min=0.1, max=10.0, step=0.05,
