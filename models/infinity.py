@@ -473,7 +473,8 @@ class InfinityModel(ScalewiseModel):
 
     def prepare_condition(self, conditioning, batch_size, first: int = 0):
         if not isinstance(conditioning, InfinityText):
-            raise TypeError(f"Infinity needs InfinityText conditioning, got {type(conditioning).__name__}")
+            raise TypeError(f"conditioning: Infinity takes the prompts of an Infinity Text Encode node, got "
+                            f"{type(conditioning).__name__}")
         feats = conditioning.features
         if not feats:
             raise ValueError("conditioning: no prompt")
