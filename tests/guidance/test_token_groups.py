@@ -159,3 +159,17 @@ def test_editing_keeps_the_images_bits(model):
 def test_more_smooth_is_refused_for_a_family_without_gumbel_smoothing(model):
     with pytest.raises(ValueError, match="more_smooth: the infinity family has no Gumbel smoothing"):
         sample(model, None, Generation(prompts(), seed=0, draw=Draw(temperature=TAU, more_smooth=True)))
+
+
+def test_a_per_scale_cfg_list_as_the_official_cfg_list(model):
+    """cfg_list (3, 1, 3, 2, 1, 1, 1): scale k's bits drawn from c_k l_c + (1 - c_k) l_u; the unconditional rows
+    still run at scale 1 (cfg 1) for the cache the guided scale 2 reads, and stop after the last guided scale."""
+    cfgs = (3.0, 1.0, 3.0, 2.0, 1.0, 1.0, 1.0)
+    rec = Recorder(CFG(schedule="custom", custom_cfgs=cfgs))
+    sample(model, rec, Generation(prompts(), seed=0, draw=Draw(temperature=TAU, top_k=1)))
+    for k, ((cond, uncond, drawn, _), c) in enumerate(zip(rec.records, cfgs)):
+        assert (uncond is not None) == (k <= 3), k
+        if c == 1.0:
+            assert torch.equal(drawn, cond), k
+        else:
+            torch.testing.assert_close(drawn, c * cond + (1 - c) * uncond, rtol=1e-6, atol=1e-5)
