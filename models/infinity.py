@@ -392,6 +392,19 @@ class InfinityTransformer(nn.Module):
         return self.logits(x, text.cond)
 
 
+def generation_bytes(cfg: InfinityConfig, vae_cfg, batch: int, guided: bool, itemsize: int) -> tuple[int, int]:
+    """(sampling, decoding) bytes beyond the weights for `batch` images, with the unconditional rows when `guided`,
+    activations of `itemsize` bytes: sampling = the KV cache of every block over all L positions (2 rows L C depth
+    itemsize; the sampler frees it before decoding) + the last scale's float32 logits with their copies (6x);
+    decoding = the BSQ decoder's largest activations (about 8 maps of ch ch_mult[0] channels at the image size)."""
+    rows = batch * (2 if guided else 1)
+    kv = 2 * rows * cfg.seq_len * cfg.width * cfg.depth * itemsize
+    logits = 6 * rows * cfg.lengths[-1] * cfg.vocab_size * 4
+    height, width = cfg.scales[-1]
+    pixels = height * width * vae_cfg.downsample ** 2
+    return kv + logits, 8 * batch * vae_cfg.ch * vae_cfg.ch_mult[0] * pixels * itemsize
+
+
 @dataclass(frozen=True)
 class InfinityText:
     """Text conditioning of Infinity: per prompt, flan-t5-xl encoder features of its valid tokens (prompt + `</s>`,
@@ -512,16 +525,10 @@ class InfinityModel(ScalewiseModel):
         return self.config.seq_len
 
     def memory_estimate(self, batch: int, guided: bool = True) -> int:
-        """Bytes beyond the weights (as `ScalewiseModel.memory_estimate`): the KV cache of every block over all L
-        positions, the last scale's logits with their copies, and the BSQ decoder's largest activations (about 8
-        maps of ch * ch_mult[0] channels at the image size)."""
-        cfg, rows = self.config, batch * (2 if guided else 1)
-        itemsize = torch.finfo(self.dtype).bits // 8
-        kv = 2 * rows * cfg.seq_len * cfg.width * cfg.depth * itemsize
-        logits = 6 * rows * cfg.lengths[-1] * cfg.vocab_size * 4
-        vae = self.vae.config
-        decode = 8 * batch * vae.ch * vae.ch_mult[0] * self.image_size ** 2 * itemsize
-        return kv + logits + decode
+        """Bytes beyond the weights (as `ScalewiseModel.memory_estimate`): `generation_bytes`, both parts."""
+        sampling, decoding = generation_bytes(self.config, self.vae.config, batch, guided,
+                                              torch.finfo(self.dtype).bits // 8)
+        return sampling + decoding
 
     # -- bits <-> latent canvas ----------------------------------------------------------------------------
     def new_canvas(self, batch: int) -> torch.Tensor:
@@ -557,5 +564,5 @@ class InfinityModel(ScalewiseModel):
         return torch.cat(out, 1)
 
 
-__all__ = ["InfinityConfig", "InfinityModel", "InfinityState", "InfinityText", "InfinityTransformer",
+__all__ = ["InfinityConfig", "InfinityModel", "InfinityState", "InfinityText", "InfinityTransformer", "generation_bytes",
            "SQUARE_STEPS", "apply_rope", "rope_tables", "square_scales"]
