@@ -8,8 +8,8 @@ the BSQ VAE's official .pth, which nests the weights under "vae" (`torch.load(..
 infinity/models/bsq_vae/vae.py `vae_model`), in either key spelling the official `load_cnn` accepts (`x.conv.weight`
 or `x.weight` for the wrapped convs, `x.norm.weight` or `x.weight` for the GroupNorms). The variant is told from the
 shapes only: bits per token of the transformer (`word_embed` columns) against the VAE's codebook dimension (its
-`encoder.conv_out` rows): equal (2B, d = 32), or 4 d with a stride-8 VAE (8B, spatial patchify, d = 14: not
-supported yet, refused).
+`encoder.conv_out` rows): equal (2B, d = 32), or 4 d with a stride-8 VAE (8B, spatial patchify, d = 14:
+models/infinity.py `InfinityModel.patchify`).
 
 Layout: official FoundationVision/Infinity infinity/models/infinity.py and bsq_vae/flux_vqgan.py (see
 models/infinity.py, models/bsq_vae.py)."""
@@ -178,18 +178,14 @@ def load_bsq_vae(path, *, device="cpu", dtype=torch.float32, mmap: bool = True) 
     return materialise(model, sd, device, dtype)
 
 
-PATCHIFY_UNSUPPORTED = "the 8B's patchify tokens are not supported yet"
-
-
 def pair_check(transformer_path, vae_path, transformer_bits: int, vae: BSQVAEConfig) -> None:
     """Refuse a transformer and VAE that do not belong together (CheckpointError naming both files): the
     transformer's bits per token must equal the VAE's d (2B: 32), or be 4 d with a stride-8 VAE (the 8B's spatial
-    patchify, d = 14, 56 bits per token: not supported yet, refused by name)."""
+    patchify: d = 14, 56 bits per token)."""
     if transformer_bits == vae.bits:
         return
     if transformer_bits == 4 * vae.bits and vae.downsample == 8:
-        raise CheckpointError(f"{transformer_path} with {vae_path}: {PATCHIFY_UNSUPPORTED} (the transformer takes "
-                              f"{transformer_bits} bits per token = 2 x 2 patches of the {vae.bits}-bit VAE)")
+        return  # the 8B: 2 x 2 patches of the stride-8 VAE's positions per token
     raise CheckpointError(f"{transformer_path} takes {transformer_bits} bits per token, but {vae_path} is a "
                           f"{vae.bits}-bit BSQ VAE (stride {vae.downsample}): these files do not belong together "
                           "(Infinity 2B: infinity_vae_d32reg.pth; 8B: infinity_vae_d56_f8_14_patchify.pth)")
@@ -208,6 +204,6 @@ def load_infinity(transformer_path, vae_path, *, pn: str = "1M", device="cpu", d
     return InfinityModel(t, vae, temperature)
 
 
-__all__ = ["PATCHIFY_UNSUPPORTED", "infer_bsq_vae_config", "infer_infinity_config", "infinity_transformer_from",
+__all__ = ["infer_bsq_vae_config", "infer_infinity_config", "infinity_transformer_from",
            "load_bsq_vae", "load_infinity", "load_infinity_transformer", "pair_check", "read_bsq_vae_state_dict",
            "read_infinity_state_dict"]

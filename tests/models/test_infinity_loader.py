@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from scalewise.models.bsq_vae import BSQVAE, BSQVAEConfig
 from scalewise.models.checkpoint import CheckpointError, checkpoint_kind, read_sharded_state_dict
-from scalewise.models.infinity_loader import (PATCHIFY_UNSUPPORTED, load_bsq_vae, load_infinity,
+from scalewise.models.infinity_loader import (load_bsq_vae, load_infinity,
                                               load_infinity_transformer, read_bsq_vae_state_dict)
 from scalewise.models.var_loader import load_var_transformer
 from scalewise.models.vqvae_loader import load_vqvae
@@ -178,14 +178,25 @@ def test_vae_of_other_bits_is_refused_naming_both_files(tmp_path, model):
         load_infinity(tmp_path / "infinity_2b_reg.pth", tmp_path / "infinity_vae_d6.pth", pn=PN)
 
 
-def test_patchify_pair_is_refused_clearly(tmp_path, model):
-    """The 8B layout: 4 d bits per token (2 x 2 patches) with a stride-8 d-bit VAE (here d = 2, 8 bits per token)."""
+def test_patchify_pair_is_detected_from_the_shapes(tmp_path, model):
+    """The 8B layout: 4 d bits per token (2 x 2 patches) with a stride-8 d-bit VAE (here d = 2, 8 bits per token);
+    the file names say nothing."""
     torch.save(flat(model.transformer), tmp_path / "t.pth")
     vae8 = randomise_infinity(BSQVAE(BSQVAEConfig(ch=32, ch_mult=(1, 2, 2, 2), bits=2, downsample=8)), 5)
-    assert vae8.config.downsample == 8
-    save_file(flat(vae8), str(tmp_path / "infinity_vae_d2_f8_patchify.safetensors"))
-    with pytest.raises(CheckpointError, match=PATCHIFY_UNSUPPORTED):
-        load_infinity(tmp_path / "t.pth", tmp_path / "infinity_vae_d2_f8_patchify.safetensors", pn=PN)
+    save_file(flat(vae8), str(tmp_path / "v.safetensors"))
+    loaded = load_infinity(tmp_path / "t.pth", tmp_path / "v.safetensors", pn=PN)
+    assert loaded.patchify and loaded.token_groups == 8 and loaded.image_size == 16 * 2 * 8
+    assert not load_infinity(tmp_path / "t.pth", _vae_file(tmp_path, model), pn=PN).patchify
+    # stride 16 with 4 d bits is no official pair
+    vae16 = randomise_infinity(BSQVAE(BSQVAEConfig(ch=32, ch_mult=(1, 2, 2, 2, 2), bits=2)), 5)
+    save_file(flat(vae16), str(tmp_path / "v16.safetensors"))
+    with pytest.raises(CheckpointError, match="do not belong together"):
+        load_infinity(tmp_path / "t.pth", tmp_path / "v16.safetensors", pn=PN)
+
+
+def _vae_file(tmp_path, model):
+    save_file(flat(model.vae), str(tmp_path / "vae8.safetensors"))
+    return tmp_path / "vae8.safetensors"
 
 
 # -- files of other families --------------------------------------------------------------------------------------
