@@ -453,7 +453,9 @@ class InfinityModel(ScalewiseModel):
     independent 2-way draws (`token_groups` = d): token ids of a scale are bits int64 [B, n_k, d]. The cfg
     convention is the official cfg l_c + (1 - cfg) l_u (`unguided_cfg` = 1: cfg 1 is no guidance), which the
     pack's (1 + t) l_c - t l_u gives with t = cfg - 1. No Gumbel smoothing (`smoothing` None: the official
-    `gumbel` argument is never read)."""
+    `gumbel` argument is never read). With a transformer of 4 d bits per token and a d-bit VAE (the 8B: d = 14,
+    stride 8) each token is a 2 x 2 patch of VAE positions (`patchify`; official apply_spatial_patchify): the canvas
+    is at twice the token grid and bits go through pixel_shuffle(2) / pixel_unshuffle(2)."""
 
     family = "infinity"
     smoothing = None
@@ -461,9 +463,11 @@ class InfinityModel(ScalewiseModel):
 
     def __init__(self, transformer: InfinityTransformer, vae: BSQVAE, temperature: float = 1.0):
         super().__init__(transformer, vae)
-        if transformer.config.bits != vae.config.bits:
+        if transformer.config.bits not in (vae.config.bits, 4 * vae.config.bits):
             raise ValueError(f"the transformer takes {transformer.config.bits}-bit tokens, the VAE gives "
-                             f"{vae.config.bits} (spatial patchify models are not supported yet)")
+                             f"{vae.config.bits} (or 4 x {vae.config.bits} with spatial patchify)")
+        # the 8B: a token is a 2 x 2 patch of VAE positions, 4 d bits (official apply_spatial_patchify)
+        self.patchify = transformer.config.bits == 4 * vae.config.bits
         self.temperature = temperature
 
     @property
@@ -478,7 +482,14 @@ class InfinityModel(ScalewiseModel):
 
     @property
     def image_size(self) -> int:
-        return self.patch_nums[-1] * self.vae.config.downsample
+        return self.patch_nums[-1] * self.vae.config.downsample * (2 if self.patchify else 1)
+
+    @property
+    def vae_scales(self) -> tuple[tuple[int, int], ...]:
+        """The VAE grid of each scale: the token maps' (h, w), doubled with patchify (official
+        `vae_scale_schedule`)."""
+        f = 2 if self.patchify else 1
+        return tuple((f * h, f * w) for h, w in self.config.scales)
 
     @property
     def autoregressive(self) -> bool:
@@ -531,27 +542,42 @@ class InfinityModel(ScalewiseModel):
         return sampling + decoding
 
     # -- bits <-> latent canvas ----------------------------------------------------------------------------
+    # With patchify, channel 4 c + 2 dy + dx of a token is bit c of VAE position (2 y + dy, 2 x + dx): torch's
+    # pixel_shuffle(2) / pixel_unshuffle(2) order, as the official sampler uses them.
     def new_canvas(self, batch: int) -> torch.Tensor:
-        h, w = self.config.scales[-1]
-        return torch.zeros(batch, self.bits, h, w, device=self.weight_device)
+        """The empty latent float32 [B, d_vae, H, W] at the final VAE grid."""
+        h, w = self.vae_scales[-1]
+        return torch.zeros(batch, self.vae.config.bits, h, w, device=self.weight_device)
 
     def embed_tokens(self, idx: torch.Tensor) -> torch.Tensor:
-        """Bits int64 [B, n, d] -> codes float32 [B, n, d] = (2 b - 1)/sqrt(d)."""
-        return self.vae.quantizer.bits_to_codes(idx)
-
-    def embed_mixture(self, probs: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError("Gumbel smoothing is not defined for Infinity's bits")
+        """Bits int64 [B, n, G] -> codes float32 [B, n, G] = (2 b - 1)/sqrt(d_vae) (G = d_vae, or 4 d_vae with
+        patchify: the l2norm is over each VAE position's d_vae bits)."""
+        if not self.patchify:
+            return self.vae.quantizer.bits_to_codes(idx)
+        d = self.vae.config.bits
+        per_position = idx.reshape(*idx.shape[:-1], d, 4).transpose(-1, -2)  # [..., 4 (dy dx), d]
+        return self.vae.quantizer.bits_to_codes(per_position).transpose(-1, -2).reshape(idx.shape)
 
     def next_autoregressive_input(self, k, canvas, h):
         hk, wk = self.config.scales[k]
         codes = h.transpose(1, 2).reshape(h.shape[0], self.bits, hk, wk)
-        return self.vae.quantizer.next_input(k, self.config.scales, canvas, codes)
+        if self.patchify:
+            codes = F.pixel_shuffle(codes, 2)  # [B, 4d, h, w] -> [B, d, 2h, 2w]
+        nxt = self.vae.quantizer.next_input(k, self.vae_scales, canvas, codes)
+        if nxt is None or not self.patchify:
+            return nxt
+        h2, w2 = self.vae_scales[k + 1]
+        grid = nxt.transpose(1, 2).reshape(nxt.shape[0], -1, h2, w2)
+        return F.pixel_unshuffle(grid, 2).flatten(2).transpose(1, 2)  # [B, h w, 4d]
 
     def decode(self, canvas):
         return self.vae.decode(canvas)
 
     def encode_image(self, image):
-        return self.vae.encode_bits(image, self.config.scales)
+        maps = self.vae.encode_bits(image, self.vae_scales)
+        if self.patchify:  # [B, 2h, 2w, d] -> [B, h, w, 4d]
+            maps = [F.pixel_unshuffle(m.permute(0, 3, 1, 2), 2).permute(0, 2, 3, 1) for m in maps]
+        return maps
 
     def teacher_forcing_inputs(self, tokens: list[torch.Tensor]) -> torch.Tensor:
         """K bit maps [B, n_k, d] (or [B, h, w, d]) -> inputs of scales 1..K-1 float32 [B, L - n_0, d]."""
