@@ -392,16 +392,18 @@ class InfinityTransformer(nn.Module):
         return self.logits(x, text.cond)
 
 
-def generation_bytes(cfg: InfinityConfig, vae_cfg, batch: int, guided: bool, itemsize: int) -> tuple[int, int]:
+def generation_bytes(cfg: InfinityConfig, vae_cfg, batch: int, guided: bool, itemsize: int,
+                     patch: int = 1) -> tuple[int, int]:
     """(sampling, decoding) bytes beyond the weights for `batch` images, with the unconditional rows when `guided`,
     activations of `itemsize` bytes: sampling = the KV cache of every block over all L positions (2 rows L C depth
     itemsize; the sampler frees it before decoding) + the last scale's float32 logits with their copies (6x);
-    decoding = the BSQ decoder's largest activations (about 8 maps of ch ch_mult[0] channels at the image size)."""
+    decoding = the BSQ decoder's largest activations (about 8 maps of ch ch_mult[0] channels at the image size:
+    `patch` x the VAE's stride pixels per token side, 2 with the 8B's spatial patchify)."""
     rows = batch * (2 if guided else 1)
     kv = 2 * rows * cfg.seq_len * cfg.width * cfg.depth * itemsize
     logits = 6 * rows * cfg.lengths[-1] * cfg.vocab_size * 4
     height, width = cfg.scales[-1]
-    pixels = height * width * vae_cfg.downsample ** 2
+    pixels = height * width * (patch * vae_cfg.downsample) ** 2
     return kv + logits, 8 * batch * vae_cfg.ch * vae_cfg.ch_mult[0] * pixels * itemsize
 
 
@@ -538,7 +540,7 @@ class InfinityModel(ScalewiseModel):
     def memory_estimate(self, batch: int, guided: bool = True) -> int:
         """Bytes beyond the weights (as `ScalewiseModel.memory_estimate`): `generation_bytes`, both parts."""
         sampling, decoding = generation_bytes(self.config, self.vae.config, batch, guided,
-                                              torch.finfo(self.dtype).bits // 8)
+                                              torch.finfo(self.dtype).bits // 8, 2 if self.patchify else 1)
         return sampling + decoding
 
     # -- bits <-> latent canvas ----------------------------------------------------------------------------

@@ -26,6 +26,9 @@ from .infinity import InfinityConfig, InfinityModel, InfinityTransformer, square
 
 _BLOCK = re.compile(r"^block_chunks\.(\d+)\.module\.(\d+)\.")
 _ZERO_BUFFERS = ("zero_k_bias",)
+# Constants the official Infinity.load_state_dict drops from a file before loading (masks and lengths rebuilt from
+# the schedule; infinity/models/infinity.py): derived values, not weights, so a file holding them loads as there.
+DERIVED_BUFFERS = ("lvl_1L", "attn_bias_for_masking", "Infinity_visible_kvlen", "Infinity_invisible_qlen")
 VAE_ENTRY = ("vae",)  # where the official BSQ VAE .pth holds its weights
 _MASKS = ("quantizer.lfq.mask", "quantize.lfq.mask")  # the official quantiser is registered under both names
 
@@ -98,6 +101,8 @@ def read_infinity_state_dict(path, dtype: torch.dtype | None = None, *, mmap: bo
         sd = read_sharded_state_dict(path, dtype, mmap=mmap)
     else:
         sd = read_state_dict(path, dtype, mmap=mmap)
+    for name in DERIVED_BUFFERS:
+        sd.pop(name, None)
     _expect(path, sd, "infinity")
     return sd
 

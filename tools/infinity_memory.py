@@ -53,9 +53,8 @@ def table(dtype: torch.dtype, batches) -> list[str]:
             cfg = dataclasses.replace(transformer.config, scales=square_scales(pn))
             side = cfg.scales[-1][0] * vae_cfg.downsample * patch
             for batch in batches:
-                guided, decode = generation_bytes(cfg, vae_cfg, batch, True, itemsize)
-                plain, _ = generation_bytes(cfg, vae_cfg, batch, False, itemsize)
-                decode *= patch * patch
+                guided, decode = generation_bytes(cfg, vae_cfg, batch, True, itemsize, patch)
+                plain, _ = generation_bytes(cfg, vae_cfg, batch, False, itemsize, patch)
                 peak = weights + max(guided, decode)
                 rows.append(f"| {name} | {side} px | {batch} | {weights / GIB:.1f} GiB | {guided / GIB:.1f} GiB "
                             f"({plain / GIB:.1f}) | {decode / GIB:.1f} GiB | {peak / GIB:.1f} GiB |")

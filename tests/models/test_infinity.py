@@ -145,10 +145,16 @@ def test_loader_round_trip_and_refusals(tmp_path):
     save_file(missing, str(tmp_path / "missing.safetensors"))
     with pytest.raises(CheckpointError, match="missing"):
         load_infinity_transformer(tmp_path / "missing.safetensors", pn="0.06M")
-    extra = {**sd, "lvl_1L": torch.zeros(1, 3)}
+    extra = {**sd, "blocks.0.sa.proj.weight": torch.zeros(128, 128)}
     save_file(extra, str(tmp_path / "extra.safetensors"))
     with pytest.raises(CheckpointError, match="unexpected"):
         load_infinity_transformer(tmp_path / "extra.safetensors", pn="0.06M")
+    # the derived constants the official load_state_dict drops are dropped here too (not weights)
+    derived = {**sd, "lvl_1L": torch.zeros(1, 3), "attn_bias_for_masking": torch.zeros(1, 1, 3, 3),
+               "Infinity_visible_kvlen": torch.zeros(3), "Infinity_invisible_qlen": torch.zeros(3)}
+    save_file(derived, str(tmp_path / "derived.safetensors"))
+    loaded = load_infinity_transformer(tmp_path / "derived.safetensors", pn="0.06M")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in sd.items())
     bad = {**sd, "block_chunks.0.module.0.sa.zero_k_bias": torch.ones(128)}
     save_file(bad, str(tmp_path / "bad.safetensors"))
     with pytest.raises(CheckpointError, match="zero"):
