@@ -450,8 +450,8 @@ class InfinityState(ScaleState):
 class InfinityModel(ScalewiseModel):
     """Infinity transformer + BSQ VAE behind the model contract.
 
-    Logits of scale k are float32 [rows, n_k, V], V = 2d interleaved bit pairs, multiplied by 1/`temperature`
-    (the official tau, applied before guidance as `autoregressive_infer_cfg` does). Each position holds d
+    Logits of scale k are float32 [rows, n_k, V], V = 2d interleaved bit pairs (the official tau, which divides
+    them before guidance, is the request's `guidance.Draw.temperature`). Each position holds d
     independent 2-way draws (`token_groups` = d): token ids of a scale are bits int64 [B, n_k, d]. The cfg
     convention is the official cfg l_c + (1 - cfg) l_u (`unguided_cfg` = 1: cfg 1 is no guidance), which the
     pack's (1 + t) l_c - t l_u gives with t = cfg - 1. No Gumbel smoothing (`smoothing` None: the official
@@ -463,14 +463,13 @@ class InfinityModel(ScalewiseModel):
     smoothing = None
     unguided_cfg = 1.0
 
-    def __init__(self, transformer: InfinityTransformer, vae: BSQVAE, temperature: float = 1.0):
+    def __init__(self, transformer: InfinityTransformer, vae: BSQVAE):
         super().__init__(transformer, vae)
         if transformer.config.bits not in (vae.config.bits, 4 * vae.config.bits):
             raise ValueError(f"the transformer takes {transformer.config.bits}-bit tokens, the VAE gives "
                              f"{vae.config.bits} (or 4 x {vae.config.bits} with spatial patchify)")
         # the 8B: a token is a 2 x 2 patch of VAE positions, 4 d bits (official apply_spatial_patchify)
         self.patchify = transformer.config.bits == 4 * vae.config.bits
-        self.temperature = temperature
 
     @property
     def bits(self) -> int:
@@ -532,7 +531,7 @@ class InfinityModel(ScalewiseModel):
         text = state.text if rows == len(state.text.segments) else state.text.head(rows)
         x = self.transformer.scale_input(k, rows, text, latent_tokens)
         logits = self.transformer.forward_scale(k, x, text, state.caches, value_weights)
-        return logits.mul(1 / self.temperature)
+        return logits
 
     def cached_positions(self) -> int:
         return self.config.seq_len

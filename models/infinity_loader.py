@@ -197,7 +197,7 @@ def pair_check(transformer_path, vae_path, transformer_bits: int, vae: BSQVAECon
 
 
 def load_infinity(transformer_path, vae_path, *, pn: str = "1M", device="cpu", dtype=torch.float32,
-                  mmap: bool = True, temperature: float = 1.0) -> InfinityModel:
+                  mmap: bool = True) -> InfinityModel:
     """Transformer + VAE as an `InfinityModel`. Raises CheckpointError (see the two loaders and `pair_check`:
     a VAE that does not match the transformer is refused naming both files, before the transformer is built)."""
     sd = read_infinity_state_dict(transformer_path, dtype, mmap=mmap)
@@ -206,7 +206,7 @@ def load_infinity(transformer_path, vae_path, *, pn: str = "1M", device="cpu", d
     vae = load_bsq_vae(vae_path, device=device, dtype=dtype, mmap=mmap)
     pair_check(transformer_path, vae_path, sd["word_embed.weight"].shape[1], vae.config)
     t = infinity_transformer_from(transformer_path, sd, pn=pn, device=device, dtype=dtype)
-    return InfinityModel(t, vae, temperature)
+    return InfinityModel(t, vae)
 
 
 __all__ = ["infer_bsq_vae_config", "infer_infinity_config", "infinity_transformer_from",

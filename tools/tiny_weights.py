@@ -255,11 +255,11 @@ def randomise_infinity(module: torch.nn.Module, seed: int = 0) -> torch.nn.Modul
     return module.eval()
 
 
-def tiny_infinity(seed: int = 0, pn: str = "0.06M", temperature: float = 1.0):
+def tiny_infinity(seed: int = 0, pn: str = "0.06M"):
     """A random Infinity model: the transformer of `infinity_config(pn)` and a 5-level BSQ VAE (ch 32, 8 bits)."""
     from scalewise.models.bsq_vae import BSQVAE, BSQVAEConfig
     from scalewise.models.infinity import InfinityModel, InfinityTransformer
     transformer = randomise_infinity(InfinityTransformer(infinity_config(pn)), seed)
     vae = randomise_infinity(BSQVAE(BSQVAEConfig(ch=32, ch_mult=(1, 2, 2, 2, 2), bits=8)), seed + 1)
-    return InfinityModel(transformer, vae, temperature=temperature)
+    return InfinityModel(transformer, vae)
 

@@ -164,8 +164,8 @@ def test_transformer_flat_pth_and_safetensors(tmp_path, model):
 def test_pair_loads_and_samples_like_the_models_it_was_written_from(tmp_path, model):
     torch.save(flat(model.transformer), tmp_path / "t.pth")
     torch.save({"vae": flat(model.vae)}, tmp_path / "v.pth")
-    loaded = load_infinity(tmp_path / "t.pth", tmp_path / "v.pth", pn=PN, temperature=0.5)
-    assert loaded.temperature == 0.5 and loaded.token_groups == 8
+    loaded = load_infinity(tmp_path / "t.pth", tmp_path / "v.pth", pn=PN)
+    assert loaded.token_groups == 8
     assert same_tensors(loaded.transformer, flat(model.transformer)) and same_tensors(loaded.vae, flat(model.vae))
 
 
