@@ -142,13 +142,14 @@ def _wrapped_name(key: str, own) -> str:
     return key
 
 
-def read_bsq_vae_state_dict(path, *, mmap: bool = True) -> dict:
-    """The BSQ VAE's tensors of `path`, as stored: the official .pth (weights under "vae"; the file is memory-mapped
+def read_bsq_vae_state_dict(path, dtype: torch.dtype | None = None, *, mmap: bool = True) -> dict:
+    """The BSQ VAE's tensors of `path`, floating ones in `dtype` (None: as stored; cast tensor by tensor as they are
+    read, `checkpoint.read_state_dict`, so a half-precision load never holds the float32 file too): the official .pth (weights under "vae"; the file is memory-mapped
     and nothing else of it is read), a flat .pth or .safetensors; keys in the pack's spelling (`encoder.conv_in.conv.
     weight`; plain `encoder.conv_in.weight` is renamed, as the official loader does). Raises CheckpointError naming
     the file for an unreadable or unsafe one, one that holds another model (named), or one where both spellings
     give the same tensor."""
-    sd = read_state_dict(path, None, mmap=mmap, entry=VAE_ENTRY)
+    sd = read_state_dict(path, dtype, mmap=mmap, entry=VAE_ENTRY)
     _expect(path, sd, "bsq-vae")
     try:
         cfg = infer_bsq_vae_config(sd)
@@ -169,7 +170,7 @@ def load_bsq_vae(path, *, device="cpu", dtype=torch.float32, mmap: bool = True) 
     """A BSQ VAE from `path` (see `read_bsq_vae_state_dict`). The lfq mask buffers are constants 2^(d-1..0): one or
     both may be absent (the official loader then keeps its own), those present must hold that value. Raises
     CheckpointError naming `path` as `load_infinity_transformer`."""
-    sd = read_bsq_vae_state_dict(path, mmap=mmap)
+    sd = read_bsq_vae_state_dict(path, dtype, mmap=mmap)
     cfg = infer_bsq_vae_config(sd)
     expected = 2 ** torch.arange(cfg.bits - 1, -1, -1)
     for k in _MASKS:
@@ -179,7 +180,6 @@ def load_bsq_vae(path, *, device="cpu", dtype=torch.float32, mmap: bool = True) 
     with torch.device("meta"):
         model = BSQVAE(cfg)
     check_keys(path, model, sd)
-    sd = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in sd.items()}
     return materialise(model, sd, device, dtype)
 
 

@@ -69,16 +69,9 @@ def write_files(folder: Path) -> dict[str, tuple[Path, Path]]:
     return out
 
 
-def child(var_path: str, vae_path: str, dtype: str, mmap: bool, old: bool) -> dict:
-    _import_pack()
-    from scalewise.models import SCHEDULES, VQVAE, VARConfig, VQVAEConfig, checkpoint, load_var
-    from scalewise.models.var import VARTransformer
-
-    # One-time lazy initialisation of torch's meta-device construction (about 80 MB of code and allocator pages,
-    # paid once per process and already paid in a running ComfyUI) is not loading: done before measuring.
-    with torch.device("meta"):
-        VARTransformer(VARConfig(depth=1, width=64, heads=1, patch_nums=SCHEDULES[256]))
-        VQVAE(VQVAEConfig(ch=32))
+def measure_peak(load):
+    """(load()'s result, peak growth of the resident size in bytes, seconds): the kernel's high-water mark (VmHWM,
+    reset just before) and a 1 ms sampler of /proc/self/statm, minus the resident size before `load` (Linux)."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current resident size
@@ -95,6 +88,31 @@ def child(var_path: str, vae_path: str, dtype: str, mmap: bool, old: bool) -> di
     thread = threading.Thread(target=sampler, daemon=True)
     thread.start()
     start = time.perf_counter()
+    result = load()
+    seconds = time.perf_counter() - start
+    stop.set()
+    thread.join()
+    with open("/proc/self/status") as f:
+        hwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    return result, max(peak[0], hwm) - before, seconds
+
+
+def model_bytes(model) -> int:
+    """Bytes of a loaded model's transformer and VAE tensors (parameters and buffers)."""
+    return sum(t.numel() * t.element_size() for part in (model.transformer, model.vae)
+               for t in [*part.parameters(), *part.buffers()])
+
+
+def child(var_path: str, vae_path: str, dtype: str, mmap: bool, old: bool) -> dict:
+    _import_pack()
+    from scalewise.models import SCHEDULES, VQVAE, VARConfig, VQVAEConfig, checkpoint, load_var
+    from scalewise.models.var import VARTransformer
+
+    # One-time lazy initialisation of torch's meta-device construction (about 80 MB of code and allocator pages,
+    # paid once per process and already paid in a running ComfyUI) is not loading: done before measuring.
+    with torch.device("meta"):
+        VARTransformer(VARConfig(depth=1, width=64, heads=1, patch_nums=SCHEDULES[256]))
+        VQVAE(VQVAEConfig(ch=32))
     if old:  # the loader before issue 13: the whole state dict as stored, then module.to(dtype)
         real = checkpoint.read_state_dict
         checkpoint_read = (lambda path, dtype=None, *, mmap=True, skip=():  # noqa: E731
@@ -102,17 +120,9 @@ def child(var_path: str, vae_path: str, dtype: str, mmap: bool, old: bool) -> di
         import scalewise.models.var_loader as vl
         import scalewise.models.vqvae_loader as ql
         vl.read_state_dict = ql.read_state_dict = checkpoint_read
-    model = load_var(var_path, vae_path, dtype=DTYPES[dtype], mmap=mmap)
-    seconds = time.perf_counter() - start
-    stop.set()
-    thread.join()
-    with open("/proc/self/status") as f:
-        hwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
-    size = sum(t.numel() * t.element_size() for part in (model.transformer, model.vae)
-               for t in [*part.parameters(), *part.buffers()])
+    model, growth, seconds = measure_peak(lambda: load_var(var_path, vae_path, dtype=DTYPES[dtype], mmap=mmap))
     files = os.path.getsize(var_path) + os.path.getsize(vae_path)
-    growth = max(peak[0], hwm) - before
-    return {"files": files, "model": size, "growth": growth, "seconds": seconds}
+    return {"files": files, "model": model_bytes(model), "growth": growth, "seconds": seconds}
 
 
 def main():

@@ -53,6 +53,17 @@ def test_official_vae_file_nests_the_weights_under_vae(tmp_path, model):
     assert same_tensors(load_bsq_vae(path, mmap=False), sd)
 
 
+@pytest.mark.parametrize("mmap", [True, False])
+def test_the_vae_loads_in_half_precision_as_torch_casts_its_tensors(tmp_path, model, mmap):
+    sd = flat(model.vae)
+    torch.save({"vae": sd}, tmp_path / "vae.pth")
+    vae = load_bsq_vae(tmp_path / "vae.pth", dtype=torch.bfloat16, mmap=mmap)
+    own = vae.state_dict()
+    for k, v in sd.items():
+        want = v.to(torch.bfloat16) if v.is_floating_point() else v
+        assert own[k].dtype == want.dtype and torch.equal(own[k], want), k
+
+
 @pytest.mark.parametrize("fmt", ["pth", "safetensors", "nested-pth"])
 def test_vae_plain_key_spelling_is_renamed_as_the_official_loader_does(tmp_path, model, fmt):
     sd = flat(model.vae)
