@@ -404,9 +404,21 @@ def _read_pickle(path: str, kind: str, dtype: torch.dtype | None, mmap: bool, sk
     return _cast_each(obj, dtype)
 
 
+class _KeyFilter:
+    """The keys a read leaves out: those in `skip`, and those `keep` (a predicate on names, None: all) rejects."""
+
+    def __init__(self, skip, keep):
+        self.skip, self.keep = set(skip), keep
+
+    def __contains__(self, key) -> bool:
+        return key in self.skip or (self.keep is not None and not self.keep(key))
+
+
 def read_state_dict(path: str, dtype: torch.dtype | None = None, *, mmap: bool = True,
-                    skip=(), entry: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
-    """Tensors of a flat state dict from .safetensors or a PyTorch pickle, on the CPU, without the keys in `skip`.
+                    skip=(), entry: tuple[str, ...] = (), keep=None) -> dict[str, torch.Tensor]:
+    """Tensors of a flat state dict from .safetensors or a PyTorch pickle, on the CPU, without the keys in `skip`
+    and, when `keep` (a predicate on key names) is given, without the keys it rejects: those are never read from a
+    .safetensors file nor cast (e.g. the decoder of a full encoder-decoder file whose encoder alone is wanted).
 
     dtype: floating-point tensors are cast to it (None = as stored), one tensor at a time, so the peak memory is
     the loaded state dict plus the largest tensor, not the file plus the model. mmap: map the file where the
@@ -430,8 +442,8 @@ def read_state_dict(path: str, dtype: torch.dtype | None = None, *, mmap: bool =
         raise CheckpointError(f"{path}: no such file")
     kind = _sniff(path)
     if kind == "safetensors":
-        return _read_safetensors(path, dtype, mmap, set(skip))
-    return _read_pickle(path, kind, dtype, mmap, set(skip), tuple(entry))
+        return _read_safetensors(path, dtype, mmap, _KeyFilter(skip, keep))
+    return _read_pickle(path, kind, dtype, mmap, _KeyFilter(skip, keep), tuple(entry))
 
 
 def checkpoint_kind(sd: dict) -> str:
