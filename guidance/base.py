@@ -27,14 +27,24 @@ import torch
 @dataclass(frozen=True)
 class RunInfo:
     """What guiders may know about the generation they serve: the scale schedule (patch_nums, side pn_k of each
-    token map), the batch size B, the codebook size V, the model family ("var", "switti") and whether every scale
-    attends to the cached earlier scales (`autoregressive`)."""
+    token map), the batch size B, the codebook size V, the model family ("var", "switti", "infinity"), whether every
+    scale attends to the cached earlier scales (`autoregressive`), the independent draws per position
+    (`token_groups` G: the logits' V is G groups of V / G, each a distribution; models.base.ScalewiseModel) and the
+    cfg of no guidance in the family's convention (`unguided_cfg`: 0 for VAR and Switti, 1 for Infinity)."""
 
     patch_nums: tuple[int, ...]
     batch_size: int
     vocab_size: int
     family: str
     autoregressive: bool  # True when every scale attends to cached earlier scales
+    token_groups: int = 1
+    unguided_cfg: float = 0.0
+
+    @classmethod
+    def of(cls, model, batch_size: int) -> "RunInfo":
+        """The RunInfo of a generation of `batch_size` images by `model` (an object with the model contract)."""
+        return cls(tuple(model.patch_nums), batch_size, model.vocab_size, model.family, model.autoregressive,
+                   model.token_groups, model.unguided_cfg)
 
     @property
     def num_scales(self) -> int:

@@ -13,11 +13,13 @@ from .schedules import SCHEDULE_NAMES, ScaleWindow, check_finite, schedule_value
 
 @dataclass(frozen=True)
 class CFG(Guider):
-    """l = l_u + g(k) (l_c - l_u) with g(k) = 1 + cfg * s(k) inside the window, cond-only outside.
+    """l = l_u + g(k) (l_c - l_u) with g(k) = 1 + t s(k), t = cfg - c0, inside the window, cond-only outside.
 
-    `cfg` is the official samplers' `cfg` (VAR demo 4, VAR FID 1.5, Switti 6; 0 = no guidance) and the CFG node's
-    widget of the same name; a ComfyUI-style CFG c is cfg = c - 1 with the constant schedule. Schedules: "linear" (VAR,
-    s = k/(K-1)), "constant", "cosine" (s = (1 - cos(pi r^power)) / 2).
+    `cfg` is the official samplers' `cfg` in the model's own convention and the CFG node's widget of the same name;
+    c0 = the model's `unguided_cfg` (RunInfo): VAR and Switti combine (1 + cfg) l_c - cfg l_u, c0 = 0 (VAR demo 4,
+    VAR FID 1.5, Switti 6; 0 = no guidance; a ComfyUI-style CFG c is cfg = c - 1 with the constant schedule);
+    Infinity combines cfg l_c + (1 - cfg) l_u, c0 = 1 (its published 3 with the constant schedule; 1 = no guidance).
+    Schedules: "linear" (VAR, s = k/(K-1)), "constant" (Switti, Infinity), "cosine" (s = (1 - cos(pi r^power)) / 2).
 
     Logits l_c, l_u, l: float32 [B, n_k, V]. The window is `start_scale` <= k < `end_scale` (0 = to the last scale,
     negative indices count from the end; see schedules.ScaleWindow). Raises ValueError for a non-finite `cfg` or one outside
@@ -42,21 +44,21 @@ class CFG(Guider):
     def label(self):
         return f"CFG {self.cfg:g} {self.schedule}" + ScaleWindow(self.start_scale, self.end_scale).label()
 
-    def weight(self, k: int, num_scales: int) -> float | None:
-        """g(k) = 1 + cfg * s(k) (a float, no unit; g = 1 means the cond logits alone), or None outside the window
-        (no uncond branch needed there). num_scales = K."""
+    def weight(self, k: int, num_scales: int, unguided_cfg: float = 0.0) -> float | None:
+        """g(k) = 1 + (cfg - unguided_cfg) s(k) (a float, no unit; g = 1 means the cond logits alone), or None
+        outside the window (no uncond branch needed there). num_scales = K; unguided_cfg: the model's c0."""
         if not ScaleWindow(self.start_scale, self.end_scale).contains(k, num_scales):
             return None
-        return 1.0 + self.cfg * schedule_value(self.schedule, k, num_scales, self.power)
+        return 1.0 + (self.cfg - unguided_cfg) * schedule_value(self.schedule, k, num_scales, self.power)
 
     def runtime(self, info: RunInfo) -> GuiderRuntime:
-        return _CFGRuntime(self, info.num_scales)
+        return _CFGRuntime(self, info.num_scales, info.unguided_cfg)
 
 
 class _CFGRuntime(GuiderRuntime):
-    def __init__(self, spec: CFG, num_scales: int):
-        self.spec, self.num_scales = spec, num_scales
+    def __init__(self, spec: CFG, num_scales: int, unguided_cfg: float):
+        self.spec, self.num_scales, self.unguided_cfg = spec, num_scales, unguided_cfg
 
     def term(self, k):
-        g = self.spec.weight(k, self.num_scales)
-        return None if g is None or self.spec.cfg == 0 else Term(g)
+        g = self.spec.weight(k, self.num_scales, self.unguided_cfg)
+        return None if g is None or self.spec.cfg == self.unguided_cfg else Term(g)

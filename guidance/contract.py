@@ -23,11 +23,13 @@ class ScalewiseModelLike(Protocol):
 
     patch_nums: tuple[int, ...]
     vocab_size: int
+    token_groups: int
     image_size: int
     weight_device: torch.device
     family: str
     autoregressive: bool
-    smoothing: object  # models.base.GumbelSmoothing(replaces_draw, guided_scales_only)
+    unguided_cfg: float
+    smoothing: object  # models.base.GumbelSmoothing(replaces_draw, guided_scales_only) or None
     prepare_condition: Callable[..., object]  # (conditioning, batch_size, first=0) -> prepared
     batch_size: Callable[[object], int]
     start: Callable[[object, bool], ScaleStateLike]  # (prepared, with_uncond)

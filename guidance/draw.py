@@ -157,3 +157,23 @@ def check_sampling_args(top_k: int, top_p: float, vocab_size: int | None = None)
         raise ValueError(f"top_k must be an integer >= 0 (0 or >= {vocab} = off, 1 = greedy), got {top_k!r}")
     if not (0.0 <= float(top_p) <= 1.0):
         raise ValueError(f"top_p must be in [0, 1] (0 or 1 = off), got {top_p!r}")
+
+
+def per_draw(logits: torch.Tensor, groups: int) -> torch.Tensor:
+    """The logits as one distribution a row: float [B, n, V] -> [B, n G, V / G] for a model with `token_groups`
+    G > 1 (bitwise tokens: each position's V holds G consecutive groups, models.base.ScalewiseModel.token_groups);
+    G = 1 returns `logits` itself. Filtering and drawing then act per group, as the official Infinity sampler
+    reshapes [B, h w, 2 d] -> [B, h w d, 2] (FoundationVision/Infinity infinity/models/infinity.py)."""
+    return logits if groups == 1 else logits.reshape(logits.shape[0], -1, logits.shape[-1] // groups)
+
+
+def token_log_probability(logits: torch.Tensor, tokens: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """log p of the drawn token per position: logits float [B, n, V], tokens int64 [B, n] (G = 1) or [B, n, G] ->
+    float [B, n] <= 0. With G > 1 groups, the mean over the groups of log p(token_g) under each group's softmax: the
+    log of the geometric mean per group (per bit for Infinity), so that confidences stay on one scale whatever G
+    (the joint probability of 32 bits would be their product)."""
+    if groups == 1:
+        return logits.log_softmax(-1).gather(-1, tokens[..., None])[..., 0]
+    b, n, v = logits.shape
+    return logits.view(b, n, groups, v // groups).log_softmax(-1).gather(-1, tokens[..., None])[..., 0].mean(-1)
+

@@ -267,7 +267,7 @@ def kept_scale_count(denoise: float, num_scales: int) -> int:
 class EditPlan:
     """Which tokens of each scale are the image's own.
 
-    tokens: K int64 maps [B, pn, pn] (the image's encoding); keep: K bool maps [B, pn, pn], True = forced;
+    tokens: K int64 maps [B, pn, pn] (the image's encoding; [B, pn, pn, G] for bitwise tokens); keep: K bool maps [B, pn, pn], True = forced;
     regenerated: float32 [B, S, S] in {0, 1}, 1 = a pixel of the finest scale's regenerated tokens (None without
     a mask); the heat map takes it as the foreground of its divergence.
     """
@@ -277,13 +277,13 @@ class EditPlan:
     regenerated: torch.Tensor | None = None
 
     def force(self, k: int, idx: torch.Tensor, h: torch.Tensor, embed):
-        """Scale k's drawn indices [B, n] and embeddings [B, n, C] with the kept tokens replaced; `embed` maps
-        token ids [B, n] to their codebook vectors [B, n, C] (the model's `embed_tokens`). Returns (idx int64
-        [B, n], h [B, n, C] in h's dtype), new tensors; the inputs are not modified (official demo:
-        `replace_embedding`, applied after each draw)."""
+        """Scale k's drawn indices [B, n] (or [B, n, G], model.token_groups) and embeddings [B, n, C] with the kept
+        tokens replaced; `embed` maps token ids to their codebook vectors [B, n, C] (the model's `embed_tokens`).
+        Returns (idx int64 like the input, h [B, n, C] in h's dtype), new tensors; the inputs are not modified
+        (official demo: `replace_embedding`, applied after each draw)."""
         keep = self.keep[k].flatten(1)
-        image_idx = self.tokens[k].flatten(1)
-        idx = torch.where(keep, image_idx, idx)
+        image_idx = self.tokens[k].flatten(1, 2)
+        idx = torch.where(keep.view(*keep.shape, *(1,) * (idx.ndim - 2)), image_idx, idx)
         h = torch.where(keep[..., None], embed(image_idx).to(h.dtype), h)
         return idx, h
 
@@ -339,7 +339,7 @@ def plan_edit(model, edit, batch: int, first: int = 0) -> EditPlan | None:
         return None
     device = model.weight_device
     # a batch-1 image is encoded once and shared by every image of the batch
-    tokens = [t.expand(batch, -1, -1) for t in model.encode_image(image.to(device))]
+    tokens = [t.expand(batch, *t.shape[1:]) for t in model.encode_image(image.to(device))]
     if mask is None:
         keep = [torch.zeros(batch, pn, pn, dtype=torch.bool, device=device) for pn in patch_nums]
         regenerated = None

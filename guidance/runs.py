@@ -87,7 +87,7 @@ class Sweep(Comparison):
 def check_guiders(model, guiders: Sequence[Guider | None], batch: int, names: Sequence[str]) -> None:
     """Validate every guider stack against the model before any row is sampled (what `sample` checks when it
     starts, guidance/stack.py). Raises ValueError '<name> (<description>): <reason>'."""
-    info = RunInfo(tuple(model.patch_nums), batch, model.vocab_size, model.family, model.autoregressive)
+    info = RunInfo.of(model, batch)
     for name, guider in zip(names, guiders):
         try:
             GuidanceRun(guider, info)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from .base import Guider, RunInfo, ScaleRecord
 from .contract import ScalewiseModelLike
 from .draw import (check_probabilities, draw_tokens, filter_logits_, invalid_probabilities, make_generators,
-                   smooth_probabilities)
+                   per_draw, smooth_probabilities)
 from .editing import plan_edit
 from .request import Generation
 from .schedules import ramp
@@ -28,7 +28,7 @@ class SampleOutput:
     trace."""
 
     images: torch.Tensor         # float32 [B, 3, H, W] in [0, 1], H = W = model.image_size (pixels)
-    tokens: list[torch.Tensor]   # K int64 maps [B, h_k, w_k], coarse to fine
+    tokens: list[torch.Tensor]   # K int64 maps [B, h_k, w_k] ([B, h_k, w_k, G] for token_groups G > 1), coarse to fine
     trace: GuidanceTrace | None = None
 
 
@@ -71,7 +71,9 @@ def _area_down(fhat: torch.Tensor, side: int) -> torch.Tensor:
 def sample(model: ScalewiseModelLike, guider: Guider | None, generation: Generation, *, trace: bool = False,
            callback: Callable[[ScaleProgress], None] | None = None) -> SampleOutput:
     """Generate images scale by scale; returns a `SampleOutput` (images float32 [B, 3, S, S] in [0, 1], S =
-    model.image_size; the K token maps int64 [B, pn_k, pn_k]; the trace or None).
+    model.image_size; the K token maps int64 [B, pn_k, pn_k], or [B, pn_k, pn_k, G] for a model whose positions
+    hold G > 1 independent draws (`model.token_groups`, Infinity's bits: each group is filtered and drawn from its
+    own softmax); the trace or None).
 
     model: an object with the model contract (`contract.ScalewiseModelLike`: models/base.py's `ScalewiseModel`). guider: a guider stack
     (guidance/base.py), None = unguided (cond-only logits, as the official samplers with cfg = 0, where
@@ -90,7 +92,8 @@ def sample(model: ScalewiseModelLike, guider: Guider | None, generation: Generat
     confidence of every scale. `callback` gets a `ScaleProgress` after each scale.
 
     Raises: ValueError for a guider stack that cannot serve this model (two guiders of one kind, a model it cannot
-    guide, a missing base), or an edit image or mask of the wrong size or batch (the message names it); TypeError/
+    guide, a missing base), for more_smooth on a model without Gumbel smoothing (`model.smoothing` None), or an edit
+    image or mask of the wrong size or batch (the message names it); TypeError/
     ValueError from `model.prepare_condition` for a conditioning of another family or out of range; RuntimeError
     when some logits row has no finite value to draw from (NaN/inf from an overflow, checked once after the last
     scale); models.base.NonFiniteImageError when the decoded image cannot be made finite; whatever `callback`
@@ -101,14 +104,17 @@ def sample(model: ScalewiseModelLike, guider: Guider | None, generation: Generat
     smooth_start_scale, last_scale_temperature = draw.smooth_start_scale, draw.last_scale_temperature
     seed, batch_index = generation.seed, generation.batch_index
     device = model.weight_device
+    smoothing, groups = model.smoothing, model.token_groups
+    if more_smooth and smoothing is None:
+        raise ValueError(f"more_smooth: the {model.family} family has no Gumbel smoothing (its official sampler has "
+                         "none): turn more_smooth off")
     prepared = model.prepare_condition(generation.conditioning, generation.batch_size, first=batch_index)
     batch, patch_nums = model.batch_size(prepared), model.patch_nums
     edit = plan_edit(model, generation.edit, batch, first=batch_index)
     num_scales = len(patch_nums)
-    run = GuidanceRun(guider, RunInfo(tuple(patch_nums), batch, model.vocab_size, model.family,
-                                      model.autoregressive))
+    run = GuidanceRun(guider, RunInfo.of(model, batch))
     generators = make_generators(seed, batch, device, batch_index)
-    smoothing = model.smoothing
+    token_shape = () if groups == 1 else (groups,)
     fhat = model.new_canvas(batch)
     tokens, latent_in, cached = [], None, 0
     record = GuidanceTrace(tuple(patch_nums), model.image_size, guider.describe() if guider else "unguided",
@@ -137,20 +143,20 @@ def sample(model: ScalewiseModelLike, guider: Guider | None, generation: Generat
                 idx = probs.argmax(-1)  # recorded only: the mixture, not this code, feeds the model
                 h = model.embed_mixture(probs)
             else:
-                filtered = filter_logits_(logits.clone(), top_k, top_p)
+                filtered = filter_logits_(per_draw(logits.clone(), groups), top_k, top_p)
                 bad = invalid_probabilities(filtered)
                 invalid = bad if invalid is None else invalid | bad
-                idx = draw_tokens(filtered, generators)
+                idx = draw_tokens(filtered, generators).view(batch, pn * pn, *token_shape)
                 if smooth:  # the mixture of the filtered logits, after the draw
                     h = model.embed_mixture(smooth_probabilities(filtered, ratio, generators))
                 else:
                     h = model.embed_tokens(idx)
             if edit is not None:
                 idx, h = edit.force(k, idx, h, model.embed_tokens)
-            tokens.append(idx.view(batch, pn, pn))
+            tokens.append(idx.view(batch, pn, pn, *token_shape))
             run.observe(ScaleRecord(k, pn, cond, uncond, logits, idx))
             if record is not None:
-                _record(record, k, pn, cond, uncond, combined, guided, logits, idx)
+                _record(record, k, pn, cond, uncond, combined, guided, logits, idx, groups)
             # Release this scale's [rows, n, V] logits now, not when the next scale overwrites the
             # names: otherwise they stay alive through the next forward pass and the final decode.
             logits = cond = uncond = combined = guided = probs = filtered = None
@@ -171,14 +177,14 @@ def _cpu(x: torch.Tensor | None) -> torch.Tensor | None:
     return None if x is None else x.cpu()
 
 
-def _record(trace: GuidanceTrace, k, pn, cond, uncond, combined, guided, logits, idx):
+def _record(trace: GuidanceTrace, k, pn, cond, uncond, combined, guided, logits, idx, groups):
     """Guidance magnitude: against l_u before post-processing where the uncond branch ran, else the
     post-processing's own push against l_c (SSG alone, unguided scales), before any temperature.
     Confidence: the drawn token's probability under the distribution it was drawn from."""
     magnitude = guidance_magnitude(combined, uncond) if uncond is not None else guidance_magnitude(guided, cond)
     shape = (cond.shape[0], pn, pn)
     trace.magnitude.append(magnitude.view(shape))  # moved to the host after the run (no per-scale sync)
-    trace.confidence.append(sampled_confidence(logits, idx).view(shape))
+    trace.confidence.append(sampled_confidence(logits, idx, groups).view(shape))
     trace.uncond_ran.append(uncond is not None)
 
 

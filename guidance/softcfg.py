@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from .base import Guider, GuiderRuntime, RunInfo, ScaleRecord
+from .draw import token_log_probability
 from .schedules import check_finite
 
 NORMALIZATIONS = ("global", "per_scale", "none")
@@ -33,7 +34,8 @@ class SoftCFG(Guider):
     ("none"); `floor` bounds the normalised weights from below. alpha = 0 is plain CFG.
 
     `confidence`: "max" (c = max_v p_c(v), the paper's) or "sampled" (p_c of the drawn token, the AliTok code's),
-    with p_c = softmax(l_c / temperature) of the conditional logits. Needs an autoregressive model (VAR,
+    with p_c = softmax(l_c / temperature) of the conditional logits; for bitwise tokens (RunInfo.token_groups G > 1,
+    Infinity) c is the geometric mean over the G bits of each bit's c (draw.token_log_probability). Needs an autoregressive model (VAR,
     Switti-AR) and a CFG or IGG guider in its stack: `validate` raises ValueError otherwise; the constructor
     raises ValueError for strength outside [0, 10], floor outside [0, 1], temperature outside [0.001, 100], or an
     unknown normalization or confidence.
@@ -94,11 +96,16 @@ class _SoftCFGRuntime(GuiderRuntime):
     def observe(self, record: ScaleRecord):
         if record.k == 0:
             return  # the start/class slot keeps weight 1
-        probs = (record.cond / self.spec.temperature).softmax(-1)
-        if self.spec.confidence == "max":
-            c = probs.amax(-1)
+        groups = self.info.token_groups
+        scaled = record.cond / self.spec.temperature
+        if groups > 1:  # bitwise tokens: the geometric mean over the bits of each bit's confidence
+            tokens = scaled.view(*scaled.shape[:2], groups, -1).argmax(-1) if self.spec.confidence == "max" \
+                else record.tokens
+            c = token_log_probability(scaled, tokens, groups).exp()
+        elif self.spec.confidence == "max":
+            c = scaled.softmax(-1).amax(-1)
         else:
-            c = probs.gather(-1, record.tokens[..., None])[..., 0]
+            c = scaled.softmax(-1).gather(-1, record.tokens[..., None])[..., 0]
         self.confidences.append(c)
 
     def value_weights(self, k, cached):

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .draw import token_log_probability
+
 
 @dataclass
 class GuidanceTrace:
@@ -59,7 +61,8 @@ def guidance_magnitude(guided: torch.Tensor, reference: torch.Tensor) -> torch.T
     return (guided - reference).amax(-1).clamp(min=0)
 
 
-def sampled_confidence(guided: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Probability of the drawn token under softmax(guided): logits float [B, n, V], token ids int64 [B, n] ->
+def sampled_confidence(guided: torch.Tensor, tokens: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """Probability of the drawn token under softmax(guided): logits float [B, n, V], token ids int64 [B, n] (or
+    [B, n, G] for G = `groups` > 1: the geometric mean over the groups, draw.token_log_probability) ->
     probabilities [B, n] in [0, 1] (computed via log_softmax, so a filtered-out -inf logit gives 0)."""
-    return guided.log_softmax(-1).gather(-1, tokens[..., None])[..., 0].exp()
+    return token_log_probability(guided, tokens, groups).exp()

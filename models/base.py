@@ -102,7 +102,11 @@ class ScalewiseModel(nn.Module):
     """
 
     family: ClassVar[str] = ""                   # "var", "switti": named in messages and in guidance.RunInfo
-    smoothing: ClassVar[GumbelSmoothing]         # the family's `more_smooth` behaviour
+    smoothing: ClassVar[GumbelSmoothing | None]  # the family's `more_smooth` behaviour; None: it has none
+    # The cfg value that means "no guidance" in the family's own convention: 0 where the official sampler combines
+    # (1 + cfg) l_c - cfg l_u (VAR, Switti), 1 where it combines cfg l_c + (1 - cfg) l_u (Infinity). The CFG guider
+    # takes `cfg` in the model's convention: its t = cfg - unguided_cfg.
+    unguided_cfg: ClassVar[float] = 0.0
     source_name: str | None = None               # the file the model came from (loader nodes set it), for messages
 
     def __init__(self, transformer: nn.Module, vae: VQVAE):
@@ -126,6 +130,15 @@ class ScalewiseModel(nn.Module):
     def vocab_size(self) -> int:
         """V, the codebook size: logits are [rows, n_k, V], token ids are in 0..V-1."""
         return self.config.vocab_size
+
+    @property
+    def token_groups(self) -> int:
+        """G, independent categorical draws per token position: 1 for a codebook (VAR, Switti: V codes), d for a
+        bitwise tokenizer (Infinity: d bits, each a 2-way choice). Logits stay [rows, n_k, V]; their last dimension
+        is G consecutive groups of V / G (`logits.view(rows, n_k, G, V // G)`), each a distribution of its own,
+        drawn independently; token ids are then int64 [B, n_k, G] (each in [0, V / G)), token maps
+        [B, pn_k, pn_k, G]. V must be a multiple of G."""
+        return 1
 
     @property
     def image_size(self) -> int:

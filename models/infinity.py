@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import GumbelSmoothing, ScaleState, ScalewiseModel
+from .base import ScaleState, ScalewiseModel
 from .bsq_vae import BSQVAE
 
 # The 1:1 template of official infinity/utils/dynamic_resolution.py: 13 (h, w) steps; pn '0.06M', '0.25M', '0.60M',
@@ -436,12 +436,15 @@ class InfinityModel(ScalewiseModel):
     """Infinity transformer + BSQ VAE behind the model contract.
 
     Logits of scale k are float32 [rows, n_k, V], V = 2d interleaved bit pairs, multiplied by 1/`temperature`
-    (the official tau, applied before guidance as `autoregressive_infer_cfg` does). Token ids of a scale are bits
-    int64 [B, n_k, d]. The guidance combination of the pack, (1 + t) l_c - t l_u, is the official
-    cfg l_c + (1 - cfg) l_u with t = cfg - 1 (cfg = 1: no guidance)."""
+    (the official tau, applied before guidance as `autoregressive_infer_cfg` does). Each position holds d
+    independent 2-way draws (`token_groups` = d): token ids of a scale are bits int64 [B, n_k, d]. The cfg
+    convention is the official cfg l_c + (1 - cfg) l_u (`unguided_cfg` = 1: cfg 1 is no guidance), which the
+    pack's (1 + t) l_c - t l_u gives with t = cfg - 1. No Gumbel smoothing (`smoothing` None: the official
+    `gumbel` argument is never read)."""
 
     family = "infinity"
-    smoothing = GumbelSmoothing(replaces_draw=False, guided_scales_only=False)
+    smoothing = None
+    unguided_cfg = 1.0
 
     def __init__(self, transformer: InfinityTransformer, vae: BSQVAE, temperature: float = 1.0):
         super().__init__(transformer, vae)
@@ -453,6 +456,11 @@ class InfinityModel(ScalewiseModel):
     @property
     def bits(self) -> int:
         """d, bits per position."""
+        return self.config.bits
+
+    @property
+    def token_groups(self) -> int:
+        """d: every bit of a position is its own 2-way draw (logit pair (2j, 2j + 1) = bit j = 0, 1)."""
         return self.config.bits
 
     @property

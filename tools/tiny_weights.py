@@ -232,3 +232,34 @@ def random_text(batch=2, tokens=77, seed=0, valid=(5, 9)) -> TextCondition:
     Generator seeded `seed`; CPU, fp32."""
     return text_condition([valid[i % len(valid)] for i in range(batch)], torch.Generator().manual_seed(seed),
                           tokens)
+
+
+# --- Infinity: a tiny transformer in the official layout and a small BSQ VAE (8 bits per position) --------------
+INFINITY_TINY = dict(width=128, depth=4, heads=2, block_chunks=2, ffn_hidden=512, text_channels=256, text_maxlen=16,
+                     bits=8)
+
+
+def infinity_config(pn: str = "0.06M", **sizes):
+    """A tiny InfinityConfig on the 1:1 template of `pn` (0.06M: 7 scales up to 16 x 16, a 256 px image)."""
+    from scalewise.models.infinity import InfinityConfig, square_scales
+    return InfinityConfig(**{**INFINITY_TINY, **sizes}, scales=square_scales(pn))
+
+
+def randomise_infinity(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Gaussian weights (0.3 for matrices, 0.1 for vectors; norm weights around 1), in parameter order."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * (0.3 if p.ndim > 1 else 0.1)
+                    + (1.0 if name.endswith(("norm.weight", "text_norm.weight")) else 0.0))
+    return module.eval()
+
+
+def tiny_infinity(seed: int = 0, pn: str = "0.06M", temperature: float = 1.0):
+    """A random Infinity model: the transformer of `infinity_config(pn)` and a 5-level BSQ VAE (ch 32, 8 bits)."""
+    from scalewise.models.bsq_vae import BSQVAE, BSQVAEConfig
+    from scalewise.models.infinity import InfinityModel, InfinityTransformer
+    transformer = randomise_infinity(InfinityTransformer(infinity_config(pn)), seed)
+    vae = randomise_infinity(BSQVAE(BSQVAEConfig(ch=32, ch_mult=(1, 2, 2, 2, 2), bits=8)), seed + 1)
+    return InfinityModel(transformer, vae, temperature=temperature)
+

@@ -8,33 +8,19 @@ import torch
 from safetensors.torch import save_file
 
 from official_keys import read_keys
+from scalewise.tools.tiny_weights import infinity_config, tiny_infinity
 from scalewise.models.bsq_vae import BSQVAE, BSQVAEConfig
 from scalewise.models.checkpoint import CheckpointError
-from scalewise.models.infinity import (InfinityConfig, InfinityModel, InfinityText, InfinityTransformer, rope_tables,
-                                       square_scales)
+from scalewise.models.infinity import (InfinityText, InfinityTransformer, rope_tables)
 from scalewise.models.infinity_loader import (infer_bsq_vae_config, infer_infinity_config, load_bsq_vae,
                                               load_infinity_transformer)
 
-TINY = dict(width=128, depth=4, heads=2, block_chunks=2, ffn_hidden=512, text_channels=256, text_maxlen=16, bits=8)
-
-
 def tiny_config(pn="0.06M", **kw):
-    return InfinityConfig(**{**TINY, **kw}, scales=square_scales(pn))
-
-
-def randomise(module, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * (0.3 if p.ndim > 1 else 0.1)
-                    + (1.0 if name.endswith(("norm.weight", "text_norm.weight")) else 0.0))
-    return module.eval()
+    return infinity_config(pn, **kw)
 
 
 def tiny_model(seed=0):
-    t = randomise(InfinityTransformer(tiny_config()), seed)
-    v = randomise(BSQVAE(BSQVAEConfig(ch=32, ch_mult=(1, 2, 2, 2, 2), bits=8)), seed + 1)
-    return InfinityModel(t, v)
+    return tiny_infinity(seed)
 
 
 def prompts(lens=(5, 9), seed=3):

@@ -2,16 +2,18 @@
 the model-alone files, memory-mapped reading, refusals of the other family's files, the text condition's rules, and
 the cached path against teacher forcing."""
 import pathlib
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from scalewise.guidance import CFG, IGG, SSG, Draw, Generation, SoftCFG, sample
 from scalewise.models import (CheckpointError, ClassCondition, PooledTextCondition, SCHEDULES, VARCLIPConfig,
-                              VARCLIPModel, VARModel, checkpoint_kind, load_var, load_var_clip,
+                              VARCLIPModel, VARModel, load_var, load_var_clip,
                               load_var_or_var_clip, var_clip_official_state_dict, var_official_state_dict,
                               vqvae_official_state_dict)
-from scalewise.models.var_clip_loader import build_var_clip_transformer, read_var_clip_state_dict
+from scalewise.models.var_clip_loader import build_var_clip_transformer
 from rounding import transformer_bound
 from tiny import LogitRecorder, save, text_vectors, tiny_model, tiny_var_clip
 
@@ -153,9 +155,30 @@ def test_the_dump_loads_in_half_precision(files):
                                model.transformer.cond_proj.weight.bfloat16().float(), rtol=0, atol=0)
 
 
-def _rss_bytes() -> int:
+# Measured in a fresh process: in a long test run the allocator keeps pages freed by earlier tests resident and
+# hands them out again, so the control's 64 MB could arrive without the resident size growing (seen on CI).
+_RESIDENT_GROWTH = """
+import importlib.util, os, sys, torch
+root = sys.argv[1]
+spec = importlib.util.spec_from_file_location("scalewise", os.path.join(root, "__init__.py"),
+                                              submodule_search_locations=[root])
+module = importlib.util.module_from_spec(spec); sys.modules["scalewise"] = module; spec.loader.exec_module(module)
+from scalewise.models import checkpoint_kind
+from scalewise.models.var_clip_loader import read_var_clip_state_dict
+
+def rss():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+path, dtype, mmap = sys.argv[2], getattr(torch, sys.argv[3]) if sys.argv[3] != "None" else None, sys.argv[4] == "1"
+before = rss()
+sd = read_var_clip_state_dict(path, dtype, mmap=mmap)
+model = rss() - before
+assert checkpoint_kind(sd) == "var-clip" and "cond_proj.weight" in sd
+before = rss()
+whole = torch.load(path, weights_only=True)
+print(model, rss() - before)
+"""
 
 
 @pytest.mark.skipif(not pathlib.Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
@@ -163,19 +186,17 @@ def _rss_bytes() -> int:
 def test_the_dumps_other_entries_are_never_read_into_memory(tmp_path, mmap, dtype):
     """64 MB of optimizer state beside a tiny model: reading the model leaves the process's resident memory
     (mapped pages that were touched count) far below that; torch.load without mmap reads it all (the test's
-    control)."""
+    control). Both are measured in a fresh Python process."""
     path = tmp_path / "ar-ckpt-last.pth"
     torch.save(trainer_dump(tiny_var_clip(seed=1), optimizer_mb=64), path)
-    before = _rss_bytes()
-    sd = read_var_clip_state_dict(path, dtype, mmap=mmap)
-    grown = _rss_bytes() - before
-    assert checkpoint_kind(sd) == "var-clip" and "cond_proj.weight" in sd
-    assert grown < 24 * 2 ** 20, f"{grown / 2 ** 20:.1f} MB resident after reading the model"
-    del sd
-    before = _rss_bytes()
-    whole = torch.load(path, weights_only=True)
-    assert _rss_bytes() - before > 48 * 2 ** 20  # the control: the optimizer's 64 MB, read
-    del whole
+    root = pathlib.Path(__file__).resolve().parents[2]
+    dtype_name = str(dtype).replace("torch.", "")
+    out = subprocess.run([sys.executable, "-c", _RESIDENT_GROWTH, str(root), str(path), dtype_name,
+                          "1" if mmap else "0"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    model_growth, control_growth = (int(x) for x in out.stdout.split())
+    assert model_growth < 24 * 2 ** 20, f"{model_growth / 2 ** 20:.1f} MB resident after reading the model"
+    assert control_growth > 48 * 2 ** 20, f"control: torch.load made {control_growth / 2 ** 20:.1f} MB resident"
 
 
 def test_a_var_file_given_as_var_clip_and_the_reverse_are_named(files):
