@@ -473,7 +473,8 @@ class InfinityModel(ScalewiseModel):
 
     def prepare_condition(self, conditioning, batch_size, first: int = 0):
         if not isinstance(conditioning, InfinityText):
-            raise TypeError(f"Infinity needs InfinityText conditioning, got {type(conditioning).__name__}")
+            raise TypeError(f"conditioning: Infinity needs conditioning from the Infinity Text Encode node "
+                            f"(flan-t5-xl features, an InfinityText), got {type(conditioning).__name__}")
         feats = conditioning.features
         if not feats:
             raise ValueError("conditioning: no prompt")
@@ -484,6 +485,9 @@ class InfinityModel(ScalewiseModel):
         n = len(feats) if batch_size is None else batch_size
         pick = [(first + i) % len(feats) for i in range(n)]
         neg = conditioning.negative
+        if neg is not None and len(neg) not in (1, len(feats)):
+            raise ValueError(f"conditioning: {len(neg)} negative prompts for {len(feats)} prompts; give one for "
+                             "all of them or one per prompt")
         return InfinityText(tuple(feats[i] for i in pick),
                             None if neg is None else tuple(neg[i % len(neg)] for i in pick))
 
