@@ -30,6 +30,9 @@ CLIP_L, CLIP_G = "clip_l.safetensors", "clip_g.safetensors"
 # VAR-CLIP: a tiny training dump shaped like the released ar-ckpt-last.pth (the model under ['trainer']['var_wo_ddp']
 # beside a VQ-VAE copy and optimizer state), on the official 256 px schedule with the VQ-VAE of OFFICIAL_VAE
 OFFICIAL_VAR_CLIP = "var_clip_d16.pth"
+# Infinity's text encoder: the Hub download folder (listed as its index) and an encoder-only fp16 file
+FLAN_T5_HUB = "flan-t5-xl/model.safetensors.index.json"
+FLAN_T5_FILE = "flan_t5_xl_encoder_fp16.safetensors"
 
 
 def write_tiny_models(models_dir):
@@ -54,6 +57,17 @@ def write_tiny_models(models_dir):
     (folder / BROKEN).write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
     write_tiny_switti(models_dir / "switti")
     write_random_clip(models_dir / "text_encoders")
+    write_tiny_flan_t5(models_dir / "text_encoders")
+
+
+def write_tiny_flan_t5(folder):
+    """A tiny random flan-like T5 as users keep flan-t5-xl: the Hugging Face download folder (full model, shards +
+    index; FLAN_T5_HUB is what Load Infinity Text Encoder lists for it) and the converter's encoder-only file."""
+    from safetensors.torch import save_file
+    from tiny_t5 import tiny_t5_encoder, write_download
+    encoder = tiny_t5_encoder(seed=7)
+    write_download(folder / os.path.dirname(FLAN_T5_HUB), encoder)
+    save_file({k: v.half() for k, v in encoder.items()}, str(folder / FLAN_T5_FILE))
 
 
 def write_tiny_switti(folder):
