@@ -89,6 +89,8 @@ class FlanT5Tokenizer(comfy.text_encoders.sd3_clip.T5XXLTokenizer):
 
 
 class FlanT5Tokenizers(comfy.sd1_clip.SD1Tokenizer):
+    """The CLIP object's tokenizer: `FlanT5Tokenizer` under the name `ENCODER` (tokens come as {ENCODER: [chunk]})."""
+
     def __init__(self, embedding_directory=None, tokenizer_data={}):
         super().__init__(embedding_directory=embedding_directory, tokenizer_data=tokenizer_data, name=ENCODER,
                          tokenizer=FlanT5Tokenizer)
