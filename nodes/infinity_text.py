@@ -121,12 +121,14 @@ def encoder_entries() -> list[str]:
 
 
 def entry_path(name: str) -> str:
-    """The absolute path of a loader entry (a file or an index JSON). FileNotFoundError naming the folders."""
+    """The absolute path of a loader entry (a file or an index JSON; a name saved on Windows, with `\\`, means the
+    same file, as for the other loaders). FileNotFoundError naming the searched folders."""
     folders = folder_paths.get_folder_paths(FOLDER)
-    for folder in folders:
-        path = os.path.abspath(os.path.join(folder, os.path.relpath(os.path.join("/", name), "/")))
-        if os.path.isfile(path):
-            return path
+    for candidate in dict.fromkeys((name, name.replace("\\", "/"))):
+        for folder in folders:
+            path = os.path.abspath(os.path.join(folder, os.path.relpath(os.path.join("/", candidate), "/")))
+            if os.path.isfile(path):
+                return path
     raise FileNotFoundError(f"text_encoder_name: '{name}' not found in models/{FOLDER} (searched: {', '.join(folders)})")
 
 

@@ -39,7 +39,7 @@ def test_the_loader_lists_a_download_as_its_index(pack_loaded):
     assert options.index(FLAN_T5_HUB) < options.index(CLIP_L)  # flan-t5 first
 
 
-@pytest.mark.parametrize("name", [FLAN_T5_HUB, FLAN_T5_FILE])
+@pytest.mark.parametrize("name", [FLAN_T5_HUB, FLAN_T5_FILE, FLAN_T5_HUB.replace("/", "\\")])
 def test_encode_with_the_folder_or_the_file(pack_loaded, name):
     prompt, text = text_graph(pack_loaded, name=name, positive="word " * 600, negative="blurry, (dark:1.2)")
     entry, _ = pack_loaded.run(prompt, timeout=300)
