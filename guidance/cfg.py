@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from .base import Guider, GuiderRuntime, RunInfo, Term
 from .schedules import SCHEDULE_NAMES, ScaleWindow, check_finite, schedule_value
 
+# CFG's schedules: the shared ones and "custom", a cfg per scale (Infinity's official `cfg_list`)
+CFG_SCHEDULES = (*SCHEDULE_NAMES, "custom")
+
 
 @dataclass(frozen=True)
 class CFG(Guider):
@@ -19,11 +22,14 @@ class CFG(Guider):
     c0 = the model's `unguided_cfg` (RunInfo): VAR and Switti combine (1 + cfg) l_c - cfg l_u, c0 = 0 (VAR demo 4,
     VAR FID 1.5, Switti 6; 0 = no guidance; a ComfyUI-style CFG c is cfg = c - 1 with the constant schedule);
     Infinity combines cfg l_c + (1 - cfg) l_u, c0 = 1 (its published 3 with the constant schedule; 1 = no guidance).
-    Schedules: "linear" (VAR, s = k/(K-1)), "constant" (Switti, Infinity), "cosine" (s = (1 - cos(pi r^power)) / 2).
+    Schedules: "linear" (VAR, s = k/(K-1)), "constant" (Switti, Infinity), "cosine" (s = (1 - cos(pi r^power)) / 2),
+    "custom": `custom_cfgs[k]` is scale k's cfg in the model's convention, g(k) = 1 + custom_cfgs[k] - c0 (the
+    official Infinity `cfg_list`, one value per scale; scales past its end are unguided).
 
     Logits l_c, l_u, l: float32 [B, n_k, V]. The window is `start_scale` <= k < `end_scale` (0 = to the last scale,
-    negative indices count from the end; see schedules.ScaleWindow). Raises ValueError for a non-finite `cfg` or one outside
-    [-1, 100], `power` outside [0.01, 100], or an unknown `schedule`.
+    negative indices count from the end; see schedules.ScaleWindow). Raises ValueError for a non-finite `cfg` or
+    custom cfg, or one outside [-1, 100], `power` outside [0.01, 100], or an unknown `schedule`; `with_strength`
+    refuses the custom schedule.
     """
 
     cfg: float = 1.5
@@ -32,23 +38,45 @@ class CFG(Guider):
     end_scale: int = 0
     power: float = 1.0
     base: Guider | None = None
+    custom_cfgs: tuple[float, ...] = ()
     kind = "cfg"
     strength_field = "cfg"
 
     def __post_init__(self):
         check_finite("cfg", self.cfg, -1.0, 100.0)
         check_finite("cfg power", self.power, 0.01, 100.0)
-        if self.schedule not in SCHEDULE_NAMES:
-            raise ValueError(f"schedule must be one of {SCHEDULE_NAMES}, got {self.schedule!r}")
+        if self.schedule not in CFG_SCHEDULES:
+            raise ValueError(f"schedule must be one of {CFG_SCHEDULES}, got {self.schedule!r}")
+        for value in self.custom_cfgs:
+            check_finite("custom cfg", value, -1.0, 100.0)
 
     def label(self):
-        return f"CFG {self.cfg:g} {self.schedule}" + ScaleWindow(self.start_scale, self.end_scale).label()
+        window = ScaleWindow(self.start_scale, self.end_scale).label()
+        if self.schedule == "custom":
+            return "CFG custom " + ",".join(f"{c:g}" for c in self.custom_cfgs) + window
+        return f"CFG {self.cfg:g} {self.schedule}" + window
+
+    def with_strength(self, value: float) -> "CFG":
+        if self.schedule == "custom":
+            raise ValueError("a CFG guider with the custom schedule has no single strength to vary: use the "
+                             "linear, constant or cosine schedule")
+        return super().with_strength(value)
+
+    def scale_cfg(self, k: int, num_scales: int, unguided_cfg: float = 0.0) -> float:
+        """Scale k's cfg in the model's convention: custom_cfgs[k] (unguided_cfg past its end) for the custom
+        schedule, else cfg (the schedule then shapes its push)."""
+        if self.schedule != "custom":
+            return self.cfg
+        return self.custom_cfgs[k] if k < len(self.custom_cfgs) else unguided_cfg
 
     def weight(self, k: int, num_scales: int, unguided_cfg: float = 0.0) -> float | None:
-        """g(k) = 1 + (cfg - unguided_cfg) s(k) (a float, no unit; g = 1 means the cond logits alone), or None
-        outside the window (no uncond branch needed there). num_scales = K; unguided_cfg: the model's c0."""
+        """g(k) = 1 + (cfg - unguided_cfg) s(k), or 1 + custom_cfgs[k] - unguided_cfg for the custom schedule (a
+        float, no unit; g = 1 means the cond logits alone), or None outside the window (no uncond branch needed
+        there). num_scales = K; unguided_cfg: the model's c0."""
         if not ScaleWindow(self.start_scale, self.end_scale).contains(k, num_scales):
             return None
+        if self.schedule == "custom":
+            return 1.0 + (self.scale_cfg(k, num_scales, unguided_cfg) - unguided_cfg)
         return 1.0 + (self.cfg - unguided_cfg) * schedule_value(self.schedule, k, num_scales, self.power)
 
     def runtime(self, info: RunInfo) -> GuiderRuntime:
@@ -60,5 +88,6 @@ class _CFGRuntime(GuiderRuntime):
         self.spec, self.num_scales, self.unguided_cfg = spec, num_scales, unguided_cfg
 
     def term(self, k):
-        g = self.spec.weight(k, self.num_scales, self.unguided_cfg)
-        return None if g is None or self.spec.cfg == self.unguided_cfg else Term(g)
+        spec, c0 = self.spec, self.unguided_cfg
+        g = spec.weight(k, self.num_scales, c0)
+        return None if g is None or spec.scale_cfg(k, self.num_scales, c0) == c0 else Term(g)

@@ -23,20 +23,25 @@ class Draw:
     off). more_smooth: Gumbel-softmax code mixtures from scale `smooth_start_scale` on, as `model.smoothing`
     declares (VAR: after the draw, on the filtered logits; Switti: instead of the draw, only while guided).
     last_scale_temperature: divides the logits of the scales after the guider's window (Switti's CFG-off scales),
-    in (0, 100]; None = off. Raises ValueError naming the field for top_k not an integer >= 0, top_p outside [0, 1],
-    a temperature outside (0, 100]."""
+    in (0, 100]; None = off. temperature: tau, every scale's logits times 1 / tau before guidance, in (0, 100]
+    (official Infinity `autoregressive_infer_cfg`: head(x) .mul(1 / tau) then CFG; its published 0.5 or 1.0);
+    1 = off. Raises ValueError naming the field for top_k not an integer >= 0, top_p outside [0, 1], a temperature
+    outside (0, 100]."""
 
     top_k: int = 0
     top_p: float = 0.0
     more_smooth: bool = False
     smooth_start_scale: int = 0
     last_scale_temperature: float | None = None
+    temperature: float = 1.0
 
     def __post_init__(self):
         check_sampling_args(self.top_k, self.top_p)
         t = self.last_scale_temperature
         if t is not None and not 0 < float(t) <= 100:
             raise ValueError(f"last_scale_temperature must be in (0, 100] (or None = off), got {t}")
+        if not 0 < float(self.temperature) <= 100:
+            raise ValueError(f"temperature must be in (0, 100] (1 = off), got {self.temperature}")
 
 
 @dataclass(frozen=True)

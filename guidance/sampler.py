@@ -83,8 +83,8 @@ def sample(model: ScalewiseModelLike, guider: Guider | None, generation: Generat
     guidance.draw.image_seed), so it is the same whatever the batch size, a new seed gives all new images, and
     batch_size=1, batch_index=i re-makes image i alone (its stream and its conditioning entry: image j takes entry
     (batch_index + j) % len, `model.prepare_condition(..., first=batch_index)`). Its `draw`
-    (`Draw`) sets top-k/top-p (`top_k=1` is greedy decoding), Gumbel smoothing and the temperature of the scales
-    after the guider's window; its `edit` (`Edit`, rules in `editing.py`; the official VAR demo
+    (`Draw`) sets top-k/top-p (`top_k=1` is greedy decoding), Gumbel smoothing, the temperature tau of every
+    scale's logits before guidance and that of the scales after the guider's window; its `edit` (`Edit`, rules in `editing.py`; the official VAR demo
     `demo_zero_shot_edit.ipynb`) keeps the image's tokens where the mask is 0 and on the first
     round((1 - denoise) K) scales: they replace the drawn ones right after each draw (the draws still consume the
     random streams), so `out.tokens` holds the effective tokens; a mask that marks nothing keeps its image and warns
@@ -102,6 +102,7 @@ def sample(model: ScalewiseModelLike, guider: Guider | None, generation: Generat
     draw = generation.draw
     top_k, top_p, more_smooth = draw.top_k, draw.top_p, draw.more_smooth
     smooth_start_scale, last_scale_temperature = draw.smooth_start_scale, draw.last_scale_temperature
+    inverse_temperature = None if draw.temperature == 1.0 else 1 / draw.temperature
     seed, batch_index = generation.seed, generation.batch_index
     device = model.weight_device
     smoothing, groups = model.smoothing, model.token_groups
@@ -127,6 +128,8 @@ def sample(model: ScalewiseModelLike, guider: Guider | None, generation: Generat
             rows = state.rows
             weights = _value_weights(run, k, cached, pn * pn, batch, rows, device)
             logits = model.forward_scale(state, k, latent_in, value_weights=weights)
+            if inverse_temperature is not None:  # tau before guidance, as the official mul(1 / tau)
+                logits = logits.mul(inverse_temperature)
             cached += pn * pn
             cond, uncond = logits[:batch], (logits[batch:] if rows > batch else None)
             combined = run.combine(k, cond, uncond)

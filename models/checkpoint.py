@@ -390,7 +390,8 @@ def _read_pickle(path: str, kind: str, dtype: torch.dtype | None, mmap: bool, sk
     obj = {k: v for k, v in obj.items() if k not in skip}
     nested = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if nested:
-        hint = " (a training checkpoint? it nests the model under 'trainer')" if "trainer" in nested else ""
+        hint = (" (a training checkpoint? it nests the model under 'trainer')" if "trainer" in nested else
+                " (an Infinity BSQ VAE file? it nests the VAE under 'vae')" if "vae" in nested else "")
         raise CheckpointError(f"{path}: expected a flat state dict of tensors, but entries {nested[:5]} are "
                               f"containers{hint}")
     copy = mapped and not mmap  # mapped only to leave the rest of a dump unread: the caller asked for no mmap
@@ -446,8 +447,74 @@ def read_state_dict(path: str, dtype: torch.dtype | None = None, *, mmap: bool =
     return _read_pickle(path, kind, dtype, mmap, _KeyFilter(skip, keep), tuple(entry))
 
 
+SHARD_INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")  # Hugging Face's, preferred first
+
+
+def is_sharded(path) -> bool:
+    """Whether `path` names a Hugging Face sharded checkpoint: a `*.index.json` file or a folder holding one."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return any(n.endswith(".index.json") for n in os.listdir(path))
+    return path.lower().endswith(".index.json")
+
+
+def _shard_index(path: str) -> str:
+    if not os.path.isdir(path):
+        return path
+    found = sorted(n for n in os.listdir(path) if n.endswith(".index.json"))
+    for name in SHARD_INDEX_NAMES:  # Hugging Face's own names, .safetensors first (its prefer_safe)
+        if name in found:
+            return os.path.join(path, name)
+    if len(found) == 1:
+        return os.path.join(path, found[0])
+    raise CheckpointError(f"{path}: expected one *.index.json in the folder, found "
+                          f"{found or 'none'}")
+
+
+def read_sharded_state_dict(path, dtype: torch.dtype | None = None, *, mmap: bool = True,
+                            skip=()) -> dict[str, torch.Tensor]:
+    """Tensors of a Hugging Face sharded checkpoint: `path` is its index JSON (`{"weight_map": {name: shard file}}`,
+    e.g. model.safetensors.index.json or pytorch_model.bin.index.json) or the folder holding it (the .safetensors
+    index preferred when both exist, as Hugging Face does). Each shard (.safetensors, or a .bin PyTorch pickle,
+    checked and read weights_only as by `read_state_dict`) is read in turn, beside the index; floating tensors are
+    cast to `dtype` one at a time. Raises CheckpointError naming the index or shard for a damaged index, a shard
+    name outside the folder, a missing or unreadable shard, a listed tensor absent from its shard, or a tensor
+    stored in two shards."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path}: no such file or folder")
+    index = _shard_index(path)
+    try:
+        with open(index, encoding="utf-8") as f:
+            weight_map = json.load(f)["weight_map"]
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ValueError("empty weight_map")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{index}: not a sharded checkpoint index ({type(e).__name__}: {e})") from None
+    folder, shards = os.path.dirname(index), {}
+    for name, shard in weight_map.items():
+        if not isinstance(shard, str) or os.path.basename(shard) != shard or shard in ("", ".", ".."):
+            raise CheckpointError(f"{index}: shard {shard!r} of {name} is not a file name in the index's folder")
+        shards.setdefault(shard, []).append(name)
+    skip, out = set(skip), {}
+    for shard, names in shards.items():
+        shard_path = os.path.join(folder, shard)
+        part = read_state_dict(shard_path, dtype, mmap=mmap, skip=skip)
+        absent = [n for n in names if n not in part and n not in skip]
+        if absent:
+            raise CheckpointError(f"{shard_path}: {len(absent)} tensors the index {os.path.basename(index)} lists "
+                                  f"here are missing: {', '.join(absent[:4])}{' ...' if len(absent) > 4 else ''}")
+        twice = [n for n in part if n in out]
+        if twice:
+            raise CheckpointError(f"{shard_path}: tensors also stored in another shard: {', '.join(twice[:4])}")
+        out.update(part)
+        del part
+    return out
+
+
 def checkpoint_kind(sd: dict) -> str:
-    """What a state dict holds, guessed from its keys: a key of `DESCRIPTIONS` ("var", "var-clip" (VAR's network
+    """What a state dict holds, guessed from its keys: a key of `DESCRIPTIONS` ("infinity" (cfg_uncond, pos_start,
+    block_chunks.*.sa), "bsq-vae" (Infinity's VAE, either key spelling, no codebook), "var", "var-clip" (VAR's network
     with `noise` and `cond_proj` in place of `class_emb`), "vqvae", "switti", other model kinds, "unknown"), for
     error messages and dispatch."""
     keys = sd.keys()
@@ -458,6 +525,13 @@ def checkpoint_kind(sd: dict) -> str:
     def prefixed(prefix):
         return any(k.startswith(prefix) for k in keys)
 
+    if has("cfg_uncond", "pos_start", "head.weight") and (prefixed("block_chunks.0.module.0.sa.")
+                                                          or prefixed("blocks.0.sa.")):
+        return "infinity"
+    if (has("encoder.conv_in.conv.weight", "decoder.conv_out.conv.weight")
+            or (has("encoder.conv_in.weight", "decoder.conv_out.weight") and prefixed("encoder.down.0.block.0.norm1.")
+                and not prefixed("quantize.embedding") and not prefixed("quant_conv."))):
+        return "bsq-vae"
     if has("class_emb.weight", "head.weight") and prefixed("blocks.0.attn.mat_qkv"):
         return "var"
     if has("cond_proj.weight", "noise.weight", "head.weight") and prefixed("blocks.0.attn.mat_qkv"):
@@ -478,6 +552,8 @@ def checkpoint_kind(sd: dict) -> str:
 
 
 DESCRIPTIONS = {
+    "infinity": "an Infinity text-to-image transformer (infinity_2b_reg.pth, or the 8B's sharded folder)",
+    "bsq-vae": "an Infinity BSQ VAE (infinity_vae_d32reg.pth or infinity_vae_d56_f8_14_patchify.pth)",
     "var": "a VAR transformer (var_d*.pth)",
     "var-clip": "a VAR-CLIP text-to-image transformer (VAR-CLIP's ar-ckpt-last.pth, or its model alone)",
     "vqvae": "a multi-scale VQ-VAE (vae_ch160v4096z32.pth or VQVAE-Switti)",

@@ -392,6 +392,19 @@ class InfinityTransformer(nn.Module):
         return self.logits(x, text.cond)
 
 
+def generation_bytes(cfg: InfinityConfig, vae_cfg, batch: int, guided: bool, itemsize: int) -> tuple[int, int]:
+    """(sampling, decoding) bytes beyond the weights for `batch` images, with the unconditional rows when `guided`,
+    activations of `itemsize` bytes: sampling = the KV cache of every block over all L positions (2 rows L C depth
+    itemsize; the sampler frees it before decoding) + the last scale's float32 logits with their copies (6x);
+    decoding = the BSQ decoder's largest activations (about 8 maps of ch ch_mult[0] channels at the image size)."""
+    rows = batch * (2 if guided else 1)
+    kv = 2 * rows * cfg.seq_len * cfg.width * cfg.depth * itemsize
+    logits = 6 * rows * cfg.lengths[-1] * cfg.vocab_size * 4
+    height, width = cfg.scales[-1]
+    pixels = height * width * vae_cfg.downsample ** 2
+    return kv + logits, 8 * batch * vae_cfg.ch * vae_cfg.ch_mult[0] * pixels * itemsize
+
+
 @dataclass(frozen=True)
 class InfinityText:
     """Text conditioning of Infinity: per prompt, flan-t5-xl encoder features of its valid tokens (prompt + `</s>`,
@@ -440,7 +453,9 @@ class InfinityModel(ScalewiseModel):
     independent 2-way draws (`token_groups` = d): token ids of a scale are bits int64 [B, n_k, d]. The cfg
     convention is the official cfg l_c + (1 - cfg) l_u (`unguided_cfg` = 1: cfg 1 is no guidance), which the
     pack's (1 + t) l_c - t l_u gives with t = cfg - 1. No Gumbel smoothing (`smoothing` None: the official
-    `gumbel` argument is never read)."""
+    `gumbel` argument is never read). With a transformer of 4 d bits per token and a d-bit VAE (the 8B: d = 14,
+    stride 8) each token is a 2 x 2 patch of VAE positions (`patchify`; official apply_spatial_patchify): the canvas
+    is at twice the token grid and bits go through pixel_shuffle(2) / pixel_unshuffle(2)."""
 
     family = "infinity"
     smoothing = None
@@ -448,9 +463,11 @@ class InfinityModel(ScalewiseModel):
 
     def __init__(self, transformer: InfinityTransformer, vae: BSQVAE, temperature: float = 1.0):
         super().__init__(transformer, vae)
-        if transformer.config.bits != vae.config.bits:
+        if transformer.config.bits not in (vae.config.bits, 4 * vae.config.bits):
             raise ValueError(f"the transformer takes {transformer.config.bits}-bit tokens, the VAE gives "
-                             f"{vae.config.bits} (spatial patchify models are not supported yet)")
+                             f"{vae.config.bits} (or 4 x {vae.config.bits} with spatial patchify)")
+        # the 8B: a token is a 2 x 2 patch of VAE positions, 4 d bits (official apply_spatial_patchify)
+        self.patchify = transformer.config.bits == 4 * vae.config.bits
         self.temperature = temperature
 
     @property
@@ -465,7 +482,14 @@ class InfinityModel(ScalewiseModel):
 
     @property
     def image_size(self) -> int:
-        return self.patch_nums[-1] * self.vae.config.downsample
+        return self.patch_nums[-1] * self.vae.config.downsample * (2 if self.patchify else 1)
+
+    @property
+    def vae_scales(self) -> tuple[tuple[int, int], ...]:
+        """The VAE grid of each scale: the token maps' (h, w), doubled with patchify (official
+        `vae_scale_schedule`)."""
+        f = 2 if self.patchify else 1
+        return tuple((f * h, f * w) for h, w in self.config.scales)
 
     @property
     def autoregressive(self) -> bool:
@@ -473,8 +497,8 @@ class InfinityModel(ScalewiseModel):
 
     def prepare_condition(self, conditioning, batch_size, first: int = 0):
         if not isinstance(conditioning, InfinityText):
-            raise TypeError(f"conditioning: Infinity needs conditioning from the Infinity Text Encode node "
-                            f"(flan-t5-xl features, an InfinityText), got {type(conditioning).__name__}")
+            raise TypeError(f"conditioning: Infinity takes the prompts of an Infinity Text Encode node, got "
+                            f"{type(conditioning).__name__}")
         feats = conditioning.features
         if not feats:
             raise ValueError("conditioning: no prompt")
@@ -514,28 +538,49 @@ class InfinityModel(ScalewiseModel):
     def cached_positions(self) -> int:
         return self.config.seq_len
 
+    def memory_estimate(self, batch: int, guided: bool = True) -> int:
+        """Bytes beyond the weights (as `ScalewiseModel.memory_estimate`): `generation_bytes`, both parts."""
+        sampling, decoding = generation_bytes(self.config, self.vae.config, batch, guided,
+                                              torch.finfo(self.dtype).bits // 8)
+        return sampling + decoding
+
     # -- bits <-> latent canvas ----------------------------------------------------------------------------
+    # With patchify, channel 4 c + 2 dy + dx of a token is bit c of VAE position (2 y + dy, 2 x + dx): torch's
+    # pixel_shuffle(2) / pixel_unshuffle(2) order, as the official sampler uses them.
     def new_canvas(self, batch: int) -> torch.Tensor:
-        h, w = self.config.scales[-1]
-        return torch.zeros(batch, self.bits, h, w, device=self.weight_device)
+        """The empty latent float32 [B, d_vae, H, W] at the final VAE grid."""
+        h, w = self.vae_scales[-1]
+        return torch.zeros(batch, self.vae.config.bits, h, w, device=self.weight_device)
 
     def embed_tokens(self, idx: torch.Tensor) -> torch.Tensor:
-        """Bits int64 [B, n, d] -> codes float32 [B, n, d] = (2 b - 1)/sqrt(d)."""
-        return self.vae.quantizer.bits_to_codes(idx)
-
-    def embed_mixture(self, probs: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError("Gumbel smoothing is not defined for Infinity's bits")
+        """Bits int64 [B, n, G] -> codes float32 [B, n, G] = (2 b - 1)/sqrt(d_vae) (G = d_vae, or 4 d_vae with
+        patchify: the l2norm is over each VAE position's d_vae bits)."""
+        if not self.patchify:
+            return self.vae.quantizer.bits_to_codes(idx)
+        d = self.vae.config.bits
+        per_position = idx.reshape(*idx.shape[:-1], d, 4).transpose(-1, -2)  # [..., 4 (dy dx), d]
+        return self.vae.quantizer.bits_to_codes(per_position).transpose(-1, -2).reshape(idx.shape)
 
     def next_autoregressive_input(self, k, canvas, h):
         hk, wk = self.config.scales[k]
         codes = h.transpose(1, 2).reshape(h.shape[0], self.bits, hk, wk)
-        return self.vae.quantizer.next_input(k, self.config.scales, canvas, codes)
+        if self.patchify:
+            codes = F.pixel_shuffle(codes, 2)  # [B, 4d, h, w] -> [B, d, 2h, 2w]
+        nxt = self.vae.quantizer.next_input(k, self.vae_scales, canvas, codes)
+        if nxt is None or not self.patchify:
+            return nxt
+        h2, w2 = self.vae_scales[k + 1]
+        grid = nxt.transpose(1, 2).reshape(nxt.shape[0], -1, h2, w2)
+        return F.pixel_unshuffle(grid, 2).flatten(2).transpose(1, 2)  # [B, h w, 4d]
 
     def decode(self, canvas):
         return self.vae.decode(canvas)
 
     def encode_image(self, image):
-        return self.vae.encode_bits(image, self.config.scales)
+        maps = self.vae.encode_bits(image, self.vae_scales)
+        if self.patchify:  # [B, 2h, 2w, d] -> [B, h, w, 4d]
+            maps = [F.pixel_unshuffle(m.permute(0, 3, 1, 2), 2).permute(0, 2, 3, 1) for m in maps]
+        return maps
 
     def teacher_forcing_inputs(self, tokens: list[torch.Tensor]) -> torch.Tensor:
         """K bit maps [B, n_k, d] (or [B, h, w, d]) -> inputs of scales 1..K-1 float32 [B, L - n_0, d]."""
@@ -548,5 +593,5 @@ class InfinityModel(ScalewiseModel):
         return torch.cat(out, 1)
 
 
-__all__ = ["InfinityConfig", "InfinityModel", "InfinityState", "InfinityText", "InfinityTransformer",
+__all__ = ["InfinityConfig", "InfinityModel", "InfinityState", "InfinityText", "InfinityTransformer", "generation_bytes",
            "SQUARE_STEPS", "apply_rope", "rope_tables", "square_scales"]

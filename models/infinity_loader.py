@@ -1,6 +1,15 @@
-"""Loading Infinity transformers and BSQ VAEs from flat state dicts (.pth after the pack's pickle scan, read with
-weights_only=True; .safetensors), sizes inferred from the tensors, keys compared strictly (a missing or unexpected key
-is refused, never left at its initial value as the official non-strict `Infinity.load_state_dict` does).
+"""Loading Infinity transformers and BSQ VAEs from the released files, sizes inferred from the tensors, keys compared
+strictly (a missing or unexpected key is refused, never left at its initial value as the official non-strict
+`Infinity.load_state_dict` does).
+
+Files: a flat state dict (.pth, checked by the pack's pickle scan, read with weights_only=True; or .safetensors), the
+8B's Hugging Face sharded folder (`*.index.json` + shards, `.bin` or `.safetensors`, read one shard at a time), and
+the BSQ VAE's official .pth, which nests the weights under "vae" (`torch.load(...)["vae"]`, official
+infinity/models/bsq_vae/vae.py `vae_model`), in either key spelling the official `load_cnn` accepts (`x.conv.weight`
+or `x.weight` for the wrapped convs, `x.norm.weight` or `x.weight` for the GroupNorms). The variant is told from the
+shapes only: bits per token of the transformer (`word_embed` columns) against the VAE's codebook dimension (its
+`encoder.conv_out` rows): equal (2B, d = 32), or 4 d with a stride-8 VAE (8B, spatial patchify, d = 14:
+models/infinity.py `InfinityModel.patchify`).
 
 Layout: official FoundationVision/Infinity infinity/models/infinity.py and bsq_vae/flux_vqgan.py (see
 models/infinity.py, models/bsq_vae.py)."""
@@ -11,11 +20,14 @@ import re
 import torch
 
 from .bsq_vae import BSQVAE, BSQVAEConfig
-from .checkpoint import CheckpointError, check_keys, materialise, read_state_dict
+from .checkpoint import (DESCRIPTIONS, CheckpointError, check_keys, checkpoint_kind, is_sharded, materialise,
+                         read_sharded_state_dict, read_state_dict)
 from .infinity import InfinityConfig, InfinityModel, InfinityTransformer, square_scales
 
 _BLOCK = re.compile(r"^block_chunks\.(\d+)\.module\.(\d+)\.")
 _ZERO_BUFFERS = ("zero_k_bias",)
+VAE_ENTRY = ("vae",)  # where the official BSQ VAE .pth holds its weights
+_MASKS = ("quantizer.lfq.mask", "quantize.lfq.mask")  # the official quantiser is registered under both names
 
 
 def infer_infinity_config(sd: dict, pn: str = "1M") -> InfinityConfig:
@@ -47,15 +59,19 @@ def infer_infinity_config(sd: dict, pn: str = "1M") -> InfinityConfig:
 
 
 def infer_bsq_vae_config(sd: dict) -> BSQVAEConfig:
-    """BSQVAEConfig of an official BSQ VAE state dict. Raises CheckpointError when it is not one."""
+    """BSQVAEConfig of an official BSQ VAE state dict (either key spelling: `x.conv.weight` or `x.weight`). Raises
+    CheckpointError when it is not one."""
+    def conv(name):
+        return sd[f"{name}.conv.weight"] if f"{name}.conv.weight" in sd else sd[f"{name}.weight"]
+
     try:
-        ch = sd["encoder.conv_in.conv.weight"].shape[0]
+        ch = conv("encoder.conv_in").shape[0]
         levels = sorted({int(k.split(".")[2]) for k in sd if k.startswith("encoder.down.")})
-        mult = tuple(sd[f"encoder.down.{lv}.block.0.conv1.conv.weight"].shape[0] // ch for lv in levels)
+        mult = tuple(conv(f"encoder.down.{lv}.block.0.conv1").shape[0] // ch for lv in levels)
         blocks = {int(k.split(".")[4]) for k in sd if k.startswith("encoder.down.0.block.")}
-        downs = sum(f"encoder.down.{lv}.downsample.conv.conv.weight" in sd for lv in levels)
+        downs = sum(any(k.startswith(f"encoder.down.{lv}.downsample.") for k in sd) for lv in levels)
         return BSQVAEConfig(ch=ch, ch_mult=mult, num_res_blocks=len(blocks),
-                            bits=sd["encoder.conv_out.conv.weight"].shape[0], downsample=2 ** downs)
+                            bits=conv("encoder.conv_out").shape[0], downsample=2 ** downs)
     except (KeyError, IndexError, ValueError) as e:
         raise CheckpointError(f"not a BSQ VAE state dict: missing {e}") from None
 
@@ -66,11 +82,37 @@ def _check_zero_buffers(path, sd):
             raise CheckpointError(f"{path}: buffer {k} must be zero (the official constant), the file holds other values")
 
 
+def _expect(path, sd: dict, wanted: str) -> None:
+    found = checkpoint_kind(sd)
+    if found != wanted:
+        raise CheckpointError(f"{path}: expected {DESCRIPTIONS[wanted]}, but this file looks like "
+                              f"{DESCRIPTIONS[found]} ({len(sd)} tensors, e.g. {list(sd)[:3]})")
+
+
+def read_infinity_state_dict(path, dtype: torch.dtype | None = None, *, mmap: bool = True) -> dict:
+    """The transformer's tensors of `path`: a flat file (.pth / .safetensors) or a Hugging Face sharded checkpoint
+    (its `*.index.json` or the folder holding it; see `checkpoint.read_sharded_state_dict`), floating tensors in
+    `dtype` (None: as stored). Raises CheckpointError naming the file for an unreadable or unsafe file and for one
+    holding another model (named, e.g. a BSQ VAE or a VAR transformer)."""
+    if is_sharded(path):
+        sd = read_sharded_state_dict(path, dtype, mmap=mmap)
+    else:
+        sd = read_state_dict(path, dtype, mmap=mmap)
+    _expect(path, sd, "infinity")
+    return sd
+
+
 def load_infinity_transformer(path, *, pn: str = "1M", device="cpu", dtype=torch.float32,
                               mmap: bool = True) -> InfinityTransformer:
-    """An Infinity transformer from a flat state dict file. Raises CheckpointError naming `path` for a file that is
-    not one, or whose keys or shapes differ from the inferred model (counts and first keys named)."""
-    sd = read_state_dict(path, dtype, mmap=mmap)
+    """An Infinity transformer from `path` (see `read_infinity_state_dict`). Raises CheckpointError naming `path` for
+    a file that is not one, or whose keys or shapes differ from the inferred model (counts and first keys named)."""
+    sd = read_infinity_state_dict(path, dtype, mmap=mmap)
+    return infinity_transformer_from(path, sd, pn=pn, device=device, dtype=dtype)
+
+
+def infinity_transformer_from(path, sd: dict, *, pn: str = "1M", device="cpu", dtype=torch.float32):
+    """An InfinityTransformer from the tensors `sd` read from `path` (named in errors), checked as in
+    `load_infinity_transformer`."""
     try:
         cfg = infer_infinity_config(sd, pn)
     except CheckpointError as e:
@@ -82,33 +124,86 @@ def load_infinity_transformer(path, *, pn: str = "1M", device="cpu", dtype=torch
     return materialise(model, sd, device, dtype)
 
 
-def load_bsq_vae(path, *, device="cpu", dtype=torch.float32, mmap: bool = True) -> BSQVAE:
-    """A BSQ VAE from a flat state dict file (the official .pth nests it under 'vae': not read here yet). Raises
-    CheckpointError naming `path` as `load_infinity_transformer`; the lfq mask buffers must be 2^(d-1..0)."""
-    sd = read_state_dict(path, None, mmap=mmap)
+def _wrapped_name(key: str, own) -> str:
+    """`key` in the pack's (the official module's) spelling: the plain `x.weight` / `x.bias` of a wrapped conv or
+    GroupNorm becomes `x.conv.*` / `x.norm.*` where that name exists (official vae.py `load_cnn`)."""
+    if key in own:
+        return key
+    stem, _, leaf = key.rpartition(".")
+    if leaf in ("weight", "bias"):
+        for wrap in ("conv", "norm"):
+            if f"{stem}.{wrap}.{leaf}" in own:
+                return f"{stem}.{wrap}.{leaf}"
+    return key
+
+
+def read_bsq_vae_state_dict(path, *, mmap: bool = True) -> dict:
+    """The BSQ VAE's tensors of `path`, as stored: the official .pth (weights under "vae"; the file is memory-mapped
+    and nothing else of it is read), a flat .pth or .safetensors; keys in the pack's spelling (`encoder.conv_in.conv.
+    weight`; plain `encoder.conv_in.weight` is renamed, as the official loader does). Raises CheckpointError naming
+    the file for an unreadable or unsafe one, one that holds another model (named), or one where both spellings
+    give the same tensor."""
+    sd = read_state_dict(path, None, mmap=mmap, entry=VAE_ENTRY)
+    _expect(path, sd, "bsq-vae")
     try:
         cfg = infer_bsq_vae_config(sd)
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
     with torch.device("meta"):
+        own = BSQVAE(cfg).state_dict()
+    out = {}
+    for k, v in sd.items():
+        name = _wrapped_name(k, own)
+        if name in out:
+            raise CheckpointError(f"{path}: {k} and {name} are both in the file (two spellings of one tensor)")
+        out[name] = v
+    return out
+
+
+def load_bsq_vae(path, *, device="cpu", dtype=torch.float32, mmap: bool = True) -> BSQVAE:
+    """A BSQ VAE from `path` (see `read_bsq_vae_state_dict`). The lfq mask buffers are constants 2^(d-1..0): one or
+    both may be absent (the official loader then keeps its own), those present must hold that value. Raises
+    CheckpointError naming `path` as `load_infinity_transformer`."""
+    sd = read_bsq_vae_state_dict(path, mmap=mmap)
+    cfg = infer_bsq_vae_config(sd)
+    expected = 2 ** torch.arange(cfg.bits - 1, -1, -1)
+    for k in _MASKS:
+        if k in sd and not torch.equal(sd[k].long(), expected):
+            raise CheckpointError(f"{path}: buffer {k} must be 2^(d-1..0) for d = {cfg.bits}")
+        sd[k] = expected.clone()
+    with torch.device("meta"):
         model = BSQVAE(cfg)
     check_keys(path, model, sd)
-    expected = 2 ** torch.arange(cfg.bits - 1, -1, -1)
-    for k in ("quantizer.lfq.mask", "quantize.lfq.mask"):
-        if not torch.equal(sd[k].long(), expected):
-            raise CheckpointError(f"{path}: buffer {k} must be 2^(d-1..0) for d = {cfg.bits}")
     sd = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in sd.items()}
     return materialise(model, sd, device, dtype)
 
 
+def pair_check(transformer_path, vae_path, transformer_bits: int, vae: BSQVAEConfig) -> None:
+    """Refuse a transformer and VAE that do not belong together (CheckpointError naming both files): the
+    transformer's bits per token must equal the VAE's d (2B: 32), or be 4 d with a stride-8 VAE (the 8B's spatial
+    patchify: d = 14, 56 bits per token)."""
+    if transformer_bits == vae.bits:
+        return
+    if transformer_bits == 4 * vae.bits and vae.downsample == 8:
+        return  # the 8B: 2 x 2 patches of the stride-8 VAE's positions per token
+    raise CheckpointError(f"{transformer_path} takes {transformer_bits} bits per token, but {vae_path} is a "
+                          f"{vae.bits}-bit BSQ VAE (stride {vae.downsample}): these files do not belong together "
+                          "(Infinity 2B: infinity_vae_d32reg.pth; 8B: infinity_vae_d56_f8_14_patchify.pth)")
+
+
 def load_infinity(transformer_path, vae_path, *, pn: str = "1M", device="cpu", dtype=torch.float32,
                   mmap: bool = True, temperature: float = 1.0) -> InfinityModel:
-    """Transformer + VAE as an `InfinityModel`. Raises CheckpointError (see the two loaders) and ValueError when the
-    transformer's bits differ from the VAE's."""
-    t = load_infinity_transformer(transformer_path, pn=pn, device=device, dtype=dtype, mmap=mmap)
-    v = load_bsq_vae(vae_path, device=device, dtype=dtype, mmap=mmap)
-    return InfinityModel(t, v, temperature)
+    """Transformer + VAE as an `InfinityModel`. Raises CheckpointError (see the two loaders and `pair_check`:
+    a VAE that does not match the transformer is refused naming both files, before the transformer is built)."""
+    sd = read_infinity_state_dict(transformer_path, dtype, mmap=mmap)
+    if "word_embed.weight" not in sd:
+        raise CheckpointError(f"{transformer_path}: not an Infinity transformer state dict: missing 'word_embed.weight'")
+    vae = load_bsq_vae(vae_path, device=device, dtype=dtype, mmap=mmap)
+    pair_check(transformer_path, vae_path, sd["word_embed.weight"].shape[1], vae.config)
+    t = infinity_transformer_from(transformer_path, sd, pn=pn, device=device, dtype=dtype)
+    return InfinityModel(t, vae, temperature)
 
 
-__all__ = ["infer_bsq_vae_config", "infer_infinity_config", "load_bsq_vae", "load_infinity",
-           "load_infinity_transformer"]
+__all__ = ["infer_bsq_vae_config", "infer_infinity_config", "infinity_transformer_from",
+           "load_bsq_vae", "load_infinity", "load_infinity_transformer", "pair_check", "read_bsq_vae_state_dict",
+           "read_infinity_state_dict"]

@@ -5,6 +5,7 @@ from .common import MODEL_FOLDERS, install_example_inputs, register_model_folder
 from .compare import CompareGuiders, GuidanceSweep
 from .guiders import CFGGuider, IGGGuider, SoftCFGGuider, SSGGuider
 from .heatmap import GuidanceHeatmap
+from .infinity import InfinityLoader
 from .infinity_text import InfinityTextEncode, InfinityTextEncoderLoader
 from .sampler import Sampler
 from .switti import SwittiLoader, SwittiTextEncode
@@ -16,7 +17,7 @@ for _folder in MODEL_FOLDERS:
 install_example_inputs()
 
 NODES = [VARLoader, ImageNetClass, CFGGuider, IGGGuider, SoftCFGGuider, SSGGuider, Sampler, GuidanceHeatmap,
-         SwittiLoader, SwittiTextEncode, CompareGuiders, GuidanceSweep, VARCLIPTextEncode,
+         SwittiLoader, SwittiTextEncode, CompareGuiders, GuidanceSweep, VARCLIPTextEncode, InfinityLoader,
          InfinityTextEncoderLoader, InfinityTextEncode]
 
 

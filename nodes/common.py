@@ -29,7 +29,7 @@ GuiderType = io.Custom("SCALEWISE_GUIDER")
 TraceType = io.Custom("SCALEWISE_TRACE")
 
 CATEGORY = "sampling/scalewise"
-MODEL_FOLDERS = ("var", "switti")
+MODEL_FOLDERS = ("var", "switti", "infinity")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 

@@ -20,7 +20,7 @@ from .common import CATEGORY, GuiderType, ScalewiseNode, checked_inputs, info_ui
 from .features import aliases
 from .images import rgb_image
 from .sampler import ScaleProgressReporter, load_model, prepare_condition, sample_images, sampler_draw
-from .settings import setting_inputs
+from .settings import setting_inputs, temperature_input
 
 GUIDER_SLOTS = 4
 SIZES = (f"At most {MAX_IMAGES} images (rows x images_per_row). Outputs for the largest: the image batch "
@@ -113,6 +113,7 @@ class CompareGuiders(ScalewiseNode):
                 io.Mask.Input("mask", optional=True,
                               tooltip="What to regenerate in the image (white = 1 = new, black = keep), e.g. Load "
                                       "Image's mask editor; resized to the image. Needs the image."),
+                temperature_input(),
             ],
             outputs=[io.Image.Output(display_name="grid"),
                      io.Image.Output(display_name="images", tooltip="All images, row by row."),
@@ -123,13 +124,14 @@ class CompareGuiders(ScalewiseNode):
     @classmethod
     @checked_inputs
     def execute(cls, model, conditioning, seed, images_per_row, top_k, top_p, more_smooth, preview,
-                smooth_start_scale, last_scale_temperature, image=None, mask=None, **guiders) -> io.NodeOutput:
+                smooth_start_scale, last_scale_temperature, image=None, mask=None, temperature=1.0,
+                **guiders) -> io.NodeOutput:
         named = [(f"guider_{i}", guiders.get(f"guider_{i}")) for i in range(1, GUIDER_SLOTS + 1)]
         named = [(name, g) for name, g in named if g is not None]
         if not named:
             raise ValueError(f"connect at least one guider to guider_1 .. guider_{GUIDER_SLOTS}")
         check_size(len(named), images_per_row, "guiders")
-        draw = sampler_draw(top_k, top_p, more_smooth, smooth_start_scale, last_scale_temperature)
+        draw = sampler_draw(top_k, top_p, more_smooth, smooth_start_scale, last_scale_temperature, temperature)
         guider_list, names = [g for _, g in named], [name for name, _ in named]
         with input_notes("Compare Guiders") as notes:
             edit = comparison_edit(image, mask)
@@ -183,6 +185,7 @@ class GuidanceSweep(ScalewiseNode):
                                tooltip="Image to edit (zero-shot) in every row, as in Compare Guiders (cropped to the "
                                        "model's size): the mask then says what to regenerate (white = new, as in the "
                                        "Scale-wise Sampler) and D is measured on the regenerated region."),
+                temperature_input(),
             ],
             outputs=[io.Image.Output(display_name="grid"),
                      io.Image.Output(display_name="plot", tooltip="E and D against strength, balance marked."),
@@ -209,10 +212,11 @@ class GuidanceSweep(ScalewiseNode):
     @classmethod
     @checked_inputs
     def execute(cls, model, conditioning, seed, images_per_row, top_k, top_p, more_smooth, preview,
-                smooth_start_scale, last_scale_temperature, guider, strengths, mask=None, image=None) -> io.NodeOutput:
+                smooth_start_scale, last_scale_temperature, guider, strengths, mask=None, image=None,
+                temperature=1.0) -> io.NodeOutput:
         values = parse_strengths(strengths)
         check_size(len(values), images_per_row, "strengths")
-        draw = sampler_draw(top_k, top_p, more_smooth, smooth_start_scale, last_scale_temperature)
+        draw = sampler_draw(top_k, top_p, more_smooth, smooth_start_scale, last_scale_temperature, temperature)
         class_set = getattr(model.model, "class_set", None)
         with input_notes("Guidance Sweep") as notes:
             edit = comparison_edit(image, mask if image is not None else None)  # without an image: D's mask

@@ -5,6 +5,7 @@ from comfy_api.latest import io
 
 from ..guidance import CFG, IGG, SSG, SoftCFG
 from ..guidance.igg import OPERANDS
+from ..guidance.cfg import CFG_SCHEDULES
 from ..guidance.schedules import SCHEDULE_NAMES
 from ..guidance.softcfg import CONFIDENCES, NORMALIZATIONS
 from ..guidance.ssg import BETA_SCHEDULES, INTERPOLATIONS, PRIOR_SOURCES
@@ -40,26 +41,49 @@ class CFGGuider(ScalewiseNode):
             **aliases("CFG", "classifier-free guidance", "guidance", "guider", "VAR", "Switti"),
             description=("Classifier-free guidance on the token logits: pushes each scale's prediction away from the "
                          "unconditional one, l_u + (1 + cfg x schedule)(l_c - l_u). VAR demo: cfg 4, FID protocol: "
-                         "1.5; Switti: 6."),
+                         "1.5; Switti: 6. Infinity counts from 1 as its own code does, l_u + (1 + (cfg - 1) x "
+                         "schedule)(l_c - l_u): its published cfg 3 with the constant schedule."),
             inputs=[
                 io.Float.Input("cfg", default=4.0, min=0.0, max=30.0, step=0.05,
                                tooltip="Guidance strength in the model's own convention: the push is 1 + cfg x "
                                        "schedule; 0 = no guidance. A ComfyUI-style CFG of c is cfg = c - 1 with the "
-                                       "constant schedule. Typical 1.5-5."),
-                io.Combo.Input("schedule", options=list(SCHEDULE_NAMES), default="linear", tooltip=SCHEDULE_TIP),
+                                       "constant schedule. Typical 1.5-5. Infinity: as in its code, 1 = no "
+                                       "guidance, the push is 1 + (cfg - 1) x schedule (published: 3, constant)."),
+                io.Combo.Input("schedule", options=list(CFG_SCHEDULES), default="linear",
+                               tooltip=SCHEDULE_TIP + " custom = one cfg per scale (custom_cfgs)."),
                 *_window_inputs(),
                 io.Float.Input("power", default=1.0, min=0.1, max=10.0, step=0.05,
                                tooltip="Shape of the cosine schedule: above 1 keeps guidance low for longer.", **expert()),
                 _base_input(),
+                io.String.Input("custom_cfgs", default="", optional=True,
+                                tooltip="For the custom schedule: comma-separated cfg per scale, coarse to fine, in "
+                                        "the model's convention (Infinity's cfg_list, e.g. '3, 3, 3, 2, 2, 1, 1'); "
+                                        "scales past the list are unguided. cfg is then unused.", **expert()),
             ],
             outputs=[GuiderType.Output(display_name="guider")],
         )
 
     @classmethod
+    def validate_inputs(cls, custom_cfgs=""):
+        return cls.known_problem(custom_cfgs=custom_cfgs)
+
+    @classmethod
+    def check_values(cls, values):
+        if values.get("custom_cfgs") is not None:
+            try:
+                _parse_numbers(values["custom_cfgs"], "custom_cfgs")
+            except ValueError as e:
+                return str(e)
+        return None
+
+    @classmethod
     @checked_inputs
-    def execute(cls, cfg, schedule, start_scale, end_scale, power, base=None) -> io.NodeOutput:
-        return io.NodeOutput(CFG(cfg=cfg, schedule=schedule, start_scale=start_scale,
-                                 end_scale=end_scale, power=power, base=base))
+    def execute(cls, cfg, schedule, start_scale, end_scale, power, base=None, custom_cfgs="") -> io.NodeOutput:
+        values = _parse_numbers(custom_cfgs, "custom_cfgs")
+        if schedule == "custom" and not values:
+            raise ValueError("custom_cfgs: the custom schedule needs one cfg per scale, e.g. '3, 3, 3, 2, 1'")
+        return io.NodeOutput(CFG(cfg=cfg, schedule=schedule, start_scale=start_scale, end_scale=end_scale,
+                                 power=power, base=base, custom_cfgs=values if schedule == "custom" else ()))
 
 
 class IGGGuider(ScalewiseNode):
@@ -185,7 +209,7 @@ class SSGGuider(ScalewiseNode):
     def check_values(cls, values):
         if values["custom_betas"] is not None:
             try:
-                _parse_betas(values["custom_betas"])
+                _parse_numbers(values["custom_betas"], "custom_betas")
             except ValueError as e:
                 return str(e)
         return None
@@ -193,13 +217,14 @@ class SSGGuider(ScalewiseNode):
     @classmethod
     @checked_inputs
     def execute(cls, beta, schedule, custom_betas, dse_rescale, interpolation, prior_source, base=None):
-        return io.NodeOutput(SSG(beta=beta, schedule=schedule, custom_betas=_parse_betas(custom_betas),
+        return io.NodeOutput(SSG(beta=beta, schedule=schedule, custom_betas=_parse_numbers(custom_betas, "custom_betas"),
                                  dse_rescale=dse_rescale, interpolation=interpolation, prior_source=prior_source,
                                  base=base))
 
 
-def _parse_betas(text: str) -> tuple[float, ...]:
+def _parse_numbers(text: str, name: str) -> tuple[float, ...]:
+    """'0, 0.2; 0.1' -> (0.0, 0.2, 0.1): numbers separated by commas or semicolons; ValueError naming `name`."""
     try:
         return tuple(float(p) for p in text.replace(";", ",").split(",") if p.strip())
     except ValueError:
-        raise ValueError(f"custom_betas: {text!r} is not a comma-separated list of numbers") from None
+        raise ValueError(f"{name}: {text!r} is not a comma-separated list of numbers") from None

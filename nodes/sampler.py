@@ -15,7 +15,7 @@ from ..models.torch_compat import is_out_of_memory
 from .common import CATEGORY, ScalewiseNode, TraceType, checked_inputs, info_ui, input_notes
 from .features import aliases
 from .images import rgb_image
-from .settings import MAX_BATCH, setting_inputs
+from .settings import MAX_BATCH, setting_inputs, temperature_input
 
 
 
@@ -109,6 +109,7 @@ class Sampler(ScalewiseNode):
                              tooltip="Index of the first image: image j of this run is image batch_index + j of "
                                      "the seed (its random stream and its entry of a class list). To re-make image "
                                      "i of an earlier batch alone: same seed, batch_size 1, batch_index i."),
+                temperature_input(),
             ],
             outputs=[io.Image.Output(display_name="image"),
                      TraceType.Output(display_name="trace",
@@ -119,7 +120,7 @@ class Sampler(ScalewiseNode):
     @checked_inputs
     def execute(cls, model, conditioning, seed, batch_size, top_k, top_p, more_smooth, preview,
                 smooth_start_scale, last_scale_temperature, guider=None, image=None, mask=None, denoise=1.0,
-                fit="crop", mask_rule="official", batch_index=0) -> io.NodeOutput:
+                fit="crop", mask_rule="official", batch_index=0, temperature=1.0) -> io.NodeOutput:
         net = model.model
         with input_notes("Scale-wise Sampler") as notes:
             image = None if image is None else rgb_image(image).movedim(-1, 1)  # ComfyUI [B, H, W, C] -> [B, 3, H, W]
@@ -135,7 +136,7 @@ class Sampler(ScalewiseNode):
             load_model(model, chunk, guider is not None)
             starts = range(0, total, chunk)
             reporter = ScaleProgressReporter(len(net.patch_nums), preview, runs=len(starts))
-            draw = sampler_draw(top_k, top_p, more_smooth, smooth_start_scale, last_scale_temperature)
+            draw = sampler_draw(top_k, top_p, more_smooth, smooth_start_scale, last_scale_temperature, temperature)
             images, traces = [], []
             for start in starts:  # per-image random streams: the same images as one batch of `total`
                 count = min(chunk, total - start)
@@ -149,10 +150,10 @@ class Sampler(ScalewiseNode):
         return io.NodeOutput(torch.cat(images), concat_traces(traces), ui=info_ui(notes))
 
 
-def sampler_draw(top_k, top_p, more_smooth, smooth_start_scale, last_scale_temperature) -> Draw:
-    """The sampler widgets' `Draw` (last_scale_temperature 1 = off)."""
-    temperature = None if last_scale_temperature == 1.0 else last_scale_temperature
-    return Draw(top_k, top_p, more_smooth, smooth_start_scale, temperature)
+def sampler_draw(top_k, top_p, more_smooth, smooth_start_scale, last_scale_temperature, temperature=1.0) -> Draw:
+    """The sampler widgets' `Draw` (last_scale_temperature 1 = off; temperature: tau before guidance, 1 = off)."""
+    last = None if last_scale_temperature == 1.0 else last_scale_temperature
+    return Draw(top_k, top_p, more_smooth, smooth_start_scale, last, temperature)
 
 
 def prepare_condition(net, conditioning, batch_size: int, first: int = 0):

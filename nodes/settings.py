@@ -17,9 +17,9 @@ AS_IN_SAMPLER = "As in the Scale-wise Sampler."
 # name -> (the sampler's tooltip, a comparison's tooltip)
 TOOLTIPS = {
     "conditioning": ("What to generate: Class (VAR) for VAR models (an ImageNet class for the official ones, a "
-                     "'tiny-shapes N: name' or 'scenes-128 N: name' class for the built-in models) or Switti Text "
-                     "Encode (Switti).",
-                     "What to generate (Class (VAR) or Switti Text Encode)."),
+                     "'tiny-shapes N: name' or 'scenes-128 N: name' class for the built-in models), Switti Text "
+                     "Encode (Switti), VAR-CLIP Text Encode (VAR-CLIP) or Infinity Text Encode (Infinity).",
+                     "What to generate (Class (VAR) or a family's Text Encode)."),
     "seed": ("Random seed of the batch. Image 0 uses the seed itself (as the official samplers), image i a stream "
              "derived from (seed, i), so each new seed ('increment' included) gives all new images; image i is the "
              "same whatever the batch size.",
@@ -61,7 +61,7 @@ def setting_inputs(comparison: bool) -> list:
             tooltip="Number of images. A connected image or mask batch (e.g. a video's frames) sets it when larger: "
                     f"one image per frame, sampled at most {MAX_BATCH} at a time.")
     return [
-        ModelType.Input("model", tooltip="A model from Load VAR Model or Load Switti Model."),
+        ModelType.Input("model", tooltip="A model from Load VAR Model, Load Switti Model or Load Infinity Model."),
         CondType.Input("conditioning", tooltip=tip("conditioning")),
         *guider,
         io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
@@ -75,3 +75,12 @@ def setting_inputs(comparison: bool) -> list:
         io.Float.Input("last_scale_temperature", default=1.0, min=0.01, max=10.0, step=0.01,
                        tooltip=tip("last_scale_temperature")),
     ]
+
+
+def temperature_input() -> io.Float.Input:
+    """tau, the last input of the three sampler-like nodes (added after their published inputs, so saved workflows
+    keep their widget positions): every scale's logits times 1 / tau before guidance (guidance.Draw.temperature)."""
+    return io.Float.Input("temperature", default=1.0, min=0.01, max=10.0, step=0.01, optional=True,
+                          tooltip="tau: every scale's logits are divided by it before guidance (Infinity's own "
+                                  "tau, e.g. 0.5 as published); 1 = off (VAR, Switti).")
+

@@ -66,3 +66,33 @@ def test_two_cfg_in_a_stack_is_an_error():
 def test_guiders_are_immutable():
     with pytest.raises(Exception):
         CFG(1.0).cfg = 3.0
+
+
+def test_the_custom_schedule_is_a_cfg_per_scale_in_the_models_convention():
+    """Infinity's official cfg_list: scale k combines c_k l_c + (1 - c_k) l_u (c0 = 1); VAR's convention (c0 = 0)
+    (1 + c_k) l_c - c_k l_u; a scale at c0 is cond-only, and scales past the list are unguided."""
+    infinity = RunInfo(**{**INFO.__dict__, "patch_nums": (1, 2, 4, 6), "family": "infinity", "unguided_cfg": 1.0})
+    lc, lu = torch.randn(2, 4, 8), torch.randn(2, 4, 8)
+    run = GuidanceRun(CFG(schedule="custom", custom_cfgs=(3.0, 1.0, 2.5)), infinity)
+    torch.testing.assert_close(run.combine(0, lc, lu), 3.0 * lc + (1 - 3.0) * lu, rtol=1e-6, atol=1e-6)
+    assert torch.equal(run.combine(1, lc, lu), lc) and torch.equal(run.combine(3, lc, lu), lc)
+    torch.testing.assert_close(run.combine(2, lc, lu), 2.5 * lc + (1 - 2.5) * lu, rtol=1e-6, atol=1e-6)
+    assert run.uncond_scales == frozenset({0, 1, 2})  # autoregressive: scale 1's uncond rows fill the KV cache
+    var = GuidanceRun(CFG(schedule="custom", custom_cfgs=(0.0, 4.0)), INFO)
+    torch.testing.assert_close(var.combine(1, lc, lu), 5.0 * lc - 4.0 * lu, rtol=1e-6, atol=1e-6)
+    assert var.uncond_scales == frozenset({0, 1})
+    assert CFG(schedule="custom", custom_cfgs=(3.0, 1.0)).label() == "CFG custom 3,1"
+    with pytest.raises(ValueError, match="custom schedule has no single strength"):
+        CFG(schedule="custom", custom_cfgs=(3.0,)).with_strength(2.0)
+    with pytest.raises(ValueError, match="custom cfg"):
+        CFG(schedule="custom", custom_cfgs=(3.0, float("nan")))
+
+
+def test_infinitys_convention_counts_from_one():
+    infinity = RunInfo(**{**INFO.__dict__, "unguided_cfg": 1.0})
+    lc, lu = torch.randn(2, 4, 8), torch.randn(2, 4, 8)
+    assert GuidanceRun(CFG(1.0, "constant"), infinity).uncond_scales == frozenset()
+    torch.testing.assert_close(GuidanceRun(CFG(3.0, "constant"), infinity).combine(4, lc, lu), 3 * lc - 2 * lu,
+                               rtol=1e-6, atol=1e-6)
+    # the linear ramp shapes the push above no guidance: g(k) = 1 + (cfg - 1) k / (K - 1)
+    assert math.isclose(CFG(3.0).weight(9, 10, unguided_cfg=1.0), 3.0) and CFG(3.0).weight(0, 10, 1.0) == 1.0

@@ -275,7 +275,8 @@ class ComfyServer:
     def start(self, timeout: float = float(os.environ.get("COMFY_START_TIMEOUT", 180))) -> ComfyClient:
         cdir = comfy_dir()
         w = self.work
-        for sub in ("models/var", "models/switti", "models/embeddings", "output", "input", "temp", "user/default"):
+        for sub in ("models/var", "models/switti", "models/infinity", "models/embeddings", "output", "input", "temp",
+                    "user/default"):
             (w / sub).mkdir(parents=True, exist_ok=True)
         # ComfyUI's own example picture, which every install has in its input folder (the d36 editing example)
         example = Path(cdir) / "input" / "example.png"
@@ -288,8 +289,9 @@ class ComfyServer:
         hook = _models_hook()
         if hook is not None:
             hook(w / "models")
-        # Absolute paths; the var/switti keys exist (with an empty extension set) before the pack loads.
+        # Absolute paths; the var/switti/infinity keys exist (with an empty extension set) before the pack loads.
         yaml = ["scalewise_ci:", f"    base_path: {w / 'models'}", "    var: var/", "    switti: switti/",
+                "    infinity: infinity/",
                 "    text_encoders: text_encoders/", "    embeddings: embeddings/"]
         if (REPO / "tests" / "test_packs").is_dir():     # optional test-only node packs (e.g. fault injection)
             yaml.append(f"    custom_nodes: {REPO / 'tests' / 'test_packs'}")

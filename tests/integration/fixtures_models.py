@@ -30,6 +30,8 @@ CLIP_L, CLIP_G = "clip_l.safetensors", "clip_g.safetensors"
 # VAR-CLIP: a tiny training dump shaped like the released ar-ckpt-last.pth (the model under ['trainer']['var_wo_ddp']
 # beside a VQ-VAE copy and optimizer state), on the official 256 px schedule with the VQ-VAE of OFFICIAL_VAE
 OFFICIAL_VAR_CLIP = "var_clip_d16.pth"
+# Infinity: a tiny transformer in the official layout (the 0.06M schedule's 7 scales, 8 bits) and its small BSQ VAE
+INFINITY_TINY, INFINITY_VAE_TINY = "infinity_tiny.safetensors", "infinity_vae_tiny.safetensors"
 # Infinity's text encoder: the Hub download folder (listed as its index) and an encoder-only fp16 file
 FLAN_T5_HUB = "flan-t5-xl/model.safetensors.index.json"
 FLAN_T5_FILE = "flan_t5_xl_encoder_fp16.safetensors"
@@ -56,6 +58,7 @@ def write_tiny_models(models_dir):
                folder / OFFICIAL_VAR_CLIP)
     (folder / BROKEN).write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
     write_tiny_switti(models_dir / "switti")
+    write_tiny_infinity(models_dir / "infinity")
     write_random_clip(models_dir / "text_encoders")
     write_tiny_flan_t5(models_dir / "text_encoders")
 
@@ -79,6 +82,14 @@ def write_tiny_switti(folder):
         (path.parent / "config.json").write_text(json.dumps({"depth": 2, "use_ar": ar}))
     (folder / SWITTI_VAE).parent.mkdir(parents=True, exist_ok=True)
     save(vqvae_official_state_dict(model.vae), folder / SWITTI_VAE)
+
+
+def write_tiny_infinity(folder):
+    from scalewise.tools.tiny_weights import tiny_infinity
+    folder.mkdir(parents=True, exist_ok=True)
+    model = tiny_infinity(seed=31)
+    save(model.transformer.state_dict(), folder / INFINITY_TINY)
+    save({k: v.clone() for k, v in model.vae.state_dict().items()}, folder / INFINITY_VAE_TINY)  # lfq.mask twice
 
 
 def clip_cache() -> Path:

@@ -185,3 +185,47 @@ def test_encode_then_teacher_inputs_shapes():
     bits = model.encode_image(torch.rand(1, 3, 256, 256))
     assert [tuple(b.shape) for b in bits] == [(1, s, s, 8) for s in (1, 2, 4, 6, 8, 12, 16)]
     assert model.teacher_forcing_inputs(bits).shape == (1, model.config.seq_len - 1, 8)
+
+
+def patchify_model():
+    """The 8B's layout in small: 8 bits per token over a 2-bit stride-8 VAE (each token a 2 x 2 patch)."""
+    from scalewise.models.infinity import InfinityModel
+    from scalewise.tools.tiny_weights import randomise_infinity
+    vae = randomise_infinity(BSQVAE(BSQVAEConfig(ch=32, ch_mult=(1, 2, 2, 2), bits=2, downsample=8)), 1)
+    return InfinityModel(tiny_model().transformer, vae)
+
+
+def test_patchify_bit_order_is_pixel_shuffle():
+    """Token channel 4 c + 2 dy + dx is bit c of VAE position (2 y + dy, 2 x + dx) (official pixel_shuffle(2))."""
+    model = patchify_model()
+    assert model.patchify and model.new_canvas(1).shape == (1, 2, 32, 32) and model.image_size == 256
+    K = len(model.config.scales)
+    y, x, c, dy, dx = 3, 5, 1, 1, 0
+    bits = torch.zeros(1, 16 * 16, 8, dtype=torch.long)
+    bits[0, y * 16 + x, 4 * c + 2 * dy + dx] = 1
+    codes = model.embed_tokens(bits)
+    torch.testing.assert_close(codes.abs(), torch.full_like(codes, 1 / math.sqrt(2)))  # d = 2: 1/sqrt(2)
+    canvas = model.new_canvas(1)
+    assert model.next_autoregressive_input(K - 1, canvas, codes) is None
+    ones = (canvas > 0).nonzero().tolist()
+    assert ones == [[0, c, 2 * y + dy, 2 * x + dx]]
+    # and back: pixel_unshuffle of the canvas's next input at a coarser scale gives 4 d channels
+    nxt = model.next_autoregressive_input(0, model.new_canvas(1), model.embed_tokens(torch.ones(1, 1, 8).long()))
+    assert nxt.shape == (1, 4, 8)
+    torch.testing.assert_close(nxt, torch.full((1, 4, 8), 1 / math.sqrt(2)))
+
+
+def test_patchify_cached_logits_equal_the_teacher_forced_pass_and_encode_round_trips():
+    model = patchify_model()
+    prepared = model.prepare_condition(prompts((6,)), None)
+    bits = model.encode_image(torch.rand(1, 3, 256, 256))
+    assert [tuple(b.shape) for b in bits] == [(1, s, s, 8) for s in (1, 2, 4, 6, 8, 12, 16)]
+    state, cached, latent, canvas = model.start(prepared, False), [], None, model.new_canvas(1)
+    for k, t in enumerate(bits):
+        cached.append(model.forward_scale(state, k, latent))
+        latent = model.next_autoregressive_input(k, canvas, model.embed_tokens(t.reshape(1, -1, 8)))
+    teacher = model.transformer.forward_teacher(model.transformer.text_rows(list(prepared.features)),
+                                                model.teacher_forcing_inputs(bits))
+    torch.testing.assert_close(torch.cat(cached, 1), teacher, atol=2e-4, rtol=1e-4)
+    # the last scale of the encoding is the sign of the final residual: decoding the bits' canvas gives an image
+    assert model.decode(canvas).shape == (1, 3, 256, 256)

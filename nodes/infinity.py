@@ -1,0 +1,96 @@
+"""Infinity's loader node: an official Infinity transformer and its BSQ VAE from models/infinity, at one of the official
+resolutions (the schedule is fixed when loading: RoPE positions and scale sizes are looked up per template)."""
+from __future__ import annotations
+
+import logging
+
+import comfy.model_management as mm
+import comfy.model_patcher
+from comfy.cli_args import args
+from comfy_api.latest import io
+
+from ..models.infinity import SQUARE_PN, square_scales
+from ..models.infinity_loader import load_infinity
+from .common import (DTYPES, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs, checkpoint_notes,
+                     full_path, info_ui, model_files, pick_dtypes)
+from .features import aliases, expert
+
+TRANSFORMER_FILE, VAE_FILE = "infinity_2b_reg.pth", "infinity_vae_d32reg.pth"
+# The official 1:1 template's sizes (models/infinity.py SQUARE_PN), as users name them: pixels, aspect, megapixels.
+RESOLUTIONS = {f"{16 * square_scales(pn)[-1][0]}×{16 * square_scales(pn)[-1][1]} (1:1, {pn})": pn
+               for pn in reversed(SQUARE_PN)}
+DEFAULT_RESOLUTION = next(iter(RESOLUTIONS))  # 1024×1024 (1:1, 1M): the released models' training size
+
+
+def template_note(pn: str) -> str:
+    """What the loader tells the user about the schedule it set up."""
+    scales = square_scales(pn)
+    return (f"template 1:1 at {pn}: {len(scales)} scales, token maps 1×1 … {scales[-1][0]}×{scales[-1][1]}, "
+            f"{16 * scales[-1][0]}×{16 * scales[-1][1]} px")
+
+
+class InfinityLoader(ScalewiseNode):
+    file_inputs = ("infinity_name", "vae_name")
+
+    @classmethod
+    def define_schema(cls):
+        files = model_files("infinity")
+        vae_files = sorted(files, key=lambda f: ("vae" not in f.lower(), f))
+        return io.Schema(
+            node_id="ScalewiseInfinityLoader",
+            display_name="Load Infinity Model",
+            category="loaders/scalewise",
+            **aliases("Infinity", "bitwise", "load Infinity", "checkpoint", "text to image", "next-scale"),
+            description=(
+                f"Loads an official Infinity text-to-image transformer ({TRANSFORMER_FILE}, or a .safetensors of "
+                f"it) and its BSQ VAE ({VAE_FILE}) from models/infinity, at one of the official square sizes "
+                "(the 1:1 template; the model was trained at 1024×1024). Prompts come from Infinity Text Encode. "
+                "Infinity's cfg counts from 1 (= no guidance; its published 3 with the CFG node's constant "
+                "schedule) and its tau is the samplers' temperature input (published 0.5)."),
+            inputs=[
+                io.Combo.Input("infinity_name", options=files,
+                               tooltip=f"The Infinity transformer, e.g. {TRANSFORMER_FILE} (2B)."),
+                io.Combo.Input("vae_name", options=vae_files,
+                               tooltip=f"The BSQ VAE trained with it: {VAE_FILE} for the 2B."),
+                io.Combo.Input("resolution", options=list(RESOLUTIONS), default=DEFAULT_RESOLUTION,
+                               tooltip="Image size: an official schedule of the 1:1 template (other sizes are not "
+                                       "in the model's position tables). 1024×1024 is what the models were "
+                                       "trained for; smaller sizes are faster and coarser."),
+                io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
+                               tooltip="Weight precision. auto: bf16 on GPUs with bf16 (the official precision), "
+                                       "fp32 elsewhere and on CPU.",
+                               **expert()),
+            ],
+            outputs=[ModelType.Output(display_name="model")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, infinity_name, vae_name, resolution, dtype):
+        return cls.known_problem(infinity_name=infinity_name, vae_name=vae_name, resolution=resolution, dtype=dtype)
+
+    @classmethod
+    def check_values(cls, values):
+        ok = check_loader_inputs("infinity", {"infinity_name": values["infinity_name"],
+                                              "vae_name": values["vae_name"]}, values["dtype"],
+                                 f"put the official files there, e.g. {TRANSFORMER_FILE} and {VAE_FILE}")
+        return None if ok is True else ok
+
+    @classmethod
+    @checked_inputs
+    def execute(cls, infinity_name, vae_name, resolution, dtype) -> io.NodeOutput:
+        device = mm.get_torch_device()
+        precision = pick_dtypes(dtype, device, "infinity")
+        pn = RESOLUTIONS[resolution]
+        with checkpoint_notes("Load Infinity Model") as notes:
+            model = load_infinity(full_path("infinity", infinity_name), full_path("infinity", vae_name), pn=pn,
+                                  device="cpu", dtype=precision.transformer, mmap=not args.disable_mmap)
+        notes.extend(precision.notes)
+        if precision.image_device is not None:
+            notes.append("--cpu-vae: Infinity's BSQ VAE stays with the transformer (not moved to the CPU yet)")
+        notes.append(template_note(pn))
+        for note in notes:
+            logging.info("Load Infinity Model: %s", note)
+        model.source_name = infinity_name     # named in the sampler's errors
+        patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
+        return io.NodeOutput(patcher, ui=info_ui(notes, infinity_name=infinity_name, vae_name=vae_name,
+                                                 resolution=resolution, dtype=dtype))

@@ -1,0 +1,75 @@
+"""Infinity's memory per model, image size and batch, computed from the shapes (issue 27.7): the weights (counted
+from the official-size classes built on the meta device), the KV cache of a generation with and without the
+unconditional rows, and the BSQ decoder's activations (models/infinity.py `generation_bytes`, the estimate the
+sampler node hands ComfyUI). No weights are read or written; nothing runs on a device.
+
+    python tools/infinity_memory.py [--dtype bf16] [--batch 1 2 4]
+
+The peak on the GPU is weights + max(sampling, decoding): the sampler frees the KV cache before it decodes. The
+text encoder (flan-t5-xl, 2.4 GB in fp16) is off the GPU while sampling (ComfyUI unloads it for the sampler).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bootstrap  # noqa: E402,F401  (the repository as the package `scalewise`)
+
+from scalewise.models.bsq_vae import BSQVAE, BSQVAEConfig  # noqa: E402
+from scalewise.models.infinity import InfinityConfig, InfinityTransformer, generation_bytes, square_scales  # noqa: E402
+
+# Official sizes (shared/spec infinity.md §2; FoundationVision/Infinity tools/run_infinity.py)
+MODELS = {
+    "2B": (dict(width=2048, depth=32, heads=16, block_chunks=8, ffn_hidden=8192, bits=32),
+           BSQVAEConfig(ch=128, ch_mult=(1, 2, 4, 4, 4), bits=32, downsample=16), 1),
+    # the 8B's 56 bits per token are 2 x 2 patches of the d14 VAE's 8-px grid: 16 px per token as the 2B
+    "8B": (dict(width=3584, depth=40, heads=28, block_chunks=8, ffn_hidden=14336, bits=56),
+           BSQVAEConfig(ch=128, ch_mult=(1, 2, 4, 4), bits=14, downsample=8), 2),
+}
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+GIB = 2 ** 30
+
+
+def weights_bytes(module: torch.nn.Module, itemsize: int) -> int:
+    return sum(p.numel() for p in module.parameters()) * itemsize
+
+
+def table(dtype: torch.dtype, batches) -> list[str]:
+    itemsize = torch.finfo(dtype).bits // 8
+    rows = ["| model | size | batch | weights | KV + logits, CFG (no CFG) | decoder | peak with CFG |",
+            "|---|---|---|---|---|---|---|"]
+    for name, (sizes, vae_cfg, patch) in MODELS.items():
+        with torch.device("meta"):
+            transformer = InfinityTransformer(InfinityConfig(**sizes, text_channels=2048, text_maxlen=512,
+                                                             scales=square_scales("1M")))
+            vae = BSQVAE(vae_cfg)
+        weights = weights_bytes(transformer, itemsize) + weights_bytes(vae, itemsize)
+        for pn in ("1M", "0.25M"):
+            cfg = dataclasses.replace(transformer.config, scales=square_scales(pn))
+            side = cfg.scales[-1][0] * vae_cfg.downsample * patch
+            for batch in batches:
+                guided, decode = generation_bytes(cfg, vae_cfg, batch, True, itemsize)
+                plain, _ = generation_bytes(cfg, vae_cfg, batch, False, itemsize)
+                decode *= patch * patch
+                peak = weights + max(guided, decode)
+                rows.append(f"| {name} | {side} px | {batch} | {weights / GIB:.1f} GiB | {guided / GIB:.1f} GiB "
+                            f"({plain / GIB:.1f}) | {decode / GIB:.1f} GiB | {peak / GIB:.1f} GiB |")
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dtype", choices=list(DTYPES), default="bf16")
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 2])
+    args = ap.parse_args(argv)
+    print(f"Infinity memory from the shapes, weights and activations in {args.dtype}:")
+    print("\n".join(table(DTYPES[args.dtype], args.batch)))
+
+
+if __name__ == "__main__":
+    main()
