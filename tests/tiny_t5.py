@@ -13,6 +13,8 @@ from scalewise.models.flan_t5 import T5EncoderConfig
 
 # The real vocabulary size: ComfyUI's T5 tokenizer gives ids up to 32099.
 TINY_T5 = T5EncoderConfig(d_model=64, d_ff=96, num_layers=3, num_heads=4, d_kv=16, vocab_size=32128)
+# The test server's: as wide as the tiny Infinity model's text_channels (tools/tiny_weights.py INFINITY_TINY)
+SERVER_T5 = T5EncoderConfig(d_model=256, d_ff=96, num_layers=2, num_heads=4, d_kv=16, vocab_size=32128)
 
 
 def tiny_t5_encoder(seed: int = 0, cfg: T5EncoderConfig = TINY_T5) -> dict[str, torch.Tensor]:
@@ -31,13 +33,14 @@ def tiny_t5_encoder(seed: int = 0, cfg: T5EncoderConfig = TINY_T5) -> dict[str, 
 
 
 def decoder_tensors(cfg: T5EncoderConfig = TINY_T5, seed: int = 1) -> dict[str, torch.Tensor]:
-    """Stand-ins for what a full encoder-decoder file holds beside the encoder (decoder block, table copy, lm_head)."""
+    """Stand-ins for what a full encoder-decoder file holds beside the encoder (decoder block, table copy, lm_head;
+    small: they are never read)."""
     g = torch.Generator().manual_seed(seed)
     d, inner = cfg.d_model, cfg.num_heads * cfg.d_kv
-    return {"decoder.embed_tokens.weight": torch.randn(cfg.vocab_size, d, generator=g),
+    return {"decoder.embed_tokens.weight": torch.randn(16, d, generator=g),
             "decoder.block.0.layer.1.EncDecAttention.q.weight": torch.randn(inner, d, generator=g),
             "decoder.final_layer_norm.weight": torch.ones(d),
-            "lm_head.weight": torch.randn(cfg.vocab_size, d, generator=g)}
+            "lm_head.weight": torch.randn(16, d, generator=g)}
 
 
 def write_download(folder: Path, encoder: dict, fmt: str = "safetensors", tie: bool = False) -> Path:

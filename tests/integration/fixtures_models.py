@@ -67,8 +67,8 @@ def write_tiny_flan_t5(folder):
     """A tiny random flan-like T5 as users keep flan-t5-xl: the Hugging Face download folder (full model, shards +
     index; FLAN_T5_HUB is what Load Infinity Text Encoder lists for it) and the converter's encoder-only file."""
     from safetensors.torch import save_file
-    from tiny_t5 import tiny_t5_encoder, write_download
-    encoder = tiny_t5_encoder(seed=7)
+    from tiny_t5 import SERVER_T5, tiny_t5_encoder, write_download
+    encoder = tiny_t5_encoder(seed=7, cfg=SERVER_T5)
     write_download(folder / os.path.dirname(FLAN_T5_HUB), encoder)
     save_file({k: v.half() for k, v in encoder.items()}, str(folder / FLAN_T5_FILE))
 

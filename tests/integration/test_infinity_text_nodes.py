@@ -4,7 +4,10 @@ import json
 
 import pytest
 
-from .fixtures_models import CLIP_L, FLAN_T5_FILE, FLAN_T5_HUB, OFFICIAL_VAE, OFFICIAL_VAR
+from .fixtures_models import (CLIP_L, FLAN_T5_FILE, FLAN_T5_HUB, INFINITY_TINY, INFINITY_VAE_TINY, OFFICIAL_VAE,
+                              OFFICIAL_VAR)
+from .test_infinity_nodes import SAMPLER
+from .test_reliability import output_images
 
 
 def text_graph(comfy, name=FLAN_T5_HUB, positive="a red fox in the snow", negative="", comfy_clip=False,
@@ -17,6 +20,13 @@ def text_graph(comfy, name=FLAN_T5_HUB, positive="a red fox in the snow", negati
     text = g.node("ScalewiseInfinityTextEncode", clip=clip.out(0), positive=positive, negative=negative)
     if sink == "preview":
         g.node("PreviewAny", source=text.out(0))
+    elif sink == "infinity":  # text to image with the tiny Infinity model (text_channels 256, as the tiny T5)
+        loader = g.node("ScalewiseInfinityLoader", infinity_name=INFINITY_TINY, vae_name=INFINITY_VAE_TINY,
+                        resolution="256×256 (1:1, 0.06M)", dtype="fp32")
+        cfg = g.node("ScalewiseCFGGuider", cfg=3.0, schedule="constant", start_scale=0, end_scale=0, power=1.0)
+        sampler = g.node("ScalewiseSampler", model=loader.out(0), conditioning=text.out(0), guider=cfg.out(0),
+                         **{**SAMPLER, "batch_size": 2})
+        g.node("SaveImage", images=sampler.out(0), filename_prefix="infinity_text")
     else:  # into a VAR model's sampler
         loader = g.node("ScalewiseVARLoader", var_name=OFFICIAL_VAR, vae_name=OFFICIAL_VAE, dtype="fp32")
         cfg = g.node("ScalewiseCFGGuider", cfg=3.0, schedule="constant", start_scale=0, end_scale=0, power=1.0)
@@ -67,3 +77,14 @@ def test_infinity_text_into_a_var_model_is_explained(pack_loaded):
     entry, _ = pack_loaded.run(text_graph(pack_loaded, sink="var")[0], timeout=300)
     assert entry["status"]["status_str"] == "error"
     assert "InfinityText" in json.dumps(entry["status"]["messages"])
+
+
+def test_text_to_image_with_and_without_a_negative_prompt(pack_loaded):
+    runs = {}
+    for negative in ("", "blurry"):
+        prompt, _ = text_graph(pack_loaded, negative=negative, sink="infinity")
+        entry, _ = pack_loaded.run(prompt, timeout=300)
+        assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:3000]
+        runs[negative] = output_images(pack_loaded, entry)
+        assert len(runs[negative]) == 2 and len(runs[negative][0]) == 256 * 256 * 3
+    assert runs[""] != runs["blurry"]  # the negative's rows replace cfg_uncond[:len] on the unconditional side

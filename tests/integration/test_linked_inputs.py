@@ -90,7 +90,7 @@ BUILDS = {"var+igg+ssg": lambda c: VAR(c, guider="ssg"), "var+softcfg": lambda c
           "switti": lambda c: SW(c), "compare": lambda c: comparison_graph(c, "ScalewiseCompareGuiders"),
           "sweep": lambda c: comparison_graph(c, "ScalewiseGuidanceSweep"),
           "var-clip": lambda c: var_clip_graph(c, guider="cfg")[0],
-          "infinity-text": lambda c: infinity_text_graph(c, negative="blurry")[0]}
+          "infinity": lambda c: infinity_text_graph(c, negative="blurry", sink="infinity")[0]}
 
 
 def test_every_widget_input_works_linked(pack_loaded):
@@ -172,8 +172,8 @@ def _bad_cases():
         ("ScalewiseSoftCFGGuider", "floor", 1.5, soft, ["floor", "1.5", "max of 1"], None),
         ("ScalewiseGuidanceHeatmap", "overlay_alpha", -0.5, var, ["overlay_alpha", "-0.5", "min of 0"], None),
         ("ScalewiseSwittiTextEncode", "positive", 7, sw, ["positive", "7", "text"], ANY),
-        ("ScalewiseInfinityTextEncode", "negative", 7, BUILDS["infinity-text"], ["negative", "7", "text"], ANY),
-        ("ScalewiseInfinityTextEncoderLoader", "text_encoder_name", "nope.safetensors", BUILDS["infinity-text"],
+        ("ScalewiseInfinityTextEncode", "negative", 7, BUILDS["infinity"], ["negative", "7", "text"], ANY),
+        ("ScalewiseInfinityTextEncoderLoader", "text_encoder_name", "nope.safetensors", BUILDS["infinity"],
          ["text_encoder_name", "nope.safetensors", "models/text_encoders"], ANY),
         ("ScalewiseCompareGuiders", "images_per_row", 0, BUILDS["compare"], ["images_per_row", "0", "min of 1"],
          None),
