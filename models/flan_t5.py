@@ -11,16 +11,16 @@ tools/run_infinity.py `load_tokenizer`, `encode_prompt`).
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 
 import torch
 
-from .checkpoint import DESCRIPTIONS, CheckpointError, checkpoint_kind, count_indices, read_state_dict
+from .checkpoint import (DESCRIPTIONS, SHARD_INDEX_NAMES, CheckpointError, checkpoint_kind, count_indices,
+                         read_sharded_state_dict, read_state_dict)
 
-INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")  # Hugging Face's sharded layout
+INDEX_NAMES = SHARD_INDEX_NAMES  # Hugging Face's sharded layout: model.safetensors.index.json, pytorch_model.bin...
 BUCKETS = 32  # relative_attention_num_buckets (ComfyUI's T5 fixes 32 buckets, max distance 128, as flan-t5 has)
 SHARED = "shared.weight"
 TIED = "encoder.embed_tokens.weight"  # the same tensor as shared.weight, stored again by .bin files
@@ -79,79 +79,30 @@ def is_encoder_key(key: str) -> bool:
     return key == SHARED or key.startswith("encoder.")
 
 
-def index_file(path: str) -> str | None:
-    """The Hugging Face shard index `path` means: the path itself when it is a `*.index.json`, else for a folder its
-    model.safetensors.index.json (preferred) or pytorch_model.bin.index.json; None for a plain file."""
-    if os.path.isdir(path):
-        return next((os.path.join(path, n) for n in INDEX_NAMES if os.path.isfile(os.path.join(path, n))), None)
-    return path if path.endswith(".index.json") else None
-
-
-def shards(index: str) -> list[tuple[str, list[str]]]:
-    """(shard path, its tensor names) of a Hugging Face index JSON (`{"weight_map": {name: shard file}}`), shards in
-    their order of first appearance. Raises CheckpointError naming the index for a damaged index, a shard name
-    outside the index's folder, or a missing shard file."""
-    try:
-        with open(index, encoding="utf-8") as f:
-            weight_map = json.load(f)["weight_map"]
-        if not isinstance(weight_map, dict):
-            raise TypeError("weight_map is not an object")
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{index}: not a readable Hugging Face shard index ({e})") from None
-    folder = os.path.dirname(os.path.abspath(index))
-    out: dict[str, list[str]] = {}
-    for key, name in weight_map.items():
-        path = os.path.abspath(os.path.join(folder, str(name)))
-        if os.path.commonpath((folder, path)) != folder:
-            raise CheckpointError(f"{index}: shard {name!r} lies outside the index's folder; refused")
-        out.setdefault(path, []).append(key)
-    missing = [os.path.basename(p) for p in out if not os.path.isfile(p)]
-    if missing:
-        raise CheckpointError(f"{index}: shard file(s) {', '.join(missing)} missing from {folder} (download every "
-                              "file the index names)")
-    return list(out.items())
-
-
 def read_t5_encoder(path: str, dtype: torch.dtype | None = None, *, mmap: bool = True) -> dict[str, torch.Tensor]:
     """The encoder tensors (`is_encoder_key`) of a T5 file or Hugging Face download, on the CPU, floating ones in
     `dtype` (None: as stored), under the key names of `T5EncoderConfig.shapes` (a `.bin` file's
     `encoder.embed_tokens.weight` is the token table when `shared.weight` is absent, else dropped).
 
     path: a .safetensors / PyTorch file (encoder-only or the full model), a `*.index.json`, or a folder holding
-    one (`index_file`). A sharded download is read one shard at a time, each through `checkpoint.read_state_dict`
-    (pickles checked by the pack's scan, then weights_only); only the encoder's tensors are read from .safetensors
-    shards, and pickled shards are memory-mapped whatever `mmap` says, so a 9 GB shard holding mostly the decoder
-    never sits in memory. Raises CheckpointError naming the file for unreadable files, missing shards, tensors the
-    index promises but its shard lacks, and files without any T5 encoder tensor (saying what they look like)."""
+    one. A sharded download is read by `checkpoint.read_sharded_state_dict` (shard by shard; pickles checked by
+    the pack's scan, then weights_only) with `keep=is_encoder_key`: a shard of decoder tensors only is never
+    opened, the others give their encoder tensors only, and pickled ones are memory-mapped whatever `mmap` says,
+    so a 9 GB shard holding mostly the decoder never sits in memory. Raises CheckpointError naming the file for
+    unreadable files or indexes, missing shards, tensors the index promises but its shard lacks, and files without
+    any T5 encoder tensor (saying what they look like)."""
     path = os.fspath(path)
-    index = index_file(path)
-    if index is None and os.path.isdir(path):
-        raise CheckpointError(f"{path}: a folder without {' or '.join(INDEX_NAMES)}; give a file or a Hugging Face "
-                              "download folder")
-    sd: dict[str, torch.Tensor] = {}
-    if index is not None:
-        for shard, keys in shards(index):
-            wanted = [k for k in keys if is_encoder_key(k)]
-            if not wanted:
-                continue  # a shard of decoder tensors only: not opened at all
-            part = read_state_dict(shard, dtype, mmap=mmap or not shard.endswith(".safetensors"),
-                                   keep=set(wanted).__contains__)
-            lacking = [k for k in wanted if k not in part]
-            if lacking:
-                raise CheckpointError(f"{shard}: lacks {len(lacking)} tensor(s) its index {os.path.basename(index)} "
-                                      f"places there, e.g. {lacking[:3]} (a damaged or mixed-up download?)")
-            sd.update(part)
-        source = index
+    sharded = os.path.isdir(path) or path.endswith(".index.json")
+    if sharded:
+        sd = read_sharded_state_dict(path, dtype, mmap=mmap, keep=is_encoder_key)
     else:
         sd = read_state_dict(path, dtype, mmap=mmap, keep=is_encoder_key)
-        source = path
     if TIED in sd:
         tied = sd.pop(TIED)
         sd.setdefault(SHARED, tied)
     if not any(k.startswith("encoder.block.") for k in sd):
-        everything = {} if index is not None else read_state_dict(path, mmap=True)
-        kind = checkpoint_kind(everything) if everything else "unknown"
-        raise CheckpointError(f"{source}: no T5 encoder tensors (encoder.block.*) in this file; it looks like "
+        kind = "unknown" if sharded else checkpoint_kind(read_state_dict(path, mmap=True))
+        raise CheckpointError(f"{path}: no T5 encoder tensors (encoder.block.*) in this file; it looks like "
                               f"{DESCRIPTIONS[kind]}. Infinity's text encoder is google/flan-t5-xl")
     return sd
 
@@ -215,5 +166,5 @@ def is_shard_name(name: str) -> bool:
     return bool(SHARD_NAME.search(name))
 
 
-__all__ = ["BUCKETS", "FLAN_T5_XL", "INDEX_NAMES", "T5EncoderConfig", "index_file", "infer_t5_config",
-           "is_encoder_key", "is_shard_name", "read_t5_encoder", "shards", "size_notes"]
+__all__ = ["BUCKETS", "FLAN_T5_XL", "INDEX_NAMES", "T5EncoderConfig", "infer_t5_config", "is_encoder_key",
+           "is_shard_name", "read_t5_encoder", "size_notes"]
