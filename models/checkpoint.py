@@ -376,7 +376,7 @@ def _read_pickle(path: str, kind: str, dtype: torch.dtype | None, mmap: bool, sk
     # (`entry`) is always mapped, so that what the dump holds beside the model (optimizer state, a VQ-VAE copy)
     # is never read; without mmap the model's tensors are then copied out through plain file reads.
     mappable = kind == "torch-zip" and not path.lower().endswith(".safetensors")
-    mapped = mappable and (mmap or bool(entry))
+    mapped = mappable and (mmap or bool(entry) or skip.keep is not None)  # keep: the rest is never read either
     if mapped:
         obj = _torch_load(path, path, kind, mmap=True)  # memory-mapped: the pickle is read, the tensor data is not
     else:
@@ -405,9 +405,22 @@ def _read_pickle(path: str, kind: str, dtype: torch.dtype | None, mmap: bool, sk
     return _cast_each(obj, dtype)
 
 
+class _KeyFilter:
+    """The keys a read leaves out: those in `skip`, and those `keep` (a predicate on names, None: all) rejects."""
+
+    def __init__(self, skip, keep):
+        self.skip, self.keep = set(skip), keep
+
+    def __contains__(self, key) -> bool:
+        return key in self.skip or (self.keep is not None and not self.keep(key))
+
+
 def read_state_dict(path: str, dtype: torch.dtype | None = None, *, mmap: bool = True,
-                    skip=(), entry: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
-    """Tensors of a flat state dict from .safetensors or a PyTorch pickle, on the CPU, without the keys in `skip`.
+                    skip=(), entry: tuple[str, ...] = (), keep=None) -> dict[str, torch.Tensor]:
+    """Tensors of a flat state dict from .safetensors or a PyTorch pickle, on the CPU, without the keys in `skip`
+    and, when `keep` (a predicate on key names) is given, without the keys it rejects: those are never read nor cast
+    (e.g. the decoder of a full encoder-decoder file whose encoder alone is wanted; a PyTorch zip file is then
+    memory-mapped whatever `mmap` says, as for `entry`, and the kept tensors copied out with mmap=False).
 
     dtype: floating-point tensors are cast to it (None = as stored), one tensor at a time, so the peak memory is
     the loaded state dict plus the largest tensor, not the file plus the model. mmap: map the file where the
@@ -431,8 +444,8 @@ def read_state_dict(path: str, dtype: torch.dtype | None = None, *, mmap: bool =
         raise CheckpointError(f"{path}: no such file")
     kind = _sniff(path)
     if kind == "safetensors":
-        return _read_safetensors(path, dtype, mmap, set(skip))
-    return _read_pickle(path, kind, dtype, mmap, set(skip), tuple(entry))
+        return _read_safetensors(path, dtype, mmap, _KeyFilter(skip, keep))
+    return _read_pickle(path, kind, dtype, mmap, _KeyFilter(skip, keep), tuple(entry))
 
 
 SHARD_INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")  # Hugging Face's, preferred first
@@ -460,14 +473,17 @@ def _shard_index(path: str) -> str:
 
 
 def read_sharded_state_dict(path, dtype: torch.dtype | None = None, *, mmap: bool = True,
-                            skip=()) -> dict[str, torch.Tensor]:
+                            skip=(), keep=None) -> dict[str, torch.Tensor]:
     """Tensors of a Hugging Face sharded checkpoint: `path` is its index JSON (`{"weight_map": {name: shard file}}`,
     e.g. model.safetensors.index.json or pytorch_model.bin.index.json) or the folder holding it (the .safetensors
     index preferred when both exist, as Hugging Face does). Each shard (.safetensors, or a .bin PyTorch pickle,
     checked and read weights_only as by `read_state_dict`) is read in turn, beside the index; floating tensors are
     cast to `dtype` one at a time. Raises CheckpointError naming the index or shard for a damaged index, a shard
     name outside the folder, a missing or unreadable shard, a listed tensor absent from its shard, or a tensor
-    stored in two shards."""
+    stored in two shards.
+
+    keep: a predicate on tensor names, as for `read_state_dict` (e.g. the encoder of a full encoder-decoder): a shard
+    whose listed tensors it all rejects is never opened, and the others give only the tensors it keeps."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such file or folder")
@@ -486,9 +502,12 @@ def read_sharded_state_dict(path, dtype: torch.dtype | None = None, *, mmap: boo
         shards.setdefault(shard, []).append(name)
     skip, out = set(skip), {}
     for shard, names in shards.items():
+        names = [n for n in names if n not in skip and (keep is None or keep(n))]
+        if not names:
+            continue
         shard_path = os.path.join(folder, shard)
-        part = read_state_dict(shard_path, dtype, mmap=mmap, skip=skip)
-        absent = [n for n in names if n not in part and n not in skip]
+        part = read_state_dict(shard_path, dtype, mmap=mmap, skip=skip, keep=keep)
+        absent = [n for n in names if n not in part]
         if absent:
             raise CheckpointError(f"{shard_path}: {len(absent)} tensors the index {os.path.basename(index)} lists "
                                   f"here are missing: {', '.join(absent[:4])}{' ...' if len(absent) > 4 else ''}")

@@ -510,6 +510,9 @@ class InfinityModel(ScalewiseModel):
         n = len(feats) if batch_size is None else batch_size
         pick = [(first + i) % len(feats) for i in range(n)]
         neg = conditioning.negative
+        if neg is not None and len(neg) not in (1, len(feats)):
+            raise ValueError(f"conditioning: {len(neg)} negative prompts for {len(feats)} prompts; give one for "
+                             "all of them or one per prompt")
         return InfinityText(tuple(feats[i] for i in pick),
                             None if neg is None else tuple(neg[i % len(neg)] for i in pick))
 

@@ -6,6 +6,7 @@ from .compare import CompareGuiders, GuidanceSweep
 from .guiders import CFGGuider, IGGGuider, SoftCFGGuider, SSGGuider
 from .heatmap import GuidanceHeatmap
 from .infinity import InfinityLoader
+from .infinity_text import InfinityTextEncode, InfinityTextEncoderLoader
 from .sampler import Sampler
 from .switti import SwittiLoader, SwittiTextEncode
 from .var import ImageNetClass, VARLoader
@@ -16,7 +17,8 @@ for _folder in MODEL_FOLDERS:
 install_example_inputs()
 
 NODES = [VARLoader, ImageNetClass, CFGGuider, IGGGuider, SoftCFGGuider, SSGGuider, Sampler, GuidanceHeatmap,
-         SwittiLoader, SwittiTextEncode, CompareGuiders, GuidanceSweep, VARCLIPTextEncode, InfinityLoader]
+         SwittiLoader, SwittiTextEncode, CompareGuiders, GuidanceSweep, VARCLIPTextEncode, InfinityLoader,
+         InfinityTextEncoderLoader, InfinityTextEncode]
 
 
 class ScalewiseExtension(ComfyExtension):

@@ -32,6 +32,9 @@ CLIP_L, CLIP_G = "clip_l.safetensors", "clip_g.safetensors"
 OFFICIAL_VAR_CLIP = "var_clip_d16.pth"
 # Infinity: a tiny transformer in the official layout (the 0.06M schedule's 7 scales, 8 bits) and its small BSQ VAE
 INFINITY_TINY, INFINITY_VAE_TINY = "infinity_tiny.safetensors", "infinity_vae_tiny.safetensors"
+# Infinity's text encoder: the Hub download folder (listed as its index) and an encoder-only fp16 file
+FLAN_T5_HUB = "flan-t5-xl/model.safetensors.index.json"
+FLAN_T5_FILE = "flan_t5_xl_encoder_fp16.safetensors"
 
 
 def write_tiny_models(models_dir):
@@ -57,6 +60,17 @@ def write_tiny_models(models_dir):
     write_tiny_switti(models_dir / "switti")
     write_tiny_infinity(models_dir / "infinity")
     write_random_clip(models_dir / "text_encoders")
+    write_tiny_flan_t5(models_dir / "text_encoders")
+
+
+def write_tiny_flan_t5(folder):
+    """A tiny random flan-like T5 as users keep flan-t5-xl: the Hugging Face download folder (full model, shards +
+    index; FLAN_T5_HUB is what Load Infinity Text Encoder lists for it) and the converter's encoder-only file."""
+    from safetensors.torch import save_file
+    from tiny_t5 import SERVER_T5, tiny_t5_encoder, write_download
+    encoder = tiny_t5_encoder(seed=7, cfg=SERVER_T5)
+    write_download(folder / os.path.dirname(FLAN_T5_HUB), encoder)
+    save_file({k: v.half() for k, v in encoder.items()}, str(folder / FLAN_T5_FILE))
 
 
 def write_tiny_switti(folder):

@@ -15,6 +15,7 @@ import pytest
 
 from scalewise.models.shapes import BUILTIN_NAME
 
+from .test_infinity_text_nodes import text_graph as infinity_text_graph
 from .test_reliability import ALLOWED_ERRORS, VAR, SW, outcome, output_images
 from .test_var_clip_nodes import var_clip_graph
 
@@ -88,7 +89,8 @@ def comparison_graph(comfy, node: str):
 BUILDS = {"var+igg+ssg": lambda c: VAR(c, guider="ssg"), "var+softcfg": lambda c: VAR(c, guider="softcfg"),
           "switti": lambda c: SW(c), "compare": lambda c: comparison_graph(c, "ScalewiseCompareGuiders"),
           "sweep": lambda c: comparison_graph(c, "ScalewiseGuidanceSweep"),
-          "var-clip": lambda c: var_clip_graph(c, guider="cfg")[0]}
+          "var-clip": lambda c: var_clip_graph(c, guider="cfg")[0],
+          "infinity": lambda c: infinity_text_graph(c, negative="blurry", sink="infinity")[0]}
 
 
 def test_every_widget_input_works_linked(pack_loaded):
@@ -170,6 +172,9 @@ def _bad_cases():
         ("ScalewiseSoftCFGGuider", "floor", 1.5, soft, ["floor", "1.5", "max of 1"], None),
         ("ScalewiseGuidanceHeatmap", "overlay_alpha", -0.5, var, ["overlay_alpha", "-0.5", "min of 0"], None),
         ("ScalewiseSwittiTextEncode", "positive", 7, sw, ["positive", "7", "text"], ANY),
+        ("ScalewiseInfinityTextEncode", "negative", 7, BUILDS["infinity"], ["negative", "7", "text"], ANY),
+        ("ScalewiseInfinityTextEncoderLoader", "text_encoder_name", "nope.safetensors", BUILDS["infinity"],
+         ["text_encoder_name", "nope.safetensors", "models/text_encoders"], ANY),
         ("ScalewiseCompareGuiders", "images_per_row", 0, BUILDS["compare"], ["images_per_row", "0", "min of 1"],
          None),
         ("ScalewiseGuidanceSweep", "strengths", "1, x", BUILDS["sweep"], ["strengths", "'x' is not a number"],
