@@ -449,6 +449,17 @@ def read_state_dict(path: str, dtype: torch.dtype | None = None, *, mmap: bool =
 
 
 SHARD_INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")  # Hugging Face's, preferred first
+SHARD_NAME = re.compile(r"-\d{5}-of-\d{5}\.(safetensors|bin)$")  # Hugging Face's shard file names
+
+
+def is_shard_name(name: str) -> bool:
+    """True for a Hugging Face shard file name (model-00001-of-00002.safetensors, pytorch_model-00001-of-00002.bin)."""
+    return bool(SHARD_NAME.search(name))
+
+
+def shard_index_name(shard: str) -> str:
+    """The index JSON name of a shard's format: model.safetensors.index.json or pytorch_model.bin.index.json."""
+    return SHARD_INDEX_NAMES[0] if shard.endswith(".safetensors") else SHARD_INDEX_NAMES[1]
 
 
 def is_sharded(path) -> bool:

@@ -12,15 +12,13 @@ tools/run_infinity.py `load_tokenizer`, `encode_prompt`).
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
 import torch
 
-from .checkpoint import (DESCRIPTIONS, SHARD_INDEX_NAMES, CheckpointError, checkpoint_kind, count_indices,
+from .checkpoint import (DESCRIPTIONS, CheckpointError, checkpoint_kind, count_indices,
                          read_sharded_state_dict, read_state_dict)
 
-INDEX_NAMES = SHARD_INDEX_NAMES  # Hugging Face's sharded layout: model.safetensors.index.json, pytorch_model.bin...
 BUCKETS = 32  # relative_attention_num_buckets (ComfyUI's T5 fixes 32 buckets, max distance 128, as flan-t5 has)
 SHARED = "shared.weight"
 TIED = "encoder.embed_tokens.weight"  # the same tensor as shared.weight, stored again by .bin files
@@ -158,13 +156,5 @@ def size_notes(path: str, cfg: T5EncoderConfig) -> list[str]:
             "trained on flan-t5-xl's features"]
 
 
-SHARD_NAME = re.compile(r"-\d{5}-of-\d{5}\.(safetensors|bin)$")  # Hugging Face's shard file names
-
-
-def is_shard_name(name: str) -> bool:
-    """True for a Hugging Face shard file name (model-00001-of-00002.safetensors, pytorch_model-00001-of-00002.bin)."""
-    return bool(SHARD_NAME.search(name))
-
-
-__all__ = ["BUCKETS", "FLAN_T5_XL", "INDEX_NAMES", "T5EncoderConfig", "infer_t5_config", "is_encoder_key",
-           "is_shard_name", "read_t5_encoder", "size_notes"]
+__all__ = ["BUCKETS", "FLAN_T5_XL", "T5EncoderConfig", "infer_t5_config", "is_encoder_key",
+           "read_t5_encoder", "size_notes"]

@@ -19,7 +19,7 @@ from comfy.cli_args import args
 from comfy_api.latest import io
 
 from ..guidance.editing import InputNotice
-from ..models.checkpoint import CheckpointWarning
+from ..models.checkpoint import CheckpointWarning, is_shard_name, shard_index_name
 from ..models.torch_compat import torch_defaults
 
 # Own socket types: nothing of ours can be wired into the diffusion samplers, and vice versa.
@@ -86,6 +86,36 @@ def listed_name(folder: str, name: str, builtin=()) -> str | None:
         return name
     wanted = _separators(name)
     return next((f for f in files if _separators(f) == wanted), None)
+
+
+def sharded_entries(folder: str) -> list[str]:
+    """models/<folder>'s files with each Hugging Face sharded checkpoint listed once, as its index JSON
+    (`flan-t5-xl/model.safetensors.index.json`, `infinity_8b_weights/model.safetensors.index.json`: the whole
+    checkpoint, read shard by shard) in place of its shards; shards without an index beside them stay listed."""
+    out = []
+    for name in model_files(folder):
+        entry = name
+        if is_shard_name(os.path.basename(name)):
+            full = folder_paths.get_full_path(folder, name)
+            index = shard_index_name(name)
+            if full is not None and os.path.isfile(os.path.join(os.path.dirname(full), index)):
+                entry = os.path.join(os.path.dirname(name), index)
+        if entry not in out:
+            out.append(entry)
+    return out
+
+
+def entry_path(folder: str, name: str, input_name: str) -> str:
+    """The absolute path of a `sharded_entries` entry (a file or an index JSON ComfyUI does not list; a name saved on
+    Windows, with `\\`, means the same file, as for the other loaders). FileNotFoundError naming `input_name` and the
+    searched folders."""
+    folders = folder_paths.get_folder_paths(folder)
+    for candidate in dict.fromkeys((name, name.replace("\\", "/"))):
+        for base in folders:
+            path = os.path.abspath(os.path.join(base, os.path.relpath(os.path.join("/", candidate), "/")))
+            if os.path.isfile(path):
+                return path
+    raise FileNotFoundError(f"{input_name}: '{name}' not found in models/{folder} (searched: {', '.join(folders)})")
 
 
 def full_path(folder: str, name: str) -> str:

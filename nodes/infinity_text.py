@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import numbers
-import os
 import re
 
 import comfy.model_management as mm
@@ -34,10 +33,9 @@ from comfy.cli_args import args
 from comfy_api.latest import io
 
 from ..models.checkpoint import CheckpointError
-from ..models.flan_t5 import (FLAN_T5_XL, INDEX_NAMES, T5EncoderConfig, infer_t5_config, is_shard_name,
-                              read_t5_encoder, size_notes)
+from ..models.flan_t5 import FLAN_T5_XL, T5EncoderConfig, infer_t5_config, read_t5_encoder, size_notes
 from ..models.infinity import InfinityText
-from .common import DTYPES, CondType, ScalewiseNode, checked_inputs, info_ui, model_files
+from .common import DTYPES, CondType, ScalewiseNode, checked_inputs, entry_path, info_ui, sharded_entries
 from .features import aliases, expert
 
 ENCODER = "flan_t5xl"             # the CLIP object's encoder name (its tokens' key)
@@ -97,39 +95,15 @@ class FlanT5Tokenizers(comfy.sd1_clip.SD1Tokenizer):
 
 
 # --- Files ------------------------------------------------------------------------------------------------------
-def _index_entry(name: str) -> str | None:
-    """The index entry that replaces a listed shard `name` (its folder's index JSON of the shard's format), or None
-    when the folder has no such index."""
-    index = INDEX_NAMES[0] if name.endswith(".safetensors") else INDEX_NAMES[1]
-    full = folder_paths.get_full_path(FOLDER, name)
-    if full is None or not os.path.isfile(os.path.join(os.path.dirname(full), index)):
-        return None
-    return os.path.join(os.path.dirname(name), index)
-
-
 def encoder_entries() -> list[str]:
-    """The loader's choices: every file of models/text_encoders, a Hugging Face download folder's shards replaced
-    by its index JSON (`flan-t5-xl/model.safetensors.index.json`: the whole download, read shard by shard), names
-    with "flan" first."""
-    out = []
-    for name in model_files(FOLDER):
-        entry = _index_entry(name) if is_shard_name(os.path.basename(name)) else None
-        entry = entry or name
-        if entry not in out:
-            out.append(entry)
-    return sorted(out, key=lambda f: ("flan" not in f.lower(), f))
+    """The loader's choices: models/text_encoders' files, a download folder as its index JSON
+    (`common.sharded_entries`), names with "flan" first."""
+    return sorted(sharded_entries(FOLDER), key=lambda f: ("flan" not in f.lower(), f))
 
 
-def entry_path(name: str) -> str:
-    """The absolute path of a loader entry (a file or an index JSON; a name saved on Windows, with `\\`, means the
-    same file, as for the other loaders). FileNotFoundError naming the searched folders."""
-    folders = folder_paths.get_folder_paths(FOLDER)
-    for candidate in dict.fromkeys((name, name.replace("\\", "/"))):
-        for folder in folders:
-            path = os.path.abspath(os.path.join(folder, os.path.relpath(os.path.join("/", candidate), "/")))
-            if os.path.isfile(path):
-                return path
-    raise FileNotFoundError(f"text_encoder_name: '{name}' not found in models/{FOLDER} (searched: {', '.join(folders)})")
+def encoder_path(name: str) -> str:
+    """The absolute path of a loader entry (`common.entry_path`)."""
+    return entry_path(FOLDER, name, "text_encoder_name")
 
 
 def load_text_encoder(path: str, dtype: torch.dtype | None = None, cpu: bool = False) -> tuple[object, list[str]]:
@@ -291,7 +265,7 @@ class InfinityTextEncoderLoader(ScalewiseNode):
         name = values.get("text_encoder_name")
         if name is not None and name not in encoder_entries():
             try:
-                entry_path(name)
+                encoder_path(name)
             except FileNotFoundError:
                 return (f"text_encoder_name: '{name}' is not in models/{FOLDER} (put the flan-t5-xl download "
                         "folder or the converted file there, then refresh)")
@@ -300,7 +274,7 @@ class InfinityTextEncoderLoader(ScalewiseNode):
     @classmethod
     @checked_inputs
     def execute(cls, text_encoder_name, dtype, device) -> io.NodeOutput:
-        path = entry_path(text_encoder_name)
+        path = encoder_path(text_encoder_name)
         clip, notes = load_text_encoder(path, None if dtype == "auto" else DTYPES[dtype], cpu=device == "cpu")
         for note in notes:
             logging.warning("Load Infinity Text Encoder: %s", note)

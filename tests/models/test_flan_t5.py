@@ -8,7 +8,8 @@ import torch
 from safetensors.torch import save_file
 
 from scalewise.models import CheckpointError, read_state_dict
-from scalewise.models.flan_t5 import (FLAN_T5_XL, T5EncoderConfig, infer_t5_config, is_shard_name, read_t5_encoder,
+from scalewise.models.checkpoint import is_shard_name
+from scalewise.models.flan_t5 import (FLAN_T5_XL, T5EncoderConfig, infer_t5_config, read_t5_encoder,
                                       size_notes)
 from tiny_t5 import TINY_T5, decoder_tensors, tiny_t5_encoder, write_download
 
