@@ -12,10 +12,11 @@ from comfy_api.latest import io
 from ..models.infinity import SQUARE_PN, square_scales
 from ..models.infinity_loader import load_infinity
 from .common import (DTYPES, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs, checkpoint_notes,
-                     full_path, info_ui, model_files, pick_dtypes)
+                     entry_path, full_path, info_ui, model_files, pick_dtypes, sharded_entries)
 from .features import aliases, expert
 
 TRANSFORMER_FILE, VAE_FILE = "infinity_2b_reg.pth", "infinity_vae_d32reg.pth"
+EIGHT_B, EIGHT_B_VAE = "infinity_8b_weights/model.safetensors.index.json", "infinity_vae_d56_f8_14_patchify.pth"
 # The official 1:1 template's sizes (models/infinity.py SQUARE_PN), as users name them: pixels, aspect, megapixels.
 RESOLUTIONS = {f"{16 * square_scales(pn)[-1][0]}×{16 * square_scales(pn)[-1][1]} (1:1, {pn})": pn
                for pn in reversed(SQUARE_PN)}
@@ -34,24 +35,27 @@ class InfinityLoader(ScalewiseNode):
 
     @classmethod
     def define_schema(cls):
-        files = model_files("infinity")
-        vae_files = sorted(files, key=lambda f: ("vae" not in f.lower(), f))
+        files = sharded_entries("infinity")  # the 8B's download folder as its index JSON
+        vae_files = sorted(model_files("infinity"), key=lambda f: ("vae" not in f.lower(), f))
         return io.Schema(
             node_id="ScalewiseInfinityLoader",
             display_name="Load Infinity Model",
             category="loaders/scalewise",
             **aliases("Infinity", "bitwise", "load Infinity", "checkpoint", "text to image", "next-scale"),
             description=(
-                f"Loads an official Infinity text-to-image transformer ({TRANSFORMER_FILE}, or a .safetensors of "
-                f"it) and its BSQ VAE ({VAE_FILE}) from models/infinity, at one of the official square sizes "
+                f"Loads an official Infinity text-to-image transformer (2B: {TRANSFORMER_FILE}, or a .safetensors of "
+                f"it, with {VAE_FILE}; 8B: its download folder, listed as {EIGHT_B}, with {EIGHT_B_VAE}) from "
+                "models/infinity, at one of the official square sizes "
                 "(the 1:1 template; the model was trained at 1024×1024). Prompts come from Infinity Text Encode. "
                 "Infinity's cfg counts from 1 (= no guidance; its published 3 with the CFG node's constant "
                 "schedule) and its tau is the samplers' temperature input (published 0.5)."),
             inputs=[
                 io.Combo.Input("infinity_name", options=files,
-                               tooltip=f"The Infinity transformer, e.g. {TRANSFORMER_FILE} (2B)."),
+                               tooltip=f"The Infinity transformer: {TRANSFORMER_FILE} (2B), or the 8B's sharded "
+                                       "download folder (listed once, as its index .json; read shard by shard)."),
                 io.Combo.Input("vae_name", options=vae_files,
-                               tooltip=f"The BSQ VAE trained with it: {VAE_FILE} for the 2B."),
+                               tooltip=f"The BSQ VAE trained with it: {VAE_FILE} for the 2B, {EIGHT_B_VAE} for "
+                                       "the 8B."),
                 io.Combo.Input("resolution", options=list(RESOLUTIONS), default=DEFAULT_RESOLUTION,
                                tooltip="Image size: an official schedule of the 1:1 template (other sizes are not "
                                        "in the model's position tables). 1024×1024 is what the models were "
@@ -70,9 +74,14 @@ class InfinityLoader(ScalewiseNode):
 
     @classmethod
     def check_values(cls, values):
-        ok = check_loader_inputs("infinity", {"infinity_name": values["infinity_name"],
-                                              "vae_name": values["vae_name"]}, values["dtype"],
-                                 f"put the official files there, e.g. {TRANSFORMER_FILE} and {VAE_FILE}")
+        hint = f"put the official files there, e.g. {TRANSFORMER_FILE} and {VAE_FILE}"
+        name = values["infinity_name"]
+        if name is not None and name not in sharded_entries("infinity"):
+            try:
+                entry_path("infinity", name, "infinity_name")
+            except FileNotFoundError:
+                return f"infinity_name: '{name}' is not in models/infinity ({hint}, then refresh)"
+        ok = check_loader_inputs("infinity", {"vae_name": values["vae_name"]}, values["dtype"], hint)
         return None if ok is True else ok
 
     @classmethod
@@ -82,8 +91,9 @@ class InfinityLoader(ScalewiseNode):
         precision = pick_dtypes(dtype, device, "infinity")
         pn = RESOLUTIONS[resolution]
         with checkpoint_notes("Load Infinity Model") as notes:
-            model = load_infinity(full_path("infinity", infinity_name), full_path("infinity", vae_name), pn=pn,
-                                  device="cpu", dtype=precision.transformer, mmap=not args.disable_mmap)
+            model = load_infinity(entry_path("infinity", infinity_name, "infinity_name"),
+                                  full_path("infinity", vae_name), pn=pn, device="cpu",
+                                  dtype=precision.transformer, mmap=not args.disable_mmap)
         notes.extend(precision.notes)
         if precision.image_device is not None:
             notes.append("--cpu-vae: Infinity's BSQ VAE stays with the transformer (not moved to the CPU yet)")

@@ -32,6 +32,12 @@ CLIP_L, CLIP_G = "clip_l.safetensors", "clip_g.safetensors"
 OFFICIAL_VAR_CLIP = "var_clip_d16.pth"
 # Infinity: a tiny transformer in the official layout (the 0.06M schedule's 7 scales, 8 bits) and its small BSQ VAE
 INFINITY_TINY, INFINITY_VAE_TINY = "infinity_tiny.safetensors", "infinity_vae_tiny.safetensors"
+# ... under the official names, in the official formats, for the example workflows: the 2B's flat .pth and its VAE
+# nested under "vae"; the 8B's layout in small (8 bits per token over a 2-bit stride-8 VAE: 2 x 2 patches) as a
+# Hugging Face sharded folder, which Load Infinity Model lists as its index JSON
+OFFICIAL_INFINITY, OFFICIAL_INFINITY_VAE = "infinity_2b_reg.pth", "infinity_vae_d32reg.pth"
+OFFICIAL_INFINITY_8B = "infinity_8b_weights/model.safetensors.index.json"
+OFFICIAL_INFINITY_8B_VAE = "infinity_vae_d56_f8_14_patchify.pth"
 # Infinity's text encoder: the Hub download folder (listed as its index) and an encoder-only fp16 file
 FLAN_T5_HUB = "flan-t5-xl/model.safetensors.index.json"
 FLAN_T5_FILE = "flan_t5_xl_encoder_fp16.safetensors"
@@ -85,11 +91,26 @@ def write_tiny_switti(folder):
 
 
 def write_tiny_infinity(folder):
-    from scalewise.tools.tiny_weights import tiny_infinity
+    from scalewise.models.bsq_vae import BSQVAE, BSQVAEConfig
+    from scalewise.tools.tiny_weights import randomise_infinity, tiny_infinity
     folder.mkdir(parents=True, exist_ok=True)
     model = tiny_infinity(seed=31)
-    save(model.transformer.state_dict(), folder / INFINITY_TINY)
-    save({k: v.clone() for k, v in model.vae.state_dict().items()}, folder / INFINITY_VAE_TINY)  # lfq.mask twice
+    transformer = {k: v.clone() for k, v in model.transformer.state_dict().items()}
+    vae = {k: v.clone() for k, v in model.vae.state_dict().items()}  # (lfq.mask twice: one tensor in the module)
+    save(transformer, folder / INFINITY_TINY)
+    save(vae, folder / INFINITY_VAE_TINY)
+    torch.save(transformer, folder / OFFICIAL_INFINITY)
+    torch.save({"vae": vae}, folder / OFFICIAL_INFINITY_VAE)
+    patchify = randomise_infinity(BSQVAE(BSQVAEConfig(ch=32, ch_mult=(1, 2, 2, 2), bits=2, downsample=8)), 32)
+    torch.save({"vae": {k: v.clone() for k, v in patchify.state_dict().items()}}, folder / OFFICIAL_INFINITY_8B_VAE)
+    shards = folder / os.path.dirname(OFFICIAL_INFINITY_8B)
+    shards.mkdir(exist_ok=True)
+    keys, weight_map = list(transformer), {}
+    for i in range(2):
+        name = f"model-{i + 1:05d}-of-00002.safetensors"
+        save({k: transformer[k] for k in keys[i::2]}, shards / name)
+        weight_map.update({k: name for k in keys[i::2]})
+    (shards / os.path.basename(OFFICIAL_INFINITY_8B)).write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
 
 
 def clip_cache() -> Path:

@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from .fixtures_models import INFINITY_TINY, INFINITY_VAE_TINY, OFFICIAL_VAE, OFFICIAL_VAR
+from .fixtures_models import (INFINITY_TINY, INFINITY_VAE_TINY, OFFICIAL_INFINITY, OFFICIAL_INFINITY_8B,
+                              OFFICIAL_INFINITY_8B_VAE, OFFICIAL_INFINITY_VAE, OFFICIAL_VAE, OFFICIAL_VAR)
+from .test_reliability import output_images
 
 SAMPLER = dict(seed=0, batch_size=1, top_k=900, top_p=0.97, more_smooth=False, preview="off",
                smooth_start_scale=0, last_scale_temperature=1.0, temperature=0.5)
@@ -27,7 +29,9 @@ def test_the_loader_offers_the_official_square_sizes(pack_loaded):
     sizes = info["resolution"][1]["options"] if isinstance(info["resolution"][1], dict) and \
         "options" in info["resolution"][1] else info["resolution"][0]
     assert sizes == ["1024×1024 (1:1, 1M)", "768×768 (1:1, 0.60M)", "512×512 (1:1, 0.25M)", "256×256 (1:1, 0.06M)"]
-    assert INFINITY_TINY in json.dumps(info["infinity_name"])
+    names = info["infinity_name"][1]["options"] if "options" in info["infinity_name"][1] else info["infinity_name"][0]
+    assert {INFINITY_TINY, OFFICIAL_INFINITY, OFFICIAL_INFINITY_8B} <= set(names)
+    assert not any("-of-" in n for n in names)  # the 8B folder's shards are listed once, as its index
 
 
 def test_a_class_into_infinity_names_the_text_node(pack_loaded):
@@ -54,3 +58,19 @@ def test_a_size_that_is_not_offered_is_refused(pack_loaded):
     with pytest.raises(pack_loaded.PromptRejected) as info:
         pack_loaded.queue(prompt)
     assert info.value.status == 400 and "resolution" in json.dumps(info.value.body)
+
+
+@pytest.mark.parametrize("infinity,vae,side", [(OFFICIAL_INFINITY, OFFICIAL_INFINITY_VAE, 256),
+                                                (OFFICIAL_INFINITY_8B, OFFICIAL_INFINITY_8B_VAE, 256)],
+                         ids=["2B .pth + nested VAE", "8B layout, sharded folder + patchify VAE"])
+def test_the_official_formats_make_images(pack_loaded, infinity, vae, side):
+    """The released formats (a flat .pth, the VAE under "vae", the 8B's sharded download with its patchify VAE)
+    through the node, with a tiny text encoder, into the sampler with CFG."""
+    from .test_infinity_text_nodes import text_graph
+    prompt, _ = text_graph(pack_loaded, sink="infinity")
+    loader = next(n for n in prompt.values() if n["class_type"] == "ScalewiseInfinityLoader")
+    loader["inputs"].update(infinity_name=infinity, vae_name=vae)
+    entry, _ = pack_loaded.run(prompt, timeout=300)
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:3000]
+    images = output_images(pack_loaded, entry)
+    assert len(images) == 2 and len(images[0]) == side * side * 3
