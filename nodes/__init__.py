@@ -6,6 +6,7 @@ from .compare import CompareGuiders, GuidanceSweep
 from .guiders import CFGGuider, IGGGuider, SoftCFGGuider, SSGGuider
 from .heatmap import GuidanceHeatmap
 from .sampler import Sampler
+from .speed import TokenPruningNode
 from .switti import SwittiLoader, SwittiTextEncode
 from .var import ImageNetClass, VARLoader
 from .var_clip import VARCLIPTextEncode
@@ -15,7 +16,8 @@ for _folder in MODEL_FOLDERS:
 install_example_inputs()
 
 NODES = [VARLoader, ImageNetClass, CFGGuider, IGGGuider, SoftCFGGuider, SSGGuider, Sampler, GuidanceHeatmap,
-         SwittiLoader, SwittiTextEncode, CompareGuiders, GuidanceSweep, VARCLIPTextEncode]
+         SwittiLoader, SwittiTextEncode, CompareGuiders, GuidanceSweep, VARCLIPTextEncode,
+         TokenPruningNode]
 
 
 class ScalewiseExtension(ComfyExtension):

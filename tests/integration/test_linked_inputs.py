@@ -16,6 +16,7 @@ import pytest
 from scalewise.models.shapes import BUILTIN_NAME
 
 from .test_reliability import ALLOWED_ERRORS, VAR, SW, outcome, output_images
+from .test_token_pruning import pruning_graph
 from .test_var_clip_nodes import var_clip_graph
 
 PRIMITIVES = {"INT": "PrimitiveInt", "FLOAT": "PrimitiveFloat", "STRING": "PrimitiveString",
@@ -88,7 +89,8 @@ def comparison_graph(comfy, node: str):
 BUILDS = {"var+igg+ssg": lambda c: VAR(c, guider="ssg"), "var+softcfg": lambda c: VAR(c, guider="softcfg"),
           "switti": lambda c: SW(c), "compare": lambda c: comparison_graph(c, "ScalewiseCompareGuiders"),
           "sweep": lambda c: comparison_graph(c, "ScalewiseGuidanceSweep"),
-          "var-clip": lambda c: var_clip_graph(c, guider="cfg")[0]}
+          "var-clip": lambda c: var_clip_graph(c, guider="cfg")[0],
+          "pruning": lambda c: pruning_graph(c, preset="custom", keep_ratios="0.5", skip_last=1)[0]}
 
 
 def test_every_widget_input_works_linked(pack_loaded):
