@@ -10,10 +10,12 @@ import torch
 
 
 class ScaleStateLike(Protocol):
-    """Per-run state: condition rows (B or 2B), the switch of the unconditional rows, the caches' release."""
+    """Per-run state: condition rows (B or 2B), the switch of the unconditional rows, the positions an edit
+    regenerates (`prefer`), the caches' release."""
 
     rows: int
     set_uncond: Callable[[bool], None]
+    prefer: Callable[[int, torch.Tensor], None]  # (k, positions bool [B, pn_k, pn_k])
     close: Callable[[], None]
 
 

@@ -125,6 +125,8 @@ def sample(model: ScalewiseModelLike, guider: Guider | None, generation: Generat
     try:
         for k, pn in enumerate(patch_nums):
             state.set_uncond(k in run.uncond_scales)
+            if edit is not None:  # token pruning forwards the regenerated tokens first
+                state.prefer(k, ~edit.keep[k])
             rows = state.rows
             weights = _value_weights(run, k, cached, pn * pn, batch, rows, device)
             logits = model.forward_scale(state, k, latent_in, value_weights=weights)

@@ -69,6 +69,7 @@ class ScaleState:
     conditional and null conditions), so `logits[:B]` are l_c and `logits[B:]` l_u."""
 
     batch: int  # B, the number of images
+    pruning = None  # models/pruning.py's PruningRun while a pruning policy drives the run (PrunedModel.start)
 
     @property
     def rows(self) -> int:
@@ -80,6 +81,13 @@ class ScaleState:
         model with a KV cache is asked to restart that branch after dropping it (its cache of the skipped scales
         would be missing), or to run it when `start` was called with with_uncond=False."""
         raise NotImplementedError
+
+    def prefer(self, k: int, positions: torch.Tensor) -> None:
+        """Positions bool [B, n_k] of scale k whose drawn tokens the sampler keeps (an edit's regenerated tokens):
+        a run that forwards only some tokens (token pruning, models/pruning.py) forwards these first. Exact runs
+        ignore it."""
+        if self.pruning is not None:
+            self.pruning.prefer(k, positions)
 
     def close(self) -> None:
         """Release the caches (KV tensors, conditioning rows) so their memory is freed even after an exception;

@@ -114,9 +114,10 @@ def rope_table(side: int, head_dim: int, theta: float, size: float) -> torch.Ten
 
 
 def apply_rope(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved channel pairs of x [B, H, n, D] in fp32."""
+    """Rotate interleaved channel pairs of x [B, H, n, D] in fp32 by table [n, D/2] (or [B, 1, n, D/2])."""
     pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
-    return torch.view_as_real(pairs * table[None, None]).flatten(3).type_as(x)
+    table = table[None, None] if table.dim() == 2 else table  # [n, D/2], or per row [B, 1, n, D/2] (pruning)
+    return torch.view_as_real(pairs * table).flatten(3).type_as(x)
 
 
 def _split_heads(x, heads):
@@ -219,14 +220,28 @@ class Block(nn.Module):
             cond = cond + self.crop_cond_scales * crop
         return self.ada_lin(cond).view(cond.shape[0], 6, -1)
 
-    def forward(self, x, mod, rope, text_kv, text_bias, cache=None, layer=0, attn_mask=None, value_weights=None):
-        """x [R, n, C] -> [R, n, C]: self-attention, cross-attention to the text, SwiGLU, each through its norms."""
+    def forward(self, x, mod, rope, text_kv, text_bias, cache=None, layer=0, attn_mask=None, value_weights=None,
+                prune=None):
+        """x [R, n, C] -> [R, n, C]: self-attention, cross-attention to the text, SwiGLU, each through its norms;
+        prune: a models/pruning.py PrunedScale (token pruning) or None."""
         g1, g2, s1, s2, b1, b2 = mod[:, :, None].unbind(1)
-        a = self.self_attention_norm1(x) * (1 + s1) + b1
-        x = x + self.self_attention_norm2(self.attn(a, rope, cache, layer, attn_mask, value_weights)) * g1
-        x = x + self.cross_attention_norm2(self.cross_attn(self.cross_attention_norm1(x), text_kv, text_bias))
-        f = self.ffn_norm1(x) * (1 + s2) + b2
-        return x + self.ffn_norm2(self.ffn(f)) * g2
+        if prune is None:
+            a = self.self_attention_norm1(x) * (1 + s1) + b1
+            x = x + self.self_attention_norm2(self.attn(a, rope, cache, layer, attn_mask, value_weights)) * g1
+            x = x + self.cross_attention_norm2(self.cross_attn(self.cross_attention_norm1(x), text_kv, text_bias))
+            f = self.ffn_norm1(x) * (1 + s2) + b2
+            return x + self.ffn_norm2(self.ffn(f)) * g2
+
+        def attend(y, idx):
+            rot = rope if idx is None else rope[idx][:, None]  # the kept positions' rotations [R, 1, m, D/2]
+            a = self.self_attention_norm1(y) * (1 + s1) + b1
+            weights = prune.value_weights(layer, value_weights, idx)
+            return self.self_attention_norm2(self.attn(a, rot, cache, layer, attn_mask, weights)) * g1
+        x = x + prune.branch(layer, "attn", x, attend, cached=True)
+        x = x + prune.branch(layer, "cross", x, lambda y, idx: self.cross_attention_norm2(
+            self.cross_attn(self.cross_attention_norm1(y), text_kv, text_bias)))
+        return x + prune.branch(layer, "ffn", x, lambda y, idx: self.ffn_norm2(
+            self.ffn(self.ffn_norm1(y) * (1 + s2) + b2)) * g2)
 
 
 class _FourierWeight(nn.Module):
@@ -337,13 +352,15 @@ class SwittiTransformer(nn.Module):
         x = self.word_embed(latent_tokens.to(self.word_embed.weight.dtype))
         return x + self.lvl_embed(self.levels[self.config.schedule.offsets[k]])
 
-    def run_blocks(self, x, cond: SwittiCondition, rope, cache=None, attn_mask=None, value_weights=None):
-        """All blocks on x [R, n, C]; with a cache, its length advances by n afterwards."""
+    def run_blocks(self, x, cond: SwittiCondition, rope, cache=None, attn_mask=None, value_weights=None,
+                   prune=None):
+        """All blocks on x [R, n, C]; with a cache, its length advances by n afterwards (by the kept tokens under
+        token pruning: `prune`, a models/pruning.py PrunedScale)."""
         for i, blk in enumerate(self.blocks):
             x = blk(x, cond.block_mods[i], rope, cond.text_kv[i], cond.text_bias, cache, i, attn_mask,
-                    value_weights)
+                    value_weights, prune)
         if cache is not None:
-            cache.advance(x.shape[1])
+            cache.advance(x.shape[1] if prune is None else prune.count)
         return x
 
     def logits(self, h, cond: SwittiCondition) -> torch.Tensor:
@@ -476,5 +493,7 @@ class SwittiModel(ScalewiseModel):
             x = t.embed_scale(k, latent_tokens)
             x = x.repeat(state.rows // x.shape[0], 1, 1)
         start, end = self.config.schedule.bounds(k)
-        h = t.run_blocks(x, state.cond, t.rope(start, end, x.device), state.cache, value_weights=value_weights)
+        prune = state.pruning.scale(k) if state.pruning is not None else None  # token pruning (models/pruning.py)
+        h = t.run_blocks(x, state.cond, t.rope(start, end, x.device), state.cache, value_weights=value_weights,
+                         prune=prune)
         return t.logits(h, state.cond)

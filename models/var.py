@@ -142,12 +142,17 @@ class Block(nn.Module):
             return (self.ada_gss + shared)[:, 0]
         return self.ada_lin(cond).view(cond.shape[0], 6, -1)
 
-    def forward(self, x, mod, cache=None, layer=0, attn_mask=None, value_weights=None, qkv_bias=None):
+    def forward(self, x, mod, cache=None, layer=0, attn_mask=None, value_weights=None, qkv_bias=None, prune=None):
         """x [R, n, C] with modulation mod [R, 6, C] -> [R, n, C]; cache, attn_mask, value_weights and qkv_bias as in
-        SelfAttention.forward."""
+        SelfAttention.forward; prune: a models/pruning.py PrunedScale (token pruning) or None."""
         g1, g2, s1, s2, b1, b2 = mod[:, :, None].unbind(1)
-        x = x + self.attn(_layer_norm(x) * (1 + s1) + b1, cache, layer, attn_mask, value_weights, qkv_bias) * g1
-        return x + self.ffn(_layer_norm(x) * (1 + s2) + b2) * g2
+        if prune is None:
+            x = x + self.attn(_layer_norm(x) * (1 + s1) + b1, cache, layer, attn_mask, value_weights, qkv_bias) * g1
+            return x + self.ffn(_layer_norm(x) * (1 + s2) + b2) * g2
+        x = x + prune.branch(layer, "attn", x, lambda y, idx: self.attn(
+            _layer_norm(y) * (1 + s1) + b1, cache, layer, attn_mask, prune.value_weights(layer, value_weights, idx),
+            qkv_bias) * g1, cached=True)
+        return x + prune.branch(layer, "ffn", x, lambda y, idx: self.ffn(_layer_norm(y) * (1 + s2) + b2) * g2)
 
 
 class HeadNorm(nn.Module):
@@ -241,13 +246,14 @@ class VARTransformer(nn.Module):
         h = _layer_norm(h.float()) * (1 + scale) + shift
         return self.head(h.to(self.head.weight.dtype)).float()
 
-    def run_blocks(self, x, cond: VARCondition, cache=None, attn_mask=None, value_weights=None):
-        """All blocks on x [R, n, C]; with a cache, its length advances by n afterwards."""
+    def run_blocks(self, x, cond: VARCondition, cache=None, attn_mask=None, value_weights=None, prune=None):
+        """All blocks on x [R, n, C]; with a cache, its length advances by n afterwards (by the kept tokens under
+        token pruning: `prune`, a models/pruning.py PrunedScale)."""
         for i, blk in enumerate(self.blocks):
             bias = cond.qkv_biases[i] if cond.qkv_biases else None
-            x = blk(x, cond.block_mods[i], cache, i, attn_mask, value_weights, bias)
+            x = blk(x, cond.block_mods[i], cache, i, attn_mask, value_weights, bias, prune)
         if cache is not None:
-            cache.advance(x.shape[1])
+            cache.advance(x.shape[1] if prune is None else prune.count)
         return x
 
     # -- teacher forcing (training-style full sequence, used to verify the cached path) -------
@@ -422,5 +428,6 @@ class VARModel(ScalewiseModel):
         else:
             x = t.embed_scale(k, latent_tokens)
             x = x.repeat(state.rows // x.shape[0], 1, 1)
-        h = t.run_blocks(x, state.cond, state.cache, value_weights=value_weights)
+        prune = state.pruning.scale(k) if state.pruning is not None else None  # token pruning (models/pruning.py)
+        h = t.run_blocks(x, state.cond, state.cache, value_weights=value_weights, prune=prune)
         return t.logits(h, state.cond)

@@ -8,6 +8,7 @@ from .heatmap import GuidanceHeatmap
 from .infinity import InfinityLoader
 from .infinity_text import InfinityTextEncode, InfinityTextEncoderLoader
 from .sampler import Sampler
+from .speed import TokenPruningNode
 from .switti import SwittiLoader, SwittiTextEncode
 from .var import ImageNetClass, VARLoader
 from .var_clip import VARCLIPTextEncode
@@ -18,7 +19,7 @@ install_example_inputs()
 
 NODES = [VARLoader, ImageNetClass, CFGGuider, IGGGuider, SoftCFGGuider, SSGGuider, Sampler, GuidanceHeatmap,
          SwittiLoader, SwittiTextEncode, CompareGuiders, GuidanceSweep, VARCLIPTextEncode, InfinityLoader,
-         InfinityTextEncoderLoader, InfinityTextEncode]
+         InfinityTextEncoderLoader, InfinityTextEncode, TokenPruningNode]
 
 
 class ScalewiseExtension(ComfyExtension):

@@ -21,6 +21,7 @@ from .features import aliases
 from .images import rgb_image
 from .sampler import ScaleProgressReporter, load_model, prepare_condition, sample_images, sampler_draw
 from .settings import setting_inputs, temperature_input
+from .speed import sampling_model
 
 GUIDER_SLOTS = 4
 SIZES = (f"At most {MAX_IMAGES} images (rows x images_per_row). Outputs for the largest: the image batch "
@@ -43,7 +44,7 @@ def run(model, conditioning, seed: int, images_per_row: int, preview: str, draw:
     """`run_rows(net, generation, **hooks)` (guidance.runs' compare or sweep) with the sampler node's machinery: the
     model's conditioning check and model loading once the guiders have passed theirs, one progress bar over the
     rows with previews and Cancel at every scale, out of memory named as images_per_row."""
-    net = model.model
+    net = sampling_model(model)  # with the Token Pruning node's policy, if any
     generation = Generation(conditioning, seed, images_per_row, draw=draw, edit=edit)
     reporter = ScaleProgressReporter(len(net.patch_nums), preview, runs=rows)
 

@@ -16,6 +16,7 @@ from .common import CATEGORY, ScalewiseNode, TraceType, checked_inputs, info_ui,
 from .features import aliases
 from .images import rgb_image
 from .settings import MAX_BATCH, setting_inputs, temperature_input
+from .speed import sampling_model
 
 
 
@@ -121,7 +122,7 @@ class Sampler(ScalewiseNode):
     def execute(cls, model, conditioning, seed, batch_size, top_k, top_p, more_smooth, preview,
                 smooth_start_scale, last_scale_temperature, guider=None, image=None, mask=None, denoise=1.0,
                 fit="crop", mask_rule="official", batch_index=0, temperature=1.0) -> io.NodeOutput:
-        net = model.model
+        net = sampling_model(model)  # with the Token Pruning node's policy, if any
         with input_notes("Scale-wise Sampler") as notes:
             image = None if image is None else rgb_image(image).movedim(-1, 1)  # ComfyUI [B, H, W, C] -> [B, 3, H, W]
             edit = Edit.from_inputs(image, mask, denoise, mask_rule, fit)  # checked once, fitted when sampling starts
@@ -169,7 +170,7 @@ def load_model(model, batch_size: int, guided: bool) -> None:
     """Load the whole model onto the GPU through ComfyUI, asking it to free the room a generation needs
     (`memory_estimate`)."""
     # plain torch layers cannot run partially offloaded: load the whole model or let ComfyUI free room
-    mm.load_models_gpu([model], memory_required=model.model.memory_estimate(batch_size, guided),
+    mm.load_models_gpu([model], memory_required=sampling_model(model).memory_estimate(batch_size, guided),
                        force_full_load=True)
 
 

@@ -17,6 +17,7 @@ from scalewise.models.shapes import BUILTIN_NAME
 
 from .test_infinity_text_nodes import text_graph as infinity_text_graph
 from .test_reliability import ALLOWED_ERRORS, VAR, SW, outcome, output_images
+from .test_token_pruning import pruning_graph
 from .test_var_clip_nodes import var_clip_graph
 
 PRIMITIVES = {"INT": "PrimitiveInt", "FLOAT": "PrimitiveFloat", "STRING": "PrimitiveString",
@@ -90,7 +91,8 @@ BUILDS = {"var+igg+ssg": lambda c: VAR(c, guider="ssg"), "var+softcfg": lambda c
           "switti": lambda c: SW(c), "compare": lambda c: comparison_graph(c, "ScalewiseCompareGuiders"),
           "sweep": lambda c: comparison_graph(c, "ScalewiseGuidanceSweep"),
           "var-clip": lambda c: var_clip_graph(c, guider="cfg")[0],
-          "infinity": lambda c: infinity_text_graph(c, negative="blurry", sink="infinity")[0]}
+          "infinity": lambda c: infinity_text_graph(c, negative="blurry", sink="infinity")[0],
+          "pruning": lambda c: pruning_graph(c, preset="custom", keep_ratios="0.5", skip_last=1)[0]}
 
 
 def test_every_widget_input_works_linked(pack_loaded):

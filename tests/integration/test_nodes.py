@@ -11,7 +11,7 @@ from .fixtures_models import BROKEN, VAE, VAR_TINY, VAR_TINY_256
 NODE_IDS = ["ScalewiseVARLoader", "ScalewiseImageNetClass", "ScalewiseCFGGuider", "ScalewiseIGGGuider",
             "ScalewiseSoftCFGGuider", "ScalewiseSSGGuider", "ScalewiseSampler", "ScalewiseGuidanceHeatmap",
             "ScalewiseSwittiLoader", "ScalewiseSwittiTextEncode", "ScalewiseCompareGuiders", "ScalewiseGuidanceSweep",
-            "ScalewiseVARCLIPTextEncode"]
+            "ScalewiseVARCLIPTextEncode", "ScalewiseTokenPruning"]
 
 # Saved workflows store widget values by position: these orders must never change.
 WIDGET_ORDER = {
@@ -27,6 +27,7 @@ WIDGET_ORDER = {
     "ScalewiseSwittiLoader": ["switti_name", "vae_name", "dtype"],
     "ScalewiseSwittiTextEncode": ["clip", "positive", "negative"],
     "ScalewiseVARCLIPTextEncode": ["clip", "prompt"],
+    "ScalewiseTokenPruning": ["model", "preset", "keep_ratios", "skip_last"],
     "ScalewiseCompareGuiders": ["model", "conditioning", "seed", "images_per_row", "top_k", "top_p", "more_smooth",
                                 "preview", "smooth_start_scale", "last_scale_temperature"],
     "ScalewiseGuidanceSweep": ["model", "conditioning", "seed", "images_per_row", "top_k", "top_p", "more_smooth",

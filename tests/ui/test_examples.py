@@ -30,7 +30,7 @@ EXAMPLES = sorted(set(EXPECTED) | set(FOUND))     # a missing expected file fail
 NODE_IDS = ["ScalewiseVARLoader", "ScalewiseImageNetClass", "ScalewiseCFGGuider", "ScalewiseIGGGuider",
             "ScalewiseSoftCFGGuider", "ScalewiseSSGGuider", "ScalewiseSampler", "ScalewiseGuidanceHeatmap",
             "ScalewiseSwittiLoader", "ScalewiseSwittiTextEncode", "ScalewiseCompareGuiders", "ScalewiseGuidanceSweep",
-            "ScalewiseVARCLIPTextEncode"]
+            "ScalewiseVARCLIPTextEncode", "ScalewiseTokenPruning"]
 EXTENSION = "scalewise.guidance.heatmap"
 # Words that mark a console/page error as ours (the frontend always logs some unrelated 404s).
 OUR_WORDS = ("scalewise", EXTENSION, "comfyui-scalewise-guidance", "guidance heatmap")

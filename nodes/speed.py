@@ -1,0 +1,102 @@
+"""Token Pruning (FastVAR): MODEL -> MODEL, a speed policy attached like ComfyUI's model patches.
+
+The policy lives in the patched MODEL's `model_options` (its ModelPatcher clone; the weights are shared, the
+unpatched MODEL stays exact); the sampling nodes drive `sampling_model(model)` (models/pruning.py `with_pruning`).
+"""
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..models.pruning import PRESETS, TokenPruning, with_pruning
+from .common import CATEGORY, ModelType, ScalewiseNode, checked_inputs
+from .features import aliases, expert
+
+OPTION = "scalewise_token_pruning"  # key of the policy in ModelPatcher.model_options
+CUSTOM = "custom"
+
+
+def sampling_model(model):
+    """The network a sampling node drives for a MODEL (a ModelPatcher): its `.model`, with the token-pruning
+    policy of its model_options attached when the Token Pruning node set one."""
+    return with_pruning(model.model, getattr(model, "model_options", {}).get(OPTION))
+
+
+def parse_ratios(text: str) -> tuple[float, ...]:
+    """'0.5, 0.25' -> (0.5, 0.25). ValueError naming keep_ratios for an entry that is not a number in (0, 1]."""
+    ratios = []
+    for part in text.replace(";", ",").split(","):
+        if part.strip():
+            try:
+                ratios.append(float(part))
+            except ValueError:
+                raise ValueError(f"keep_ratios: {part.strip()!r} is not a number (write e.g. '0.5, 0.25')") from None
+    try:
+        return TokenPruning(tuple(ratios)).keep
+    except ValueError as e:
+        raise ValueError(f"keep_ratios: {e}") from None
+
+
+def policy_of(preset: str, keep_ratios: str, skip_last: int) -> TokenPruning:
+    """The node's policy: a preset, or with 'custom' the keep_ratios and skip_last widgets."""
+    if preset != CUSTOM:
+        return PRESETS[preset]
+    return TokenPruning(parse_ratios(keep_ratios), skip_last)
+
+
+class TokenPruningNode(ScalewiseNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ScalewiseTokenPruning",
+            display_name="Token Pruning (FastVAR)",
+            category=CATEGORY,
+            **aliases("FastVAR", "token pruning", "speed", "faster", "pivotal tokens", "cached token pruning"),
+            description=(
+                "Faster sampling at the largest scales (FastVAR's cached token pruning): only the pivotal tokens "
+                "(those farthest from the scale's mean) go through each block, the others reuse the last unpruned "
+                "scale's cached output. Images change slightly; guiders, editing and per-image seeds work as "
+                "without it. fastvar: the last two scales keep 1/2 and 1/4 of their tokens (FastVAR's HART "
+                "setting; Switti 1024 has HART's schedule). fastvar-infinity: the 4th- and 3rd-last keep 0.6 and "
+                "0.5, the last two are skipped (FastVAR's Infinity setting). Off = do not use this node."),
+            inputs=[
+                ModelType.Input("model"),
+                io.Combo.Input("preset", options=[*PRESETS, CUSTOM], default="fastvar",
+                               tooltip="fastvar: keep 0.5, 0.25 of the last two scales. fastvar-infinity: keep "
+                                       "0.6, 0.5 of the 4th- and 3rd-last, skip the last two. custom: keep_ratios "
+                                       "and skip_last below."),
+                io.String.Input("keep_ratios", default="0.5, 0.25",
+                                tooltip="custom only: the share of tokens each of the last scales keeps, coarse to "
+                                        "fine, each in (0, 1] (1 = exact), e.g. '0.5, 0.25'.",
+                                **expert()),
+                io.Int.Input("skip_last", default=0, min=0, max=8,
+                             tooltip="custom only: the last n scales keep no token (every block output comes from "
+                                     "the cache; tokens are still drawn).",
+                             **expert()),
+            ],
+            outputs=[ModelType.Output(display_name="model")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, preset, keep_ratios, skip_last):
+        return cls.known_problem(preset=preset, keep_ratios=keep_ratios, skip_last=skip_last)
+
+    @classmethod
+    def check_values(cls, values):
+        if values.get("preset") == CUSTOM and values.get("keep_ratios") is not None:
+            try:
+                parse_ratios(values["keep_ratios"])
+            except ValueError as e:
+                return str(e)
+        return None
+
+    @classmethod
+    @checked_inputs
+    def execute(cls, model, preset, keep_ratios, skip_last) -> io.NodeOutput:
+        policy = policy_of(preset, keep_ratios, skip_last)
+        try:
+            policy.ratios(len(model.model.patch_nums))
+        except ValueError as e:
+            raise ValueError(f"{e} (this model has {len(model.model.patch_nums)} scales)") from None
+        patched = model.clone()
+        patched.model_options[OPTION] = policy
+        return io.NodeOutput(patched)
