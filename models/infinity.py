@@ -243,16 +243,35 @@ class Block(nn.Module):
         self.ffn = FFN(C, cfg.ffn_hidden)
         self.ca_norm = nn.LayerNorm(C, eps=cfg.eps)
 
-    def forward(self, x, gss, text, segments, cos, sin, cache=None, mask=None, value_weights=None):
+    def forward(self, x, gss, text, segments, cos, sin, cache=None, mask=None, value_weights=None, prune=None,
+                layer=0):
         """x [R, n, C], gss [R, 1, 6, C], text [N, C] with R segments, cos/sin [n, D/2] -> [R, n, C] (cache, mask,
-        value_weights: see `SelfAttention.forward`)."""
+        value_weights: see `SelfAttention.forward`). prune: a models/pruning.py PrunedScale (token pruning: each
+        residual branch runs on the pivotal tokens only, `PrunedScale.branch`) or None; layer: this block's index."""
         g1, g2, s1, s2, b1, b2 = (self.ada_gss + gss).unbind(2)
         C = x.shape[-1]
-        h = F.layer_norm(x.float(), (C,), None, None, self.eps).mul(s1.add(1)).add_(b1)
-        x = x + self.sa(h, cos, sin, cache, mask, value_weights).mul_(g1)
-        x = x + self.ca(self.ca_norm(x), text, segments).float()
-        h = F.layer_norm(x.float(), (C,), None, None, self.eps).mul(s2.add(1)).add_(b2)
-        return x + self.ffn(h).mul(g2)
+
+        def attention(y, idx):
+            h = F.layer_norm(y.float(), (C,), None, None, self.eps).mul(s1.add(1)).add_(b1)
+            if idx is None:
+                return self.sa(h, cos, sin, cache, mask, value_weights).mul_(g1)
+            weights = prune.value_weights(layer, value_weights, idx)  # the kept positions' rotations, per row
+            return self.sa(h, cos[idx][:, None], sin[idx][:, None], cache, mask, weights).mul_(g1)
+
+        def cross(y, idx):
+            return self.ca(self.ca_norm(y), text, segments).float()
+
+        def ffn(y, idx):
+            h = F.layer_norm(y.float(), (C,), None, None, self.eps).mul(s2.add(1)).add_(b2)
+            return self.ffn(h).mul(g2)
+
+        if prune is None:
+            x = x + attention(x, None)
+            x = x + cross(x, None)
+            return x + ffn(x, None)
+        x = x + prune.branch(layer, "attn", x, attention, cached=True)
+        x = x + prune.branch(layer, "cross", x, cross)
+        return x + prune.branch(layer, "ffn", x, ffn)
 
 
 class _Chunk(nn.Module):
@@ -365,12 +384,14 @@ class InfinityTransformer(nn.Module):
             x = x.repeat(rows // x.shape[0], 1, 1)
         return x + self.lvl_embed.weight[k]
 
-    def forward_scale(self, k, x, text: TextRows, caches, value_weights=None):
-        """Run all blocks on scale k's input x [R, n_k, C] with the KV caches (one [k, v] list per block)."""
+    def forward_scale(self, k, x, text: TextRows, caches, value_weights=None, prune=None):
+        """Run all blocks on scale k's input x [R, n_k, C] with the KV caches (one [k, v] list per block); prune:
+        token pruning's hooks of this scale (models/pruning.py PrunedScale) or None."""
         s, e = self.config.offsets[k], self.config.offsets[k + 1]
         cos, sin = self.rope(x.device)
-        for block, cache in zip(self.blocks, caches):
-            x = block(x, text.gss, text.ca_kv, text.segments, cos[s:e], sin[s:e], cache, None, value_weights)
+        for i, (block, cache) in enumerate(zip(self.blocks, caches)):
+            x = block(x, text.gss, text.ca_kv, text.segments, cos[s:e], sin[s:e], cache, None, value_weights,
+                      prune, i)
         return self.logits(x, text.cond)
 
     def forward_teacher(self, text: TextRows, inputs: torch.Tensor) -> torch.Tensor:
@@ -533,8 +554,8 @@ class InfinityModel(ScalewiseModel):
         rows = state.rows
         text = state.text if rows == len(state.text.segments) else state.text.head(rows)
         x = self.transformer.scale_input(k, rows, text, latent_tokens)
-        logits = self.transformer.forward_scale(k, x, text, state.caches, value_weights)
-        return logits
+        prune = state.pruning.scale(k) if state.pruning is not None else None  # token pruning (models/pruning.py)
+        return self.transformer.forward_scale(k, x, text, state.caches, value_weights, prune)
 
     def cached_positions(self) -> int:
         return self.config.seq_len

@@ -10,7 +10,8 @@ the same branch's output at the last unpruned scale (the *cache scale*, 36x36 in
 logits for every position: guiders, token draws and editing see full-size logits. Attention keys and values
 exist for the kept tokens only (FastVAR caches the merged tokens' k/v), so later scales attend to those.
 
-A family's block calls `PrunedScale.branch` around each residual branch (`models/var.py`, `models/switti.py`):
+A family's block calls `PrunedScale.branch` around each residual branch (`models/var.py`, `models/switti.py`,
+`models/infinity.py`, whose cross-attention to the text is a third branch):
 
     x = x + prune.branch(layer, "attn", x, lambda y, idx: attention_branch(y, idx), cached=True)
     x = x + prune.branch(layer, "ffn", x, lambda y, idx: ffn_branch(y))
@@ -129,8 +130,12 @@ class PruningRun:
 
     @classmethod
     def for_model(cls, policy: TokenPruning, model) -> "PruningRun":
-        """The run for a square-grid model (VAR, VAR-CLIP, Switti: its `patch_nums` and schedule offsets)."""
-        return cls(policy, [(p, p) for p in model.patch_nums], model.config.schedule.offsets)
+        """The run for a model: the token grids and offsets of its config's schedule (VAR, VAR-CLIP, Switti: square
+        `patch_nums` and `config.schedule.offsets`; Infinity: `config.scales` (h, w) and `config.offsets`)."""
+        cfg = model.config
+        if hasattr(cfg, "scales"):
+            return cls(policy, cfg.scales, cfg.offsets)
+        return cls(policy, [(p, p) for p in model.patch_nums], cfg.schedule.offsets)
 
     def prefer(self, k: int, positions: torch.Tensor) -> None:
         """Positions bool [B, n_k] kept before all others at scale k (an edit's regenerated tokens)."""

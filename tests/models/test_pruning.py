@@ -9,19 +9,24 @@ import torch.nn.functional as F
 
 from scalewise.guidance import CFG, IGG, SSG, Draw, Edit, Generation, SoftCFG, sample
 from scalewise.models.pruning import PRESETS, PrunedModel, PruningRun, TokenPruning, pivotal_tokens, with_pruning
+from scalewise.models.infinity import InfinityText
+from scalewise.tools.tiny_weights import tiny_infinity
 from tiny import LogitRecorder, random_text, text_vectors, tiny_model, tiny_switti, tiny_var_clip
 
 PN = (1, 2, 3, 4, 6, 8)  # two large scales to prune (36 and 64 tokens), cache scale 4x4
 DRAW = Draw(top_k=50, top_p=0.9)
-FAMILIES = ["var", "var-clip", "switti", "switti-ar"]
+FAMILIES = ["var", "var-clip", "switti", "switti-ar", "infinity"]
 
 
 def family(name):
-    """(model, conditioning of 3 images) of a family."""
+    """(model, conditioning of 3 images) of a family (Infinity: the 0.06M schedule, 12x12 and 16x16 pruned)."""
     if name == "var":
         return tiny_model(patch_nums=PN), [1, 2, 3]
     if name == "var-clip":
         return tiny_var_clip(patch_nums=PN), text_vectors(3)
+    if name == "infinity":
+        g = torch.Generator().manual_seed(3)
+        return tiny_infinity(), InfinityText(tuple(torch.randn(n, 256, generator=g) for n in (4, 6, 9)))
     return tiny_switti(patch_nums=PN, autoregressive=name == "switti-ar"), random_text(3)
 
 
@@ -173,6 +178,19 @@ def test_every_guider_runs_under_pruning_and_sees_full_size_logits(name, guider)
     sample(PrunedModel(model, PRESETS["fastvar"]), recorder, Generation(cond, seed=2, draw=DRAW))
     assert [r.shape[1] for r in recorder.logits] == [p * p for p in PN]
     assert torch.isfinite(out.images).all() and [t.shape[-1] for t in out.tokens] == list(PN)
+
+
+@pytest.mark.parametrize("guider", GUIDERS)
+def test_every_guider_runs_on_infinity_under_pruning(guider):
+    """Infinity's blocks prune their three branches (self-attention, text cross-attention, FFN); the head still
+    gives every position's bit logits."""
+    model, cond = family("infinity")
+    recorder = LogitRecorder()
+    pruned = PrunedModel(model, PRESETS["fastvar"])
+    out = sample(pruned, GUIDERS[guider], Generation(cond, seed=2, draw=DRAW))
+    sample(pruned, recorder, Generation(cond, seed=2, draw=DRAW))
+    assert [r.shape[1] for r in recorder.logits] == [h * w for h, w in model.config.scales]
+    assert torch.isfinite(out.images).all() and out.tokens[-1].shape == (3, 16, 16, 8)
 
 
 def test_softcfg_weights_follow_the_cached_positions():
