@@ -2,6 +2,10 @@
 
     python tools/bench_pruning.py [--device cpu|cuda] [--depth 2] [--repeat 3] [--samples 1000] [--skip-quality]
                                   [--schedules var-256,switti-512,switti-1024] [--out FILE.jsonl]
+                                  [--policies exact,fastvar] [--skip-cost]
+
+One policy per process (`--policies fastvar --skip-cost --skip-quality`) makes a whole-process command to time
+from outside, pair by pair against `--policies exact`.
 
 Speed: for each schedule (VAR d16 and d30 at 256 px, Switti 512 and 1024 px; random weights of the official
 width, `--depth` blocks: pruning changes what each block costs, so a few blocks show the ratio of the blocks'
@@ -66,12 +70,12 @@ def conditioning(model, batch, device, dtype):
     return torch.arange(batch) % model.config.num_classes
 
 
-def time_policies(model, guider, cond, batch, repeat, device) -> dict:
+def time_policies(model, guider, cond, batch, repeat, device, policies=POLICIES) -> dict:
     """Seconds per image of every policy (median of `repeat` rounds, the policies in turn within each round, so a
     machine whose speed drifts slows all alike), peak memory, and the speed-up: the median of the per-round ratios
     exact / policy."""
     generation = Generation(cond, seed=0, batch_size=batch, draw=Draw(top_k=900, top_p=0.95))
-    models = {name: with_pruning(model, policy) for name, policy in POLICIES.items()}
+    models = {name: with_pruning(model, policy) for name, policy in policies.items()}
     times, peaks = {name: [] for name in models}, {}
     for name, m in models.items():  # warm-up, and the peak memory of one run
         peak = PeakMemory(device)
@@ -87,10 +91,14 @@ def time_policies(model, guider, cond, batch, repeat, device) -> dict:
             times[name].append(time.perf_counter() - t0)
     median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
     return {name: {"s_per_image": median(times[name]) / batch, "peak_gib": peaks[name][0], "peak_kind": peaks[name][1],
-                   "speedup": round(median([e / t for e, t in zip(times["exact"], times[name])]), 3),
-                   "speedup_range": [round(min(e / t for e, t in zip(times["exact"], times[name])), 3),
-                                     round(max(e / t for e, t in zip(times["exact"], times[name])), 3)]}
+                   **(_speedups(times["exact"], times[name]) if "exact" in times else {})}
             for name in models}
+
+
+def _speedups(exact: list[float], timed: list[float]) -> dict:
+    ratios = [e / t for e, t in zip(exact, timed)]
+    return {"speedup": round(sorted(ratios)[len(ratios) // 2], 3),
+            "speedup_range": [round(min(ratios), 3), round(max(ratios), 3)]}
 
 
 class Counting:
@@ -125,12 +133,14 @@ def speed(args, device, dtype, emit):
     for name, depth in zip(args.schedules, depths):
         model = build(name, depth, device, dtype)
         cond = conditioning(model, args.batch, device, dtype)
-        timed = time_policies(model, demo_guider(model), cond, args.batch, args.repeat, device)
+        policies = {n: POLICIES[n] for n in args.policies}
+        timed = time_policies(model, demo_guider(model), cond, args.batch, args.repeat, device, policies)
         for policy_name, row in timed.items():
             emit({"kind": "speed", "schedule": name, "policy": policy_name, "depth": model.config.depth,
                   "width": model.config.width, "batch": args.batch, "device": str(device), **row})
-        emit({"kind": "guidance_cost", "schedule": name, "autoregressive": model.autoregressive,
-              **guidance_cost(model, conditioning(model, 1, device, dtype))})
+        if not args.skip_cost:
+            emit({"kind": "guidance_cost", "schedule": name, "autoregressive": model.autoregressive,
+                  **guidance_cost(model, conditioning(model, 1, device, dtype))})
         del model
 
 
@@ -165,8 +175,14 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--out")
+    ap.add_argument("--policies", default=",".join(POLICIES), help=f"comma-separated, of {', '.join(POLICIES)}")
+    ap.add_argument("--skip-cost", action="store_true", help="no guidance-cost count")
     args = ap.parse_args(argv)
     args.schedules = [s for s in args.schedules.split(",") if s]
+    args.policies = [p for p in args.policies.split(",") if p]
+    unknown = [p for p in args.policies if p not in POLICIES]
+    if unknown:
+        ap.error(f"--policies: unknown {unknown}, choose from {', '.join(POLICIES)}")
     device = torch.device(args.device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[
         args.dtype or ("bf16" if device.type == "cuda" else "fp32")]

@@ -245,6 +245,79 @@ def var_clip_igg(g):
                       save.id: SAVE_SIZE}}
 
 
+# Infinity (FoundationVision/Infinity): the released files under models/infinity, flan-t5-xl's Hugging Face download
+# folder under models/text_encoders (Load Infinity Text Encoder lists it as its index JSON)
+INFINITY_FILES = {"2B": ("infinity_2b_reg.pth", "infinity_vae_d32reg.pth"),
+                  "8B": ("infinity_8b_weights/model.safetensors.index.json", "infinity_vae_d56_f8_14_patchify.pth")}
+FLAN_T5_ENTRY = "flan-t5-xl/model.safetensors.index.json"
+INFINITY_PROMPT = "a lighthouse on a rocky coast at sunset, waves crashing, golden light, highly detailed photograph"
+INFINITY_TAU = {"2B": 0.5, "8B": 1.0}  # the official notebooks' tau (cfg 3 for both)
+# Where the frontend's missing-models dialog finds each file (the workflow's top-level "models" list)
+HF = "https://huggingface.co"
+INFINITY_DOWNLOADS = {
+    "infinity_2b_reg.pth": (f"{HF}/FoundationVision/Infinity/resolve/main/infinity_2b_reg.pth", "infinity"),
+    "infinity_vae_d32reg.pth": (f"{HF}/FoundationVision/Infinity/resolve/main/infinity_vae_d32reg.pth", "infinity"),
+    "infinity_vae_d56_f8_14_patchify.pth": (
+        f"{HF}/FoundationVision/Infinity/resolve/main/infinity_vae_d56_f8_14_patchify.pth", "infinity"),
+}
+
+
+def _infinity(g, variant="2B", guider=None, edit=None, prefix=None):
+    """Infinity text to image as its notebooks run it: cfg 3 (constant: Infinity's cfg_list), tau 0.5 for the 2B
+    (1.0 for the 8B) as the samplers' temperature, top_k 900, top_p 0.97, 1024 x 1024; flan-t5-xl through Load
+    Infinity Text Encoder."""
+    infinity, vae = INFINITY_FILES[variant]
+    clip = g.node("ScalewiseInfinityTextEncoderLoader", text_encoder_name=FLAN_T5_ENTRY, dtype="auto",
+                  device="default")
+    text = g.node("ScalewiseInfinityTextEncode", clip=clip.out(0), positive=INFINITY_PROMPT, negative="")
+    model = g.node("ScalewiseInfinityLoader", infinity_name=infinity, vae_name=vae, resolution="1024×1024 (1:1, 1M)",
+                   dtype="auto")
+    guide = guider if guider is not None else _cfg(g, 3.0, schedule="constant")
+    inputs = {} if edit is None else edit
+    sampler = g.node("ScalewiseSampler", model=model.out(0), conditioning=text.out(0), guider=guide.out(0), seed=0,
+                     batch_size=1, top_k=900, top_p=0.97, more_smooth=False, preview="every scale",
+                     smooth_start_scale=0, last_scale_temperature=1.0, temperature=INFINITY_TAU[variant], **inputs)
+    save = _save(g, sampler, prefix or f"scalewise/infinity_{variant.lower()}")
+    return clip, text, model, guide, sampler, save
+
+
+def infinity_2b(g):
+    """Infinity-2B text to image with the official notebook's settings."""
+    clip, text, model, cfg, sampler, save = _infinity(g, "2B")
+    return {"columns": [[clip.id], [model.id, text.id, cfg.id], [sampler.id], [save.id]],
+            "align": {clip.id: text.id},
+            "sizes": {clip.id: [360, 0], text.id: [420, 220], model.id: [420, 0], cfg.id: [420, 0],
+                      save.id: SAVE_SIZE},
+            "titles": {cfg.id: "Scale-wise CFG Guider (Infinity: cfg 3 = its own 3)"}}
+
+
+def infinity_8b(g):
+    """Infinity-8B (its sharded download folder and the patchify VAE) with its notebook's settings (tau 1)."""
+    clip, text, model, cfg, sampler, save = _infinity(g, "8B")
+    return {"columns": [[clip.id], [model.id, text.id, cfg.id], [sampler.id], [save.id]],
+            "align": {clip.id: text.id},
+            "sizes": {clip.id: [360, 0], text.id: [420, 220], model.id: [460, 0], cfg.id: [420, 0],
+                      save.id: SAVE_SIZE}}
+
+
+def infinity_inpaint_igg(g):
+    """Infinity-2B in-painting of ComfyUI's example.png with IGG 1 over CFG 3: the prompt describes the region."""
+    load = g.node("LoadImage", image="example.png")
+    empty = g.node("SolidMask", value=0.0, width=768, height=768)
+    box = g.node("SolidMask", value=1.0, width=384, height=384)
+    mask = g.node("MaskComposite", destination=empty.out(0), source=box.out(0), x=192, y=192, operation="add")
+    cfg = _cfg(g, 3.0, schedule="constant")
+    igg = _igg(g, 1.0, base=cfg)
+    clip, text, model, _, sampler, save = _infinity(
+        g, "2B", guider=igg, edit={"image": load.out(0), "mask": mask.out(0), "denoise": 1.0, "fit": "crop",
+                                   "mask_rule": "official"}, prefix="scalewise/infinity_inpaint")
+    return {"columns": [[load.id, clip.id], [empty.id, box.id, mask.id], [model.id, text.id, cfg.id, igg.id],
+                        [sampler.id], [save.id]],
+            "align": {sampler.id: model.id, save.id: model.id, empty.id: load.id, model.id: load.id},
+            "sizes": {load.id: [320, 360], clip.id: [360, 0], text.id: [420, 200], model.id: [420, 0],
+                      save.id: SAVE_SIZE}}
+
+
 def switti_512(g):
     """The official notebook settings for the 512 px Switti."""
     return _switti(g, 512, start_scale=2, end_scale=8)
@@ -262,6 +335,8 @@ TITLES = {"start_here_tiny_shapes": "Start here (tiny shapes model, no download)
           "var_ssg": "VAR with SSG", "var_ssg_over_igg": "VAR with SSG over IGG",
           "var_cfg_vs_igg_heatmap": "VAR, CFG vs IGG heat maps",
           "var_clip_igg": "VAR-CLIP with IGG",
+          "infinity_2b": "Infinity 2B, text to image", "infinity_8b": "Infinity 8B, text to image",
+          "infinity_inpaint_igg": "Infinity inpainting with IGG",
           "switti_512": "Switti 512 (text to image)", "switti_1024": "Switti 1024 (text to image)",
           "compare_guiders_tiny_shapes": "Tiny shapes, compare guiders",
           "guidance_sweep_tiny_shapes": "Tiny shapes, guidance sweep",
@@ -529,7 +604,7 @@ EDIT_EXAMPLES = (edit_inpaint_tiny_shapes, edit_outpaint_tiny_shapes, edit_class
 EXAMPLES = {TITLES[f.__name__]: f for f in (start_here_tiny_shapes, compare_guiders_tiny_shapes,
                                             guidance_sweep_tiny_shapes, guidance_sweep_scenes, var_cfg, var_igg,
                                             var_softcfg, var_ssg, var_ssg_over_igg, var_cfg_vs_igg_heatmap, var_clip_igg, switti_512,
-                                            switti_1024,
+                                            switti_1024, infinity_2b, infinity_8b, infinity_inpaint_igg,
                                             *EDIT_EXAMPLES)}
 
 
@@ -775,6 +850,14 @@ def add_notes(page, layout: dict, notes: dict) -> dict:
             "sizes": {sub(k): v for k, v in {**sizes, **layout.get("sizes", {})}.items()}}
 
 
+def model_downloads(prompt: dict) -> list[dict]:
+    """The official download of every file the workflow's loaders name that has one file to download
+    (INFINITY_DOWNLOADS): [{"name", "url", "directory"}], the format of ComfyUI workflows' "models" list."""
+    used = {v for node in prompt.values() for v in node["inputs"].values() if isinstance(v, str)}
+    return [{"name": name, "url": url, "directory": folder}
+            for name, (url, folder) in INFINITY_DOWNLOADS.items() if name in used]
+
+
 def generate(page, name: str, client, object_info: dict, run: bool, log) -> None:
     prompt, layout = build(name, lambda: client.graph_builder(prefix=""), object_info, log)
     API_DIR.mkdir(parents=True, exist_ok=True)
@@ -796,6 +879,9 @@ def generate(page, name: str, client, object_info: dict, run: bool, log) -> None
     ui_json = page.evaluate(JS_SERIALIZE)          # a string: written unchanged (the frontend validates it on load)
     wf = json.loads(ui_json)
     assert len(wf["nodes"]) == len(prompt) + len(notes)
+    downloads = model_downloads(prompt)
+    if downloads:  # the frontend's missing-models dialog reads the workflow's top-level "models" list
+        ui_json = json.dumps({**wf, "models": downloads}, separators=(",", ":"), ensure_ascii=False)
     (EXAMPLES_DIR / f"{name}.json").write_text(ui_json)
 
     if run:

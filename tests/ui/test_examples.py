@@ -30,7 +30,8 @@ EXAMPLES = sorted(set(EXPECTED) | set(FOUND))     # a missing expected file fail
 NODE_IDS = ["ScalewiseVARLoader", "ScalewiseImageNetClass", "ScalewiseCFGGuider", "ScalewiseIGGGuider",
             "ScalewiseSoftCFGGuider", "ScalewiseSSGGuider", "ScalewiseSampler", "ScalewiseGuidanceHeatmap",
             "ScalewiseSwittiLoader", "ScalewiseSwittiTextEncode", "ScalewiseCompareGuiders", "ScalewiseGuidanceSweep",
-            "ScalewiseVARCLIPTextEncode", "ScalewiseTokenPruning"]
+            "ScalewiseVARCLIPTextEncode", "ScalewiseTokenPruning", "ScalewiseInfinityLoader",
+            "ScalewiseInfinityTextEncoderLoader", "ScalewiseInfinityTextEncode"]
 EXTENSION = "scalewise.guidance.heatmap"
 # Words that mark a console/page error as ours (the frontend always logs some unrelated 404s).
 OUR_WORDS = ("scalewise", EXTENSION, "comfyui-scalewise-guidance", "guidance heatmap")
@@ -46,6 +47,8 @@ OFFICIAL_FILES = {
     "ScalewiseSwittiLoader": ({"Switti/model.safetensors", "Switti-AR/model.safetensors",
                                "Switti-1024/model.safetensors", "Switti-1024-AR/model.safetensors"},
                               "VQVAE-Switti/model.safetensors"),
+    "ScalewiseInfinityLoader": ({"infinity_2b_reg.pth", "infinity_8b_weights/model.safetensors.index.json"},
+                                {"infinity_vae_d32reg.pth", "infinity_vae_d56_f8_14_patchify.pth"}),
 }
 
 JS_LOAD = """async (wf) => { await app.loadGraphData(wf); return app.graph._nodes.length; }"""
@@ -113,7 +116,13 @@ def test_example_files_complete(comfy):
                 assert n["widgets_values"][:2] == [SCENES_NAME, SCENES_NAME], (name, n["widgets_values"])
                 continue
             models, vae = OFFICIAL_FILES[n["type"]]
-            assert n["widgets_values"][0] in models and n["widgets_values"][1] == vae, (name, n["widgets_values"])
+            vaes = {vae} if isinstance(vae, str) else vae
+            assert n["widgets_values"][0] in models and n["widgets_values"][1] in vaes, (name, n["widgets_values"])
+        for entry in wf.get("models", []):  # the missing-models dialog's downloads: official files only
+            assert entry["url"].startswith("https://huggingface.co/FoundationVision/") and \
+                entry["url"].endswith("/" + entry["name"]) and entry["directory"] == "infinity", (name, entry)
+        if name.startswith("Infinity"):
+            assert {"infinity_2b_reg.pth", "infinity_vae_d32reg.pth"} & {m["name"] for m in wf.get("models", [])}, name
     listed = comfy.get_json("/workflow_templates")
     assert sorted(listed.get(comfy.pack_folder, [])) == FOUND, listed
     for name in FOUND:  # served under the URL the frontend builds from the name (fetch percent-encodes it)
