@@ -250,7 +250,7 @@ def var_clip_igg(g):
 INFINITY_FILES = {"2B": ("infinity_2b_reg.pth", "infinity_vae_d32reg.pth"),
                   "8B": ("infinity_8b_weights/model.safetensors.index.json", "infinity_vae_d56_f8_14_patchify.pth")}
 FLAN_T5_ENTRY = "flan-t5-xl/model.safetensors.index.json"
-INFINITY_PROMPT = "a lighthouse on a rocky coast at sunset, waves crashing, golden light, highly detailed photograph"
+INFINITY_PROMPT = "a lighthouse on a rocky coast at sunset"  # short: the stand-in model holds 16 tokens
 INFINITY_TAU = {"2B": 0.5, "8B": 1.0}  # the official notebooks' tau (cfg 3 for both)
 # Where the frontend's missing-models dialog finds each file (the workflow's top-level "models" list)
 HF = "https://huggingface.co"
