@@ -335,8 +335,9 @@ TITLES = {"start_here_tiny_shapes": "Start here (tiny shapes model, no download)
           "var_ssg": "VAR with SSG", "var_ssg_over_igg": "VAR with SSG over IGG",
           "var_cfg_vs_igg_heatmap": "VAR, CFG vs IGG heat maps",
           "var_clip_igg": "VAR-CLIP with IGG",
-          "infinity_2b": "Infinity 2B, text to image", "infinity_8b": "Infinity 8B, text to image",
-          "infinity_inpaint_igg": "Infinity inpainting with IGG",
+          # "Text ...": the Templates browser's alphabetical order keeps "Start here" first
+          "infinity_2b": "Text to image with Infinity 2B", "infinity_8b": "Text to image with Infinity 8B",
+          "infinity_inpaint_igg": "Text inpainting with Infinity and IGG",
           "switti_512": "Switti 512 (text to image)", "switti_1024": "Switti 1024 (text to image)",
           "compare_guiders_tiny_shapes": "Tiny shapes, compare guiders",
           "guidance_sweep_tiny_shapes": "Tiny shapes, guidance sweep",

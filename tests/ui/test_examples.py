@@ -121,8 +121,9 @@ def test_example_files_complete(comfy):
         for entry in wf.get("models", []):  # the missing-models dialog's downloads: official files only
             assert entry["url"].startswith("https://huggingface.co/FoundationVision/") and \
                 entry["url"].endswith("/" + entry["name"]) and entry["directory"] == "infinity", (name, entry)
-        if name.startswith("Infinity"):
-            assert {"infinity_2b_reg.pth", "infinity_vae_d32reg.pth"} & {m["name"] for m in wf.get("models", [])}, name
+        if any(n["type"] == "ScalewiseInfinityLoader" for n in loaders):  # each downloadable file it names
+            assert {m["name"] for m in wf.get("models", [])} == {
+                w for n in loaders for w in n["widgets_values"][:2] if w.endswith(".pth")}, name
     listed = comfy.get_json("/workflow_templates")
     assert sorted(listed.get(comfy.pack_folder, [])) == FOUND, listed
     for name in FOUND:  # served under the URL the frontend builds from the name (fetch percent-encodes it)
