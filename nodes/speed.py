@@ -59,7 +59,8 @@ class TokenPruningNode(ScalewiseNode):
                 "setting; Switti 1024 has HART's schedule). fastvar-infinity: the 4th- and 3rd-last keep 0.6 and "
                 "0.5, the last two are skipped (FastVAR's Infinity setting). Off = do not use this node."),
             inputs=[
-                ModelType.Input("model"),
+                ModelType.Input("model", tooltip="The model to sample faster (from a loader); the loader's own "
+                                                 "output stays exact."),
                 io.Combo.Input("preset", options=[*PRESETS, CUSTOM], default="fastvar",
                                tooltip="fastvar: keep 0.5, 0.25 of the last two scales. fastvar-infinity: keep "
                                        "0.6, 0.5 of the 4th- and 3rd-last, skip the last two. custom: keep_ratios "

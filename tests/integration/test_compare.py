@@ -258,8 +258,8 @@ def _edited(g, node_id, with_mask=True, **inputs):
 def test_inputs_keep_their_order_and_editing_comes_last(pack_loaded):
     info = pack_loaded.object_info()
     assert info["ScalewiseCompareGuiders"]["input_order"]["optional"] == [
-        "guider_1", "guider_2", "guider_3", "guider_4", "image", "mask"]
-    assert info["ScalewiseGuidanceSweep"]["input_order"]["optional"] == ["mask", "image"]
+        "guider_1", "guider_2", "guider_3", "guider_4", "image", "mask", "temperature"]  # inputs added later: last
+    assert info["ScalewiseGuidanceSweep"]["input_order"]["optional"] == ["mask", "image", "temperature"]
 
 
 def test_an_edit_in_compare_equals_the_samplers_edit(pack_loaded):

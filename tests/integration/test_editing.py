@@ -68,7 +68,8 @@ def run_error(comfy, prompt) -> str:
 def test_sampler_inputs_keep_their_order(pack_loaded):
     """Saved workflows store widget values by position: the editing inputs are optional and come last."""
     order = pack_loaded.object_info("ScalewiseSampler")["ScalewiseSampler"]["input_order"]
-    assert order["optional"] == ["guider", "image", "mask", "denoise", "fit", "mask_rule", "batch_index"]
+    assert order["optional"] == ["guider", "image", "mask", "denoise", "fit", "mask_rule", "batch_index",
+                                 "temperature"]  # an input added later goes last
 
 
 def test_the_pictures_are_in_the_input_folder(pack_loaded):
