@@ -618,9 +618,6 @@ class InfinityModel(ScalewiseModel):
         grid = nxt.transpose(1, 2).reshape(nxt.shape[0], -1, h2, w2)
         return F.pixel_unshuffle(grid, 2).flatten(2).transpose(1, 2)  # [B, h w, 4d]
 
-    def decode(self, canvas):
-        return self.vae.decode(canvas)
-
     def encode_image(self, image):
         maps = self.vae.encode_bits(image, self.vae_scales)
         if self.patchify:  # [B, 2h, 2w, d] -> [B, h, w, 4d]

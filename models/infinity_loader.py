@@ -15,6 +15,7 @@ Layout: official FoundationVision/Infinity infinity/models/infinity.py and bsq_v
 models/infinity.py, models/bsq_vae.py)."""
 from __future__ import annotations
 
+import os
 import re
 
 import torch
@@ -169,7 +170,7 @@ def read_bsq_vae_state_dict(path, dtype: torch.dtype | None = None, *, mmap: boo
 def load_bsq_vae(path, *, device="cpu", dtype=torch.float32, mmap: bool = True) -> BSQVAE:
     """A BSQ VAE from `path` (see `read_bsq_vae_state_dict`). The lfq mask buffers are constants 2^(d-1..0): one or
     both may be absent (the official loader then keeps its own), those present must hold that value. Raises
-    CheckpointError naming `path` as `load_infinity_transformer`."""
+    CheckpointError naming `path` as `load_infinity_transformer`. The VAE's `source_name` is the file's name."""
     sd = read_bsq_vae_state_dict(path, dtype, mmap=mmap)
     cfg = infer_bsq_vae_config(sd)
     expected = 2 ** torch.arange(cfg.bits - 1, -1, -1)
@@ -180,7 +181,9 @@ def load_bsq_vae(path, *, device="cpu", dtype=torch.float32, mmap: bool = True) 
     with torch.device("meta"):
         model = BSQVAE(cfg)
     check_keys(path, model, sd)
-    return materialise(model, sd, device, dtype)
+    vae = materialise(model, sd, device, dtype)
+    vae.source_name = os.path.basename(os.fspath(path))  # named when its decoder gives NaN/inf (models/base.py)
+    return vae
 
 
 def pair_check(transformer_path, vae_path, transformer_bits: int, vae: BSQVAEConfig) -> None:
