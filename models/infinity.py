@@ -267,10 +267,11 @@ class Block(nn.Module):
 
         def attention(y, idx):
             h = F.layer_norm(y.float(), (C,), None, None, self.eps).mul(s1.add(1)).add_(b1)
+            # under pruning SoftCFG's weights follow what the cache holds, also on an unpruned scale after a pruned one
+            weights = value_weights if prune is None else prune.value_weights(layer, value_weights, idx)
             if idx is None:
-                return self.sa(h, cos, sin, cache, mask, value_weights).mul_(g1)
-            weights = prune.value_weights(layer, value_weights, idx)  # the kept positions' rotations, per row
-            return self.sa(h, cos[idx][:, None], sin[idx][:, None], cache, mask, weights).mul_(g1)
+                return self.sa(h, cos, sin, cache, mask, weights).mul_(g1)
+            return self.sa(h, cos[idx][:, None], sin[idx][:, None], cache, mask, weights).mul_(g1)  # kept rotations
 
         def cross(y, idx):
             h = F.layer_norm(y.float(), (C,), norm.weight.float(), norm.bias.float(), norm.eps)
