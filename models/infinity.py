@@ -460,6 +460,16 @@ class InfinityText:
     features: tuple[torch.Tensor, ...]
     negative: tuple[torch.Tensor, ...] | None = None
 
+    def __post_init__(self):
+        """Lists (or any sequence) of tensors are stored as tuples."""
+        for name in ("features", "negative"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                if isinstance(value, torch.Tensor) or not hasattr(value, "__len__"):
+                    raise TypeError(f"InfinityText.{name} must be a tuple or list of text feature tensors, one per "
+                                    f"prompt, got {type(value).__name__}")
+                object.__setattr__(self, name, tuple(value))
+
 
 class InfinityState(ScaleState):
     """Per-run state of `InfinityModel`: the text rows (cond first, then uncond) and one KV cache per block."""
@@ -542,6 +552,16 @@ class InfinityModel(ScalewiseModel):
         return True
 
     def prepare_condition(self, conditioning, batch_size, first: int = 0):
+        """See `ScalewiseModel.prepare_condition`. Raises TypeError for another conditioning, ValueError for text
+        features of the wrong shape or holding NaN/inf (the prompt or negative prompt named), a negative-prompt
+        count that is neither 1 nor one per prompt, or a batch_size that is not an integer >= 1."""
+        if batch_size is not None:
+            if isinstance(batch_size, bool) or not isinstance(batch_size, (int, float)) or \
+                    int(batch_size) != batch_size:
+                raise ValueError(f"batch_size must be an integer, got {batch_size!r}")
+            if batch_size < 1:
+                raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            batch_size = int(batch_size)
         if not isinstance(conditioning, InfinityText):
             raise TypeError(f"conditioning: Infinity takes the prompts of an Infinity Text Encode node, got "
                             f"{type(conditioning).__name__}")
@@ -549,9 +569,18 @@ class InfinityModel(ScalewiseModel):
         if not feats:
             raise ValueError("conditioning: no prompt")
         Ct5, maxlen = self.config.text_channels, self.config.text_maxlen
-        for f in feats + (conditioning.negative or ()):
+        named = [(f"prompt {i + 1}", f) for i, f in enumerate(feats)]
+        named += [(f"negative prompt {i + 1}", f) for i, f in enumerate(conditioning.negative or ())]
+        for name, f in named:
+            if not isinstance(f, torch.Tensor) or not f.is_floating_point():
+                raise ValueError(f"conditioning: {name}'s text features must be a float tensor, got "
+                                 f"{getattr(f, 'dtype', type(f).__name__)}")
             if f.ndim != 2 or f.shape[1] != Ct5 or not 1 <= f.shape[0] <= maxlen:
-                raise ValueError(f"conditioning: text features must be [1..{maxlen}, {Ct5}], got {tuple(f.shape)}")
+                raise ValueError(f"conditioning: text features must be [1..{maxlen}, {Ct5}], got {tuple(f.shape)} "
+                                 f"({name})")
+            if not bool(torch.isfinite(f).all()):
+                raise ValueError(f"conditioning: {name}'s text features hold NaN/inf (the text encoder overflowed? "
+                                 "encode the prompt in fp32 or bf16)")
         n = len(feats) if batch_size is None else batch_size
         pick = [(first + i) % len(feats) for i in range(n)]
         neg = conditioning.negative
