@@ -263,3 +263,27 @@ def test_softcfg_on_an_unpruned_scale_after_a_pruned_one(name):
     expected = list(range(run.offsets[k - 1])) + [run.offsets[k - 1], run.offsets[k - 1] + 2] + \
         list(range(run.offsets[k], n))
     assert got[0].tolist() == expected
+
+
+@pytest.mark.parametrize("kwargs,fragment", [
+    (dict(skip_last=True), "skip_last must be a whole number >= 0 .*got True"),
+    (dict(skip_last=float("nan")), "skip_last must be a whole number >= 0 .*got nan"),
+    (dict(skip_last="0.5"), "skip_last must be a whole number >= 0 .*got '0.5'"),
+    (dict(skip_last=1.5), "skip_last must be a whole number >= 0 .*got 1.5"),
+    (dict(keep=("0.5",)), r"keep ratio '0.5' is not a number in \(0, 1\]"),
+    (dict(keep=0.5), r"keep must be a sequence of ratios in \(0, 1\], got 0.5"),
+    (dict(keep=(True,)), r"keep ratio True is not a number"),
+])
+def test_malformed_policies_are_named(kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        TokenPruning(**kwargs)
+
+
+def test_with_pruning_takes_a_preset_name_and_names_the_presets_otherwise():
+    model = tiny_model(patch_nums=PN)
+    pruned = with_pruning(model, "fastvar")
+    assert isinstance(pruned, PrunedModel) and pruned.policy == PRESETS["fastvar"]
+    with pytest.raises(ValueError, match="no preset named 'fast'; the presets are 'fastvar', 'fastvar-infinity'"):
+        with_pruning(model, "fast")
+    with pytest.raises(TypeError, match="must be a TokenPruning, a preset name or None, got float"):
+        with_pruning(model, 0.5)
