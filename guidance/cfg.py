@@ -29,7 +29,8 @@ class CFG(Guider):
     Logits l_c, l_u, l: float32 [B, n_k, V]. The window is `start_scale` <= k < `end_scale` (0 = to the last scale,
     negative indices count from the end; see schedules.ScaleWindow). Raises ValueError for a non-finite `cfg` or
     custom cfg, or one outside [-1, 100], `power` outside [0.01, 100], or an unknown `schedule`; `with_strength`
-    refuses the custom schedule.
+    refuses the custom schedule; `validate` (when sampling starts, K known) refuses a custom schedule with more
+    custom_cfgs than the model's K scales (they would be cut silently).
     """
 
     cfg: float = 1.5
@@ -55,6 +56,14 @@ class CFG(Guider):
         if self.schedule == "custom":
             return "CFG custom " + ",".join(f"{c:g}" for c in self.custom_cfgs) + window
         return f"CFG {self.cfg:g} {self.schedule}" + window
+
+    def validate(self, info: RunInfo, stack) -> None:
+        """ValueError when the custom schedule gives more cfgs than the model has scales (K = len(patch_nums))."""
+        K = len(info.patch_nums)
+        if self.schedule == "custom" and len(self.custom_cfgs) > K:
+            raise ValueError(f"custom_cfgs has {len(self.custom_cfgs)} values but this {info.family} model has {K} "
+                             f"scales: give at most {K} (one per scale, coarse to fine; scales past the end are "
+                             "unguided)")
 
     def with_strength(self, value: float) -> "CFG":
         if self.schedule == "custom":

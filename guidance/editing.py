@@ -288,11 +288,16 @@ class EditPlan:
         return idx, h
 
 
-def _batched(x: torch.Tensor, batch: int, name: str) -> torch.Tensor:
-    if x.shape[0] not in (1, batch):
-        raise ValueError(f"{name} batch {x.shape[0]} does not match the batch of {batch} images: "
-                         f"give 1 (used for every image) or {batch}")
-    return x.expand(batch, *x.shape[1:])
+def _check_batches(batch: int, image: torch.Tensor, mask: torch.Tensor | None) -> None:
+    """ValueError unless the image batch and the mask batch are each 1 or `batch`; the message gives both sizes."""
+    sizes = [("image", image.shape[0])] + ([] if mask is None else [("mask", mask.shape[0])])
+    wrong = [(name, size) for name, size in sizes if size not in (1, batch)]
+    if wrong:
+        named = " and ".join(f"{name} batch {size}" for name, size in wrong)
+        others = [f"{name} batch {size}" for name, size in sizes if (name, size) not in wrong]
+        raise ValueError(f"{named} {'do' if len(wrong) > 1 else 'does'} not match the batch of {batch} images"
+                         f"{f' ({others[0]})' if others else ''}: give 1 (used for every image) or {batch} for "
+                         f"{'each' if mask is not None else 'the image'}")
 
 
 def fit_edit(model, edit, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -310,12 +315,10 @@ def fit_edit(model, edit, batch: int) -> tuple[torch.Tensor, torch.Tensor | None
     if tuple(image.shape[-2:]) != (size, size):
         raise ValueError(f"image is {image.shape[-1]}x{image.shape[-2]} px but this model makes {size}x{size}: "
                          "fit it first (fit_image: crop or pad)")
-    _batched(image, batch, "image")
-    if mask is not None:
-        if tuple(mask.shape[-2:]) != (size, size):
-            raise ValueError(f"mask is {mask.shape[-1]}x{mask.shape[-2]} px but the image is {size}x{size}: "
-                             "fit it first (fit_mask)")
-        _batched(mask, batch, "mask")
+    if mask is not None and tuple(mask.shape[-2:]) != (size, size):
+        raise ValueError(f"mask is {mask.shape[-1]}x{mask.shape[-2]} px but the image is {size}x{size}: "
+                         "fit it first (fit_mask)")
+    _check_batches(batch, image, mask)
     return image, mask
 
 

@@ -23,10 +23,14 @@ class Draw:
     off). more_smooth: Gumbel-softmax code mixtures from scale `smooth_start_scale` on, as `model.smoothing`
     declares (VAR: after the draw, on the filtered logits; Switti: instead of the draw, only while guided).
     last_scale_temperature: divides the logits of the scales after the guider's window (Switti's CFG-off scales),
-    in (0, 100]; None = off. temperature: tau, every scale's logits times 1 / tau before guidance, in (0, 100]
-    (official Infinity `autoregressive_infer_cfg`: head(x) .mul(1 / tau) then CFG; its published 0.5 or 1.0);
-    1 = off. Raises ValueError naming the field for top_k not an integer >= 0, top_p outside [0, 1], a temperature
-    outside (0, 100]."""
+    in [0.001, 100]; None = off. temperature: tau, every scale's logits times 1 / tau before guidance, in
+    [0.001, 100] (official Infinity `autoregressive_infer_cfg`: head(x) .mul(1 / tau) then CFG; its published 0.5 or
+    1.0); 1 = off. Both are real numbers (int or float, not bool or str). The lower bound keeps the logits finite:
+    1 / tau <= 1000, and float32 logits (|l| far below 1e30) times 1000 and the guiders' weights (<= 101) stay far
+    below float32's 3.4e38, while tau -> 0 (1 / tau = inf for tau below ~3e-39) gives inf and NaN; tau = 0.001 is
+    already a greedy draw for logits that differ by more than 0.02. The nodes' widgets start at 0.01. Raises
+    ValueError naming the field for top_k not an integer >= 0, top_p outside [0, 1], a temperature that is not a
+    real number in [0.001, 100]."""
 
     top_k: int = 0
     top_p: float = 0.0
@@ -37,11 +41,19 @@ class Draw:
 
     def __post_init__(self):
         check_sampling_args(self.top_k, self.top_p)
-        t = self.last_scale_temperature
-        if t is not None and not 0 < float(t) <= 100:
-            raise ValueError(f"last_scale_temperature must be in (0, 100] (or None = off), got {t}")
-        if not 0 < float(self.temperature) <= 100:
-            raise ValueError(f"temperature must be in (0, 100] (1 = off), got {self.temperature}")
+        if self.last_scale_temperature is not None:
+            _check_temperature("last_scale_temperature", self.last_scale_temperature, "None = off")
+        _check_temperature("temperature", self.temperature, "1 = off")
+
+
+MIN_TEMPERATURE = 0.001  # the lower bound of both temperatures: 1 / tau <= 1000 keeps float32 logits finite (`Draw`)
+
+
+def _check_temperature(name: str, value, off: str) -> None:
+    """ValueError naming `name` unless `value` is a real number (int or float, not bool) in [MIN_TEMPERATURE, 100]."""
+    real = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not real or not MIN_TEMPERATURE <= value <= 100:  # NaN fails the comparison
+        raise ValueError(f"{name} must be a number in [{MIN_TEMPERATURE:g}, 100] ({off}), got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -240,33 +240,34 @@ class ScalewiseModel(nn.Module):
 
     def decode(self, canvas: torch.Tensor) -> torch.Tensor:
         """Canvas [B, Cvae, h, w] -> images float32 [B, 3, 16h, 16w] in [0, 1] (the full canvas, or one downsampled
-        to a scale's side for a cheap preview), on the VQ-VAE decoder's device (the weights' unless
+        to a scale's side for a cheap preview), on the VAE decoder's device (the weights' unless
         `VQVAE.detach_image_side` moved it). Never NaN/inf: a half-precision decoder that overflows (fp16's
         largest value is 65504) decodes again in float32, with a RuntimeWarning; NonFiniteImageError names the
-        cause and the fix when even that cannot give a finite image. Official `VQVAE.fhat_to_img` (decoder output
-        clamped to [-1, 1]) followed by the samplers' `(x + 1) / 2`."""
-        images = self.vae.fhat_to_image(canvas)
+        cause and the fix (a damaged weight by name, with the VAE's file when its loader recorded it) when even
+        that cannot give a finite image. Official `VQVAE.fhat_to_img` (decoder output clamped to [-1, 1]) followed
+        by the samplers' `(x + 1) / 2`. The VAE (`VQVAE`, Infinity's `BSQVAE`) provides `fhat_to_image`,
+        `decoder_dtype`, `decoder_in_float32`, `non_finite_weight`, `latent_fault`, `label` and `source_name`."""
+        vae = self.vae
+        images = vae.fhat_to_image(canvas)
         if bool(torch.isfinite(images).all()):  # one host sync per decode (the image is read back anyway)
             return images
-        half = self.vae.post_quant_conv.weight.dtype
+        half = vae.decoder_dtype
         if not bool(torch.isfinite(canvas).all()):
-            raise NonFiniteImageError(
-                f"the latent f_hat holds NaN/inf before decoding: the VQ-VAE's quantiser convolutions overflowed in "
-                f"{str(self.vae.quantize.dtype).replace('torch.', '')} (or the model's weights are damaged); load the "
-                "model with dtype fp32, or bf16 on a GPU that supports it")
+            raise NonFiniteImageError(f"the latent f_hat holds NaN/inf before decoding: {vae.latent_fault()}")
         if half != torch.float32:
-            with self.vae.decoder_in_float32():
-                images = self.vae.fhat_to_image(canvas)
+            with vae.decoder_in_float32():
+                images = vae.fhat_to_image(canvas)
             if bool(torch.isfinite(images).all()):
-                warnings.warn(f"the VQ-VAE decoder overflowed in {str(half).replace('torch.', '')}: decoded again in "
-                              "float32 (load the model with dtype fp32 or bf16 to skip the second decode)",
+                warnings.warn(f"the {vae.label} decoder overflowed in {str(half).replace('torch.', '')}: decoded again "
+                              "in float32 (load the model with dtype fp32 or bf16 to skip the second decode)",
                               RuntimeWarning, stacklevel=2)
                 return images
-        bad = self.vae.non_finite_weight()
-        cause = (f"its weight {bad} holds NaN/inf: the VQ-VAE file is damaged, download it again" if bad else
-                 "the latent is out of the decoder's range: the transformer and the VQ-VAE may not belong "
-                 "together (pick the VQ-VAE trained with this transformer)")
-        raise NonFiniteImageError(f"the VQ-VAE decoder gives NaN/inf even in float32: {cause}")
+        bad = vae.non_finite_weight()
+        file = f" {vae.source_name!r}" if vae.source_name else ""
+        cause = (f"its weight {bad} holds NaN/inf: the {vae.label} file{file} is damaged, download it again" if bad
+                 else f"the latent is out of the decoder's range: the transformer and the {vae.label} may not belong "
+                      f"together (pick the {vae.label} trained with this transformer)")
+        raise NonFiniteImageError(f"the {vae.label} decoder gives NaN/inf even in float32: {cause}")
 
     def encode_image(self, image: torch.Tensor) -> list[torch.Tensor]:
         """Images float [B, 3, S, S] in [0, 1], S = `image_size` -> K token maps int64 [B, pn_k, pn_k], coarse to

@@ -9,6 +9,7 @@ public helpers take and return [0, 1]. Latents are float32 [B, d, h, w], d = the
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -243,7 +244,14 @@ class BitwiseQuantizer(nn.Module):
 
 class BSQVAE(nn.Module):
     """Encoder, decoder and quantiser in the official key layout: `encoder.*`, `decoder.*`, `quantizer.lfq.mask`
-    and its alias `quantize.lfq.mask` (the official module registers the quantiser under both names)."""
+    and its alias `quantize.lfq.mask` (the official module registers the quantiser under both names).
+
+    `label`, `source_name`, `decoder_dtype`, `fhat_to_image`, `decoder_in_float32`, `non_finite_weight` and
+    `latent_fault` are the hooks of `ScalewiseModel.decode`'s guard (as models/vqvae.py `VQVAE`'s; the BSQ VAE has
+    no post_quant_conv: the decoder alone is the image side)."""
+
+    label = "BSQ VAE"               # the VAE's kind, in messages
+    source_name: str | None = None  # its file, named in messages (models/infinity_loader.py `load_bsq_vae` sets it)
 
     def __init__(self, cfg: BSQVAEConfig):
         super().__init__()
@@ -259,6 +267,36 @@ class BSQVAE(nn.Module):
         dtype = self.decoder.conv_in.conv.weight.dtype
         x = self.decoder(latent.to(dtype)).float().clamp(-1, 1)
         return (x + 1) / 2
+
+    def fhat_to_image(self, latent: torch.Tensor) -> torch.Tensor:
+        """`decode` (NaN where a half-precision decoder overflowed: see ScalewiseModel.decode, which guards it)."""
+        return self.decode(latent)
+
+    @property
+    def decoder_dtype(self) -> torch.dtype:
+        """The decoder's precision."""
+        return self.decoder.conv_in.conv.weight.dtype
+
+    @contextlib.contextmanager
+    def decoder_in_float32(self):
+        """Runs the decoder in float32 inside the block, then restores its precision (exactly: every fp16/bf16
+        value is a float32 value). For re-decoding after a half-precision overflow."""
+        dtype = self.decoder_dtype
+        self.decoder.float()
+        try:
+            yield
+        finally:
+            self.decoder.to(dtype)
+
+    def non_finite_weight(self) -> str | None:
+        """Name of the first parameter holding NaN/inf (a damaged file), or None."""
+        return next((n for n, p in self.named_parameters() if not bool(torch.isfinite(p).all())), None)
+
+    def latent_fault(self) -> str:
+        """Why a latent holds NaN/inf before decoding (for `ScalewiseModel.decode`'s message): the sampler's
+        latent is a sum of codes +-1/sqrt(d), which cannot overflow, so it came from elsewhere."""
+        return ("the BSQ VAE's latent is a sum of bit codes +-1/sqrt(d) and cannot overflow: it was built outside "
+                "the sampler (decode a canvas of finite values)")
 
     def encode_bits(self, image: torch.Tensor, scales) -> list[torch.Tensor]:
         """Images float [B, 3, H, W] in [0, 1] -> K bit maps int64 [B, h_k, w_k, d] (see

@@ -139,7 +139,11 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 class SelfAttention(nn.Module):
     """Cosine self-attention (`sa.*`): qkv = x W^T + [q_bias, 0, v_bias]; q = normalize(q) exp(min(scale_mul, ln 100)),
     k = normalize(k) (eps 1e-12), then RoPE on q and k, softmax(q k^T) with scale 1, proj. With a cache, keys and
-    values of the earlier scales are prepended."""
+    values of the earlier scales are prepended.
+
+    Precision (official basic.py `SelfAttention.forward` under bf16 autocast): the input is cast to the weights'
+    dtype for qkv; the normalisation and RoPE of q and k run in float32, then q and k are cast back to the weights'
+    dtype for the cache and the attention (the official flash path's `q.to(v.dtype)`)."""
 
     def __init__(self, width, heads):
         super().__init__()
@@ -155,13 +159,16 @@ class SelfAttention(nn.Module):
         """x [B, n, C] -> [B, n, C]. cache: a [k, v] list (None entries at the first scale), extended in place.
         mask: additive float [n, n_keys] or None. value_weights: [B, n_keys] multipliers on the values or None."""
         B, n, C = x.shape
+        weight = self.mat_qkv.weight
         bias = torch.cat((self.q_bias, self.zero_k_bias, self.v_bias))
-        qkv = F.linear(x, self.mat_qkv.weight, bias).view(B, n, 3, self.heads, self.head_dim)
+        qkv = F.linear(x.to(weight.dtype), weight, bias).view(B, n, 3, self.heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        scale_mul = self.scale_mul_1H11.clamp_max(self.max_scale_mul).exp()
-        q = F.normalize(q, dim=-1, eps=1e-12).mul(scale_mul)
-        k = F.normalize(k, dim=-1, eps=1e-12)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        scale_mul = self.scale_mul_1H11.float().clamp_max(self.max_scale_mul).exp()
+        q = F.normalize(q.float(), dim=-1, eps=1e-12).mul(scale_mul)
+        k = F.normalize(k.float(), dim=-1, eps=1e-12)
+        q, k = apply_rope(q, cos, sin).to(v.dtype), apply_rope(k, cos, sin).to(v.dtype)
+        if mask is not None and mask.is_floating_point():
+            mask = mask.to(q.dtype)
         if cache is not None:
             if cache[0] is not None:
                 k, v = torch.cat((cache[0], k), dim=2), torch.cat((cache[1], v), dim=2)
@@ -201,13 +208,15 @@ class CrossAttention(nn.Module):
         self.proj = nn.Linear(width, width)
 
     def forward(self, x, text: torch.Tensor, segments):
-        """x [B, n, C] (None for the pool), text [N, kv_dim] (segments: B (start, end) rows) -> [B, n, C]."""
-        kv = F.linear(text, self.mat_kv.weight, torch.cat((self.zero_k_bias, self.v_bias)))
+        """x [B, n, C] (None for the pool), text [N, kv_dim] (segments: B (start, end) rows) -> [B, n, C] in the
+        weights' dtype (x and text are cast to it)."""
+        weight = self.mat_kv.weight
+        kv = F.linear(text.to(weight.dtype), weight, torch.cat((self.zero_k_bias, self.v_bias)))
         kv = kv.view(-1, 2, self.heads, self.head_dim)
         if self.pool:
             q = self.mat_q.to(kv.dtype).expand(len(segments), -1, -1)[:, None]  # [B, 1, H, c]
         else:
-            q = self.mat_q(x).view(x.shape[0], x.shape[1], self.heads, self.head_dim)
+            q = self.mat_q(x.to(weight.dtype)).view(x.shape[0], x.shape[1], self.heads, self.head_dim)
         return self.proj(segment_attention(q, kv, segments, 1.0 / math.sqrt(self.head_dim)))
 
 
@@ -225,13 +234,17 @@ class FFN(nn.Module):
         self.fc1, self.fc2 = nn.Linear(width, hidden), nn.Linear(hidden, width)
 
     def forward(self, x):
-        """[..., C] -> [..., C]."""
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+        """[..., C] -> [..., C] in the weights' dtype (x is cast to it)."""
+        return self.fc2(F.gelu(self.fc1(x.to(self.fc1.weight.dtype)), approximate="tanh"))
 
 
 class Block(nn.Module):
     """One `CrossAttnBlock` (fused path, shared AdaLN): (g1, g2, s1, s2, b1, b2) = ada_gss + gss;
-    x += g1 SA(LN(x)(1 + s1) + b1); x += CA(ca_norm(x)); x += g2 FFN(LN(x)(1 + s2) + b2); LN without affine."""
+    x += g1 SA(LN(x)(1 + s1) + b1); x += CA(ca_norm(x)); x += g2 FFN(LN(x)(1 + s2) + b2); LN without affine.
+
+    Precision as the official block under bf16 autocast (basic.py `CrossAttnBlock.forward`): the AdaLN parameters,
+    both LayerNorms, ca_norm (affine, weights cast up) and the residual stream are float32; each branch's layers
+    take their input in the weights' dtype (SelfAttention, CrossAttention, FFN cast it)."""
 
     def __init__(self, cfg: InfinityConfig):
         super().__init__()
@@ -248,18 +261,21 @@ class Block(nn.Module):
         """x [R, n, C], gss [R, 1, 6, C], text [N, C] with R segments, cos/sin [n, D/2] -> [R, n, C] (cache, mask,
         value_weights: see `SelfAttention.forward`). prune: a models/pruning.py PrunedScale (token pruning: each
         residual branch runs on the pivotal tokens only, `PrunedScale.branch`) or None; layer: this block's index."""
-        g1, g2, s1, s2, b1, b2 = (self.ada_gss + gss).unbind(2)
+        g1, g2, s1, s2, b1, b2 = (self.ada_gss.float() + gss.float()).unbind(2)
         C = x.shape[-1]
+        norm = self.ca_norm
 
         def attention(y, idx):
             h = F.layer_norm(y.float(), (C,), None, None, self.eps).mul(s1.add(1)).add_(b1)
+            # under pruning SoftCFG's weights follow what the cache holds, also on an unpruned scale after a pruned one
+            weights = value_weights if prune is None else prune.value_weights(layer, value_weights, idx)
             if idx is None:
-                return self.sa(h, cos, sin, cache, mask, value_weights).mul_(g1)
-            weights = prune.value_weights(layer, value_weights, idx)  # the kept positions' rotations, per row
-            return self.sa(h, cos[idx][:, None], sin[idx][:, None], cache, mask, weights).mul_(g1)
+                return self.sa(h, cos, sin, cache, mask, weights).mul_(g1)
+            return self.sa(h, cos[idx][:, None], sin[idx][:, None], cache, mask, weights).mul_(g1)  # kept rotations
 
         def cross(y, idx):
-            return self.ca(self.ca_norm(y), text, segments).float()
+            h = F.layer_norm(y.float(), (C,), norm.weight.float(), norm.bias.float(), norm.eps)
+            return self.ca(h, text, segments).float()
 
         def ffn(y, idx):
             h = F.layer_norm(y.float(), (C,), None, None, self.eps).mul(s2.add(1)).add_(b2)
@@ -286,8 +302,11 @@ class _SharedAdaLin(nn.Module):
         self.register_module("1", nn.Linear(C, 6 * C))
 
     def forward(self, cond):
+        """cond [R, C] -> gss float32 [R, 1, 6, C], computed in float32 with the weights cast up (official
+        `autoregressive_infer_cfg`: autocast off, `shared_ada_lin(cond_BD.float()).float()`)."""
         lin = getattr(self, "1")
-        return lin(F.silu(cond)).reshape(-1, 1, 6, lin.weight.shape[0] // 6)
+        out = F.linear(F.silu(cond.float()), lin.weight.float(), lin.bias.float())
+        return out.reshape(-1, 1, 6, lin.weight.shape[0] // 6)
 
 
 class _HeadNorm(nn.Module):
@@ -299,9 +318,12 @@ class _HeadNorm(nn.Module):
         self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(C, 2 * C))
 
     def forward(self, h, cond):
+        """h [R, n, C], cond [R, C] -> [R, n, C] float32 (official `get_logits`: autocast off, so in float32 with
+        the weights cast up)."""
         C = h.shape[-1]
-        scale, shift = self.ada_lin(cond).view(-1, 1, 2, C).unbind(2)
-        return F.layer_norm(h, (C,), None, None, self.eps).mul(scale.add(1)).add_(shift)
+        lin = self.ada_lin[1]
+        scale, shift = F.linear(F.silu(cond.float()), lin.weight.float(), lin.bias.float()).view(-1, 1, 2, C).unbind(2)
+        return F.layer_norm(h.float(), (C,), None, None, self.eps).mul(scale.add(1)).add_(shift)
 
 
 @dataclass
@@ -359,7 +381,8 @@ class InfinityTransformer(nn.Module):
     def text_rows(self, texts: list[torch.Tensor]) -> TextRows:
         """Text features of R rows (each [len_i, Ct5], only the valid tokens) -> their `TextRows`: kv = RMSNorm(kv)
         text_norm.weight (eps 1e-6, float32), cond = pool(kv), ca_kv = text_proj_for_ca(kv), gss =
-        shared_ada_lin(cond) (official `autoregressive_infer_cfg` before its scale loop)."""
+        shared_ada_lin(cond) (official `autoregressive_infer_cfg` before its scale loop). cond and gss are float32
+        (the official `.float()` on both), ca_kv is in the weights' dtype."""
         kv = torch.cat(texts).float()
         kv = kv * torch.rsqrt(kv.pow(2).mean(-1, keepdim=True).add_(self.config.eps)) * self.text_norm.weight.float()
         kv = kv.to(self.head.weight.dtype)
@@ -367,22 +390,23 @@ class InfinityTransformer(nn.Module):
         for t in texts:
             segments.append((start, start + t.shape[0]))
             start += t.shape[0]
-        cond = self.text_proj_for_sos.ca(None, kv, segments).squeeze(1)
-        return TextRows(cond, self.shared_ada_lin(cond.float()).float(), self.text_proj_for_ca(kv), segments)
+        cond = self.text_proj_for_sos.ca(None, kv, segments).squeeze(1).float()
+        return TextRows(cond, self.shared_ada_lin(cond), self.text_proj_for_ca(kv), segments)
 
     def logits(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Head in float32 (official `get_logits`): [R, n, C] -> [R, n, V]."""
         return F.linear(self.head_nm(h.float(), cond.float()), self.head.weight.float(), self.head.bias.float())
 
     def scale_input(self, k: int, rows: int, text: TextRows, latent: torch.Tensor | None) -> torch.Tensor:
-        """Scale k's input [rows, n_k, C]: sos + pos_start at k = 0, else word_embed(latent [B, n_k, d]) repeated to
-        `rows`; plus lvl_embed[k] (added once, before the first chunk)."""
+        """Scale k's input float32 [rows, n_k, C] (the residual stream is float32, as the official one under bf16
+        autocast): sos + pos_start at k = 0, else word_embed(latent [B, n_k, d]) repeated to `rows`; plus
+        lvl_embed[k] (added once, before the first chunk)."""
         if k == 0:
-            x = text.cond[:rows].unsqueeze(1) + self.pos_start
+            x = text.cond[:rows].unsqueeze(1) + self.pos_start.float()
         else:
-            x = self.word_embed(latent.to(self.word_embed.weight.dtype))
+            x = self.word_embed(latent.to(self.word_embed.weight.dtype)).float()
             x = x.repeat(rows // x.shape[0], 1, 1)
-        return x + self.lvl_embed.weight[k]
+        return x + self.lvl_embed.weight[k].float()
 
     def forward_scale(self, k, x, text: TextRows, caches, value_weights=None, prune=None):
         """Run all blocks on scale k's input x [R, n_k, C] with the KV caches (one [k, v] list per block); prune:
@@ -435,6 +459,16 @@ class InfinityText:
 
     features: tuple[torch.Tensor, ...]
     negative: tuple[torch.Tensor, ...] | None = None
+
+    def __post_init__(self):
+        """Lists (or any sequence) of tensors are stored as tuples."""
+        for name in ("features", "negative"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                if isinstance(value, torch.Tensor) or not hasattr(value, "__len__"):
+                    raise TypeError(f"InfinityText.{name} must be a tuple or list of text feature tensors, one per "
+                                    f"prompt, got {type(value).__name__}")
+                object.__setattr__(self, name, tuple(value))
 
 
 class InfinityState(ScaleState):
@@ -518,6 +552,16 @@ class InfinityModel(ScalewiseModel):
         return True
 
     def prepare_condition(self, conditioning, batch_size, first: int = 0):
+        """See `ScalewiseModel.prepare_condition`. Raises TypeError for another conditioning, ValueError for text
+        features of the wrong shape or holding NaN/inf (the prompt or negative prompt named), a negative-prompt
+        count that is neither 1 nor one per prompt, or a batch_size that is not an integer >= 1."""
+        if batch_size is not None:
+            if isinstance(batch_size, bool) or not isinstance(batch_size, (int, float)) or \
+                    int(batch_size) != batch_size:
+                raise ValueError(f"batch_size must be an integer, got {batch_size!r}")
+            if batch_size < 1:
+                raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            batch_size = int(batch_size)
         if not isinstance(conditioning, InfinityText):
             raise TypeError(f"conditioning: Infinity takes the prompts of an Infinity Text Encode node, got "
                             f"{type(conditioning).__name__}")
@@ -525,9 +569,18 @@ class InfinityModel(ScalewiseModel):
         if not feats:
             raise ValueError("conditioning: no prompt")
         Ct5, maxlen = self.config.text_channels, self.config.text_maxlen
-        for f in feats + (conditioning.negative or ()):
+        named = [(f"prompt {i + 1}", f) for i, f in enumerate(feats)]
+        named += [(f"negative prompt {i + 1}", f) for i, f in enumerate(conditioning.negative or ())]
+        for name, f in named:
+            if not isinstance(f, torch.Tensor) or not f.is_floating_point():
+                raise ValueError(f"conditioning: {name}'s text features must be a float tensor, got "
+                                 f"{getattr(f, 'dtype', type(f).__name__)}")
             if f.ndim != 2 or f.shape[1] != Ct5 or not 1 <= f.shape[0] <= maxlen:
-                raise ValueError(f"conditioning: text features must be [1..{maxlen}, {Ct5}], got {tuple(f.shape)}")
+                raise ValueError(f"conditioning: text features must be [1..{maxlen}, {Ct5}], got {tuple(f.shape)} "
+                                 f"({name})")
+            if not bool(torch.isfinite(f).all()):
+                raise ValueError(f"conditioning: {name}'s text features hold NaN/inf (the text encoder overflowed? "
+                                 "encode the prompt in fp32 or bf16)")
         n = len(feats) if batch_size is None else batch_size
         pick = [(first + i) % len(feats) for i in range(n)]
         neg = conditioning.negative
@@ -594,9 +647,6 @@ class InfinityModel(ScalewiseModel):
         h2, w2 = self.vae_scales[k + 1]
         grid = nxt.transpose(1, 2).reshape(nxt.shape[0], -1, h2, w2)
         return F.pixel_unshuffle(grid, 2).flatten(2).transpose(1, 2)  # [B, h w, 4d]
-
-    def decode(self, canvas):
-        return self.vae.decode(canvas)
 
     def encode_image(self, image):
         maps = self.vae.encode_bits(image, self.vae_scales)

@@ -15,6 +15,7 @@ Layout: official FoundationVision/Infinity infinity/models/infinity.py and bsq_v
 models/infinity.py, models/bsq_vae.py)."""
 from __future__ import annotations
 
+import os
 import re
 
 import torch
@@ -22,7 +23,7 @@ import torch
 from .bsq_vae import BSQVAE, BSQVAEConfig
 from .checkpoint import (DESCRIPTIONS, CheckpointError, check_keys, checkpoint_kind, is_sharded, materialise,
                          read_sharded_state_dict, read_state_dict)
-from .infinity import InfinityConfig, InfinityModel, InfinityTransformer, square_scales
+from .infinity import SQUARE_PN, InfinityConfig, InfinityModel, InfinityTransformer, square_scales
 
 _BLOCK = re.compile(r"^block_chunks\.(\d+)\.module\.(\d+)\.")
 _ZERO_BUFFERS = ("zero_k_bias",)
@@ -33,9 +34,19 @@ VAE_ENTRY = ("vae",)  # where the official BSQ VAE .pth holds its weights
 _MASKS = ("quantizer.lfq.mask", "quantize.lfq.mask")  # the official quantiser is registered under both names
 
 
+def check_pn(pn) -> None:
+    """Refuse a `pn` (the official pixel-count name of a schedule) that has no schedule: ValueError naming it and
+    the legal values."""
+    if not isinstance(pn, str) or pn not in SQUARE_PN:
+        raise ValueError(f"pn must be one of {', '.join(repr(p) for p in SQUARE_PN)} (the official schedules), got "
+                         f"{pn!r}")
+
+
 def infer_infinity_config(sd: dict, pn: str = "1M") -> InfinityConfig:
-    """InfinityConfig of an official state dict (1:1 schedule of `pn`). Raises CheckpointError (no path) when the
-    tensors do not describe an Infinity transformer in the block-chunk layout."""
+    """InfinityConfig of an official state dict (1:1 schedule of `pn`). Raises ValueError for an unknown `pn`
+    (`check_pn`), CheckpointError (no path) when the tensors do not describe an Infinity transformer in the
+    block-chunk layout (a missing key, a head.weight of the wrong shape named)."""
+    check_pn(pn)
     try:
         C = sd["pos_start"].shape[-1]
         chunks = {}
@@ -50,8 +61,11 @@ def infer_infinity_config(sd: dict, pn: str = "1M") -> InfinityConfig:
             raise KeyError("block_chunks.{c}.module.{j}: unequal chunks")
         b0 = "block_chunks.0.module.0."
         bits = sd["word_embed.weight"].shape[1]
-        if sd["head.weight"].shape[0] != 2 * bits:
-            raise KeyError(f"head.weight has {sd['head.weight'].shape[0]} rows, expected 2 x {bits} (bit labels)")
+        head = tuple(sd["head.weight"].shape)
+        if head != (2 * bits, C):
+            raise CheckpointError(f"head.weight is {list(head)}, expected [{2 * bits}, {C}] (2 logits per bit of the "
+                                  f"{bits}-bit tokens, width {C}: word_embed.weight is "
+                                  f"{list(sd['word_embed.weight'].shape)})")
         return InfinityConfig(
             width=C, depth=len(chunks) * per.pop(), heads=sd[b0 + "sa.scale_mul_1H11"].shape[1],
             block_chunks=len(chunks), ffn_hidden=sd[b0 + "ffn.fc1.weight"].shape[0],
@@ -110,14 +124,17 @@ def read_infinity_state_dict(path, dtype: torch.dtype | None = None, *, mmap: bo
 def load_infinity_transformer(path, *, pn: str = "1M", device="cpu", dtype=torch.float32,
                               mmap: bool = True) -> InfinityTransformer:
     """An Infinity transformer from `path` (see `read_infinity_state_dict`). Raises CheckpointError naming `path` for
-    a file that is not one, or whose keys or shapes differ from the inferred model (counts and first keys named)."""
+    a file that is not one, or whose keys or shapes differ from the inferred model (counts and first keys named);
+    ValueError for an unknown `pn` (`check_pn`)."""
+    check_pn(pn)
     sd = read_infinity_state_dict(path, dtype, mmap=mmap)
     return infinity_transformer_from(path, sd, pn=pn, device=device, dtype=dtype)
 
 
 def infinity_transformer_from(path, sd: dict, *, pn: str = "1M", device="cpu", dtype=torch.float32):
     """An InfinityTransformer from the tensors `sd` read from `path` (named in errors), checked as in
-    `load_infinity_transformer`."""
+    `load_infinity_transformer`; a tensor that is not floating point is refused by key and dtype."""
+    check_pn(pn)
     try:
         cfg = infer_infinity_config(sd, pn)
     except CheckpointError as e:
@@ -125,6 +142,10 @@ def infinity_transformer_from(path, sd: dict, *, pn: str = "1M", device="cpu", d
     with torch.device("meta"):
         model = InfinityTransformer(cfg)
     check_keys(path, model, sd)
+    for k, v in sd.items():
+        if not v.is_floating_point():
+            raise CheckpointError(f"{path}: {k} is {str(v.dtype).replace('torch.', '')}, expected a floating-point "
+                                  "tensor (float32, bf16 or fp16): the file is damaged or not Infinity weights")
     _check_zero_buffers(path, sd)
     return materialise(model, sd, device, dtype)
 
@@ -169,7 +190,7 @@ def read_bsq_vae_state_dict(path, dtype: torch.dtype | None = None, *, mmap: boo
 def load_bsq_vae(path, *, device="cpu", dtype=torch.float32, mmap: bool = True) -> BSQVAE:
     """A BSQ VAE from `path` (see `read_bsq_vae_state_dict`). The lfq mask buffers are constants 2^(d-1..0): one or
     both may be absent (the official loader then keeps its own), those present must hold that value. Raises
-    CheckpointError naming `path` as `load_infinity_transformer`."""
+    CheckpointError naming `path` as `load_infinity_transformer`. The VAE's `source_name` is the file's name."""
     sd = read_bsq_vae_state_dict(path, dtype, mmap=mmap)
     cfg = infer_bsq_vae_config(sd)
     expected = 2 ** torch.arange(cfg.bits - 1, -1, -1)
@@ -180,7 +201,9 @@ def load_bsq_vae(path, *, device="cpu", dtype=torch.float32, mmap: bool = True) 
     with torch.device("meta"):
         model = BSQVAE(cfg)
     check_keys(path, model, sd)
-    return materialise(model, sd, device, dtype)
+    vae = materialise(model, sd, device, dtype)
+    vae.source_name = os.path.basename(os.fspath(path))  # named when its decoder gives NaN/inf (models/base.py)
+    return vae
 
 
 def pair_check(transformer_path, vae_path, transformer_bits: int, vae: BSQVAEConfig) -> None:
@@ -198,8 +221,10 @@ def pair_check(transformer_path, vae_path, transformer_bits: int, vae: BSQVAECon
 
 def load_infinity(transformer_path, vae_path, *, pn: str = "1M", device="cpu", dtype=torch.float32,
                   mmap: bool = True) -> InfinityModel:
-    """Transformer + VAE as an `InfinityModel`. Raises CheckpointError (see the two loaders and `pair_check`:
-    a VAE that does not match the transformer is refused naming both files, before the transformer is built)."""
+    """Transformer + VAE as an `InfinityModel`. Raises ValueError for an unknown `pn` (`check_pn`, before any file
+    is read), CheckpointError (see the two loaders and `pair_check`: a VAE that does not match the transformer is
+    refused naming both files, before the transformer is built)."""
+    check_pn(pn)
     sd = read_infinity_state_dict(transformer_path, dtype, mmap=mmap)
     if "word_embed.weight" not in sd:
         raise CheckpointError(f"{transformer_path}: not an Infinity transformer state dict: missing 'word_embed.weight'")
@@ -209,6 +234,6 @@ def load_infinity(transformer_path, vae_path, *, pn: str = "1M", device="cpu", d
     return InfinityModel(t, vae)
 
 
-__all__ = ["infer_bsq_vae_config", "infer_infinity_config", "infinity_transformer_from",
+__all__ = ["check_pn", "infer_bsq_vae_config", "infer_infinity_config", "infinity_transformer_from",
            "load_bsq_vae", "load_infinity", "load_infinity_transformer", "pair_check", "read_bsq_vae_state_dict",
            "read_infinity_state_dict"]

@@ -52,18 +52,23 @@ class TokenPruning:
     keep: ratios in (0, 1] of the `len(keep)` scales before the skipped ones (e.g. (0.5, 0.25): the second-to-last
     scale keeps half of its tokens, the last a quarter); skip_last: the last n scales keep none (all restored from
     the cache). Ratio r keeps m = n - floor(n (1 - r)) of a scale's n tokens (FastVAR's `n - int(n * ratio)`), at
-    least 1. Raises ValueError for a ratio outside (0, 1] or a negative skip_last."""
+    least 1. Raises ValueError for a ratio that is not a number in (0, 1] (a keep that is not a sequence of
+    numbers included) or a skip_last that is not an integer >= 0 (bool, NaN and strings refused)."""
 
     keep: tuple[float, ...] = ()
     skip_last: int = 0
 
     def __post_init__(self):
-        object.__setattr__(self, "keep", tuple(float(r) for r in self.keep))
+        if isinstance(self.keep, (str, bytes)) or not hasattr(self.keep, "__iter__"):
+            raise ValueError(f"keep must be a sequence of ratios in (0, 1], got {self.keep!r}")
         for r in self.keep:
-            if not (math.isfinite(r) and 0.0 < r <= 1.0):
-                raise ValueError(f"keep ratio {r} is not in (0, 1] (1 = no pruning; skip a scale with skip_last)")
-        if int(self.skip_last) != self.skip_last or self.skip_last < 0:
-            raise ValueError(f"skip_last must be a whole number >= 0, got {self.skip_last}")
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not (math.isfinite(r) and 0.0 < r <= 1.0):
+                raise ValueError(f"keep ratio {r!r} is not a number in (0, 1] (1 = no pruning; skip a scale with "
+                                 "skip_last)")
+        object.__setattr__(self, "keep", tuple(float(r) for r in self.keep))
+        n = self.skip_last
+        if isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n) or int(n) != n or n < 0:
+            raise ValueError(f"skip_last must be a whole number >= 0 (the last scales to skip), got {n!r}")
 
     def ratios(self, num_scales: int) -> tuple[float, ...]:
         """Keep ratio of every scale (1.0 = exact, 0.0 = skipped). Raises ValueError when the policy leaves no
@@ -242,7 +247,17 @@ class PrunedModel:
 
 
 def with_pruning(model, policy: TokenPruning | None):
-    """`model` driven with `policy` (a `PrunedModel`), or the model itself for None or a policy naming no scale."""
+    """`model` driven with `policy` (a `PrunedModel`), or the model itself for None or a policy naming no scale.
+    `policy` may be a `TokenPruning` or the name of a preset (`PRESETS`); TypeError for anything else, ValueError for
+    an unknown preset name (the presets named)."""
+    if isinstance(policy, str):
+        if policy not in PRESETS:
+            raise ValueError(f"token pruning: no preset named {policy!r}; the presets are "
+                             f"{', '.join(repr(p) for p in PRESETS)} (or pass a TokenPruning)")
+        policy = PRESETS[policy]
+    if policy is not None and not isinstance(policy, TokenPruning):
+        raise TypeError(f"token pruning: the policy must be a TokenPruning, a preset name or None, got "
+                        f"{type(policy).__name__}")
     if policy is None or not (policy.keep or policy.skip_last):
         return model
     return PrunedModel(model, policy)

@@ -325,7 +325,12 @@ IMAGE_SIDE = ("encoder", "quant_conv", "post_quant_conv", "decoder")  # VQVAE pa
 
 class VQVAE(nn.Module):
     """The multi-scale VQ-VAE with the official key layout (encoder, decoder, quant_conv, post_quant_conv, quantize).
-    Images are RGB; its public methods take and return [0, 1]."""
+    Images are RGB; its public methods take and return [0, 1]. `label`, `source_name`, `decoder_dtype`,
+    `fhat_to_image`, `decoder_in_float32`, `non_finite_weight` and `latent_fault` are what `ScalewiseModel.decode`'s
+    guard uses (models/bsq_vae.py `BSQVAE` has them too)."""
+
+    label = "VQ-VAE"                # the VAE's kind, in messages
+    source_name: str | None = None  # its file, named in messages when a loader sets it
 
     def __init__(self, cfg: VQVAEConfig = VQVAEConfig()):
         super().__init__()
@@ -380,6 +385,17 @@ class VQVAE(nn.Module):
         finally:
             for part in parts:
                 part.to(dtype)
+
+    @property
+    def decoder_dtype(self) -> torch.dtype:
+        """The precision of the image side's decoding (post_quant_conv and the decoder)."""
+        return self.post_quant_conv.weight.dtype
+
+    def latent_fault(self) -> str:
+        """Why a latent f_hat holds NaN/inf before decoding, and the fix (for `ScalewiseModel.decode`'s message)."""
+        return (f"the VQ-VAE's quantiser convolutions overflowed in {str(self.quantize.dtype).replace('torch.', '')} "
+                "(or the model's weights are damaged); load the model with dtype fp32, or bf16 on a GPU that supports "
+                "it")
 
     def non_finite_weight(self) -> str | None:
         """Name of the first parameter holding NaN/inf (a damaged file), or None."""

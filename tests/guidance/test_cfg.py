@@ -96,3 +96,15 @@ def test_infinitys_convention_counts_from_one():
                                rtol=1e-6, atol=1e-6)
     # the linear ramp shapes the push above no guidance: g(k) = 1 + (cfg - 1) k / (K - 1)
     assert math.isclose(CFG(3.0).weight(9, 10, unguided_cfg=1.0), 3.0) and CFG(3.0).weight(0, 10, 1.0) == 1.0
+
+
+def test_more_custom_cfgs_than_scales_are_refused_when_sampling_starts():
+    from scalewise.guidance import Generation, sample
+    from tiny import tiny_model
+    model = tiny_model()
+    K = len(model.patch_nums)
+    guider = CFG(schedule="custom", custom_cfgs=(2.0,) * (K + 1))
+    with pytest.raises(ValueError, match=f"custom_cfgs has {K + 1} values but this var model has {K} scales"):
+        sample(model, guider, Generation([1]))
+    out = sample(model, CFG(schedule="custom", custom_cfgs=(2.0,) * K), Generation([1]))  # K values: fine
+    assert len(out.tokens) == K

@@ -74,3 +74,18 @@ def test_the_official_formats_make_images(pack_loaded, infinity, vae, side):
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:3000]
     images = output_images(pack_loaded, entry)
     assert len(images) == 2 and len(images[0]) == side * side * 3
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_the_loaders_half_precision_options_make_images(pack_loaded, dtype):
+    """The dtype widget's bf16 and fp16 run Infinity (its layers take their inputs in the weights' dtype; the tiny
+    BSQ decoder overflows fp16 and is decoded again in float32, models/base.py)."""
+    from .test_infinity_text_nodes import text_graph
+    prompt, _ = text_graph(pack_loaded, sink="infinity")
+    loader = next(n for n in prompt.values() if n["class_type"] == "ScalewiseInfinityLoader")
+    loader["inputs"].update(dtype=dtype)
+    entry, _ = pack_loaded.run(prompt, timeout=300)
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:3000]
+    images = output_images(pack_loaded, entry)
+    assert len(images) == 2 and len(images[0]) == 256 * 256 * 3
+    assert all(len(set(image)) > 1 for image in images)  # not a constant (NaN -> black) image

@@ -231,3 +231,33 @@ def test_patchify_cached_logits_equal_the_teacher_forced_pass_and_encode_round_t
     torch.testing.assert_close(torch.cat(cached, 1), teacher, atol=2e-4, rtol=1e-4)
     # the last scale of the encoding is the sign of the final residual: decoding the bits' canvas gives an image
     assert model.decode(canvas).shape == (1, 3, 256, 256)
+
+
+@pytest.mark.parametrize("batch_size,fragment", [
+    (0, "batch_size must be at least 1, got 0"), (-1, "batch_size must be at least 1, got -1"),
+    (1.5, "batch_size must be an integer, got 1.5"), ("2", "batch_size must be an integer, got '2'"),
+    (True, "batch_size must be an integer, got True"),
+])
+def test_prepare_condition_refuses_a_bad_batch_size(batch_size, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        tiny_model().prepare_condition(prompts(), batch_size)
+
+
+@pytest.mark.parametrize("where", ["features", "negative"])
+def test_prepare_condition_refuses_non_finite_text_features_naming_the_prompt(where):
+    good, bad = torch.randn(4, 256), torch.randn(4, 256)
+    bad[1, 7] = float("inf") if where == "negative" else float("nan")
+    text = InfinityText((good, bad)) if where == "features" else InfinityText((good, good), negative=(good, bad))
+    name = "prompt 2" if where == "features" else "negative prompt 2"
+    with pytest.raises(ValueError, match=f"conditioning: {name}'s text features hold NaN/inf"):
+        tiny_model().prepare_condition(text, None)
+
+
+def test_infinity_text_takes_lists_as_tuples():
+    feats = [torch.randn(3, 256), torch.randn(5, 256)]
+    text = InfinityText(feats, negative=[torch.randn(2, 256)])
+    assert isinstance(text.features, tuple) and isinstance(text.negative, tuple)
+    prepared = tiny_model().prepare_condition(text, 3)
+    assert [f.shape[0] for f in prepared.features] == [3, 5, 3] and len(prepared.negative) == 3
+    with pytest.raises(TypeError, match="InfinityText.features must be a tuple or list"):
+        InfinityText(torch.randn(3, 256))

@@ -235,3 +235,25 @@ def test_infinity_files_given_to_var_loaders_are_named(tmp_path, model):
         load_vqvae(tmp_path / "infinity_vae_d32reg.pth")
     with pytest.raises(CheckpointError, match="looks like an Infinity BSQ VAE"):
         load_infinity_transformer(tmp_path / "bsq.safetensors", pn=PN)
+
+
+def test_an_unknown_pn_is_named_with_the_legal_values_before_any_file_is_read(tmp_path):
+    missing = tmp_path / "absent.safetensors"  # never opened: the pn is refused first
+    with pytest.raises(ValueError, match=r"pn must be one of '0.06M', '0.25M', '0.60M', '1M' .*, got '2M'"):
+        load_infinity(missing, missing, pn="2M")
+    with pytest.raises(ValueError, match=r"pn must be one of .*, got 1$"):
+        load_infinity_transformer(missing, pn=1)
+
+
+@pytest.mark.parametrize("change,fragment", [
+    (lambda w: w.t().contiguous(), r"head.weight is \[128, 16\], expected \[16, 128\] \(2 logits per bit of the "
+                                   r"8-bit tokens"),
+    (lambda w: w.round().to(torch.int32), "head.weight is int32, expected a floating-point tensor"),
+], ids=["transposed", "integer"])
+def test_a_malformed_head_weight_is_named_with_the_file_and_the_expected_shape(tmp_path, model, change, fragment):
+    sd = flat(model.transformer)
+    sd["head.weight"] = change(sd["head.weight"])
+    path = tmp_path / "bad_head.safetensors"
+    save_file(sd, str(path))
+    with pytest.raises(CheckpointError, match=f"bad_head.safetensors: {fragment}"):
+        load_infinity_transformer(path, pn=PN)

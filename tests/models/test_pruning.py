@@ -241,3 +241,49 @@ def test_pruned_images_do_not_depend_on_the_batch_size(name):
     for i in range(3):
         alone = sample(pruned, CFG(2.0), Generation(cond, seed=9, batch_size=1, batch_index=i, draw=DRAW))
         assert all(torch.equal(b[i], a[0]) for b, a in zip(batch.tokens, alone.tokens))
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_softcfg_on_an_unpruned_scale_after_a_pruned_one(name):
+    """Keep ratio 1 after a pruned scale: that scale runs every position, but the attention cache holds only the
+    earlier scale's kept positions, so SoftCFG's weights must be gathered to them there too."""
+    model, cond = family(name)
+    if name == "switti":
+        pytest.skip("SoftCFG needs an autoregressive model")
+    policy = TokenPruning((0.5, 1.0))
+    out = sample(PrunedModel(model, policy), SoftCFG(1.0, base=CFG(2.0)), Generation(cond, seed=4, draw=DRAW))
+    assert torch.isfinite(out.images).all()
+    run = PruningRun.for_model(policy, model)
+    k = len(run.grids) - 1
+    assert run.ratios[-2:] == (0.5, 1.0)
+    # the weights of the last scale: every position of the earlier scales but the pruned one's kept ones, all its own
+    run.kept[k - 1] = {0: torch.tensor([[0, 2]])}
+    n = run.offsets[k] + run.grids[k][0] * run.grids[k][1]
+    got = run.scale(k).value_weights(0, torch.arange(n, dtype=torch.float32)[None], None)
+    expected = list(range(run.offsets[k - 1])) + [run.offsets[k - 1], run.offsets[k - 1] + 2] + \
+        list(range(run.offsets[k], n))
+    assert got[0].tolist() == expected
+
+
+@pytest.mark.parametrize("kwargs,fragment", [
+    (dict(skip_last=True), "skip_last must be a whole number >= 0 .*got True"),
+    (dict(skip_last=float("nan")), "skip_last must be a whole number >= 0 .*got nan"),
+    (dict(skip_last="0.5"), "skip_last must be a whole number >= 0 .*got '0.5'"),
+    (dict(skip_last=1.5), "skip_last must be a whole number >= 0 .*got 1.5"),
+    (dict(keep=("0.5",)), r"keep ratio '0.5' is not a number in \(0, 1\]"),
+    (dict(keep=0.5), r"keep must be a sequence of ratios in \(0, 1\], got 0.5"),
+    (dict(keep=(True,)), r"keep ratio True is not a number"),
+])
+def test_malformed_policies_are_named(kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        TokenPruning(**kwargs)
+
+
+def test_with_pruning_takes_a_preset_name_and_names_the_presets_otherwise():
+    model = tiny_model(patch_nums=PN)
+    pruned = with_pruning(model, "fastvar")
+    assert isinstance(pruned, PrunedModel) and pruned.policy == PRESETS["fastvar"]
+    with pytest.raises(ValueError, match="no preset named 'fast'; the presets are 'fastvar', 'fastvar-infinity'"):
+        with_pruning(model, "fast")
+    with pytest.raises(TypeError, match="must be a TokenPruning, a preset name or None, got float"):
+        with_pruning(model, 0.5)
