@@ -25,20 +25,11 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bootstrap  # noqa: E402,F401  (the repository as the package `scalewise`)
+
 PAGE = os.sysconf("SC_PAGE_SIZE")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def _import_pack():
-    import importlib.util
-    if "scalewise" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("scalewise", ROOT / "__init__.py",
-                                                      submodule_search_locations=[str(ROOT)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["scalewise"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["scalewise"]
 
 
 def rss() -> int:
@@ -47,7 +38,6 @@ def rss() -> int:
 
 
 def write_files(folder: Path) -> dict[str, tuple[Path, Path]]:
-    _import_pack()
     from safetensors.torch import save_file
 
     from scalewise.models import (SCHEDULES, VQVAE, VARConfig, VQVAEConfig, var_official_state_dict,
@@ -106,7 +96,6 @@ def model_bytes(model) -> int:
 
 
 def child(var_path: str, vae_path: str, dtype: str, mmap: bool, old: bool) -> dict:
-    _import_pack()
     from scalewise.models import SCHEDULES, VQVAE, VARConfig, VQVAEConfig, checkpoint, load_var
     from scalewise.models.var import VARTransformer
 
