@@ -48,19 +48,16 @@ def write_files(folder: Path) -> dict[str, Path]:
 
     from scalewise.models.bsq_vae import BSQVAE, BSQVAEConfig
     from scalewise.models.infinity import InfinityConfig, InfinityTransformer, square_scales
+    from scalewise.tools.tiny_weights import randomise_infinity
 
-    torch.manual_seed(0)
     paths = {"pth": folder / "infinity_w2048.pth", "safetensors": folder / "infinity_w2048.safetensors",
              "sharded safetensors": folder / "sharded_st", "sharded bin": folder / "sharded_bin",
              "vae": folder / "infinity_vae_d32reg.pth"}
     if all(p.exists() for p in paths.values()):
         return paths
-    with torch.no_grad():
-        transformer = InfinityTransformer(InfinityConfig(**SIZES, scales=square_scales("0.06M")))
-        for p in transformer.parameters():
-            p.normal_(0, 0.02)
-        sd = {k: v.clone() for k, v in transformer.state_dict().items()}
-        vae = {k: v.clone() for k, v in BSQVAE(BSQVAEConfig()).state_dict().items()}
+    transformer = randomise_infinity(InfinityTransformer(InfinityConfig(**SIZES, scales=square_scales("0.06M"))))
+    sd = {k: v.clone() for k, v in transformer.state_dict().items()}
+    vae = {k: v.clone() for k, v in randomise_infinity(BSQVAE(BSQVAEConfig()), 1).state_dict().items()}
     torch.save(sd, paths["pth"])
     save_file({k: v.contiguous() for k, v in sd.items()}, str(paths["safetensors"]))
     _sharded(sd, paths["sharded safetensors"], "safetensors")

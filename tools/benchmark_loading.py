@@ -40,14 +40,11 @@ def rss() -> int:
 def write_files(folder: Path) -> dict[str, tuple[Path, Path]]:
     from safetensors.torch import save_file
 
-    from scalewise.models import (SCHEDULES, VQVAE, VARConfig, VQVAEConfig, var_official_state_dict,
-                                  vqvae_official_state_dict)
-    from scalewise.models.var import VARTransformer
+    from scalewise.models import SCHEDULES, var_official_state_dict, vqvae_official_state_dict
+    from scalewise.tools.tiny_weights import random_var, random_vqvae, var_config
 
-    torch.manual_seed(0)
-    with torch.no_grad():
-        var = VARTransformer(VARConfig(depth=16, width=1024, heads=16, patch_nums=SCHEDULES[256]))
-        vae = VQVAE(VQVAEConfig())
+    var = random_var(var_config(depth=16, heads=16, patch_nums=SCHEDULES[256]))  # the d16's layout, width 1024
+    vae = random_vqvae(ch=160)  # the official VQ-VAE's sizes
     out = {}
     for fmt in ("pth", "safetensors"):
         paths = folder / f"var_d16.{fmt}", folder / f"vae_ch160v4096z32.{fmt}"
