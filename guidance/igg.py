@@ -21,6 +21,7 @@ from .base import Guider, GuiderRuntime, RunInfo, Term
 from .schedules import SCHEDULE_NAMES, ScaleWindow, check_finite, schedule_value
 
 OPERANDS = ("raw_logits", "centered")
+WINDOWS = ("global", "auto")  # the named windows; an int side is the third kind
 
 
 def window_side(window, side: int) -> int | None:
@@ -98,7 +99,7 @@ class IGG(Guider):
             raise ValueError(f"schedule must be one of {SCHEDULE_NAMES}, got {self.schedule!r}")
         if self.operand not in OPERANDS:
             raise ValueError(f"IGG operand must be one of {OPERANDS}, got {self.operand!r}")
-        if not (self.window in ("global", "auto") or (isinstance(self.window, int) and self.window >= 1)):
+        if not (self.window in WINDOWS or (isinstance(self.window, int) and self.window >= 1)):
             raise ValueError(f"IGG window must be 'global', 'auto' or a side >= 1, got {self.window!r}")
 
     def label(self):

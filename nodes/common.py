@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import comfy.cli_args as cli_args
 import comfy.model_management as mm
+import comfy.model_patcher
 import folder_paths
 import torch
 from comfy.cli_args import args
@@ -138,6 +139,19 @@ def check_loader_inputs(folder: str, files: dict, dtype: str, hint: str, builtin
         return f"dtype: {dtype!r} is not one of auto, {', '.join(DTYPES)}"
     return True
 
+
+
+def check_entry(folder: str, label: str, name: str | None, hint: str) -> str | None:
+    """Input check of a loader whose choices are `sharded_entries(folder)` (a sharded checkpoint listed as its index
+    JSON): None when `name` is listed, is a file of models/<folder> ComfyUI does not list (`entry_path`) or is not
+    known yet (None: linked), else the message naming `label`, `name`, the folder and `hint` (as
+    `check_loader_inputs`'s)."""
+    if name is not None and name not in sharded_entries(folder):
+        try:
+            entry_path(folder, name, label)
+        except FileNotFoundError:
+            return f"{label}: '{name}' is not in models/{folder} ({hint}, then refresh)"
+    return None
 
 # --- Precision: the dtype widget and ComfyUI's launch flags ----------------------------------------------------
 # ComfyUI's precision flags (comfy/cli_args.py): the "unet" group sets the diffusion model's dtype (for the pack:
@@ -277,6 +291,23 @@ def finish_load(node: str, model, precision: Precision, notes: list[str]) -> Non
         logging.warning("%s: %s", node, note)
     notes.extend(precision.notes)
     logging.info("%s: %s", node, describe_precision(model))
+
+
+
+def load_model(node: str, family: str, load, source_name: str, inputs: dict, *,
+               file_notes: bool = True) -> io.NodeOutput:
+    """A model loader's run: the precision of its `inputs["dtype"]` on this device (`pick_dtypes`), `load(precision)`
+    (the model on the CPU; with `file_notes`, inside `checkpoint_notes`), `finish_load`, the model's `source_name`
+    (named in the sampler's errors) and a ModelPatcher for ComfyUI's model management, returned with the notes shown
+    on the node (`info_ui` of the loader's widget values `inputs`)."""
+    device = mm.get_torch_device()
+    precision = pick_dtypes(inputs["dtype"], device, family)
+    with checkpoint_notes(node) if file_notes else contextlib.nullcontext([]) as notes:
+        model = load(precision)
+    finish_load(node, model, precision, notes)
+    model.source_name = source_name
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
+    return io.NodeOutput(patcher, ui=info_ui(notes, **inputs))
 
 
 # --- Inputs that arrive through links -------------------------------------------------------------------------
@@ -428,3 +459,11 @@ def info_ui(notes: list[str], **inputs) -> dict:
     hide notes once the node's widgets name other files (ComfyUI does not re-run a cached loader, so no message
     would say so)."""
     return {"scalewise_info": list(notes), "scalewise_info_for": [inputs]}
+
+
+def noted_output(node: str, value, notes: list[str], **inputs) -> io.NodeOutput:
+    """A node's output `value` with its notes: each logged as a warning "<node>: <note>" and shown on the node
+    (`info_ui` of the widget values `inputs`)."""
+    for note in notes:
+        logging.warning("%s: %s", node, note)
+    return io.NodeOutput(value, ui=info_ui(notes, **inputs))

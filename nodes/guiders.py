@@ -4,7 +4,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..guidance import CFG, IGG, SSG, SoftCFG
-from ..guidance.igg import OPERANDS
+from ..guidance.igg import OPERANDS, WINDOWS
 from ..guidance.cfg import CFG_SCHEDULES
 from ..guidance.schedules import SCHEDULE_NAMES
 from ..guidance.softcfg import CONFIDENCES, NORMALIZATIONS
@@ -104,7 +104,7 @@ class IGGGuider(ScalewiseNode):
                                tooltip="IGG strength, same convention as cfg (push = 1 + scale x schedule). "
                                        "Typical 1.5-5."),
                 io.Combo.Input("schedule", options=list(SCHEDULE_NAMES), default="linear", tooltip=SCHEDULE_TIP),
-                io.Combo.Input("window", options=["global", "auto", "custom"], default="global",
+                io.Combo.Input("window", options=[*WINDOWS, "custom"], default="global",
                                tooltip="Which tokens share guidance: global = the whole scale (paper default), "
                                        "auto = a square neighbourhood of side sqrt(tokens), custom = window_size."),
                 io.Int.Input("window_size", default=3, min=1, max=127,

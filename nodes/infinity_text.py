@@ -17,7 +17,6 @@ distances.
 """
 from __future__ import annotations
 
-import logging
 import numbers
 import re
 
@@ -35,7 +34,8 @@ from comfy_api.latest import io
 from ..models.checkpoint import CheckpointError
 from ..models.flan_t5 import FLAN_T5_XL, T5EncoderConfig, infer_t5_config, read_t5_encoder, size_notes
 from ..models.infinity import InfinityText
-from .common import DTYPES, CondType, ScalewiseNode, checked_inputs, entry_path, info_ui, sharded_entries
+from .common import (DTYPES, CondType, ScalewiseNode, check_entry, checked_inputs, entry_path, noted_output,
+                     sharded_entries)
 from .features import aliases, expert
 
 ENCODER = "flan_t5xl"             # the CLIP object's encoder name (its tokens' key)
@@ -262,24 +262,16 @@ class InfinityTextEncoderLoader(ScalewiseNode):
 
     @classmethod
     def check_values(cls, values):
-        name = values.get("text_encoder_name")
-        if name is not None and name not in encoder_entries():
-            try:
-                encoder_path(name)
-            except FileNotFoundError:
-                return (f"text_encoder_name: '{name}' is not in models/{FOLDER} (put the flan-t5-xl download "
-                        "folder or the converted file there, then refresh)")
-        return None
+        return check_entry(FOLDER, "text_encoder_name", values.get("text_encoder_name"),
+                           "put the flan-t5-xl download folder or the converted file there")
 
     @classmethod
     @checked_inputs
     def execute(cls, text_encoder_name, dtype, device) -> io.NodeOutput:
         path = encoder_path(text_encoder_name)
         clip, notes = load_text_encoder(path, None if dtype == "auto" else DTYPES[dtype], cpu=device == "cpu")
-        for note in notes:
-            logging.warning("Load Infinity Text Encoder: %s", note)
-        return io.NodeOutput(clip, ui=info_ui(notes, text_encoder_name=text_encoder_name, dtype=dtype,
-                                              device=device))
+        return noted_output("Load Infinity Text Encoder", clip, notes, text_encoder_name=text_encoder_name,
+                            dtype=dtype, device=device)
 
 
 class InfinityTextEncode(ScalewiseNode):
@@ -311,6 +303,4 @@ class InfinityTextEncode(ScalewiseNode):
     @checked_inputs
     def execute(cls, clip, positive, negative) -> io.NodeOutput:
         cond, notes = encode(clip, positive, negative)
-        for note in notes:
-            logging.warning("Infinity Text Encode: %s", note)
-        return io.NodeOutput(cond, ui=info_ui(notes, positive=positive, negative=negative))
+        return noted_output("Infinity Text Encode", cond, notes, positive=positive, negative=negative)

@@ -1,16 +1,12 @@
 """Switti nodes: the loader and a text encoder that builds Switti's conditioning from ComfyUI's CLIP."""
 from __future__ import annotations
 
-import logging
-
-import comfy.model_management as mm
-import comfy.model_patcher
 from comfy.cli_args import args
 from comfy_api.latest import io
 
 from ..models import load_switti
-from .common import (DTYPES, CondType, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs,
-                     checkpoint_notes, finish_load, full_path, info_ui, model_files, pick_dtypes)
+from .common import (DTYPES, CondType, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs, full_path,
+                     load_model, model_files, noted_output)
 from .features import aliases, expert
 from .switti_text import encode_prompt
 
@@ -59,16 +55,12 @@ class SwittiLoader(ScalewiseNode):
     @classmethod
     @checked_inputs
     def execute(cls, switti_name, vae_name, dtype) -> io.NodeOutput:
-        device = mm.get_torch_device()
-        precision = pick_dtypes(dtype, device, "switti")
-        with checkpoint_notes("Load Switti Model") as notes:
-            model = load_switti(full_path("switti", switti_name), full_path("switti", vae_name), device="cpu",
-                                dtype=precision.transformer, vae_dtype=precision.vae_load_dtype,
-                                mmap=not args.disable_mmap)
-        finish_load("Load Switti Model", model, precision, notes)
-        model.source_name = switti_name       # named in the sampler's errors
-        patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
-        return io.NodeOutput(patcher, ui=info_ui(notes, switti_name=switti_name, vae_name=vae_name, dtype=dtype))
+        def load(precision):
+            return load_switti(full_path("switti", switti_name), full_path("switti", vae_name), device="cpu",
+                               dtype=precision.transformer, vae_dtype=precision.vae_load_dtype,
+                               mmap=not args.disable_mmap)
+        return load_model("Load Switti Model", "switti", load, switti_name,
+                          dict(switti_name=switti_name, vae_name=vae_name, dtype=dtype))
 
 
 class SwittiTextEncode(ScalewiseNode):
@@ -101,7 +93,4 @@ class SwittiTextEncode(ScalewiseNode):
     def execute(cls, clip, positive, negative) -> io.NodeOutput:
         cond, notes = encode_prompt(clip, positive, "positive")
         cond.negative, notes_neg = encode_prompt(clip, negative, "negative")
-        notes += notes_neg
-        for note in notes:
-            logging.warning("Switti Text Encode: %s", note)
-        return io.NodeOutput(cond, ui=info_ui(notes, positive=positive, negative=negative))
+        return noted_output("Switti Text Encode", cond, notes + notes_neg, positive=positive, negative=negative)

@@ -6,16 +6,14 @@ from __future__ import annotations
 import os
 import re
 
-import comfy.model_management as mm
-import comfy.model_patcher
 from comfy.cli_args import args
 from comfy_api.latest import io
 
 from ..models import ClassCondition, load_var_or_var_clip
 from ..models.builtin import BUILTIN_MODELS, SCENES_MODEL, SHAPES_MODEL, builtin_by_name
 from ..models.var import IMAGENET
-from .common import (DTYPES, CondType, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs,
-                     checkpoint_notes, finish_load, full_path, info_ui, model_files, pick_dtypes)
+from .common import (DTYPES, CondType, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs, full_path,
+                     load_model, model_files)
 from .features import aliases, expert
 
 VAE_FILE = "vae_ch160v4096z32.pth"
@@ -106,21 +104,16 @@ class VARLoader(ScalewiseNode):
     @classmethod
     @checked_inputs
     def execute(cls, var_name, vae_name, dtype) -> io.NodeOutput:
-        device = mm.get_torch_device()
-        precision = pick_dtypes(dtype, device, "var")
         builtin = builtin_by_name(var_name)
-        if builtin is not None:
-            model, notes = builtin.load(device="cpu", dtype=precision.transformer,
-                                        vae_dtype=precision.vae_load_dtype), []
-        else:
-            with checkpoint_notes("Load VAR Model") as notes:
-                model = load_var_or_var_clip(full_path("var", var_name), full_path("var", vae_name), device="cpu",
-                                             dtype=precision.transformer, vae_dtype=precision.vae_load_dtype,
-                                             mmap=not args.disable_mmap)
-        finish_load("Load VAR Model", model, precision, notes)
-        model.source_name = var_name          # named in the sampler's errors
-        patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
-        return io.NodeOutput(patcher, ui=info_ui(notes, var_name=var_name, vae_name=vae_name, dtype=dtype))
+
+        def load(precision):
+            if builtin is not None:
+                return builtin.load(device="cpu", dtype=precision.transformer, vae_dtype=precision.vae_load_dtype)
+            return load_var_or_var_clip(full_path("var", var_name), full_path("var", vae_name), device="cpu",
+                                        dtype=precision.transformer, vae_dtype=precision.vae_load_dtype,
+                                        mmap=not args.disable_mmap)
+        return load_model("Load VAR Model", "var", load, var_name,
+                          dict(var_name=var_name, vae_name=vae_name, dtype=dtype), file_notes=builtin is None)
 
 
 with open(os.path.join(os.path.dirname(__file__), "imagenet_classes.txt"), encoding="utf-8") as f:

@@ -8,7 +8,6 @@ not normalised). Truncation is VAR-CLIP's tokenizer's: SOT + the first 75 tokens
 """
 from __future__ import annotations
 
-import logging
 import numbers
 import re
 
@@ -17,7 +16,7 @@ from comfy_api.latest import io
 
 from ..models import PooledTextCondition
 from ..models.clip_text import pooled_text_vectors
-from .common import CondType, ScalewiseNode, checked_inputs, info_ui
+from .common import CondType, ScalewiseNode, checked_inputs, noted_output
 from .features import aliases
 
 CONTEXT = 77                 # SOT + 75 tokens + EOT: what VAR-CLIP's tokenizer keeps
@@ -117,6 +116,4 @@ class VARCLIPTextEncode(ScalewiseNode):
     @checked_inputs
     def execute(cls, clip, prompt) -> io.NodeOutput:
         cond, notes = encode_prompt(clip, prompt, "prompt")
-        for note in notes:
-            logging.warning("VAR-CLIP Text Encode: %s", note)
-        return io.NodeOutput(cond, ui=info_ui(notes, prompt=prompt))
+        return noted_output("VAR-CLIP Text Encode", cond, notes, prompt=prompt)

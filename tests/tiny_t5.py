@@ -1,46 +1,17 @@
-"""Tiny random T5 v1.1 encoders in flan-t5-xl's layout (models/flan_t5.py), and Hugging Face style downloads of them
-(index JSON + shards, the full encoder-decoder), written by hand: no `transformers` needed."""
+"""Hugging Face style downloads (index JSON + shards, the full encoder-decoder) of the tiny random T5 v1.1 encoders in
+flan-t5-xl's layout, written by hand: no `transformers` needed. The random tensors come from tools/tiny_weights.py
+(re-exported here under their usual names)."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
-from scalewise.models.flan_t5 import T5EncoderConfig
+from scalewise.tools.tiny_weights import SERVER_T5, TINY_T5, decoder_tensors, tiny_t5_encoder
 
-# The real vocabulary size: ComfyUI's T5 tokenizer gives ids up to 32099.
-TINY_T5 = T5EncoderConfig(d_model=64, d_ff=96, num_layers=3, num_heads=4, d_kv=16, vocab_size=32128)
-# The test server's: as wide as the tiny Infinity model's text_channels (tools/tiny_weights.py INFINITY_TINY)
-SERVER_T5 = T5EncoderConfig(d_model=256, d_ff=96, num_layers=2, num_heads=4, d_kv=16, vocab_size=32128)
-
-
-def tiny_t5_encoder(seed: int = 0, cfg: T5EncoderConfig = TINY_T5) -> dict[str, torch.Tensor]:
-    """Random encoder tensors (float32) of `cfg`, scaled so that activations stay of order 1 through the layers."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for name, shape in cfg.shapes().items():
-        if name.endswith("layer_norm.weight"):
-            t = 1 + 0.1 * torch.randn(shape, generator=g)
-        elif name == "shared.weight" or "relative_attention_bias" in name:
-            t = torch.randn(shape, generator=g)
-        else:
-            t = torch.randn(shape, generator=g) / math.sqrt(shape[1])
-        out[name] = t
-    return out
-
-
-def decoder_tensors(cfg: T5EncoderConfig = TINY_T5, seed: int = 1) -> dict[str, torch.Tensor]:
-    """Stand-ins for what a full encoder-decoder file holds beside the encoder (decoder block, table copy, lm_head;
-    small: they are never read)."""
-    g = torch.Generator().manual_seed(seed)
-    d, inner = cfg.d_model, cfg.num_heads * cfg.d_kv
-    return {"decoder.embed_tokens.weight": torch.randn(16, d, generator=g),
-            "decoder.block.0.layer.1.EncDecAttention.q.weight": torch.randn(inner, d, generator=g),
-            "decoder.final_layer_norm.weight": torch.ones(d),
-            "lm_head.weight": torch.randn(16, d, generator=g)}
+__all__ = ["SERVER_T5", "TINY_T5", "decoder_tensors", "tiny_t5_encoder", "write_download"]
 
 
 def write_download(folder: Path, encoder: dict, fmt: str = "safetensors", tie: bool = False) -> Path:

@@ -9,19 +9,16 @@ Each case runs in a fresh subprocess, measured as tools/benchmark_loading.py mea
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bootstrap  # noqa: E402,F401  (the repository as the package `scalewise`)
-from benchmark_loading import DTYPES, measure_peak, model_bytes  # noqa: E402
+from benchmark_loading import DTYPES, measure_peak, model_bytes, parse_args, run_child, work_folder  # noqa: E402
 
 SIZES = dict(width=2048, depth=4, heads=16, block_chunks=2, ffn_hidden=8192, text_channels=2048, text_maxlen=512,
              bits=32)
@@ -51,19 +48,16 @@ def write_files(folder: Path) -> dict[str, Path]:
 
     from scalewise.models.bsq_vae import BSQVAE, BSQVAEConfig
     from scalewise.models.infinity import InfinityConfig, InfinityTransformer, square_scales
+    from scalewise.tools.tiny_weights import randomise_infinity
 
-    torch.manual_seed(0)
     paths = {"pth": folder / "infinity_w2048.pth", "safetensors": folder / "infinity_w2048.safetensors",
              "sharded safetensors": folder / "sharded_st", "sharded bin": folder / "sharded_bin",
              "vae": folder / "infinity_vae_d32reg.pth"}
     if all(p.exists() for p in paths.values()):
         return paths
-    with torch.no_grad():
-        transformer = InfinityTransformer(InfinityConfig(**SIZES, scales=square_scales("0.06M")))
-        for p in transformer.parameters():
-            p.normal_(0, 0.02)
-        sd = {k: v.clone() for k, v in transformer.state_dict().items()}
-        vae = {k: v.clone() for k, v in BSQVAE(BSQVAEConfig()).state_dict().items()}
+    transformer = randomise_infinity(InfinityTransformer(InfinityConfig(**SIZES, scales=square_scales("0.06M"))))
+    sd = {k: v.clone() for k, v in transformer.state_dict().items()}
+    vae = {k: v.clone() for k, v in randomise_infinity(BSQVAE(BSQVAEConfig()), 1).state_dict().items()}
     torch.save(sd, paths["pth"])
     save_file({k: v.contiguous() for k, v in sd.items()}, str(paths["safetensors"]))
     _sharded(sd, paths["sharded safetensors"], "safetensors")
@@ -85,34 +79,24 @@ def child(transformer: str, vae: str, dtype: str, mmap: bool) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dir", help="where to write the files (default: a temp dir, removed afterwards)")
-    parser.add_argument("--keep", action="store_true", help="keep the files")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse_args(__doc__, 4)
     if args.child:
         transformer, vae, dtype, mmap = args.child
         print(json.dumps(child(transformer, vae, dtype, mmap == "1")))
         return
-    folder = Path(args.dir or tempfile.mkdtemp(prefix="scalewise_infinity_load_"))
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = write_files(folder)
-    print("| transformer file | dtype | mmap | model (MB) | peak growth (MB) | growth / model | s |")
-    print("|---|---|---|---|---|---|---|")
-    for fmt in ("pth", "safetensors", "sharded safetensors", "sharded bin"):
-        for dtype in ("fp32", "bf16"):
-            for mmap in (True, False):
-                cmd = [sys.executable, __file__, "--child", str(paths[fmt]), str(paths["vae"]), dtype, str(int(mmap))]
-                run = subprocess.run(cmd, capture_output=True, text=True)
-                if run.returncode:
-                    print(f"| {fmt} | {dtype} | {'on' if mmap else 'off'} | failed: {run.stderr.strip()[-300:]} |")
-                    continue
-                r = json.loads(run.stdout)
-                print(f"| {fmt} | {dtype} | {'on' if mmap else 'off'} | {r['model'] / 1e6:.0f} | "
-                      f"{r['growth'] / 1e6:.0f} | {r['growth'] / r['model']:.2f} | {r['seconds']:.1f} |", flush=True)
-    if not args.keep and not args.dir:
-        import shutil
-        shutil.rmtree(folder)
+    with work_folder(args, "scalewise_infinity_load_") as folder:
+        paths = write_files(folder)
+        print("| transformer file | dtype | mmap | model (MB) | peak growth (MB) | growth / model | s |")
+        print("|---|---|---|---|---|---|---|")
+        for fmt in ("pth", "safetensors", "sharded safetensors", "sharded bin"):
+            for dtype in ("fp32", "bf16"):
+                for mmap in (True, False):
+                    r, stderr = run_child(__file__, paths[fmt], paths["vae"], dtype, int(mmap), check=False)
+                    if r is None:
+                        print(f"| {fmt} | {dtype} | {'on' if mmap else 'off'} | failed: {stderr.strip()[-300:]} |")
+                        continue
+                    print(f"| {fmt} | {dtype} | {'on' if mmap else 'off'} | {r['model'] / 1e6:.0f} | "
+                          f"{r['growth'] / 1e6:.0f} | {r['growth'] / r['model']:.2f} | {r['seconds']:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

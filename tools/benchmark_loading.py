@@ -12,8 +12,10 @@ after a warm-up that builds a tiny model on the meta device (torch's one-time la
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,20 +25,11 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bootstrap  # noqa: E402,F401  (the repository as the package `scalewise`)
+
 PAGE = os.sysconf("SC_PAGE_SIZE")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def _import_pack():
-    import importlib.util
-    if "scalewise" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("scalewise", ROOT / "__init__.py",
-                                                      submodule_search_locations=[str(ROOT)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["scalewise"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["scalewise"]
 
 
 def rss() -> int:
@@ -45,17 +38,13 @@ def rss() -> int:
 
 
 def write_files(folder: Path) -> dict[str, tuple[Path, Path]]:
-    _import_pack()
     from safetensors.torch import save_file
 
-    from scalewise.models import (SCHEDULES, VQVAE, VARConfig, VQVAEConfig, var_official_state_dict,
-                                  vqvae_official_state_dict)
-    from scalewise.models.var import VARTransformer
+    from scalewise.models import SCHEDULES, var_official_state_dict, vqvae_official_state_dict
+    from scalewise.tools.tiny_weights import random_var, random_vqvae, var_config
 
-    torch.manual_seed(0)
-    with torch.no_grad():
-        var = VARTransformer(VARConfig(depth=16, width=1024, heads=16, patch_nums=SCHEDULES[256]))
-        vae = VQVAE(VQVAEConfig())
+    var = random_var(var_config(depth=16, heads=16, patch_nums=SCHEDULES[256]))  # the d16's layout, width 1024
+    vae = random_vqvae(ch=160)  # the official VQ-VAE's sizes
     out = {}
     for fmt in ("pth", "safetensors"):
         paths = folder / f"var_d16.{fmt}", folder / f"vae_ch160v4096z32.{fmt}"
@@ -104,7 +93,6 @@ def model_bytes(model) -> int:
 
 
 def child(var_path: str, vae_path: str, dtype: str, mmap: bool, old: bool) -> dict:
-    _import_pack()
     from scalewise.models import SCHEDULES, VQVAE, VARConfig, VQVAEConfig, checkpoint, load_var
     from scalewise.models.var import VARTransformer
 
@@ -125,34 +113,50 @@ def child(var_path: str, vae_path: str, dtype: str, mmap: bool, old: bool) -> di
     return {"files": files, "model": model_bytes(model), "growth": growth, "seconds": seconds}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(doc: str, child_fields: int) -> argparse.Namespace:
+    """The loading benchmarks' command line: --dir, --keep and the hidden --child of `child_fields` values."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", help="where to write the files (default: a temp dir, removed afterwards)")
     parser.add_argument("--keep", action="store_true", help="keep the files")
-    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--child", nargs=child_fields, help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+@contextlib.contextmanager
+def work_folder(args: argparse.Namespace, prefix: str):
+    """The folder the files are written to: --dir, or a temp dir removed afterwards unless --keep."""
+    folder = Path(args.dir or tempfile.mkdtemp(prefix=prefix))
+    folder.mkdir(parents=True, exist_ok=True)
+    yield folder
+    if not args.keep and not args.dir:
+        shutil.rmtree(folder)
+
+
+def run_child(script: str, *child_args, check: bool = True) -> tuple[dict | None, str]:
+    """One case in a fresh interpreter (`python script --child ARGS`, the peak is the process's own): (the JSON
+    line it printed, or None when it failed, and its stderr). check: raise CalledProcessError when it fails."""
+    run = subprocess.run([sys.executable, script, "--child", *map(str, child_args)], check=check,
+                         capture_output=True, text=True)
+    return (None if run.returncode else json.loads(run.stdout)), run.stderr
+
+
+def main():
+    args = parse_args(__doc__, 5)
     if args.child:
         var_path, vae_path, dtype, mmap, old = args.child
         print(json.dumps(child(var_path, vae_path, dtype, mmap == "1", old == "1")))
         return
-    folder = Path(args.dir or tempfile.mkdtemp(prefix="scalewise_load_"))
-    folder.mkdir(parents=True, exist_ok=True)
-    files = write_files(folder)
-    print("| file format | dtype | mmap | loader | files (MB) | model (MB) | peak growth (MB) | growth / model | s |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for fmt, (var_path, vae_path) in files.items():
-        for dtype in DTYPES:
-            for mmap, old in ((True, True), (True, False), (False, False)):
-                cmd = [sys.executable, __file__, "--child", str(var_path), str(vae_path), dtype, str(int(mmap)),
-                       str(int(old))]
-                r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-                print(f"| .{fmt} | {dtype} | {'on' if mmap else 'off'} | {'before' if old else 'now'} | "
-                      f"{r['files'] / 1e6:.0f} | {r['model'] / 1e6:.0f} | {r['growth'] / 1e6:.0f} | "
-                      f"{r['growth'] / r['model']:.2f} | {r['seconds']:.1f} |", flush=True)
-    if not args.keep and not args.dir:
-        for path in folder.iterdir():
-            path.unlink()
-        folder.rmdir()
+    with work_folder(args, "scalewise_load_") as folder:
+        files = write_files(folder)
+        print("| file format | dtype | mmap | loader | files (MB) | model (MB) | peak growth (MB) | growth / model | s |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for fmt, (var_path, vae_path) in files.items():
+            for dtype in DTYPES:
+                for mmap, old in ((True, True), (True, False), (False, False)):
+                    r, _ = run_child(__file__, var_path, vae_path, dtype, int(mmap), int(old))
+                    print(f"| .{fmt} | {dtype} | {'on' if mmap else 'off'} | {'before' if old else 'now'} | "
+                          f"{r['files'] / 1e6:.0f} | {r['model'] / 1e6:.0f} | {r['growth'] / 1e6:.0f} | "
+                          f"{r['growth'] / r['model']:.2f} | {r['seconds']:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,23 +6,14 @@ for the resizes of VAR's 256 px schedule, on the CPU (and CUDA/MPS when present)
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import os
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _import_pack():
-    if "scalewise" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("scalewise", ROOT / "__init__.py",
-                                                      submodule_search_locations=[str(ROOT)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["scalewise"] = module
-        spec.loader.exec_module(module)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bootstrap  # noqa: E402,F401  (the repository as the package `scalewise`)
 
 
 def main():
@@ -30,7 +21,6 @@ def main():
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=200)
     args = parser.parse_args()
-    _import_pack()
     from scalewise.models import SCHEDULES
     from scalewise.models.resize import area_resize, native_area_supported
 

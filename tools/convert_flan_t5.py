@@ -12,25 +12,15 @@ download.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bootstrap  # noqa: E402,F401  (the repository as the package `scalewise`)
+
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def _package():
-    """The pack as the package `scalewise` (as tests/conftest.py loads it), without ComfyUI."""
-    if "scalewise" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("scalewise", os.path.join(REPO, "__init__.py"),
-                                                      submodule_search_locations=[REPO])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["scalewise"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["scalewise"]
 
 
 def convert(source: str, target: str, dtype: torch.dtype = torch.float16) -> dict:
@@ -38,7 +28,6 @@ def convert(source: str, target: str, dtype: torch.dtype = torch.float16) -> dic
     (.safetensors) with floating tensors in `dtype`; returns {"tensors": n, "parameters": count, "config":
     T5EncoderConfig, "notes": [...]}. Raises CheckpointError (from models/flan_t5.py) for files that are not a T5
     v1.1 encoder or are T5-XXL, ValueError for a target that is not .safetensors or is the source itself."""
-    _package()
     from safetensors.torch import save_file
     from scalewise.models.flan_t5 import infer_t5_config, read_t5_encoder, size_notes
 

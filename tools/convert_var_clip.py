@@ -11,32 +11,21 @@ float32 unless --dtype says otherwise. The Load VAR Model node reads the result 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bootstrap  # noqa: E402,F401  (the repository as the package `scalewise`)
+
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def _package():
-    """The pack as the package `scalewise` (as tests/conftest.py loads it), without ComfyUI."""
-    if "scalewise" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("scalewise", os.path.join(REPO, "__init__.py"),
-                                                      submodule_search_locations=[REPO])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["scalewise"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["scalewise"]
 
 
 def convert(source: str, target: str, dtype: torch.dtype = torch.float32) -> dict:
     """Read VAR-CLIP's model from `source` and write it to `target` (.safetensors) with floating tensors in
     `dtype`; returns {"tensors": n, "parameters": count, "config": VARCLIPConfig}. Raises CheckpointError (from
     the pack's loader) for a file that is not VAR-CLIP, ValueError for a target that is not .safetensors."""
-    _package()
     from safetensors.torch import save_file
     from scalewise.models.var_clip_loader import (infer_var_clip_config, read_var_clip_state_dict,
                                                   var_clip_transformer_from)

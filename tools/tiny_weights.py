@@ -13,6 +13,9 @@ fan_in = the last dimension of a matrix:
           `crop_embed.weight` N(0, 1); other matrices N(0, 1/sqrt(fan_in)); vectors N(0, 0.1); then every
           `*ada_lin*` / `*crop_cond_scales*` parameter x 0.5.
   VQ-VAE  PyTorch's default init after torch.manual_seed(seed), codebook N(0, 1).
+  Infinity (randomise_infinity) matrices N(0, 0.3), vectors N(0, 0.1), norm weights N(1, 0.1), in parameter order.
+  T5      (tiny_t5_encoder, flan-t5-xl's encoder layout) layer-norm weights N(1, 0.1); the token table and the
+          relative attention bias N(0, 1); other matrices N(0, 1/sqrt(fan_in)).
 
 Two ways of drawing them, each bit for bit what its users have always had (the tests' recorded values and images
 depend on the first, the published benchmark figures on the second):
@@ -34,6 +37,7 @@ import torch
 
 from scalewise.models import (SCHEDULES, SwittiConfig, SwittiModel, SwittiTransformer, TextCondition, VARConfig,
                               VARTransformer, VQVAEConfig)
+from scalewise.models.flan_t5 import T5EncoderConfig
 from scalewise.models.var import VARModel
 from scalewise.models.var_loader import build_var_transformer
 from scalewise.models.vqvae_loader import build_vqvae
@@ -263,3 +267,35 @@ def tiny_infinity(seed: int = 0, pn: str = "0.06M"):
     vae = randomise_infinity(BSQVAE(BSQVAEConfig(ch=32, ch_mult=(1, 2, 2, 2, 2), bits=8)), seed + 1)
     return InfinityModel(transformer, vae)
 
+
+# --- T5 v1.1 encoders in flan-t5-xl's layout (models/flan_t5.py; tests/tiny_t5.py writes downloads of them) ------
+# The real vocabulary size: ComfyUI's T5 tokenizer gives ids up to 32099.
+TINY_T5 = T5EncoderConfig(d_model=64, d_ff=96, num_layers=3, num_heads=4, d_kv=16, vocab_size=32128)
+# The test server's: as wide as the tiny Infinity model's text_channels (INFINITY_TINY above)
+SERVER_T5 = T5EncoderConfig(d_model=256, d_ff=96, num_layers=2, num_heads=4, d_kv=16, vocab_size=32128)
+
+
+def tiny_t5_encoder(seed: int = 0, cfg: T5EncoderConfig = TINY_T5) -> dict[str, torch.Tensor]:
+    """Random encoder tensors (float32) of `cfg`, scaled so that activations stay of order 1 through the layers."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, shape in cfg.shapes().items():
+        if name.endswith("layer_norm.weight"):
+            t = 1 + 0.1 * torch.randn(shape, generator=g)
+        elif name == "shared.weight" or "relative_attention_bias" in name:
+            t = torch.randn(shape, generator=g)
+        else:
+            t = torch.randn(shape, generator=g) / math.sqrt(shape[1])
+        out[name] = t
+    return out
+
+
+def decoder_tensors(cfg: T5EncoderConfig = TINY_T5, seed: int = 1) -> dict[str, torch.Tensor]:
+    """Stand-ins for what a full encoder-decoder file holds beside the encoder (decoder block, table copy, lm_head;
+    small: they are never read)."""
+    g = torch.Generator().manual_seed(seed)
+    d, inner = cfg.d_model, cfg.num_heads * cfg.d_kv
+    return {"decoder.embed_tokens.weight": torch.randn(16, d, generator=g),
+            "decoder.block.0.layer.1.EncDecAttention.q.weight": torch.randn(inner, d, generator=g),
+            "decoder.final_layer_norm.weight": torch.ones(d),
+            "lm_head.weight": torch.randn(16, d, generator=g)}

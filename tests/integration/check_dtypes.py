@@ -2,22 +2,16 @@
 
     python check_dtypes.py COMFY_DIR PACK_DIR      (ComfyUI venv)
 """
-import importlib.util
 import json
 import sys
 
-comfy_dir, pack_dir = sys.argv[1], sys.argv[2]
-sys.path.insert(0, comfy_dir)
-from comfy.cli_args import args  # noqa: E402
+from check_support import comfy_on_cpu, load_pack
 
-args.cpu = True
+comfy_dir, pack_dir = sys.argv[1], sys.argv[2]
+comfy_on_cpu(comfy_dir)
 import comfy.model_management as mm  # noqa: E402
 
-spec = importlib.util.spec_from_file_location("scalewise", f"{pack_dir}/__init__.py",
-                                              submodule_search_locations=[pack_dir])
-pack = importlib.util.module_from_spec(spec)
-sys.modules["scalewise"] = pack
-spec.loader.exec_module(pack)
+load_pack(pack_dir)
 from scalewise.nodes.common import pick_dtypes  # noqa: E402
 
 DEVICES = {"cpu": (False, False), "gpu with bf16 (A100, RTX 30xx+)": (True, True),

@@ -12,16 +12,14 @@ truncation, attention mask, valid rows kept) - no ComfyUI code on that side. Com
 flan-t5-xl-shaped file (24 layers, d_model 2048) to show what it makes of it.
 """
 import gc
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
-comfy_dir, pack_dir, work = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-sys.path.insert(0, comfy_dir)
-from comfy.cli_args import args  # noqa: E402
+from check_support import comfy_on_cpu, load_pack
 
-args.cpu = True
+comfy_dir, pack_dir, work = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+comfy_on_cpu(comfy_dir)
 import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 from transformers import T5Config, T5EncoderModel, T5ForConditionalGeneration, T5TokenizerFast  # noqa: E402
@@ -29,14 +27,9 @@ from transformers import T5Config, T5EncoderModel, T5ForConditionalGeneration, T
 import comfy.model_management  # noqa: E402
 import comfy.sd  # noqa: E402
 
-spec = importlib.util.spec_from_file_location("scalewise", f"{pack_dir}/__init__.py",
-                                              submodule_search_locations=[pack_dir])
-pack = importlib.util.module_from_spec(spec)
-sys.modules["scalewise"] = pack
-spec.loader.exec_module(pack)
-sys.path.insert(0, pack_dir)
+load_pack(pack_dir)
 from scalewise.nodes import infinity_text as it  # noqa: E402
-from tools.convert_flan_t5 import convert  # noqa: E402
+from scalewise.tools.convert_flan_t5 import convert  # noqa: E402
 
 LAYERS, FFN = 3, 96
 config = T5Config(vocab_size=32128, d_model=64, d_ff=FFN, d_kv=16, num_heads=4, num_layers=LAYERS,

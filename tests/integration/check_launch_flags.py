@@ -15,10 +15,11 @@ Output: {"dtypes": {"<flags>|<device>|<family>|<choice>": [transformer, vae, ima
 the Switti loader's check against a Windows-style listing (backslashes), with folder_paths' listing replaced.
 """
 import importlib
-import importlib.util
 import json
 import sys
 import types
+
+from check_support import load_pack
 
 comfy_dir, pack_dir, flag_sets = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 sys.path.insert(0, comfy_dir)
@@ -32,11 +33,7 @@ import torch  # noqa: E402
 shared_args = cli_args.args  # the object every `from comfy.cli_args import args` holds, the pack's included
 import comfy.model_management as mm  # noqa: E402
 
-spec = importlib.util.spec_from_file_location("scalewise", f"{pack_dir}/__init__.py",
-                                              submodule_search_locations=[pack_dir])
-pack = importlib.util.module_from_spec(spec)
-sys.modules["scalewise"] = pack
-spec.loader.exec_module(pack)
+load_pack(pack_dir)
 from scalewise.nodes import common  # noqa: E402
 from scalewise.nodes.switti import SwittiLoader  # noqa: E402
 

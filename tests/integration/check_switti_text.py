@@ -9,16 +9,14 @@ truncation to 77 and the padding mask, as the official FrozenCLIPEmbedder does â
 A textual-inversion file whose vectors are the token embeddings of "red fox" must give the features of those words.
 """
 import gc
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
-comfy_dir, pack_dir, clip_dir, work = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
-sys.path.insert(0, comfy_dir)
-from comfy.cli_args import args  # noqa: E402
+from check_support import comfy_on_cpu, load_pack
 
-args.cpu = True
+comfy_dir, pack_dir, clip_dir, work = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
+comfy_on_cpu(comfy_dir)
 import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer  # noqa: E402
@@ -26,11 +24,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer  # noqa: E
 import comfy.model_management  # noqa: E402
 import comfy.sd  # noqa: E402
 
-spec = importlib.util.spec_from_file_location("scalewise", f"{pack_dir}/__init__.py",
-                                              submodule_search_locations=[pack_dir])
-pack = importlib.util.module_from_spec(spec)
-sys.modules["scalewise"] = pack
-spec.loader.exec_module(pack)
+load_pack(pack_dir)
 from scalewise.nodes.switti_text import encode_prompt  # noqa: E402
 
 # The public configs of openai/clip-vit-large-patch14 and laion/CLIP-ViT-bigG-14-laion2B-39B-b160k (text towers).

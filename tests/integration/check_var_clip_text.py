@@ -12,24 +12,17 @@ import json
 import sys
 from pathlib import Path
 
+from check_support import comfy_on_cpu, load_pack
+
 comfy_dir, pack_dir, clip_dir = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-sys.path.insert(0, comfy_dir)
-from comfy.cli_args import args  # noqa: E402
-
-args.cpu = True
-import importlib.util  # noqa: E402
-
+comfy_on_cpu(comfy_dir)
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer  # noqa: E402
 
 import comfy.sd  # noqa: E402
 
-spec = importlib.util.spec_from_file_location("scalewise", f"{pack_dir}/__init__.py",
-                                              submodule_search_locations=[pack_dir])
-pack = importlib.util.module_from_spec(spec)
-sys.modules["scalewise"] = pack
-spec.loader.exec_module(pack)
+load_pack(pack_dir)
 from scalewise.nodes.var_clip import encode_prompt  # noqa: E402
 
 PROMPTS = {  # name: (prompt for the node, the same prompt as VAR-CLIP's tokenizer reads it)

@@ -6,7 +6,7 @@ import torch
 
 from scalewise.models.switti import TextCondition
 from scalewise.models.infinity import InfinityText
-from tools.tiny_weights import tiny_infinity
+from scalewise.tools.tiny_weights import tiny_infinity
 
 WIDTH = 256  # the tiny model's text_channels
 

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from scalewise.models import CheckpointError
 from scalewise.models.flan_t5 import infer_t5_config, read_t5_encoder
 from tiny_t5 import TINY_T5, tiny_t5_encoder, write_download
-from tools.convert_flan_t5 import convert
+from scalewise.tools.convert_flan_t5 import convert
 
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tools",
                       "convert_flan_t5.py")

@@ -10,7 +10,7 @@ from safetensors import safe_open
 
 from scalewise.models import CheckpointError, load_var_clip, var_clip_official_state_dict, vqvae_official_state_dict
 from tiny import save, tiny_model, tiny_var_clip
-from tools.convert_var_clip import convert
+from scalewise.tools.convert_var_clip import convert
 
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tools",
                       "convert_var_clip.py")
