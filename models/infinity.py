@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from .base import ScaleState, ScalewiseModel
 from .bsq_vae import BSQVAE
+from .schedule import Schedule
 
 # The 1:1 template of official infinity/utils/dynamic_resolution.py: 13 (h, w) steps; pn '0.06M', '0.25M', '0.60M',
 # '1M' take the first 7, 10, 12, 13. RoPE positions of every pn are normalised to the 1M grid (64 x 64).
@@ -72,30 +73,32 @@ class InfinityConfig:
         """Heads of the text pool: Ct5 / (64 if C > 4096 else 128) (official `TextAttentivePool`)."""
         return self.text_channels // (64 if self.width > 4096 else 128)
 
+    @cached_property
+    def schedule(self) -> Schedule:
+        """The token pyramid of `scales` (models/schedule.py: lengths, offsets, levels, masks)."""
+        return Schedule(self.scales)
+
     @property
     def patch_nums(self) -> tuple[int, ...]:
         """Token-map sides for square schedules (the contract's `patch_nums`); ValueError for a non-square one."""
-        if any(h != w for h, w in self.scales):
-            raise ValueError(f"scales: the model contract needs square token maps, got {self.scales}")
-        return tuple(h for h, _ in self.scales)
+        if not self.schedule.square:
+            raise ValueError(f"scales: {self.scales} are not square token maps: use the schedule's (h, w) shapes")
+        return self.schedule.patch_nums
 
-    @cached_property
+    @property
     def lengths(self) -> tuple[int, ...]:
         """n_k = h_k w_k positions of each scale."""
-        return tuple(h * w for h, w in self.scales)
+        return self.schedule.lengths
 
-    @cached_property
+    @property
     def offsets(self) -> tuple[int, ...]:
         """K + 1 positions: scale k holds offsets[k] .. offsets[k + 1] - 1 (the official RoPE `scale_ind` start)."""
-        out = [0]
-        for n in self.lengths:
-            out.append(out[-1] + n)
-        return tuple(out)
+        return self.schedule.offsets
 
     @property
     def seq_len(self) -> int:
         """L = sum_k h_k w_k."""
-        return self.offsets[-1]
+        return self.schedule.seq_len
 
 
 def square_scales(pn: str = "1M") -> tuple[tuple[int, int], ...]:
@@ -405,8 +408,7 @@ class InfinityTransformer(nn.Module):
             s, e = cfg.offsets[k] - 1, cfg.offsets[k + 1] - 1
             parts.append(self.scale_input(k, R, text, inputs[:, s:e]))
         x = torch.cat(parts, 1)
-        lv = torch.cat([torch.full((n,), i) for i, n in enumerate(cfg.lengths)]).to(x.device)
-        mask = torch.where(lv[:, None] >= lv[None, :], 0.0, float("-inf")).to(x.dtype)
+        mask = cfg.schedule.attention_mask(causal=True, device=x.device).to(x.dtype)
         cos, sin = self.rope(x.device)
         for block in self.blocks:
             x = block(x, text.gss, text.ca_kv, text.segments, cos, sin, None, mask)
@@ -503,8 +505,9 @@ class InfinityModel(ScalewiseModel):
         return self.config.bits
 
     @property
-    def image_size(self) -> int:
-        return self.patch_nums[-1] * self.vae.config.downsample * (2 if self.patchify else 1)
+    def image_shape(self) -> tuple[int, int]:
+        """(H, W) px: the last token map's (h, w) times the VAE's stride, times 2 with patchify."""
+        return self.config.schedule.image_shape(self.vae.config.downsample * (2 if self.patchify else 1))
 
     @property
     def vae_scales(self) -> tuple[tuple[int, int], ...]:
