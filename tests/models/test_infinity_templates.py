@@ -202,3 +202,24 @@ def test_inpainting_a_wide_image_keeps_the_unmasked_tokens(wide):
     fitted = sample(wide, None, Generation(prompts(), seed=4, draw=Draw(temperature=TAU),
                                            edit=Edit(square, None, denoise=0.5, fit="crop")))
     assert fitted.images.shape == (1, 3, 176, 352)
+
+
+def test_compare_and_its_grids_keep_the_wide_aspect(wide):
+    from scalewise.guidance.grid import GridLayout, cell_shape, heatmap_cells, render_grid
+    from scalewise.guidance.runs import compare
+    mask = torch.zeros(1, 88, 176)  # half the images' size, same aspect: resized to 176 x 352
+    mask[:, 20:60, 100:160] = 1
+    result = compare(wide, [CFG(3.0, "constant"), None],
+                     Generation(prompts(), seed=2, batch_size=2, draw=Draw(temperature=TAU)), masks=mask)
+    assert result.masks.shape == (4, 176, 352) and result.divergence is not None
+    images = result.images.permute(0, 2, 3, 1)
+    assert images.shape == (4, 176, 352, 3)
+    assert cell_shape(176, 352) == (176, 352)  # tile_size(352) = 352: the longer side kept, the aspect too
+    assert cell_shape(100, 50) == (200, 100) and cell_shape(1000, 800) == (512, 410)
+    grid = render_grid(images, ["CFG 3", "unguided"], ["seed 2", "seed 3"])
+    layout = GridLayout.for_grid(2, 2, 352, (176, 352))
+    assert grid.shape == (1, layout.height, layout.width, 3)
+    assert layout.width == layout.label_width + 2 * (352 + layout.gap) + layout.gap
+    assert layout.height == layout.header_height + 2 * (176 + layout.gap) + layout.gap
+    cells = heatmap_cells(result.rows[0].trace, images[:2])
+    assert cells.shape == (2, 176, 352, 3)
