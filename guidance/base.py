@@ -11,7 +11,7 @@ their `base` field. For each generation the sampler asks every guider of the sta
 4. sample (the sampler filters a copy; guiders' tensors are never modified in place);
 5. `observe` the outcome (SoftCFG confidences).
 
-Shapes: B images, n_k = pn_k^2 tokens of scale k, V codes; logits are float32 [B, n_k, V]. The combination of
+Shapes: B images, n_k = h_k w_k tokens of scale k (pn_k^2 on square maps), V codes; logits are float32 [B, n_k, V]. The combination of
 step 2 is CFG (Ho & Salimans 2022, arXiv 2207.12598) written on logits as the VAR sampler does
 (FoundationVision/VAR models/var.py `autoregressive_infer_cfg`), generalised to the IGG paper's mixed scheme
 (Nguyen et al. 2025, arXiv 2509.23876; dnngky/infoground-guidance models/var.py).
@@ -27,29 +27,47 @@ import torch
 @dataclass(frozen=True)
 class RunInfo:
     """What guiders may know about the generation they serve: the scale schedule (patch_nums, side pn_k of each
-    token map), the batch size B, the codebook size V, the model family ("var", "switti", "infinity"), whether every
-    scale attends to the cached earlier scales (`autoregressive`), the independent draws per position
-    (`token_groups` G: the logits' V is G groups of V / G, each a distribution; models.base.ScalewiseModel) and the
-    cfg of no guidance in the family's convention (`unguided_cfg`: 0 for VAR and Switti, 1 for Infinity)."""
+    token map; `scale_shapes`, the (h_k, w_k) of each map, which non-square schedules need), the batch size B, the
+    codebook size V, the model family ("var", "switti", "infinity"), whether every scale attends to the cached
+    earlier scales (`autoregressive`), the independent draws per position (`token_groups` G: the logits' V is G
+    groups of V / G, each a distribution; models.base.ScalewiseModel), the cfg of no guidance in the family's
+    convention (`unguided_cfg`: 0 for VAR and Switti, 1 for Infinity) and the image's (H, W) in px (`image_shape`,
+    None when unknown).
 
-    patch_nums: tuple[int, ...]
+    patch_nums: the sides of a square schedule, or the (h, w) pairs of a non-square one (`scale_shapes` reads
+    both)."""
+
+    patch_nums: tuple
     batch_size: int
     vocab_size: int
     family: str
     autoregressive: bool  # True when every scale attends to cached earlier scales
     token_groups: int = 1
     unguided_cfg: float = 0.0
+    image_shape: tuple[int, int] | None = None
 
     @classmethod
     def of(cls, model, batch_size: int) -> "RunInfo":
         """The RunInfo of a generation of `batch_size` images by `model` (an object with the model contract)."""
-        return cls(tuple(model.patch_nums), batch_size, model.vocab_size, model.family, model.autoregressive,
-                   model.token_groups, model.unguided_cfg)
+        shapes = tuple(tuple(s) for s in model.scale_shapes)
+        square = all(h == w for h, w in shapes)
+        return cls(tuple(h for h, _ in shapes) if square else shapes, batch_size, model.vocab_size, model.family,
+                   model.autoregressive, model.token_groups, model.unguided_cfg, tuple(model.image_shape))
+
+    @property
+    def scale_shapes(self) -> tuple[tuple[int, int], ...]:
+        """(h_k, w_k) of each token map ((pn_k, pn_k) for a square schedule)."""
+        return tuple(scale_shape(p) for p in self.patch_nums)
 
     @property
     def num_scales(self) -> int:
         """K, the number of scales."""
-        return len(self.patch_nums)
+        return len(self.scale_shapes)
+
+
+def scale_shape(entry) -> tuple[int, int]:
+    """(h, w) of a schedule entry: a side pn -> (pn, pn), an (h, w) pair as given."""
+    return (int(entry[0]), int(entry[1])) if isinstance(entry, (tuple, list)) else (int(entry), int(entry))
 
 
 @dataclass(frozen=True)
@@ -66,8 +84,8 @@ class Term:
 
 @dataclass
 class ScaleRecord:
-    """What happened at scale k (side = pn_k, n = side^2), handed to `observe` after sampling. Tensors are
-    read-only: logits float32, tokens int64 in [0, V) (row-major over the side x side map)."""
+    """What happened at scale k (its token map `shape` (h, w), n = h w; `side` = h), handed to `observe` after
+    sampling. Tensors are read-only: logits float32, tokens int64 in [0, V) (row-major over the h x w map)."""
 
     k: int
     side: int
@@ -75,6 +93,7 @@ class ScaleRecord:
     uncond: torch.Tensor | None  # [B, n, V] raw unconditional logits, if that branch ran
     logits: torch.Tensor         # [B, n, V] the logits the tokens were drawn from (after postprocess, temperature)
     tokens: torch.Tensor         # [B, n] sampled indices
+    shape: tuple[int, int] | None = None  # (h, w) of the map; None: (side, side)
 
 
 class GuiderRuntime:

@@ -15,7 +15,7 @@ class ScaleStateLike(Protocol):
 
     rows: int
     set_uncond: Callable[[bool], None]
-    prefer: Callable[[int, torch.Tensor], None]  # (k, positions bool [B, pn_k, pn_k])
+    prefer: Callable[[int, torch.Tensor], None]  # (k, positions bool [B, h_k, w_k])
     close: Callable[[], None]
 
 
@@ -23,10 +23,10 @@ class ScalewiseModelLike(Protocol):
     """What `sample` drives (models.base.ScalewiseModel implements it); one line per member of ARCHITECTURE.md's
     contract table."""
 
-    patch_nums: tuple[int, ...]
+    scale_shapes: tuple[tuple[int, int], ...]  # (h_k, w_k) of every token map, square or not
     vocab_size: int
     token_groups: int
-    image_size: int
+    image_shape: tuple[int, int]  # (H, W) px
     weight_device: torch.device
     family: str
     autoregressive: bool

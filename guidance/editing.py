@@ -111,20 +111,27 @@ def check_object_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
     return _check_values(as_mask_batch(mask, name), name, "1 = object")
 
 
-def square_mask(mask: torch.Tensor, size: int, name: str = "mask") -> torch.Tensor:
-    """A foreground mask float [B, h, w] for size x size images -> [B, size, size]: a square mask of another
-    resolution is resized (bilinear, antialiased when shrinking, as `fit_mask` resizes); one of another shape cannot
-    be placed on the images (the sampler cropped or padded the picture they come from), so it raises ValueError
-    naming `name` and its width x height."""
+def square_mask(mask: torch.Tensor, size, name: str = "mask") -> torch.Tensor:
+    """A foreground mask float [B, h, w] for size x size images (size: S, or the images' (H, W)) -> [B, H, W]: a
+    mask of the images' aspect at another resolution is resized (bilinear, antialiased when shrinking, as
+    `fit_mask` resizes); one of another aspect cannot be placed on the images (the sampler cropped or padded the
+    picture they come from), so it raises ValueError naming `name` and its width x height."""
     height, width = mask.shape[-2:]
-    if (height, width) == (size, size):
+    out_h, out_w = _pair(size)
+    if (height, width) == (out_h, out_w):
         return mask
-    if height != width:
-        raise ValueError(f"{name} is {width}x{height} (width x height) but the images are {size}x{size}: a mask of "
+    if height * out_w != width * out_h:
+        shape = "a square mask" if out_h == out_w else f"a mask of their aspect ({out_w}:{out_h})"
+        raise ValueError(f"{name} is {width}x{height} (width x height) but the images are {out_w}x{out_h}: a mask of "
                          "another shape cannot be placed on them (the sampler cropped or padded the picture); give "
-                         "a square mask, or after an edit leave it unconnected to use the region the sampler "
+                         f"{shape}, or after an edit leave it unconnected to use the region the sampler "
                          "regenerated")
-    return _resize(mask[:, None], size, size, "bilinear")[:, 0].clamp(0, 1)
+    return _resize(mask[:, None], out_h, out_w, "bilinear")[:, 0].clamp(0, 1)
+
+
+def _pair(size) -> tuple[int, int]:
+    """(H, W) of a size: S -> (S, S), an (H, W) pair as given."""
+    return (int(size[0]), int(size[1])) if isinstance(size, (tuple, list)) else (int(size), int(size))
 
 
 def unmarked_entries(mask: torch.Tensor) -> list[int]:
@@ -156,13 +163,14 @@ def warn_unmarked(mask: torch.Tensor, first: int = 0) -> None:
                   "denoise.", InputNotice, stacklevel=3)
 
 
-def fit_image(image: torch.Tensor, size: int, fit: str = "crop") -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Fit an image float [B, 3, H, W] in [0, 1] to size x size.
+def fit_image(image: torch.Tensor, size, fit: str = "crop") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Fit an image float [B, 3, h, w] in [0, 1] to size x size (size: S, or the target (H, W) px).
 
-    "crop": scale so that the short side is `size`, cut the centre; "pad": scale so that the long side is
-    `size`, centre it on grey (0.5). Resampling is bicubic, antialiased when shrinking, clamped to [0, 1].
-    Returns the fitted image and, for "pad" of another aspect, the padding float [1, size, size] (1 = padded:
-    to be generated, i.e. out-painting), else None. Raises ValueError for an unknown `fit`.
+    "crop": scale so that the image covers H x W (its short side relative to the target's aspect fits), cut the
+    centre; "pad": scale so that it fits inside H x W, centre it on grey (0.5). Resampling is bicubic,
+    antialiased when shrinking, clamped to [0, 1]. Returns the fitted image and, for "pad" of another aspect, the
+    padding float [1, H, W] (1 = padded: to be generated, i.e. out-painting), else None. Raises ValueError for an
+    unknown `fit`.
     """
     return _fit(image, size, fit, "bicubic", PAD_VALUE)
 
@@ -170,7 +178,8 @@ def fit_image(image: torch.Tensor, size: int, fit: str = "crop") -> tuple[torch.
 def fit_mask(mask: torch.Tensor, image_hw: tuple[int, int], size: int, fit: str = "crop") -> torch.Tensor:
     """A mask float [B, h, w] for an image of size image_hw, fitted as `fit_image` fits that image: first
     stretched to image_hw if its own size differs, then cropped or padded, bilinearly; padding is 1
-    (generated). Returns float32 [B, size, size] in [0, 1]. Raises ValueError for an unknown `fit`."""
+    (generated). Returns float32 [B, H, W] in [0, 1] (size: S or (H, W)). Raises ValueError for an unknown
+    `fit`."""
     if tuple(mask.shape[-2:]) != tuple(image_hw):
         mask = _resize(mask[:, None], *image_hw, "bilinear")[:, 0].clamp(0, 1)
     return _fit(mask[:, None], size, fit, "bilinear", 1.0)[0][:, 0]
@@ -180,19 +189,24 @@ def _fit(x: torch.Tensor, size: int, fit: str, mode: str, pad_value: float):
     if fit not in FITS:
         raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
     height, width = x.shape[-2:]
-    if (height, width) == (size, size):
+    out_h, out_w = _pair(size)
+    if (height, width) == (out_h, out_w):
         return x, None
-    scale = size / (min if fit == "crop" else max)(height, width)
-    bound = max if fit == "crop" else min  # crop: both sides >= size; pad: both <= size
-    new_h, new_w = (bound(size, max(1, round(n * scale))) for n in (height, width))
+    if out_h == out_w:  # the square rule, as it always was (bit for bit)
+        scale_h = scale_w = out_h / (min if fit == "crop" else max)(height, width)
+    else:  # crop: cover the target (the larger factor); pad: fit inside it (the smaller)
+        scale_h = scale_w = (max if fit == "crop" else min)(out_h / height, out_w / width)
+    bound = max if fit == "crop" else min  # crop: both sides >= the target's; pad: both <=
+    new_h = bound(out_h, max(1, round(height * scale_h)))
+    new_w = bound(out_w, max(1, round(width * scale_w)))
     resized = _resize(x, new_h, new_w, mode).clamp(0, 1)
     if fit == "crop":
-        top, left = (new_h - size) // 2, (new_w - size) // 2
-        return resized[..., top:top + size, left:left + size], None
-    top, left = (size - new_h) // 2, (size - new_w) // 2
-    out = resized.new_full((*x.shape[:-2], size, size), pad_value)
+        top, left = (new_h - out_h) // 2, (new_w - out_w) // 2
+        return resized[..., top:top + out_h, left:left + out_w], None
+    top, left = (out_h - new_h) // 2, (out_w - new_w) // 2
+    out = resized.new_full((*x.shape[:-2], out_h, out_w), pad_value)
     out[..., top:top + new_h, left:left + new_w] = resized
-    padding = resized.new_ones(1, size, size)
+    padding = resized.new_ones(1, out_h, out_w)
     padding[:, top:top + new_h, left:left + new_w] = 0
     return out, (padding if bool(padding.any()) else None)
 
@@ -220,37 +234,48 @@ def _resize(x: torch.Tensor, height: int, width: int, mode: str) -> torch.Tensor
     return F.interpolate(x.float(), size=(height, width), mode=mode, align_corners=False, antialias=antialias)
 
 
-def finest_keep_mask(mask: torch.Tensor, side: int) -> torch.Tensor:
-    """Pixel mask float [B, S, S] (1 = generate) -> keep-mask float [B, side, side] of the finest token map:
-    1 where no pixel of the token's patch (S / side pixels square, 16 for the official VQ-VAE) is >= 0.5.
-    Raises ValueError unless the mask is square with S a multiple of `side`."""
-    size = mask.shape[-1]
-    if mask.shape[-2] != size or size % side:
-        raise ValueError(f"the mask must be square with a side that is a multiple of {side}, got {list(mask.shape)}")
+def finest_keep_mask(mask: torch.Tensor, side) -> torch.Tensor:
+    """Pixel mask float [B, H, W] (1 = generate) -> keep-mask float [B, h, w] of the finest token map (side: its
+    side pn, or its (h, w)): 1 where no pixel of the token's patch (H / h = W / w pixels square, 16 for the
+    official VQ-VAE) is >= 0.5. Raises ValueError unless the mask's sides are one multiple of the map's."""
+    if not isinstance(side, (tuple, list)):
+        size = mask.shape[-1]
+        if mask.shape[-2] != size or size % side:
+            raise ValueError(f"the mask must be square with a side that is a multiple of {side}, got "
+                             f"{list(mask.shape)}")
+        generate = (mask >= 0.5).float()[:, None]
+        return 1 - F.max_pool2d(generate, size // side)[:, 0]
+    h, w = _pair(side)
+    height, width = mask.shape[-2:]
+    if height % h or width % w or height // h != width // w:
+        raise ValueError(f"the mask must be {h}x{w} patches of one square size (h x w), got {list(mask.shape)}")
     generate = (mask >= 0.5).float()[:, None]
-    return 1 - F.max_pool2d(generate, size // side)[:, 0]
+    return 1 - F.max_pool2d(generate, height // h)[:, 0]
 
 
 def scale_keep_masks(finest_keep: torch.Tensor, patch_nums) -> list[torch.Tensor]:
-    """The official per-scale rule: keep-mask float [B, s, s] (1 = keep; s = patch_nums[-1]) -> K bool maps
-    [B, pn, pn]: bilinear resize (align_corners False, no antialias) then > 0.5; maps of <= 3 tokens all True
-    (the official demo's `replace_embedding`, which keeps maps with ph * pw <= 3 whole)."""
+    """The official per-scale rule: keep-mask float [B, h_K, w_K] (1 = keep; the last map) -> K bool maps
+    [B, h_k, w_k] (patch_nums: sides pn_k or (h_k, w_k) pairs): bilinear resize (align_corners False, no
+    antialias) then > 0.5; maps of <= 3 tokens all True (the official demo's `replace_embedding`, which keeps
+    maps with ph * pw <= 3 whole)."""
     out = []
-    for pn in patch_nums:
-        if pn * pn <= KEEP_WHOLE_MAX_TOKENS:
-            keep = torch.ones(finest_keep.shape[0], pn, pn, dtype=torch.bool, device=finest_keep.device)
+    for entry in patch_nums:
+        h, w = _pair(entry)
+        if h * w <= KEEP_WHOLE_MAX_TOKENS:
+            keep = torch.ones(finest_keep.shape[0], h, w, dtype=torch.bool, device=finest_keep.device)
         else:
-            keep = F.interpolate(finest_keep[:, None].float(), size=(pn, pn), mode="bilinear",
+            keep = F.interpolate(finest_keep[:, None].float(), size=(h, w), mode="bilinear",
                                  align_corners=False)[:, 0] > 0.5
         out.append(keep)
     return out
 
 
 def strict_keep_masks(finest_keep: torch.Tensor, patch_nums) -> list[torch.Tensor]:
-    """The strict per-scale rule: keep-mask float [B, s, s] (1 = keep) -> K bool maps [B, pn, pn], True where
-    every finest token of the adaptive-pooling window (floor(i s / pn) .. ceil((i + 1) s / pn) - 1) is kept."""
+    """The strict per-scale rule: keep-mask float [B, h_K, w_K] (1 = keep) -> K bool maps [B, h_k, w_k], True
+    where every finest token of the adaptive-pooling window (floor(i h_K / h_k) .. ceil((i + 1) h_K / h_k) - 1,
+    the same along w) is kept."""
     generate = 1 - finest_keep[:, None].float()
-    return [F.adaptive_max_pool2d(generate, pn)[:, 0] < 0.5 for pn in patch_nums]
+    return [F.adaptive_max_pool2d(generate, _pair(entry))[:, 0] < 0.5 for entry in patch_nums]
 
 
 def kept_scale_count(denoise: float, num_scales: int) -> int:
@@ -267,8 +292,9 @@ def kept_scale_count(denoise: float, num_scales: int) -> int:
 class EditPlan:
     """Which tokens of each scale are the image's own.
 
-    tokens: K int64 maps [B, pn, pn] (the image's encoding; [B, pn, pn, G] for bitwise tokens); keep: K bool maps [B, pn, pn], True = forced;
-    regenerated: float32 [B, S, S] in {0, 1}, 1 = a pixel of the finest scale's regenerated tokens (None without
+    tokens: K int64 maps [B, h_k, w_k] (the image's encoding; [B, h_k, w_k, G] for bitwise tokens); keep: K bool
+    maps [B, h_k, w_k], True = forced;
+    regenerated: float32 [B, H, W] in {0, 1}, 1 = a pixel of the finest scale's regenerated tokens (None without
     a mask); the heat map takes it as the foreground of its divergence.
     """
 
@@ -301,22 +327,23 @@ def _check_batches(batch: int, image: torch.Tensor, mask: torch.Tensor | None) -
 
 
 def fit_edit(model, edit, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The edit's image and regenerate-mask (an `Edit`'s, already checked) at the model's size S and the batch:
-    (image float [1 or B, 3, S, S], mask float [1 or B, S, S] or None). With `edit.fit`
-    "crop"/"pad" an image of another size is fitted (`fit_image`, `fit_mask`; with "pad" and no mask the padding
-    becomes the mask: out-painting); with None it must be S x S already. Raises ValueError naming the input: a
-    wrong size or batch."""
-    size = model.image_size
+    """The edit's image and regenerate-mask (an `Edit`'s, already checked) at the model's size (H, W) =
+    `model.image_shape` and the batch: (image float [1 or B, 3, H, W], mask float [1 or B, H, W] or None). With
+    `edit.fit` "crop"/"pad" an image of another size is fitted (`fit_image`, `fit_mask`; with "pad" and no mask the
+    padding becomes the mask: out-painting); with None it must be H x W already. Raises ValueError naming the
+    input: a wrong size or batch."""
+    height, width = model.image_shape
+    size = height if height == width else (height, width)
     image, mask = edit.image, edit.mask
     if edit.fit is not None:
         fitted, padding = fit_image(image, size, edit.fit)
         mask = padding if mask is None else fit_mask(mask, tuple(image.shape[-2:]), size, edit.fit)
         image = fitted
-    if tuple(image.shape[-2:]) != (size, size):
-        raise ValueError(f"image is {image.shape[-1]}x{image.shape[-2]} px but this model makes {size}x{size}: "
+    if tuple(image.shape[-2:]) != (height, width):
+        raise ValueError(f"image is {image.shape[-1]}x{image.shape[-2]} px but this model makes {width}x{height}: "
                          "fit it first (fit_image: crop or pad)")
-    if mask is not None and tuple(mask.shape[-2:]) != (size, size):
-        raise ValueError(f"mask is {mask.shape[-1]}x{mask.shape[-2]} px but the image is {size}x{size}: "
+    if mask is not None and tuple(mask.shape[-2:]) != (height, width):
+        raise ValueError(f"mask is {mask.shape[-1]}x{mask.shape[-2]} px but the image is {width}x{height}: "
                          "fit it first (fit_mask)")
     _check_batches(batch, image, mask)
     return image, mask
@@ -332,7 +359,9 @@ def plan_edit(model, edit, batch: int, first: int = 0) -> EditPlan | None:
     """
     if edit is None:
         return None
-    patch_nums = tuple(model.patch_nums)
+    shapes = tuple(tuple(s) for s in model.scale_shapes)
+    square = all(h == w for h, w in shapes)
+    patch_nums = tuple(h for h, _ in shapes) if square else shapes  # sides (the square rules, bit for bit) or pairs
     kept = kept_scale_count(edit.denoise, len(patch_nums))
     image, mask = fit_edit(model, edit, batch)
     if mask is not None:
@@ -344,12 +373,12 @@ def plan_edit(model, edit, batch: int, first: int = 0) -> EditPlan | None:
     # a batch-1 image is encoded once and shared by every image of the batch
     tokens = [t.expand(batch, *t.shape[1:]) for t in model.encode_image(image.to(device))]
     if mask is None:
-        keep = [torch.zeros(batch, pn, pn, dtype=torch.bool, device=device) for pn in patch_nums]
+        keep = [torch.zeros(batch, h, w, dtype=torch.bool, device=device) for h, w in shapes]
         regenerated = None
     else:
         finest = finest_keep_mask(mask.to(device), patch_nums[-1])
         keep = (scale_keep_masks if edit.mask_rule == "official" else strict_keep_masks)(finest, patch_nums)
-        factor = model.image_size // patch_nums[-1]
+        factor = model.image_shape[0] // shapes[-1][0]
         regenerated = (1 - finest).repeat_interleave(factor, -1).repeat_interleave(factor, -2).float()
     for k in range(kept):
         keep[k] = torch.ones_like(keep[k])

@@ -45,16 +45,18 @@ def ui_font(size: int) -> ImageFont.ImageFont:
 
 
 def _check_image(image: torch.Tensor, trace: GuidanceTrace) -> torch.Tensor:
-    expected = f"[{trace.batch_size} or 1, {trace.image_size}, {trace.image_size}, 3]"
-    if image.ndim != 4 or image.shape[-1] != 3 or tuple(image.shape[1:3]) != (trace.image_size,) * 2 \
+    height, width = trace.image_shape
+    expected = f"[{trace.batch_size} or 1, {height}, {width}, 3]"
+    if image.ndim != 4 or image.shape[-1] != 3 or tuple(image.shape[1:3]) != (height, width) \
             or image.shape[0] not in (1, trace.batch_size):
         raise ValueError(f"image shape {list(image.shape)} does not match the trace: expected {expected}")
     return image.expand(trace.batch_size, -1, -1, -1)
 
 
-def _upsample(x: torch.Tensor, tile: int, mode: str = "nearest") -> torch.Tensor:
-    """[B, h, w] -> [B, tile, tile]."""
-    return F.interpolate(x[:, None].float(), size=(tile, tile), mode=mode)[:, 0]
+def _upsample(x: torch.Tensor, tile, mode: str = "nearest") -> torch.Tensor:
+    """[B, h, w] -> [B, tile, tile] (tile: a side, or the panel's (height, width))."""
+    size = tuple(tile) if isinstance(tile, tuple) else (tile, tile)
+    return F.interpolate(x[:, None].float(), size=size, mode=mode)[:, 0]
 
 
 def _normalized_maps(trace: GuidanceTrace, normalize: str) -> list[torch.Tensor]:
@@ -69,13 +71,14 @@ def _normalized_maps(trace: GuidanceTrace, normalize: str) -> list[torch.Tensor]
     return [m / p.clamp_min(1e-12)[:, None, None] for m, p in zip(maps, peaks)]
 
 
-def _mask_edge(mask: torch.Tensor, tile: int) -> torch.Tensor:
-    """Boundary pixels of the foreground (mask >= 0.5) at tile resolution: [B, H, W] -> bool [B, tile, tile]."""
+def _mask_edge(mask: torch.Tensor, tile) -> torch.Tensor:
+    """Boundary pixels of the foreground (mask >= 0.5) at tile resolution: [B, H, W] -> bool [B, th, tw] (tile: a
+    side, or the panel's (th, tw))."""
     inside = _upsample(mask, tile, "area") >= 0.5
     padded = F.pad(inside[:, None].float(), (1, 1, 1, 1), mode="replicate")[:, 0] > 0.5
     neighbours_out = ~padded[:, :-2, 1:-1] | ~padded[:, 2:, 1:-1] | ~padded[:, 1:-1, :-2] | ~padded[:, 1:-1, 2:]
     edge = (inside & neighbours_out)[:, None].float()
-    radius = tile // 160  # thicker outline on bigger tiles so it stays visible
+    radius = (max(tile) if isinstance(tile, tuple) else tile) // 160  # thicker outline on bigger tiles: visible
     return F.max_pool2d(edge, 2 * radius + 1, stride=1, padding=radius)[:, 0] > 0
 
 
@@ -108,11 +111,12 @@ def render_heatmap(trace: GuidanceTrace, image: torch.Tensor | None = None, mask
                    scores: tuple[dict, dict | None] | None = None) -> torch.Tensor:
     """Grid of per-scale guidance-magnitude panels per image: float32 [B, H, W, 3] in [0, 1].
 
-    image: the generated IMAGE [B or 1, S, S, 3] (S = trace.image_size) for a last panel with the
-    last scale's map overlaid at `overlay_alpha`; mask: MASK [B or 1, S, S] or [S, S], adds D values
+    image: the generated IMAGE [B or 1, H, W, 3] ((H, W) = trace.image_shape) for a last panel with the
+    last scale's map overlaid at `overlay_alpha`; mask: MASK [B or 1, H, W] or [H, W], adds D values
     and the foreground outline on the overlay; None = the edit's regenerated region when the trace
     comes from an edit (`trace.edit_mask`); scores: `metrics.trace_scores(trace, mask)` when already computed.
-    The grid size depends on `tile` and the scale count, not on the image size.
+    The grid size depends on `tile` and the scale count, not on the image size: `tile` is each panel's longer side,
+    panels keep the image's aspect (H x W images: tile x round(tile W / H) for H >= W).
 
     Panels show the magnitude m = max_v (nudge)^+ (logit units) normalised per scale ("scale") or over all scales
     ("global"), in the IGG paper's heat-map style (arXiv 2509.23876; official dnngky/infoground-guidance), with
@@ -124,9 +128,14 @@ def render_heatmap(trace: GuidanceTrace, image: torch.Tensor | None = None, mask
         raise ValueError("the guidance trace holds no magnitude maps")
     if not 0.0 <= overlay_alpha <= 1.0:
         raise ValueError(f"overlay_alpha must be in [0, 1], got {overlay_alpha}")
-    tile = int(tile) if tile else min(max(trace.image_size // 2, 96), 256)
+    img_h, img_w = trace.image_shape
+    tile = int(tile) if tile else min(max(max(img_h, img_w) // 2, 96), 256)
     if tile < 16:
         raise ValueError(f"tile must be at least 16 px, got {tile}")
+    # panel (height, width): tile x tile for square images, else the longer side is tile, the aspect the image's
+    panel_hw = (tile, tile) if img_h == img_w else \
+        (tile, max(1, round(tile * img_w / img_h))) if img_h > img_w else (max(1, round(tile * img_h / img_w)), tile)
+    tile_h, tile_w = panel_hw
     batch, scales = trace.batch_size, len(trace.magnitude)
     maps = _normalized_maps(trace, normalize)
     image = _check_image(image.detach().to("cpu", torch.float32), trace) if image is not None else None
@@ -135,9 +144,9 @@ def render_heatmap(trace: GuidanceTrace, image: torch.Tensor | None = None, mask
 
     photo = edge = None
     if image is not None:  # resized once for the whole batch: the overlay panel's background
-        photo = F.interpolate(image.permute(0, 3, 1, 2), size=(tile, tile), mode="bilinear",
+        photo = F.interpolate(image.permute(0, 3, 1, 2), size=panel_hw, mode="bilinear",
                               antialias=True, align_corners=False).permute(0, 2, 3, 1).clamp(0, 1)
-        edge = _mask_edge(foreground_mask(mask, trace).float(), tile) if mask is not None else None
+        edge = _mask_edge(foreground_mask(mask, trace).float(), panel_hw) if mask is not None else None
     panel_count = scales + (photo is not None)
 
     font_size = max(12, round(tile / 9))
@@ -146,17 +155,17 @@ def render_heatmap(trace: GuidanceTrace, image: torch.Tensor | None = None, mask
     label_h = (2 * line + gap // 2) if labels else 0
     rows = math.ceil(panel_count / MAX_COLUMNS)
     columns = math.ceil(panel_count / rows)
-    width = columns * tile + (columns + 1) * gap
+    width = columns * tile_w + (columns + 1) * gap
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     guider_lines = wrap_text(trace.guider or "guidance", font, width - 2 * gap, measure) if labels else []
     header_h = (len(guider_lines) + 1) * line + gap if labels else 0
-    height = header_h + rows * (tile + label_h + gap) + gap
+    height = header_h + rows * (tile_h + label_h + gap) + gap
 
     out = []
     for b in range(batch):
         canvas = Image.new("RGB", (width, height), BACKGROUND)
         draw = ImageDraw.Draw(canvas)
-        panels = [apply_colormap(_upsample(m[b:b + 1], tile)[0], colormap) for m in maps]  # K x [t, t, 3]
+        panels = [apply_colormap(_upsample(m[b:b + 1], panel_hw)[0], colormap) for m in maps]  # K x [th, tw, 3]
         if photo is not None:
             overlay = (1 - overlay_alpha) * photo[b] + overlay_alpha * panels[-1]
             if edge is not None:
@@ -164,7 +173,7 @@ def render_heatmap(trace: GuidanceTrace, image: torch.Tensor | None = None, mask
             panels.append(overlay)
         for index, panel in enumerate(panels):
             row, column = divmod(index, columns)
-            x, y = gap + column * (tile + gap), header_h + gap + row * (tile + label_h + gap)
+            x, y = gap + column * (tile_w + gap), header_h + gap + row * (tile_h + label_h + gap)
             canvas.paste(Image.fromarray((panel.numpy() * 255).round().astype(np.uint8)), (x, y))
             if not labels:
                 continue
@@ -178,8 +187,8 @@ def render_heatmap(trace: GuidanceTrace, image: torch.Tensor | None = None, mask
                 color = TEXT if guided else DIM_TEXT
             else:
                 title, stats, color = f"overlay k{scales - 1}", f"alpha {overlay_alpha:g}", TEXT
-            _draw_fitted(draw, (x, y + tile + gap // 2), title, font_size, tile, color)
-            _draw_fitted(draw, (x, y + tile + gap // 2 + line), stats, font_size, tile, color)
+            _draw_fitted(draw, (x, y + tile_h + gap // 2), title, font_size, tile_w, color)
+            _draw_fitted(draw, (x, y + tile_h + gap // 2 + line), stats, font_size, tile_w, color)
         if labels:
             totals = f"mean E {_fmt(float(even['mean'][b]))}"
             if div is not None:

@@ -17,51 +17,56 @@ from functools import lru_cache, partial
 
 import torch
 
-from .base import Guider, GuiderRuntime, RunInfo, Term
+from .base import Guider, GuiderRuntime, RunInfo, Term, scale_shape
 from .schedules import SCHEDULE_NAMES, ScaleWindow, check_finite, schedule_value
 
 OPERANDS = ("raw_logits", "centered")
 WINDOWS = ("global", "auto")  # the named windows; an int side is the third kind
 
 
-def window_side(window, side: int) -> int | None:
+def window_side(window, side) -> int | None:
     """Side of the square neighbourhood, or None for global attention over the scale. window: "global", "auto"
-    (ceil(sqrt(side * side)) = side: a side x side neighbourhood around each token) or an int side >= 1;
-    side = pn_k."""
+    (ceil(sqrt(h w)): a square neighbourhood of as many tokens as the map; the map's side pn_k when square) or an
+    int side >= 1; side: pn_k, or the map's (h, w)."""
     if window == "global":
         return None
     if window == "auto":
-        return math.ceil(math.sqrt(side * side))
+        h, w = scale_shape(side)
+        return math.ceil(math.sqrt(h * w))
     return int(window)
 
 
-def local_mask(side: int, window: int, device) -> torch.Tensor:
-    """bool [side^2, side^2]: token j lies within the window (Chebyshev radius window // 2) around token i;
-    cached per (side, window, device)."""
-    return _local_mask(side, window, torch.device(device))
+def local_mask(side, window: int, device) -> torch.Tensor:
+    """bool [n, n] for a map of side x side (n = side^2) or (h, w) (n = h w) tokens, row-major: token j lies within
+    the window (Chebyshev radius window // 2) around token i; cached per (shape, window, device)."""
+    return _local_mask(scale_shape(side), window, torch.device(device))
 
 
-@lru_cache(maxsize=16)  # built once per side and device, not once per image and scale
-def _local_mask(side: int, window: int, device: torch.device) -> torch.Tensor:
+@lru_cache(maxsize=16)  # built once per shape and device, not once per image and scale
+def _local_mask(shape: tuple[int, int], window: int, device: torch.device) -> torch.Tensor:
     """[N, N] bool: token j lies within the window (Chebyshev radius window // 2) around token i."""
-    r, c = torch.div(torch.arange(side * side, device=device), side, rounding_mode="floor"), \
-        torch.arange(side * side, device=device) % side
+    height, width = shape
+    n = height * width
+    r, c = torch.div(torch.arange(n, device=device), width, rounding_mode="floor"), \
+        torch.arange(n, device=device) % width
     radius = window // 2
     return ((r[:, None] - r[None, :]).abs() <= radius) & ((c[:, None] - c[None, :]).abs() <= radius)
 
 
-def grounded_nudge(delta: torch.Tensor, side: int, window: int | None = None,
+def grounded_nudge(delta: torch.Tensor, side, window: int | None = None,
                    operand: str = "raw_logits") -> torch.Tensor:
     """A @ delta for delta [B, N, V]; one image at a time so memory stays at one [N, N] matrix.
 
-    delta: l_c - l_u, float [B, N, V] with N = side^2 (row-major token map); computed in float32, returned float32
+    delta: l_c - l_u, float [B, N, V] with N = side^2 (side: pn_k; or side = the map's (h, w), N = h w; row-major
+    token map); computed in float32, returned float32
     [B, N, V]. A = softmax_rows(K K^T / sqrt(V)) with K = delta ("raw_logits", the official choice) or delta minus
-    its per-token mean over V ("centered"); with a `window` side below 2 side - 1 the scores outside the
+    its per-token mean over V ("centered"); with a `window` side below 2 max(h, w) - 1 the scores outside the
     Chebyshev neighbourhood of radius window // 2 are -inf. Formula: IGG paper (arXiv 2509.23876), official
     dnngky/infoground-guidance models/var.py."""
     delta = delta.float()
     keys = delta - delta.mean(-1, keepdim=True) if operand == "centered" else delta
-    mask = local_mask(side, window, delta.device) if window is not None and window < side * 2 - 1 else None
+    reach = max(scale_shape(side)) * 2 - 1  # a window this wide covers the whole map from every token
+    mask = local_mask(side, window, delta.device) if window is not None and window < reach else None
     out = torch.empty_like(delta)
     for i in range(delta.shape[0]):
         scores = keys[i] @ keys[i].T / math.sqrt(delta.shape[-1])
@@ -119,8 +124,9 @@ class _IGGRuntime(GuiderRuntime):
         if not ScaleWindow(spec.start_scale, spec.end_scale).contains(k, K):
             return None
         weight = 1.0 + spec.scale * schedule_value(spec.schedule, k, K, spec.power)
-        side = self.info.patch_nums[k]
+        shape = self.info.scale_shapes[k]
+        side = shape[0] if shape[0] == shape[1] else shape
         window = window_side(spec.window, side)
-        if side == 1 or window == 1:  # A is the identity: plain CFG arithmetic
+        if shape == (1, 1) or window == 1:  # A is the identity: plain CFG arithmetic
             return Term(weight)
         return Term(weight, partial(grounded_nudge, side=side, window=window, operand=spec.operand))

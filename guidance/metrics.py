@@ -65,12 +65,12 @@ def foreground_mask(mask: torch.Tensor, trace: GuidanceTrace) -> torch.Tensor:
     """A foreground MASK (1 = object) in any layout ComfyUI's mask nodes accept ([B, H, W], [H, W], [B, 1, H, W],
     [B, H, W, 1]: guidance.editing.as_mask_batch) checked against the trace, as float64 [B, H, W] (batch 1 is
     expanded to the trace's B). Raises ValueError for another layout, a size other than the trace's image size
-    S x S, or a batch that is neither 1 nor B."""
+    H x W (`trace.image_shape`), or a batch that is neither 1 nor B."""
     mask = as_mask_batch(torch.as_tensor(mask), "mask").detach().to("cpu", torch.float64)
-    size = trace.image_size
-    if tuple(mask.shape[1:]) != (size, size):
+    height, width = trace.image_shape
+    if tuple(mask.shape[1:]) != (height, width):
         raise ValueError(f"mask size {mask.shape[1]}x{mask.shape[2]} does not match the image size "
-                         f"{size}x{size} of the trace")
+                         f"{height}x{width} of the trace")
     batch = trace.batch_size
     if mask.shape[0] == 1:
         return mask.expand(batch, -1, -1)
@@ -164,8 +164,8 @@ def summary(trace: GuidanceTrace, mask: torch.Tensor | None = None, *, draws: in
     even, div = trace_scores(trace, mask, draws=draws, seed=seed) if scores is None else scores
     result = {
         "guider": trace.guider,
-        "image_size": trace.image_size,
-        "patch_nums": list(trace.patch_nums),
+        "image_size": trace.image_size if isinstance(trace.image_size, int) else list(trace.image_size),
+        "patch_nums": [p if isinstance(p, int) else list(p) for p in trace.patch_nums],
         "guided": [bool(g) for g in trace.uncond_ran],
         "evenness": {"mean": _json_floats(even["mean"]), "per_scale": _json_floats(even["per_scale"])},
         "divergence": None,

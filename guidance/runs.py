@@ -95,11 +95,12 @@ def check_guiders(model, guiders: Sequence[Guider | None], batch: int, names: Se
             raise ValueError(f"{name} ({guider.describe()}): {e}") from None
 
 
-def row_masks(mask: torch.Tensor, rows: int, columns: int, size: int) -> torch.Tensor:
+def row_masks(mask: torch.Tensor, rows: int, columns: int, size) -> torch.Tensor:
     """A foreground MASK (1 = object; any layout core's mask nodes give, resampling overshoot clamped: `editing.
-    check_object_mask`) for R rows of C images of S x S px -> float [R*C, S, S]: one mask for every image, one per
-    column (the same seed in every row) or one per image, row by row. A square mask of another size is resized
-    (`editing.square_mask`). Raises ValueError naming `mask` for another shape or count."""
+    check_object_mask`) for R rows of C images of S x S px (size: S, or the images' (H, W)) -> float [R*C, H, W]:
+    one mask for every image, one per column (the same seed in every row) or one per image, row by row. A mask of
+    the images' aspect at another size is resized (`editing.square_mask`). Raises ValueError naming `mask` for
+    another shape or count."""
     mask = square_mask(check_object_mask(mask), size)
     count = mask.shape[0]
     if count == 1:
@@ -139,7 +140,7 @@ def compare(model, guiders: Sequence[Guider | None], generation: Generation, *, 
         on_scale = None if callback is None else (lambda progress, row=row: callback(row, progress))
         outputs.append(sampler(model, guider, generation, trace=True, callback=on_scale))
     images = [out.images.cpu() for out in outputs]
-    columns, size = images[0].shape[0], images[0].shape[-1]
+    columns, size = images[0].shape[0], tuple(images[0].shape[-2:])
     found = masks(torch.cat(images)) if callable(masks) else \
         None if masks is None else row_masks(masks, len(guiders), columns, size)
     if masks is None and all(out.trace.edit_mask is not None for out in outputs):

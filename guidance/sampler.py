@@ -27,7 +27,7 @@ class SampleOutput:
     """What `sample` returns: the decoded images, the token maps of every scale and, with trace=True, the guidance
     trace."""
 
-    images: torch.Tensor         # float32 [B, 3, H, W] in [0, 1], H = W = model.image_size (pixels)
+    images: torch.Tensor         # float32 [B, 3, H, W] in [0, 1], (H, W) = model.image_shape (pixels)
     tokens: list[torch.Tensor]   # K int64 maps [B, h_k, w_k] ([B, h_k, w_k, G] for token_groups G > 1), coarse to fine
     trace: GuidanceTrace | None = None
 
@@ -38,7 +38,7 @@ class ScaleProgress:
     caches are released, the exception propagates out of `sample`).
 
     k: the scale just finished (0-based) of num_scales = K. fhat: the accumulated latent float32
-    [B, Cvae, pn_K, pn_K] after scale k (live: copy it to keep it). model: the ScalewiseModel, for `preview`."""
+    [B, Cvae, h_K, w_K] after scale k (live: copy it to keep it). model: the ScalewiseModel, for `preview`."""
 
     k: int
     num_scales: int
@@ -47,31 +47,32 @@ class ScaleProgress:
 
     def preview(self, max_images: int | None = None, low_res: bool = False) -> torch.Tensor:
         """Decode the partial latent: float32 [b, 3, H, W] in [0, 1]. `low_res` decodes it at this
-        scale's own size (16 px per token), which costs (pn_k / pn_K)^2 of a full decode. `max_images` keeps the
-        first b images of the batch (None: all B). H = W = 16 pn_K, or 16 pn_k with `low_res`. May raise
-        models.base.NonFiniteImageError (see `ScalewiseModel.decode`)."""
+        scale's own size (16 px per token), which costs h_k w_k / (h_K w_K) of a full decode. `max_images` keeps
+        the first b images of the batch (None: all B). (H, W) = 16 (h_K, w_K), or 16 (h_k, w_k) with `low_res`
+        (the token grid, also where Infinity's 8B doubles the canvas). May raise models.base.NonFiniteImageError (see
+        `ScalewiseModel.decode`)."""
         fhat = self.fhat if max_images is None else self.fhat[:max_images]
-        side = self.model.patch_nums[self.k]
-        if low_res and side < fhat.shape[-1]:
-            fhat = _area_down(fhat, side)
+        height, width = self.model.scale_shapes[self.k]
+        if low_res and (height < fhat.shape[-2] or width < fhat.shape[-1]):
+            fhat = _area_down(fhat, (height, width))
         return self.model.decode(fhat)
 
 
-def _area_down(fhat: torch.Tensor, side: int) -> torch.Tensor:
+def _area_down(fhat: torch.Tensor, size) -> torch.Tensor:
     """Area down-sampling for the low-resolution preview. Backends without it for sizes that do not divide
     (MPS: pytorch/pytorch#143864) run it on the CPU: one small latent per preview. The sampling path itself
     uses the model's exact equivalent (models/resize.py)."""
     try:
-        return F.interpolate(fhat, size=(side, side), mode="area")
+        return F.interpolate(fhat, size=size, mode="area")
     except (RuntimeError, NotImplementedError):
-        return F.interpolate(fhat.cpu(), size=(side, side), mode="area").to(fhat.device)
+        return F.interpolate(fhat.cpu(), size=size, mode="area").to(fhat.device)
 
 
 @torch.inference_mode()
 def sample(model: ScalewiseModelLike, guider: Guider | None, generation: Generation, *, trace: bool = False,
            callback: Callable[[ScaleProgress], None] | None = None) -> SampleOutput:
-    """Generate images scale by scale; returns a `SampleOutput` (images float32 [B, 3, S, S] in [0, 1], S =
-    model.image_size; the K token maps int64 [B, pn_k, pn_k], or [B, pn_k, pn_k, G] for a model whose positions
+    """Generate images scale by scale; returns a `SampleOutput` (images float32 [B, 3, H, W] in [0, 1], (H, W) =
+    model.image_shape; the K token maps int64 [B, h_k, w_k], or [B, h_k, w_k, G] for a model whose positions
     hold G > 1 independent draws (`model.token_groups`, Infinity's bits: each group is filtered and drawn from its
     own softmax); the trace or None).
 
@@ -110,29 +111,32 @@ def sample(model: ScalewiseModelLike, guider: Guider | None, generation: Generat
         raise ValueError(f"more_smooth: the {model.family} family has no Gumbel smoothing (its official sampler has "
                          "none): turn more_smooth off")
     prepared = model.prepare_condition(generation.conditioning, generation.batch_size, first=batch_index)
-    batch, patch_nums = model.batch_size(prepared), model.patch_nums
+    batch = model.batch_size(prepared)
+    info = RunInfo.of(model, batch)
+    shapes = info.scale_shapes
     edit = plan_edit(model, generation.edit, batch, first=batch_index)
-    num_scales = len(patch_nums)
-    run = GuidanceRun(guider, RunInfo.of(model, batch))
+    num_scales = len(shapes)
+    run = GuidanceRun(guider, info)
     generators = make_generators(seed, batch, device, batch_index)
     token_shape = () if groups == 1 else (groups,)
     fhat = model.new_canvas(batch)
     tokens, latent_in, cached = [], None, 0
-    record = GuidanceTrace(tuple(patch_nums), model.image_size, guider.describe() if guider else "unguided",
+    image_size = info.image_shape if info.image_shape[0] != info.image_shape[1] else info.image_shape[0]
+    record = GuidanceTrace(info.patch_nums, image_size, guider.describe() if guider else "unguided",
                            edit_mask=_cpu(edit.regenerated) if edit is not None else None) if trace else None
     state = model.start(prepared, with_uncond=bool(run.uncond_scales))
     invalid = None  # device-side flag of the draws' validity, read once at the end (no per-scale sync)
     try:
-        for k, pn in enumerate(patch_nums):
+        for k, (height, width) in enumerate(shapes):
             state.set_uncond(k in run.uncond_scales)
             if edit is not None:  # token pruning forwards the regenerated tokens first
                 state.prefer(k, ~edit.keep[k])
             rows = state.rows
-            weights = _value_weights(run, k, cached, pn * pn, batch, rows, device)
+            weights = _value_weights(run, k, cached, height * width, batch, rows, device)
             logits = model.forward_scale(state, k, latent_in, value_weights=weights)
             if inverse_temperature is not None:  # tau before guidance, as the official mul(1 / tau)
                 logits = logits.mul(inverse_temperature)
-            cached += pn * pn
+            cached += height * width
             cond, uncond = logits[:batch], (logits[batch:] if rows > batch else None)
             combined = run.combine(k, cond, uncond)
             guided = run.postprocess(k, combined)
@@ -151,17 +155,17 @@ def sample(model: ScalewiseModelLike, guider: Guider | None, generation: Generat
                 filtered = filter_logits_(per_draw(logits.clone(), groups), top_k, top_p)
                 bad = invalid_probabilities(filtered)
                 invalid = bad if invalid is None else invalid | bad
-                idx = draw_tokens(filtered, generators).view(batch, pn * pn, *token_shape)
+                idx = draw_tokens(filtered, generators).view(batch, height * width, *token_shape)
                 if smooth:  # the mixture of the filtered logits, after the draw
                     h = model.embed_mixture(smooth_probabilities(filtered, ratio, generators))
                 else:
                     h = model.embed_tokens(idx)
             if edit is not None:
                 idx, h = edit.force(k, idx, h, model.embed_tokens)
-            tokens.append(idx.view(batch, pn, pn, *token_shape))
-            run.observe(ScaleRecord(k, pn, cond, uncond, logits, idx))
+            tokens.append(idx.view(batch, height, width, *token_shape))
+            run.observe(ScaleRecord(k, height, cond, uncond, logits, idx, (height, width)))
             if record is not None:
-                _record(record, k, pn, cond, uncond, combined, guided, logits, idx, groups)
+                _record(record, (height, width), cond, uncond, combined, guided, logits, idx, groups)
             # Release this scale's [rows, n, V] logits now, not when the next scale overwrites the
             # names: otherwise they stay alive through the next forward pass and the final decode.
             logits = cond = uncond = combined = guided = probs = filtered = None
@@ -182,12 +186,12 @@ def _cpu(x: torch.Tensor | None) -> torch.Tensor | None:
     return None if x is None else x.cpu()
 
 
-def _record(trace: GuidanceTrace, k, pn, cond, uncond, combined, guided, logits, idx, groups):
+def _record(trace: GuidanceTrace, shape, cond, uncond, combined, guided, logits, idx, groups):
     """Guidance magnitude: against l_u before post-processing where the uncond branch ran, else the
     post-processing's own push against l_c (SSG alone, unguided scales), before any temperature.
     Confidence: the drawn token's probability under the distribution it was drawn from."""
     magnitude = guidance_magnitude(combined, uncond) if uncond is not None else guidance_magnitude(guided, cond)
-    shape = (cond.shape[0], pn, pn)
+    shape = (cond.shape[0], *shape)
     trace.magnitude.append(magnitude.view(shape))  # moved to the host after the run (no per-scale sync)
     trace.confidence.append(sampled_confidence(logits, idx, groups).view(shape))
     trace.uncond_ran.append(uncond is not None)

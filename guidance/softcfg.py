@@ -13,6 +13,7 @@ stored cache is not modified: the sampler applies the weights at attention time.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -111,7 +112,7 @@ class _SoftCFGRuntime(GuiderRuntime):
     def value_weights(self, k, cached):
         if self.spec.strength == 0 or not self.confidences:
             return None
-        first = self.info.patch_nums[0] ** 2
+        first = math.prod(self.info.scale_shapes[0])
         w = self.spec.weights(self.confidences[: k - 1])
         ones = torch.ones(w.shape[0], first, device=w.device, dtype=w.dtype)
         return torch.cat((ones, w), dim=1)

@@ -142,9 +142,9 @@ class _SSGRuntime(GuiderRuntime):
         return out
 
     def _prior(self, k):
-        side, prev_side = self.info.patch_nums[k], self.info.patch_nums[k - 1]
-        grid = rearrange(self.prev, "b (h w) v -> b v h w", h=prev_side)
-        prior = dse_prior(grid, (side, side), self.spec.dse_rescale, self.spec.interpolation)
+        shape, prev_shape = self.info.scale_shapes[k], self.info.scale_shapes[k - 1]
+        grid = rearrange(self.prev, "b (h w) v -> b v h w", h=prev_shape[0])
+        prior = dse_prior(grid, shape, self.spec.dse_rescale, self.spec.interpolation)
         return rearrange(prior, "b v h w -> b (h w) v")
 
     def observe(self, record: ScaleRecord):

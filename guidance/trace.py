@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .base import scale_shape
 from .draw import token_log_probability
 
 
@@ -14,15 +15,25 @@ class GuidanceTrace:
     """What the sampler recorded (`sample(..., trace=True)`), on the CPU: per scale k the guidance magnitude
     m = max_v (applied nudge)^+ and the drawn token's probability, float32 [B, h_k, w_k] each."""
 
-    patch_nums: tuple[int, ...]
-    image_size: int
+    patch_nums: tuple  # sides pn_k of square maps, or (h_k, w_k) pairs (RunInfo.patch_nums)
+    image_size: int | tuple[int, int]  # S px of square images, or (H, W)
     guider: str = ""                                          # human-readable description of the stack
     magnitude: list[torch.Tensor] = field(default_factory=list)   # K x float32 [B, h_k, w_k], m_n >= 0
     confidence: list[torch.Tensor] = field(default_factory=list)  # K x float32 [B, h_k, w_k] in [0, 1]
     # K: did the uncond rows run at scale k (then the magnitude is measured against l_u; the heat map and
     # metrics.summary's "guided" list show these scales as guided, the others as unguided)
     uncond_ran: list[bool] = field(default_factory=list)
-    edit_mask: torch.Tensor | None = None  # float32 [B, S, S]: pixels of the regenerated tokens of an edit
+    edit_mask: torch.Tensor | None = None  # float32 [B, H, W]: pixels of the regenerated tokens of an edit
+
+    @property
+    def scale_shapes(self) -> tuple[tuple[int, int], ...]:
+        """(h_k, w_k) of each scale's map."""
+        return tuple(scale_shape(p) for p in self.patch_nums)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """(H, W) of the images in px."""
+        return scale_shape(self.image_size)
 
     @property
     def batch_size(self) -> int:

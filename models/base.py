@@ -131,7 +131,8 @@ class ScalewiseModel(nn.Module):
     @property
     def patch_nums(self) -> tuple[int, ...]:
         """The scale schedule: side length pn_k of the token map of scale k, coarse to fine (e.g. VAR 256 px:
-        1, 2, 3, 4, 5, 6, 8, 10, 13, 16). Fixed by the checkpoint."""
+        1, 2, 3, 4, 5, 6, 8, 10, 13, 16). Fixed by the checkpoint. Square schedules only: a model with non-square
+        maps (Infinity's aspect-ratio templates) raises ValueError; `scale_shapes` serves both."""
         return self.config.patch_nums
 
     @property
@@ -149,9 +150,26 @@ class ScalewiseModel(nn.Module):
         return 1
 
     @property
+    def scale_shapes(self) -> tuple[tuple[int, int], ...]:
+        """(h_k, w_k) of the token map of scale k, coarse to fine: (pn_k, pn_k) for a square schedule (VAR, Switti),
+        Infinity's aspect-ratio template otherwise. Scale k has n_k = h_k w_k positions, row-major."""
+        return self.config.schedule.shapes
+
+    @property
     def image_size(self) -> int:
-        """Side of the generated images in pixels: pn_K times the VQ-VAE's downsampling factor (16)."""
-        return self.config.schedule.image_size(self.vae.config.downsample)
+        """Side of the generated images in pixels: pn_K times the VQ-VAE's downsampling factor (16). Raises
+        ValueError for a model whose images are not square (`image_shape`)."""
+        height, width = self.image_shape
+        if height != width:
+            raise ValueError(f"this {self.family} model makes {width}x{height} (width x height) images, not square: "
+                             "use image_shape")
+        return height
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """(H, W) of the generated images in pixels: the last token map's (h, w) times the VQ-VAE's downsampling
+        factor (16); (image_size, image_size) for a square schedule."""
+        return self.config.schedule.image_shape(self.vae.config.downsample)
 
     @property
     def autoregressive(self) -> bool:
@@ -204,7 +222,8 @@ class ScalewiseModel(nn.Module):
         itemsize = torch.finfo(self.dtype).bits // 8
         kv = 2 * rows * self.cached_positions() * cfg.width * cfg.depth * itemsize
         logits = 6 * rows * cfg.schedule.lengths[-1] * cfg.vocab_size * 4
-        decode = 8 * batch * self.vae.config.ch * self.vae.config.ch_mult[0] * self.image_size ** 2 * itemsize
+        height, width = self.image_shape
+        decode = 8 * batch * self.vae.config.ch * self.vae.config.ch_mult[0] * height * width * itemsize
         if self.vae.image_side_detached and self.vae.post_quant_conv.weight.device != self.weight_device:
             decode = 0  # the decoder runs elsewhere (VQVAE.detach_image_side: ComfyUI's --cpu-vae)
         return kv + logits + decode
@@ -216,9 +235,9 @@ class ScalewiseModel(nn.Module):
 
     # -- token maps <-> latent canvas (the VQ-VAE's multi-scale quantiser) --------------------------------
     def new_canvas(self, batch: int) -> torch.Tensor:
-        """The empty accumulated latent f_hat: float32 zeros [B, Cvae, pn_K, pn_K] on the weights' device."""
-        side = self.patch_nums[-1]
-        return torch.zeros(batch, self.vae.config.z_channels, side, side, device=self.weight_device)
+        """The empty accumulated latent f_hat: float32 zeros [B, Cvae, h_K, w_K] on the weights' device."""
+        height, width = self.scale_shapes[-1]
+        return torch.zeros(batch, self.vae.config.z_channels, height, width, device=self.weight_device)
 
     def embed_tokens(self, idx: torch.Tensor) -> torch.Tensor:
         """Codebook vectors of token ids: int64 [B, n] in [0, V) -> float32 [B, n, Cvae] (official

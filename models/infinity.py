@@ -27,12 +27,54 @@ import torch.nn.functional as F
 
 from .base import ScaleState, ScalewiseModel
 from .bsq_vae import BSQVAE
+from .schedule import Schedule
 
 # The 1:1 template of official infinity/utils/dynamic_resolution.py: 13 (h, w) steps; pn '0.06M', '0.25M', '0.60M',
 # '1M' take the first 7, 10, 12, 13. RoPE positions of every pn are normalised to the 1M grid (64 x 64).
 SQUARE_STEPS = (1, 2, 4, 6, 8, 12, 16, 20, 24, 32, 40, 48, 64)
 SQUARE_PN = {"0.06M": 7, "0.25M": 10, "0.60M": 12, "1M": 13}
+PN_SCALES = SQUARE_PN  # every template: the scales each pn takes
 ROPE_GRID_MAX = 128  # official max_height = max_width = 2048 // 16
+# The aspect-ratio templates of the same file (`ratio2hws`), by h / w: 13 (h, w) token-map steps each. The
+# inverse templates int(1000 / r) / 1000 (0.8, 0.75, 0.666, 0.571, 0.5, 0.4, 0.333) swap h and w. Images are
+# 16 h x 16 w px (official `pixel` = last step x vae_stride 16; the 8B's stride 8 with its 2 x 2 patchify
+# gives the same). RoPE positions of a template are normalised to its 1M grid (its 13th step).
+_TALL_STEPS = {
+    1.25: ((1, 1), (2, 2), (3, 3), (5, 4), (10, 8), (15, 12), (20, 16), (25, 20), (30, 24), (35, 28), (45, 36),
+           (55, 44), (70, 56)),
+    1.333: ((1, 1), (2, 2), (4, 3), (8, 6), (12, 9), (16, 12), (20, 15), (24, 18), (28, 21), (36, 27), (48, 36),
+            (60, 45), (72, 54)),
+    1.5: ((1, 1), (2, 2), (3, 2), (6, 4), (9, 6), (15, 10), (21, 14), (27, 18), (33, 22), (39, 26), (48, 32),
+          (63, 42), (78, 52)),
+    1.75: ((1, 1), (2, 2), (3, 3), (7, 4), (11, 6), (14, 8), (21, 12), (28, 16), (35, 20), (42, 24), (56, 32),
+           (70, 40), (84, 48)),
+    2.0: ((1, 1), (2, 2), (4, 2), (6, 3), (10, 5), (16, 8), (22, 11), (30, 15), (38, 19), (46, 23), (60, 30),
+          (74, 37), (90, 45)),
+    2.5: ((1, 1), (2, 2), (5, 2), (10, 4), (15, 6), (20, 8), (25, 10), (30, 12), (40, 16), (50, 20), (65, 26),
+          (80, 32), (100, 40)),
+    3.0: ((1, 1), (2, 2), (6, 2), (9, 3), (15, 5), (21, 7), (27, 9), (36, 12), (45, 15), (54, 18), (72, 24),
+          (90, 30), (111, 37)),
+}
+TEMPLATES = {1.0: tuple((s, s) for s in SQUARE_STEPS), **_TALL_STEPS,
+             **{int(1000 / r) / 1000: tuple((w, h) for h, w in steps) for r, steps in _TALL_STEPS.items()}}
+
+
+def template_scales(h_div_w: float = 1.0, pn: str = "1M") -> tuple[tuple[int, int], ...]:
+    """The official schedule of the aspect-ratio template `h_div_w` (a key of TEMPLATES: 1.0, 1.25, ..., 3.0 and
+    0.8, 0.75, 0.666, 0.571, 0.5, 0.4, 0.333) at `pn` ('0.06M', '0.25M', '0.60M', '1M'): its first 7, 10, 12 or 13
+    (h, w) steps. Raises ValueError naming the value for another template or pn (only the official schedules have
+    RoPE tables in the official code)."""
+    if h_div_w not in TEMPLATES:
+        raise ValueError(f"h_div_w: {h_div_w!r} is not an official Infinity template; expected one of "
+                         f"{sorted(TEMPLATES)}")
+    if pn not in PN_SCALES:
+        raise ValueError(f"pn: {pn!r} is not an official Infinity size; expected one of {list(PN_SCALES)}")
+    return TEMPLATES[h_div_w][:PN_SCALES[pn]]
+
+
+def template_rope_grid(h_div_w: float = 1.0) -> tuple[int, int]:
+    """(H1, W1): the template's 1M last step, to which its RoPE positions are normalised (64, 64 for 1:1)."""
+    return template_scales(h_div_w, "1M")[-1]
 
 
 @dataclass(frozen=True)
@@ -72,30 +114,32 @@ class InfinityConfig:
         """Heads of the text pool: Ct5 / (64 if C > 4096 else 128) (official `TextAttentivePool`)."""
         return self.text_channels // (64 if self.width > 4096 else 128)
 
+    @cached_property
+    def schedule(self) -> Schedule:
+        """The token pyramid of `scales` (models/schedule.py: lengths, offsets, levels, masks)."""
+        return Schedule(self.scales)
+
     @property
     def patch_nums(self) -> tuple[int, ...]:
         """Token-map sides for square schedules (the contract's `patch_nums`); ValueError for a non-square one."""
-        if any(h != w for h, w in self.scales):
-            raise ValueError(f"scales: the model contract needs square token maps, got {self.scales}")
-        return tuple(h for h, _ in self.scales)
+        if not self.schedule.square:
+            raise ValueError(f"scales: {self.scales} are not square token maps: use the schedule's (h, w) shapes")
+        return self.schedule.patch_nums
 
-    @cached_property
+    @property
     def lengths(self) -> tuple[int, ...]:
         """n_k = h_k w_k positions of each scale."""
-        return tuple(h * w for h, w in self.scales)
+        return self.schedule.lengths
 
-    @cached_property
+    @property
     def offsets(self) -> tuple[int, ...]:
         """K + 1 positions: scale k holds offsets[k] .. offsets[k + 1] - 1 (the official RoPE `scale_ind` start)."""
-        out = [0]
-        for n in self.lengths:
-            out.append(out[-1] + n)
-        return tuple(out)
+        return self.schedule.offsets
 
     @property
     def seq_len(self) -> int:
         """L = sum_k h_k w_k."""
-        return self.offsets[-1]
+        return self.schedule.seq_len
 
 
 def square_scales(pn: str = "1M") -> tuple[tuple[int, int], ...]:
@@ -429,8 +473,7 @@ class InfinityTransformer(nn.Module):
             s, e = cfg.offsets[k] - 1, cfg.offsets[k + 1] - 1
             parts.append(self.scale_input(k, R, text, inputs[:, s:e]))
         x = torch.cat(parts, 1)
-        lv = torch.cat([torch.full((n,), i) for i, n in enumerate(cfg.lengths)]).to(x.device)
-        mask = torch.where(lv[:, None] >= lv[None, :], 0.0, float("-inf")).to(x.dtype)
+        mask = cfg.schedule.attention_mask(causal=True, device=x.device).to(x.dtype)
         cos, sin = self.rope(x.device)
         for block in self.blocks:
             x = block(x, text.gss, text.ca_kv, text.segments, cos, sin, None, mask)
@@ -537,8 +580,9 @@ class InfinityModel(ScalewiseModel):
         return self.config.bits
 
     @property
-    def image_size(self) -> int:
-        return self.patch_nums[-1] * self.vae.config.downsample * (2 if self.patchify else 1)
+    def image_shape(self) -> tuple[int, int]:
+        """(H, W) px: the last token map's (h, w) times the VAE's stride, times 2 with patchify."""
+        return self.config.schedule.image_shape(self.vae.config.downsample * (2 if self.patchify else 1))
 
     @property
     def vae_scales(self) -> tuple[tuple[int, int], ...]:
@@ -666,4 +710,5 @@ class InfinityModel(ScalewiseModel):
 
 
 __all__ = ["InfinityConfig", "InfinityModel", "InfinityState", "InfinityText", "InfinityTransformer", "generation_bytes",
-           "SQUARE_STEPS", "apply_rope", "rope_tables", "square_scales"]
+           "PN_SCALES", "SQUARE_STEPS", "TEMPLATES", "apply_rope", "rope_tables", "square_scales", "template_rope_grid",
+           "template_scales"]

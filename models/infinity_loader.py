@@ -23,7 +23,7 @@ import torch
 from .bsq_vae import BSQVAE, BSQVAEConfig
 from .checkpoint import (DESCRIPTIONS, CheckpointError, check_keys, checkpoint_kind, is_sharded, materialise,
                          read_sharded_state_dict, read_state_dict)
-from .infinity import SQUARE_PN, InfinityConfig, InfinityModel, InfinityTransformer, square_scales
+from .infinity import SQUARE_PN, InfinityConfig, InfinityModel, InfinityTransformer, template_rope_grid, template_scales
 
 _BLOCK = re.compile(r"^block_chunks\.(\d+)\.module\.(\d+)\.")
 _ZERO_BUFFERS = ("zero_k_bias",)
@@ -42,11 +42,13 @@ def check_pn(pn) -> None:
                          f"{pn!r}")
 
 
-def infer_infinity_config(sd: dict, pn: str = "1M") -> InfinityConfig:
-    """InfinityConfig of an official state dict (1:1 schedule of `pn`). Raises ValueError for an unknown `pn`
-    (`check_pn`), CheckpointError (no path) when the tensors do not describe an Infinity transformer in the
-    block-chunk layout (a missing key, a head.weight of the wrong shape named)."""
+def infer_infinity_config(sd: dict, pn: str = "1M", h_div_w: float = 1.0) -> InfinityConfig:
+    """InfinityConfig of an official state dict (the schedule of the aspect-ratio template `h_div_w` at `pn`,
+    models/infinity.py `template_scales`: 1:1 by default). Raises CheckpointError (no path) when the tensors do
+    not describe an Infinity transformer in the block-chunk layout, ValueError for a template or pn that is not
+    official."""
     check_pn(pn)
+    scales, rope_grid = template_scales(h_div_w, pn), template_rope_grid(h_div_w)
     try:
         C = sd["pos_start"].shape[-1]
         chunks = {}
@@ -70,7 +72,7 @@ def infer_infinity_config(sd: dict, pn: str = "1M") -> InfinityConfig:
             width=C, depth=len(chunks) * per.pop(), heads=sd[b0 + "sa.scale_mul_1H11"].shape[1],
             block_chunks=len(chunks), ffn_hidden=sd[b0 + "ffn.fc1.weight"].shape[0],
             text_channels=sd["text_norm.weight"].shape[0], text_maxlen=sd["cfg_uncond"].shape[0], bits=bits,
-            scales=square_scales(pn), levels=sd["lvl_embed.weight"].shape[0])
+            scales=scales, rope_grid=rope_grid, levels=sd["lvl_embed.weight"].shape[0])
     except KeyError as e:
         raise CheckpointError(f"not an Infinity transformer state dict (block_chunks layout): missing {e}") from None
 
@@ -121,22 +123,24 @@ def read_infinity_state_dict(path, dtype: torch.dtype | None = None, *, mmap: bo
     return sd
 
 
-def load_infinity_transformer(path, *, pn: str = "1M", device="cpu", dtype=torch.float32,
+def load_infinity_transformer(path, *, pn: str = "1M", h_div_w: float = 1.0, device="cpu", dtype=torch.float32,
                               mmap: bool = True) -> InfinityTransformer:
-    """An Infinity transformer from `path` (see `read_infinity_state_dict`). Raises CheckpointError naming `path` for
-    a file that is not one, or whose keys or shapes differ from the inferred model (counts and first keys named);
-    ValueError for an unknown `pn` (`check_pn`)."""
+    """An Infinity transformer from `path` (see `read_infinity_state_dict`) at the schedule of template `h_div_w`
+    and size `pn` (`infer_infinity_config`). Raises CheckpointError naming `path` for a file that is not one, or
+    whose keys or shapes differ from the inferred model (counts and first keys named); ValueError for a template
+    or pn that is not official (`check_pn`)."""
     check_pn(pn)
     sd = read_infinity_state_dict(path, dtype, mmap=mmap)
-    return infinity_transformer_from(path, sd, pn=pn, device=device, dtype=dtype)
+    return infinity_transformer_from(path, sd, pn=pn, h_div_w=h_div_w, device=device, dtype=dtype)
 
 
-def infinity_transformer_from(path, sd: dict, *, pn: str = "1M", device="cpu", dtype=torch.float32):
+def infinity_transformer_from(path, sd: dict, *, pn: str = "1M", h_div_w: float = 1.0, device="cpu",
+                              dtype=torch.float32):
     """An InfinityTransformer from the tensors `sd` read from `path` (named in errors), checked as in
     `load_infinity_transformer`; a tensor that is not floating point is refused by key and dtype."""
     check_pn(pn)
     try:
-        cfg = infer_infinity_config(sd, pn)
+        cfg = infer_infinity_config(sd, pn, h_div_w)
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
     with torch.device("meta"):
@@ -219,18 +223,20 @@ def pair_check(transformer_path, vae_path, transformer_bits: int, vae: BSQVAECon
                           "(Infinity 2B: infinity_vae_d32reg.pth; 8B: infinity_vae_d56_f8_14_patchify.pth)")
 
 
-def load_infinity(transformer_path, vae_path, *, pn: str = "1M", device="cpu", dtype=torch.float32,
-                  mmap: bool = True) -> InfinityModel:
-    """Transformer + VAE as an `InfinityModel`. Raises ValueError for an unknown `pn` (`check_pn`, before any file
-    is read), CheckpointError (see the two loaders and `pair_check`: a VAE that does not match the transformer is
-    refused naming both files, before the transformer is built)."""
+def load_infinity(transformer_path, vae_path, *, pn: str = "1M", h_div_w: float = 1.0, device="cpu",
+                  dtype=torch.float32, mmap: bool = True) -> InfinityModel:
+    """Transformer + VAE as an `InfinityModel` at the schedule of template `h_div_w` (h / w, models/infinity.py
+    TEMPLATES) and size `pn`. Raises CheckpointError (see the two loaders and `pair_check`: a VAE that does not
+    match the transformer is refused naming both files, before the transformer is built); ValueError for a
+    template or pn that is not official (before any file is read)."""
     check_pn(pn)
+    template_scales(h_div_w, pn)
     sd = read_infinity_state_dict(transformer_path, dtype, mmap=mmap)
     if "word_embed.weight" not in sd:
         raise CheckpointError(f"{transformer_path}: not an Infinity transformer state dict: missing 'word_embed.weight'")
     vae = load_bsq_vae(vae_path, device=device, dtype=dtype, mmap=mmap)
     pair_check(transformer_path, vae_path, sd["word_embed.weight"].shape[1], vae.config)
-    t = infinity_transformer_from(transformer_path, sd, pn=pn, device=device, dtype=dtype)
+    t = infinity_transformer_from(transformer_path, sd, pn=pn, h_div_w=h_div_w, device=device, dtype=dtype)
     return InfinityModel(t, vae)
 
 

@@ -135,12 +135,10 @@ class PruningRun:
 
     @classmethod
     def for_model(cls, policy: TokenPruning, model) -> "PruningRun":
-        """The run for a model: the token grids and offsets of its config's schedule (VAR, VAR-CLIP, Switti: square
-        `patch_nums` and `config.schedule.offsets`; Infinity: `config.scales` (h, w) and `config.offsets`)."""
-        cfg = model.config
-        if hasattr(cfg, "scales"):
-            return cls(policy, cfg.scales, cfg.offsets)
-        return cls(policy, [(p, p) for p in model.patch_nums], cfg.schedule.offsets)
+        """The run for a model: the token grids (h, w) and offsets of its config's schedule (`config.schedule`,
+        models/schedule.py: every family's)."""
+        schedule = model.config.schedule
+        return cls(policy, list(schedule.shapes), schedule.offsets)
 
     def prefer(self, k: int, positions: torch.Tensor) -> None:
         """Positions bool [B, n_k] kept before all others at scale k (an edit's regenerated tokens)."""
@@ -226,7 +224,7 @@ class PrunedModel:
     unchanged (ComfyUI shares it between the patched and the unpatched MODEL output)."""
 
     def __init__(self, model, policy: TokenPruning):
-        policy.ratios(len(model.patch_nums))  # refuse a policy that leaves no scale to cache from, now
+        policy.ratios(len(model.scale_shapes))  # refuse a policy that leaves no scale to cache from, now
         self.model, self.policy = model, policy
 
     def __getattr__(self, name):

@@ -1,9 +1,10 @@
 """The scale schedule of a next-scale prediction model and everything that follows from it, written once for both
 families (VAR, Switti) and their loaders.
 
-The schedule is the side pn_k of each scale's token map, coarse to fine. The flattened token pyramid puts the
-n_k = pn_k^2 tokens of scale k (row-major) after those of scales 0..k-1, so scale k holds the positions
-offsets[k] .. offsets[k + 1] - 1 and the sequence length is L = sum_k pn_k^2. Attention over the pyramid is
+The schedule is the side pn_k of each scale's token map, coarse to fine, or its (h_k, w_k) for a non-square map
+(Infinity's aspect-ratio templates, models/infinity.py). The flattened token pyramid puts the n_k = h_k w_k
+(pn_k^2) tokens of scale k (row-major) after those of scales 0..k-1, so scale k holds the positions
+offsets[k] .. offsets[k + 1] - 1 and the sequence length is L = sum_k n_k. Attention over the pyramid is
 block-causal (a scale sees itself and the coarser scales: VAR, Switti-AR) or block-diagonal (a scale sees only
 itself: Switti). Sources: Tian et al., "Visual Autoregressive Modeling", NeurIPS 2024 (arXiv 2404.02905), Sec. 3.2;
 the official FoundationVision/VAR models/var.py (`patch_nums`, `L`, `lvl_1L`, `attn_bias_for_masking`) and
@@ -11,6 +12,7 @@ yandex-research/switti models/switti.py (the same buffers; block-diagonal unless
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -28,16 +30,21 @@ TOKEN_PX = 16  # pixels per token side of the official multi-scale VQ-VAE (4 dow
 
 @dataclass(frozen=True)
 class Schedule:
-    """The token pyramid of `patch_nums` (pn_0..pn_{K-1}, coarse to fine). Raises ValueError naming patch_nums when
-    it is empty or a side is not a positive integer."""
+    """The token pyramid of `patch_nums`, coarse to fine: each entry the side pn_k of a square token map, or an
+    (h_k, w_k) pair for a map of h_k rows and w_k columns (Infinity's aspect-ratio templates). A schedule whose pairs
+    are all square is stored as sides, so `Schedule(((1, 1), (2, 2))) == Schedule((1, 2))`. Raises ValueError
+    naming patch_nums when it is empty or a size is not a positive integer."""
 
-    patch_nums: tuple[int, ...]
+    patch_nums: tuple
 
     def __post_init__(self):
-        sides = tuple(self.patch_nums)
-        if not sides or any(isinstance(p, bool) or int(p) != p or p < 1 for p in sides):
-            raise ValueError(f"patch_nums: expected one or more token-map sides >= 1, got {self.patch_nums!r}")
-        object.__setattr__(self, "patch_nums", tuple(int(p) for p in sides))
+        entries = tuple(self.patch_nums) if isinstance(self.patch_nums, (tuple, list)) else ()
+        shapes = tuple(_shape(p) for p in entries)
+        if not shapes or any(s is None for s in shapes):
+            raise ValueError(f"patch_nums: expected one or more token-map sides >= 1 (or (h, w) pairs), got "
+                             f"{self.patch_nums!r}")
+        square = all(h == w for h, w in shapes)
+        object.__setattr__(self, "patch_nums", tuple(h for h, _ in shapes) if square else shapes)
 
     @property
     def num_scales(self) -> int:
@@ -45,9 +52,19 @@ class Schedule:
         return len(self.patch_nums)
 
     @cached_property
+    def shapes(self) -> tuple[tuple[int, int], ...]:
+        """(h_k, w_k) of each token map ((pn_k, pn_k) for a square schedule)."""
+        return tuple(_shape(p) for p in self.patch_nums)
+
+    @property
+    def square(self) -> bool:
+        """True when every token map is square (then `patch_nums` holds the sides)."""
+        return all(h == w for h, w in self.shapes)
+
+    @cached_property
     def lengths(self) -> tuple[int, ...]:
-        """n_k = pn_k^2, the tokens of each scale."""
-        return tuple(p * p for p in self.patch_nums)
+        """n_k = h_k w_k (pn_k^2 for square maps), the tokens of each scale."""
+        return tuple(h * w for h, w in self.shapes)
 
     @cached_property
     def offsets(self) -> tuple[int, ...]:
@@ -60,7 +77,7 @@ class Schedule:
 
     @property
     def seq_len(self) -> int:
-        """L = sum_k pn_k^2, the positions of the whole pyramid (680 for the 256 px schedule)."""
+        """L = sum_k n_k, the positions of the whole pyramid (680 for the 256 px schedule)."""
         return self.offsets[-1]
 
     def bounds(self, k: int) -> tuple[int, int]:
@@ -85,13 +102,22 @@ class Schedule:
 
     def image_size(self, downsample: int = TOKEN_PX) -> int:
         """Side of the decoded image in px: pn_{K-1} times the VQ-VAE's pixels per token (`downsample`, 16 for the
-        official VQ-VAE and for the resolutions in the official file names)."""
-        return self.patch_nums[-1] * downsample
+        official VQ-VAE and for the resolutions in the official file names). Raises ValueError for a schedule
+        whose last map is not square (use `image_shape`)."""
+        h, w = self.shapes[-1]
+        if h != w:
+            raise ValueError(f"patch_nums: the last token map is {h}x{w} (h x w), not square: use image_shape")
+        return h * downsample
+
+    def image_shape(self, downsample: int = TOKEN_PX) -> tuple[int, int]:
+        """(H, W) of the decoded image in px: the last map's (h, w) times the pixels per token (`downsample`)."""
+        h, w = self.shapes[-1]
+        return h * downsample, w * downsample
 
     @classmethod
     def from_levels(cls, levels: torch.Tensor) -> Schedule | None:
         """The schedule whose scale k has as many positions as `levels` (an integer tensor, any shape: a stored
-        `lvl_1L`) holds the value k: pn_k = round(sqrt(count)), k = 0..max. None when a level 0..max has no
+        `lvl_1L`) holds the value k, as square maps (VAR, Switti): pn_k = round(sqrt(count)), k = 0..max. None when a level 0..max has no
         position or a value is negative. The order of the positions is not checked: compare `levels()` with the
         tensor for that."""
         flat = levels.flatten()
@@ -115,6 +141,15 @@ class ScheduledConfig:
     def seq_len(self) -> int:
         """L = sum of pn_k^2: the positions of the whole token pyramid (680 for the 256 px schedule)."""
         return self.schedule.seq_len
+
+
+def _shape(entry) -> tuple[int, int] | None:
+    """(h, w) of a schedule entry: a side p -> (p, p), an (h, w) pair as given; None unless positive integers."""
+    pair = tuple(entry) if isinstance(entry, (tuple, list)) else (entry, entry)
+    if len(pair) != 2 or any(isinstance(p, bool) or not isinstance(p, numbers.Real) or int(p) != p or p < 1
+                             for p in pair):
+        return None
+    return int(pair[0]), int(pair[1])
 
 
 __all__ = ["SCHEDULES", "TOKEN_PX", "Schedule", "ScheduledConfig"]

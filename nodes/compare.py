@@ -46,7 +46,7 @@ def run(model, conditioning, seed: int, images_per_row: int, preview: str, draw:
     rows with previews and Cancel at every scale, out of memory named as images_per_row."""
     net = sampling_model(model)  # with the Token Pruning node's policy, if any
     generation = Generation(conditioning, seed, images_per_row, draw=draw, edit=edit)
-    reporter = ScaleProgressReporter(len(net.patch_nums), preview, runs=rows)
+    reporter = ScaleProgressReporter(len(net.scale_shapes), preview, runs=rows)
 
     def ready():
         prepare_condition(net, conditioning, images_per_row)  # the model's checks, before any GPU work

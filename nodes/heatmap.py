@@ -23,11 +23,13 @@ def _mean(values) -> float:
 
 def check_image_fits(image, trace) -> None:
     """ValueError in ComfyUI's own layout when the IMAGE is not the trace's images (size and batch)."""
-    size, batch = trace.image_size, trace.batch_size
+    (height, width), batch = trace.image_shape, trace.batch_size
     shape = list(getattr(image, "shape", []))
-    if len(shape) == 4 and shape[1:3] == [size, size] and shape[0] in (1, batch):
+    if len(shape) == 4 and shape[1:3] == [height, width] and shape[0] in (1, batch):
         return
-    expected = f"{batch if batch == 1 else f'{batch} (or 1)'} image(s) of {size}x{size} px"
+    expected = f"{batch if batch == 1 else f'{batch} (or 1)'} image(s) of {width}x{height} px"
+    if height != width:
+        expected += f" (width x height: [B, {height}, {width}, 3])"
     raise ValueError(f"image: got shape {shape} ([batch, height, width, channels]), but the trace is of {expected}: "
                      "connect the image output of the sampler that made the trace")
 
@@ -74,7 +76,7 @@ class GuidanceHeatmap(ScalewiseNode):
             image = rgb_image(image)
         notes = []
         if mask is not None:
-            mask = square_mask(check_object_mask(mask), trace.image_size)
+            mask = square_mask(check_object_mask(mask), trace.image_shape)
             empty = unmarked_entries(mask)
             if empty:
                 notes.append(f"{unmarked_subject(mask, empty)} no object (every pixel below 0.5), so divergence D is undefined there: "

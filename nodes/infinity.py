@@ -9,7 +9,7 @@ import comfy.model_patcher
 from comfy.cli_args import args
 from comfy_api.latest import io
 
-from ..models.infinity import SQUARE_PN, square_scales
+from ..models.infinity import PN_SCALES, template_scales
 from ..models.infinity_loader import load_infinity
 from .common import (DTYPES, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs, checkpoint_notes,
                      entry_path, full_path, info_ui, model_files, pick_dtypes, sharded_entries)
@@ -17,17 +17,31 @@ from .features import aliases, expert
 
 TRANSFORMER_FILE, VAE_FILE = "infinity_2b_reg.pth", "infinity_vae_d32reg.pth"
 EIGHT_B, EIGHT_B_VAE = "infinity_8b_weights/model.safetensors.index.json", "infinity_vae_d56_f8_14_patchify.pth"
-# The official 1:1 template's sizes (models/infinity.py SQUARE_PN), as users name them: pixels, aspect, megapixels.
-RESOLUTIONS = {f"{16 * square_scales(pn)[-1][0]}×{16 * square_scales(pn)[-1][1]} (1:1, {pn})": pn
-               for pn in reversed(SQUARE_PN)}
+# The official aspect-ratio templates (models/infinity.py TEMPLATES, keyed by h / w) by their width:height:
+# (width, height) of the aspect -> h / w; 1:1, then the wide ones, then the tall ones.
+WIDE = {(5, 4): 0.8, (4, 3): 0.75, (3, 2): 0.666, (7, 4): 0.571, (2, 1): 0.5, (5, 2): 0.4, (3, 1): 0.333}
+TALL = {(4, 5): 1.25, (3, 4): 1.333, (2, 3): 1.5, (4, 7): 1.75, (1, 2): 2.0, (2, 5): 2.5, (1, 3): 3.0}
+ASPECTS = {(1, 1): 1.0, **WIDE, **TALL}
+
+
+def _name(aspect: tuple[int, int], pn: str) -> str:
+    h, w = template_scales(ASPECTS[aspect], pn)[-1]
+    return f"{16 * w}×{16 * h} ({aspect[0]}:{aspect[1]}, {pn})"
+
+
+# Every official size, as users name them: width×height px (width:height, megapixels), largest first; per size 1:1,
+# then the wide aspects, then the tall ones. The four 1:1 names are those of the first releases (saved workflows).
+RESOLUTIONS = {_name(aspect, pn): (ASPECTS[aspect], pn) for pn in reversed(PN_SCALES) for aspect in ASPECTS}
 DEFAULT_RESOLUTION = next(iter(RESOLUTIONS))  # 1024×1024 (1:1, 1M): the released models' training size
 
 
-def template_note(pn: str) -> str:
-    """What the loader tells the user about the schedule it set up."""
-    scales = square_scales(pn)
-    return (f"template 1:1 at {pn}: {len(scales)} scales, token maps 1×1 … {scales[-1][0]}×{scales[-1][1]}, "
-            f"{16 * scales[-1][0]}×{16 * scales[-1][1]} px")
+def template_note(h_div_w: float, pn: str) -> str:
+    """What the loader tells the user about the schedule it set up: the template (h / w), the scales, the size."""
+    scales = template_scales(h_div_w, pn)
+    h, w = scales[-1]
+    steps = " ".join(f"{a}×{b}" for a, b in scales)
+    return (f"template h/w {h_div_w:g} at {pn}: {len(scales)} scales, token maps (h×w) {steps}; "
+            f"{16 * w}×{16 * h} px (width×height)")
 
 
 class InfinityLoader(ScalewiseNode):
@@ -45,8 +59,9 @@ class InfinityLoader(ScalewiseNode):
             description=(
                 f"Loads an official Infinity text-to-image transformer (2B: {TRANSFORMER_FILE}, or a .safetensors of "
                 f"it, with {VAE_FILE}; 8B: its download folder, listed as {EIGHT_B}, with {EIGHT_B_VAE}) from "
-                "models/infinity, at one of the official square sizes "
-                "(the 1:1 template; the model was trained at 1024×1024). Prompts come from Infinity Text Encode. "
+                "models/infinity, at one of the official sizes "
+                "(the aspect-ratio templates 1:1 to 3:1 and 1:3, at 0.06 to 1 megapixels; the model was trained "
+                "at about 1 megapixel). Prompts come from Infinity Text Encode. "
                 "Infinity's cfg counts from 1 (= no guidance; its published 3 with the CFG node's constant "
                 "schedule) and its tau is the samplers' temperature input (published 0.5)."),
             inputs=[
@@ -57,9 +72,11 @@ class InfinityLoader(ScalewiseNode):
                                tooltip=f"The BSQ VAE trained with it: {VAE_FILE} for the 2B, {EIGHT_B_VAE} for "
                                        "the 8B."),
                 io.Combo.Input("resolution", options=list(RESOLUTIONS), default=DEFAULT_RESOLUTION,
-                               tooltip="Image size: an official schedule of the 1:1 template (other sizes are not "
-                                       "in the model's position tables). 1024×1024 is what the models were "
-                                       "trained for; smaller sizes are faster and coarser."),
+                               tooltip="Image size, width×height (width:height, megapixels): an official "
+                                       "schedule of one of Infinity's aspect-ratio templates (other sizes are not "
+                                       "in the model's position tables). The 1M sizes (1024×1024, 1440×720, …) "
+                                       "are what the models were trained for; smaller sizes are faster and "
+                                       "coarser."),
                 io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
                                tooltip="Weight precision. auto: bf16 on GPUs with bf16 (the official precision), "
                                        "fp32 elsewhere and on CPU.",
@@ -74,6 +91,10 @@ class InfinityLoader(ScalewiseNode):
 
     @classmethod
     def check_values(cls, values):
+        resolution = values.get("resolution")
+        if resolution is not None and resolution not in RESOLUTIONS:
+            return (f"resolution: '{resolution}' is not an official Infinity size (only the templates' schedules "
+                    f"have RoPE tables); pick one of the list, e.g. {DEFAULT_RESOLUTION} or 1440×720 (2:1, 1M)")
         hint = f"put the official files there, e.g. {TRANSFORMER_FILE} and {VAE_FILE}"
         name = values["infinity_name"]
         if name is not None and name not in sharded_entries("infinity"):
@@ -89,15 +110,15 @@ class InfinityLoader(ScalewiseNode):
     def execute(cls, infinity_name, vae_name, resolution, dtype) -> io.NodeOutput:
         device = mm.get_torch_device()
         precision = pick_dtypes(dtype, device, "infinity")
-        pn = RESOLUTIONS[resolution]
+        h_div_w, pn = RESOLUTIONS[resolution]
         with checkpoint_notes("Load Infinity Model") as notes:
             model = load_infinity(entry_path("infinity", infinity_name, "infinity_name"),
-                                  full_path("infinity", vae_name), pn=pn, device="cpu",
+                                  full_path("infinity", vae_name), pn=pn, h_div_w=h_div_w, device="cpu",
                                   dtype=precision.transformer, mmap=not args.disable_mmap)
         notes.extend(precision.notes)
         if precision.image_device is not None:
             notes.append("--cpu-vae: Infinity's BSQ VAE stays with the transformer (not moved to the CPU yet)")
-        notes.append(template_note(pn))
+        notes.append(template_note(h_div_w, pn))
         for note in notes:
             logging.info("Load Infinity Model: %s", note)
         model.source_name = infinity_name     # named in the sampler's errors

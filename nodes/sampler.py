@@ -136,7 +136,7 @@ class Sampler(ScalewiseNode):
                 "this node")
             load_model(model, chunk, guider is not None)
             starts = range(0, total, chunk)
-            reporter = ScaleProgressReporter(len(net.patch_nums), preview, runs=len(starts))
+            reporter = ScaleProgressReporter(len(net.scale_shapes), preview, runs=len(starts))
             draw = sampler_draw(top_k, top_p, more_smooth, smooth_start_scale, last_scale_temperature, temperature)
             images, traces = [], []
             for start in starts:  # per-image random streams: the same images as one batch of `total`
@@ -183,5 +183,7 @@ def sample_images(net, guider, generation: Generation, reporter, batch_input="ba
         if not is_out_of_memory(error):
             raise
         mm.soft_empty_cache(True)
-        raise RuntimeError(f"out of memory for a batch of {generation.batch_size} at {net.image_size} px on "
+        height, width = net.image_shape
+        size = f"{height}" if height == width else f"{width}x{height}"
+        raise RuntimeError(f"out of memory for a batch of {generation.batch_size} at {size} px on "
                            f"{mm.get_torch_device()}: lower {batch_input} (the model stays loaded)") from None

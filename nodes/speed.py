@@ -95,9 +95,9 @@ class TokenPruningNode(ScalewiseNode):
     def execute(cls, model, preset, keep_ratios, skip_last) -> io.NodeOutput:
         policy = policy_of(preset, keep_ratios, skip_last)
         try:
-            policy.ratios(len(model.model.patch_nums))
+            policy.ratios(len(model.model.scale_shapes))
         except ValueError as e:
-            raise ValueError(f"{e} (this model has {len(model.model.patch_nums)} scales)") from None
+            raise ValueError(f"{e} (this model has {len(model.model.scale_shapes)} scales)") from None
         patched = model.clone()
         patched.model_options[OPTION] = policy
         return io.NodeOutput(patched)

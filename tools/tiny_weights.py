@@ -243,10 +243,12 @@ INFINITY_TINY = dict(width=128, depth=4, heads=2, block_chunks=2, ffn_hidden=512
                      bits=8)
 
 
-def infinity_config(pn: str = "0.06M", **sizes):
-    """A tiny InfinityConfig on the 1:1 template of `pn` (0.06M: 7 scales up to 16 x 16, a 256 px image)."""
-    from scalewise.models.infinity import InfinityConfig, square_scales
-    return InfinityConfig(**{**INFINITY_TINY, **sizes}, scales=square_scales(pn))
+def infinity_config(pn: str = "0.06M", h_div_w: float = 1.0, **sizes):
+    """A tiny InfinityConfig on the template `h_div_w` (h / w; 1:1 by default) of `pn` (1:1 0.06M: 7 scales up to
+    16 x 16, a 256 px image; 0.5 0.06M: up to 11 x 22, 176 x 352 px)."""
+    from scalewise.models.infinity import InfinityConfig, template_rope_grid, template_scales
+    return InfinityConfig(**{**INFINITY_TINY, **sizes}, scales=template_scales(h_div_w, pn),
+                          rope_grid=template_rope_grid(h_div_w))
 
 
 def randomise_infinity(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -259,11 +261,12 @@ def randomise_infinity(module: torch.nn.Module, seed: int = 0) -> torch.nn.Modul
     return module.eval()
 
 
-def tiny_infinity(seed: int = 0, pn: str = "0.06M"):
-    """A random Infinity model: the transformer of `infinity_config(pn)` and a 5-level BSQ VAE (ch 32, 8 bits)."""
+def tiny_infinity(seed: int = 0, pn: str = "0.06M", h_div_w: float = 1.0):
+    """A random Infinity model: the transformer of `infinity_config(pn, h_div_w)` and a 5-level BSQ VAE (ch 32,
+    8 bits)."""
     from scalewise.models.bsq_vae import BSQVAE, BSQVAEConfig
     from scalewise.models.infinity import InfinityModel, InfinityTransformer
-    transformer = randomise_infinity(InfinityTransformer(infinity_config(pn)), seed)
+    transformer = randomise_infinity(InfinityTransformer(infinity_config(pn, h_div_w)), seed)
     vae = randomise_infinity(BSQVAE(BSQVAEConfig(ch=32, ch_mult=(1, 2, 2, 2, 2), bits=8)), seed + 1)
     return InfinityModel(transformer, vae)
 
