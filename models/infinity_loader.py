@@ -224,9 +224,10 @@ def pair_check(transformer_path, vae_path, transformer_bits: int, vae: BSQVAECon
 
 
 def load_infinity(transformer_path, vae_path, *, pn: str = "1M", h_div_w: float = 1.0, device="cpu",
-                  dtype=torch.float32, mmap: bool = True) -> InfinityModel:
+                  dtype=torch.float32, mmap: bool = True, vae_dtype: torch.dtype | None = None) -> InfinityModel:
     """Transformer + VAE as an `InfinityModel` at the schedule of template `h_div_w` (h / w, models/infinity.py
-    TEMPLATES) and size `pn`. Raises CheckpointError (see the two loaders and `pair_check`: a VAE that does not
+    TEMPLATES) and size `pn`; the transformer's weights in `dtype`, the BSQ VAE's in `vae_dtype` (default: `dtype`;
+    its decoder overflows float16 on real images, so fp16 transformers want a float32 or bf16 VAE). Raises CheckpointError (see the two loaders and `pair_check`: a VAE that does not
     match the transformer is refused naming both files, before the transformer is built); ValueError for a
     template or pn that is not official (before any file is read)."""
     check_pn(pn)
@@ -234,7 +235,7 @@ def load_infinity(transformer_path, vae_path, *, pn: str = "1M", h_div_w: float 
     sd = read_infinity_state_dict(transformer_path, dtype, mmap=mmap)
     if "word_embed.weight" not in sd:
         raise CheckpointError(f"{transformer_path}: not an Infinity transformer state dict: missing 'word_embed.weight'")
-    vae = load_bsq_vae(vae_path, device=device, dtype=dtype, mmap=mmap)
+    vae = load_bsq_vae(vae_path, device=device, dtype=dtype if vae_dtype is None else vae_dtype, mmap=mmap)
     pair_check(transformer_path, vae_path, sd["word_embed.weight"].shape[1], vae.config)
     t = infinity_transformer_from(transformer_path, sd, pn=pn, h_div_w=h_div_w, device=device, dtype=dtype)
     return InfinityModel(t, vae)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import torch
+
 import comfy.model_management as mm
 import comfy.model_patcher
 from comfy.cli_args import args
@@ -42,6 +44,12 @@ def template_note(h_div_w: float, pn: str) -> str:
     steps = " ".join(f"{a}×{b}" for a, b in scales)
     return (f"template h/w {h_div_w:g} at {pn}: {len(scales)} scales, token maps (h×w) {steps}; "
             f"{16 * w}×{16 * h} px (width×height)")
+
+
+def _vae_dtype(transformer: torch.dtype) -> torch.dtype:
+    """The BSQ VAE's precision: the transformer's, except float32 under an fp16 transformer (the decoder overflows
+    float16, and the base guard would decode every image and preview twice)."""
+    return torch.float32 if transformer == torch.float16 else transformer
 
 
 class InfinityLoader(ScalewiseNode):
@@ -114,7 +122,8 @@ class InfinityLoader(ScalewiseNode):
         with checkpoint_notes("Load Infinity Model") as notes:
             model = load_infinity(entry_path("infinity", infinity_name, "infinity_name"),
                                   full_path("infinity", vae_name), pn=pn, h_div_w=h_div_w, device="cpu",
-                                  dtype=precision.transformer, mmap=not args.disable_mmap)
+                                  dtype=precision.transformer, mmap=not args.disable_mmap,
+                                  vae_dtype=_vae_dtype(precision.transformer))
         notes.extend(precision.notes)
         if precision.image_device is not None:
             notes.append("--cpu-vae: Infinity's BSQ VAE stays with the transformer (not moved to the CPU yet)")

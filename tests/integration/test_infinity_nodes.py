@@ -120,8 +120,8 @@ def test_the_official_formats_make_images(pack_loaded, infinity, vae, side):
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 def test_the_loaders_half_precision_options_make_images(pack_loaded, dtype):
-    """The dtype widget's bf16 and fp16 run Infinity (its layers take their inputs in the weights' dtype; the tiny
-    BSQ decoder overflows fp16 and is decoded again in float32, models/base.py)."""
+    """The dtype widget's bf16 and fp16 run Infinity (its layers take their inputs in the weights' dtype; under fp16
+    the BSQ VAE loads in float32, whose decoder overflows float16)."""
     from .test_infinity_text_nodes import text_graph
     prompt, _ = text_graph(pack_loaded, sink="infinity")
     loader = next(n for n in prompt.values() if n["class_type"] == "ScalewiseInfinityLoader")

@@ -257,3 +257,24 @@ def test_a_malformed_head_weight_is_named_with_the_file_and_the_expected_shape(t
     save_file(sd, str(path))
     with pytest.raises(CheckpointError, match=f"bad_head.safetensors: {fragment}"):
         load_infinity_transformer(path, pn=PN)
+
+
+def test_the_vae_may_load_in_its_own_precision_and_an_fp16_transformer_samples_without_a_second_decode(tmp_path,
+                                                                                                      model):
+    """load_infinity(vae_dtype=float32) under an fp16 transformer (what Load Infinity Model does for fp16): the VAE's
+    weights are float32, the transformer's float16, and sampling decodes once (no float16 overflow warning)."""
+    import warnings
+
+    from scalewise.guidance import CFG, Draw, Generation, sample
+    from scalewise.models.infinity import InfinityText
+    torch.save(flat(model.transformer), tmp_path / "t.pth")
+    torch.save({"vae": flat(model.vae)}, tmp_path / "v.pth")
+    loaded = load_infinity(tmp_path / "t.pth", tmp_path / "v.pth", pn=PN, dtype=torch.float16,
+                           vae_dtype=torch.float32)
+    assert {p.dtype for p in loaded.vae.parameters()} == {torch.float32}
+    assert torch.float16 in {p.dtype for p in loaded.transformer.parameters()}
+    text = InfinityText((torch.randn(5, model.transformer.config.text_channels, generator=torch.Generator().manual_seed(0)),))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        out = sample(loaded, CFG(3.0, schedule="constant"), Generation(text, seed=0, draw=Draw(top_k=1)))
+    assert torch.isfinite(out.images).all()
