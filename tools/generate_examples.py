@@ -262,15 +262,15 @@ INFINITY_DOWNLOADS = {
 }
 
 
-def _infinity(g, variant="2B", guider=None, edit=None, prefix=None):
+def _infinity(g, variant="2B", guider=None, edit=None, prefix=None, resolution="1024×1024 (1:1, 1M)"):
     """Infinity text to image as its notebooks run it: cfg 3 (constant: Infinity's cfg_list), tau 0.5 for the 2B
     (1.0 for the 8B) as the samplers' temperature, top_k 900, top_p 0.97, 1024 x 1024; flan-t5-xl through Load
-    Infinity Text Encoder."""
+    Infinity Text Encoder; `resolution` one of Load Infinity Model's sizes."""
     infinity, vae = INFINITY_FILES[variant]
     clip = g.node("ScalewiseInfinityTextEncoderLoader", text_encoder_name=FLAN_T5_ENTRY, dtype="auto",
                   device="default")
     text = g.node("ScalewiseInfinityTextEncode", clip=clip.out(0), positive=INFINITY_PROMPT, negative="")
-    model = g.node("ScalewiseInfinityLoader", infinity_name=infinity, vae_name=vae, resolution="1024×1024 (1:1, 1M)",
+    model = g.node("ScalewiseInfinityLoader", infinity_name=infinity, vae_name=vae, resolution=resolution,
                    dtype="auto")
     guide = guider if guider is not None else _cfg(g, 3.0, schedule="constant")
     inputs = {} if edit is None else edit
@@ -292,8 +292,9 @@ def infinity_2b(g):
 
 
 def infinity_8b(g):
-    """Infinity-8B (its sharded download folder and the patchify VAE) with its notebook's settings (tau 1)."""
-    clip, text, model, cfg, sampler, save = _infinity(g, "8B")
+    """Infinity-8B (its sharded download folder and the patchify VAE) with its notebook's settings (tau 1), wide:
+    1440 x 720, the official 2:1 template at 1M."""
+    clip, text, model, cfg, sampler, save = _infinity(g, "8B", resolution="1440×720 (2:1, 1M)")
     return {"columns": [[clip.id], [model.id, text.id, cfg.id], [sampler.id], [save.id]],
             "align": {clip.id: text.id},
             "sizes": {clip.id: [360, 0], text.id: [420, 220], model.id: [460, 0], cfg.id: [420, 0],
