@@ -46,21 +46,23 @@ def fmt_range(low: float, high: float) -> str:
 
 
 def parse_number_list(text: str, name: str, low: float, high: float, *, spaces: bool = False,
-                      low_open: bool = False) -> tuple[float, ...]:
+                      low_open: bool = False, allowed: str | None = None) -> tuple[float, ...]:
     """'3, 3; 2\n1' -> (3.0, 3.0, 2.0, 1.0): finite numbers in [low, high] ((low, high] with `low_open`), in order.
 
     Entries are separated by commas, semicolons or line breaks (with `spaces` also by spaces); whitespace around
     an entry and one trailing separator are ignored, a blank text gives (). An empty entry ('3,,3', a leading
     comma) is refused, not skipped, since it would shift every later entry to the wrong scale. Raises ValueError
     naming `name`, the entry's position (1-based), its text and the allowed range, for an empty entry, one that is
-    not a plain decimal number (see _NUMBER), a non-finite one or one out of range."""
+    not a plain decimal number (see _NUMBER), a non-finite one or one out of range; `allowed` replaces the range's
+    wording in the messages ("allowed <allowed>")."""
     text = str(text).strip()
     if not text:
         return ()
     parts = (_SEPARATOR_SPACES if spaces else _SEPARATOR).split(text)
     if len(parts) > 1 and parts[-1] == "":   # one trailing separator: '3, 3,'
         parts.pop()
-    allowed = f"allowed {'above ' + str(float(low)) + ' up to ' + str(float(high)) if low_open else fmt_range(low, high)}"
+    allowed = "allowed " + (allowed if allowed is not None else f"above {float(low)} up to {float(high)}" if low_open
+                            else fmt_range(low, high))
     values = []
     for i, part in enumerate(parts, 1):
         if part == "":
