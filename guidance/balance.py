@@ -8,7 +8,6 @@ does, the swept strength where |E - D| is smallest (the closest approach). Plain
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,24 +15,22 @@ import torch
 from PIL import Image, ImageDraw
 
 from .heatmap import BACKGROUND, DIM_TEXT, TEXT, ui_font
+from .schedules import parse_number_list
 
 EVENNESS_COLOR, DIVERGENCE_COLOR, BALANCE_COLOR = (252, 137, 97), (92, 200, 99), (80, 220, 255)
 
 
 def parse_strengths(text: str, name: str = "strengths") -> tuple[float, ...]:
-    """"1, 2, 3, 4, 6" -> (1.0, 2.0, 3.0, 4.0, 6.0), sorted ascending. Separators: commas, semicolons or spaces.
-    Raises ValueError naming `name` for an empty list, an entry that is not a finite number, or a duplicate."""
-    parts = [p for p in re.split(r"[,;\s]+", str(text).strip()) if p]
+    """"1, 2, 3, 4, 6" -> (1.0, 2.0, 3.0, 4.0, 6.0), sorted ascending. Separators: commas, semicolons, line breaks
+    or spaces (schedules.parse_number_list; an empty entry such as '1,,2' is refused). Raises ValueError naming
+    `name` for an empty list, an empty entry, one that is not a finite plain decimal number, or a duplicate. The
+    range is the swept guider's (its node's widget range, Guider.strength_range), checked by runs.sweep."""
+    parts = parse_number_list(text, name, -math.inf, math.inf, spaces=True,
+                              allowed="finite numbers in the swept guider's range")
     if not parts:
         raise ValueError(f"{name}: the list is empty; write the strengths separated by commas, e.g. '1, 2, 3, 4, 6'")
     values = []
-    for part in parts:
-        try:
-            value = float(part)
-        except ValueError:
-            raise ValueError(f"{name}: {part!r} is not a number (expected e.g. '1, 2, 3, 4, 6')") from None
-        if not math.isfinite(value):
-            raise ValueError(f"{name}: {part!r} is not a finite number")
+    for value in parts:
         if value in values:
             raise ValueError(f"{name}: the strength {value:g} appears twice; list each strength once")
         values.append(value)

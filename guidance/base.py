@@ -18,6 +18,8 @@ step 2 is CFG (Ho & Salimans 2022, arXiv 2207.12598) written on logits as the VA
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, replace
 from typing import Callable, ClassVar
 
@@ -126,6 +128,8 @@ class Guider:
     kind: ClassVar[str] = "guider"
     # The field that sets how hard this guider pushes, in its paper's vocabulary (see `with_strength`).
     strength_field: ClassVar[str] = ""
+    # Its allowed range [low, high], the guider node's widget range (checked by __post_init__, `with_strength`).
+    strength_range: ClassVar[tuple[float, float]] = (-math.inf, math.inf)
     base: "Guider | None"
 
     @property

@@ -12,6 +12,9 @@ from .schedules import SCHEDULE_NAMES, ScaleWindow, check_finite, schedule_value
 
 # CFG's schedules: the shared ones and "custom", a cfg per scale (Infinity's official `cfg_list`)
 CFG_SCHEDULES = (*SCHEDULE_NAMES, "custom")
+# cfg and every custom cfg, in the model's own convention: the CFG node's `cfg` widget range (Infinity, whose
+# unguided cfg is 1: below 1 weakens the prompt, towards the unconditional prediction at 0)
+CFG_RANGE = (0.0, 30.0)
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class CFG(Guider):
 
     Logits l_c, l_u, l: float32 [B, n_k, V]. The window is `start_scale` <= k < `end_scale` (0 = to the last scale,
     negative indices count from the end; see schedules.ScaleWindow). Raises ValueError for a non-finite `cfg` or
-    custom cfg, or one outside [-1, 100], `power` outside [0.01, 100], or an unknown `schedule`; `with_strength`
+    custom cfg, or one outside CFG_RANGE [0, 30] (the node's widget range), `power` outside [0.01, 100], or an unknown `schedule`; `with_strength`
     refuses the custom schedule; `validate` (when sampling starts, K known) refuses a custom schedule with more
     custom_cfgs than the model's K scales (they would be cut silently).
     """
@@ -42,14 +45,15 @@ class CFG(Guider):
     custom_cfgs: tuple[float, ...] = ()
     kind = "cfg"
     strength_field = "cfg"
+    strength_range = CFG_RANGE
 
     def __post_init__(self):
-        check_finite("cfg", self.cfg, -1.0, 100.0)
+        check_finite("cfg", self.cfg, *CFG_RANGE)
         check_finite("cfg power", self.power, 0.01, 100.0)
         if self.schedule not in CFG_SCHEDULES:
             raise ValueError(f"schedule must be one of {CFG_SCHEDULES}, got {self.schedule!r}")
         for value in self.custom_cfgs:
-            check_finite("custom cfg", value, -1.0, 100.0)
+            check_finite("custom cfg", value, *CFG_RANGE)
 
     def label(self):
         window = ScaleWindow(self.start_scale, self.end_scale).label()

@@ -83,7 +83,7 @@ class IGG(Guider):
     (square window of side ceil(sqrt(h_k w_k))) or an integer side; side 1 is exactly CFG.
 
     `operand`: "raw_logits" (official) or "centered" (keys/queries centred per token over V, an option of ours).
-    The window is `start_scale` <= k < `end_scale` (0 = to the last scale; as CFG's). Raises ValueError for a non-finite `scale` or one outside [-1, 100], `power` outside [0.01, 100], or an
+    The window is `start_scale` <= k < `end_scale` (0 = to the last scale; as CFG's). Raises ValueError for a non-finite `scale` or one outside [0, 30] (the node's widget range), `power` outside [0.01, 100], or an
     unknown `schedule`, `operand` or `window`."""
 
     scale: float = 1.85
@@ -96,9 +96,10 @@ class IGG(Guider):
     base: Guider | None = None
     kind = "igg"
     strength_field = "scale"
+    strength_range = (0.0, 30.0)  # the IGG node's scale widget, as CFG's cfg
 
     def __post_init__(self):
-        check_finite("igg scale", self.scale, -1.0, 100.0)
+        check_finite("igg scale", self.scale, *self.strength_range)
         check_finite("igg power", self.power, 0.01, 100.0)
         if self.schedule not in SCHEDULE_NAMES:
             raise ValueError(f"schedule must be one of {SCHEDULE_NAMES}, got {self.schedule!r}")

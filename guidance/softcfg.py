@@ -38,7 +38,7 @@ class SoftCFG(Guider):
     with p_c = softmax(l_c / temperature) of the conditional logits; for bitwise tokens (RunInfo.token_groups G > 1,
     Infinity) c is the geometric mean over the G bits of each bit's c (draw.token_log_probability). Needs an autoregressive model (VAR,
     Switti-AR) and a CFG or IGG guider in its stack: `validate` raises ValueError otherwise; the constructor
-    raises ValueError for strength outside [0, 10], floor outside [0, 1], temperature outside [0.001, 100], or an
+    raises ValueError for strength outside [0, 5] (the node's widget range), floor outside [0, 1], temperature outside [0.001, 100], or an
     unknown normalization or confidence.
     """
 
@@ -50,9 +50,10 @@ class SoftCFG(Guider):
     base: Guider | None = None
     kind = "softcfg"
     strength_field = "strength"
+    strength_range = (0.0, 5.0)  # the SoftCFG node's strength widget
 
     def __post_init__(self):
-        check_finite("softcfg strength", self.strength, 0.0, 10.0)
+        check_finite("softcfg strength", self.strength, *self.strength_range)
         check_finite("softcfg floor", self.floor, 0.0, 1.0)
         check_finite("softcfg temperature", self.temperature, 1e-3, 100.0)
         if self.normalization not in NORMALIZATIONS:

@@ -77,7 +77,7 @@ class SSG(Guider):
 
     Logits float32 [B, n_k, V]; the prior DSE(l_{k-1}) is built from the previous scale's logits taken per
     `prior_source`: the guided logits before SSG ("guided_pre_ssg"), after it ("guided_post_ssg") or the raw
-    conditional logits ("cond"). Raises ValueError for beta or a custom beta outside [-1, 10] or non-finite, or
+    conditional logits ("cond"). Raises ValueError for beta or a custom beta outside [0, 2] (the node's widget range) or non-finite, or
     an unknown schedule, interpolation or prior_source; `with_strength` refuses the custom schedule.
     """
 
@@ -90,11 +90,12 @@ class SSG(Guider):
     base: Guider | None = None
     kind = "ssg"
     strength_field = "beta"
+    strength_range = (0.0, 2.0)  # the SSG node's beta widget; custom betas too
 
     def __post_init__(self):
-        check_finite("ssg beta", self.beta, -1.0, 10.0)
+        check_finite("ssg beta", self.beta, *self.strength_range)
         for b in self.custom_betas:
-            check_finite("ssg custom beta", b, -1.0, 10.0)
+            check_finite("ssg custom beta", b, *self.strength_range)
         for name, value, allowed in (("schedule", self.schedule, BETA_SCHEDULES),
                                      ("interpolation", self.interpolation, INTERPOLATIONS),
                                      ("prior_source", self.prior_source, PRIOR_SOURCES)):

@@ -391,7 +391,8 @@ def _read_pickle(path: str, kind: str, dtype: torch.dtype | None, mmap: bool, sk
     nested = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if nested:
         hint = (" (a training checkpoint? it nests the model under 'trainer')" if "trainer" in nested else
-                " (an Infinity BSQ VAE file? it nests the VAE under 'vae')" if "vae" in nested else "")
+                " (this is Infinity's BSQ VAE, which nests the VAE under 'vae': pick it in vae_name of Load Infinity "
+                "Model)" if "vae" in nested else "")
         raise CheckpointError(f"{path}: expected a flat state dict of tensors, but entries {nested[:5]} are "
                               f"containers{hint}")
     copy = mapped and not mmap  # mapped only to leave the rest of a dump unread: the caller asked for no mmap

@@ -619,6 +619,9 @@ class InfinityModel(ScalewiseModel):
             if not isinstance(f, torch.Tensor) or not f.is_floating_point():
                 raise ValueError(f"conditioning: {name}'s text features must be a float tensor, got "
                                  f"{getattr(f, 'dtype', type(f).__name__)}")
+            if f.ndim == 2 and f.shape[1] == Ct5 and f.shape[0] > maxlen:
+                raise ValueError(f"conditioning: {name} has {f.shape[0]} tokens, more than this model's text length "
+                                 f"of {maxlen}: shorten the prompt (or encode it for this model)")
             if f.ndim != 2 or f.shape[1] != Ct5 or not 1 <= f.shape[0] <= maxlen:
                 raise ValueError(f"conditioning: text features must be [1..{maxlen}, {Ct5}], got {tuple(f.shape)} "
                                  f"({name})")

@@ -357,7 +357,12 @@ class ScalewiseNode(io.ComfyNode):
     """Base of the pack's nodes: every widget input is checked against its declared type, range and options,
     whether typed into the widget or linked. Nodes decorate `execute` with `checked_inputs`, add their own checks
     in `check_values` (which sees None for an input not known yet, and a combo value not yet checked against its
-    options), and where they define validate_inputs return `cls.known_problem(...)` from it."""
+    options), and where they define validate_inputs return `cls.known_problem(...)` from it.
+
+    ComfyUI (execution.py validate_inputs, 0.3.75) reports a failed validate_inputs once for every input its
+    signature declares, and skips its own type, range and option checks for those inputs: validate_inputs declares
+    only the inputs its checks read (a file combo, a list field and the widget that decides whether the field is
+    used), so a problem of one input is reported once and the others keep ComfyUI's checks."""
 
     # Combo inputs listing model files, which the node's check_values checks itself (`check_loader_inputs`): a name
     # saved on another system, with its path separators, is not among the options but means one of them.

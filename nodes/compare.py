@@ -11,10 +11,11 @@ import comfy.model_management as mm
 import torch
 from comfy_api.latest import io, ui
 
-from ..guidance import Draw, Edit, Generation
+from ..guidance import CFG, IGG, SSG, Draw, Edit, Generation, SoftCFG
 from ..guidance.balance import parse_strengths, render_balance_plot
 from ..guidance.grid import MAX_IMAGES, heatmap_cells, render_grid
 from ..guidance.runs import compare, sweep
+from ..guidance.schedules import fmt_range
 from ..models.builtin import judge_masks
 from .common import CATEGORY, GuiderType, ScalewiseNode, checked_inputs, info_ui, input_notes
 from .features import aliases
@@ -155,6 +156,10 @@ def _evenness_label(mean: float) -> str:
     return "unguided: no guidance to map" if math.isnan(mean) else f"mean E {mean:.3f}"
 
 
+# The swept field's range per guider: the guider node's widget range (Guider.strength_range)
+STRENGTH_RANGES = ", ".join(f"{g.__name__} {g.strength_field} {fmt_range(*g.strength_range)}"
+                            for g in (CFG, IGG, SoftCFG, SSG))
+
 class GuidanceSweep(ScalewiseNode):
     @classmethod
     def define_schema(cls):
@@ -178,7 +183,9 @@ class GuidanceSweep(ScalewiseNode):
                 *setting_inputs(comparison=True),
                 GuiderType.Input("guider", tooltip="The guider (or stack) whose top guider's strength is swept."),
                 io.String.Input("strengths", default="1, 2, 3, 4, 6",
-                                tooltip="Strengths to try, separated by commas; sorted ascending, one row each."),
+                                tooltip="Strengths to try, separated by commas, semicolons, line breaks or spaces; "
+                                        "sorted ascending, one row each. Each must be in the swept guider's widget "
+                                        f"range ({STRENGTH_RANGES})."),
                 io.Mask.Input("mask", optional=True,
                               tooltip="Foreground masks (white = object) at image size for D: 1, one per column "
                                       "(seed), or one per image (row by row). Not needed with a built-in model."),

@@ -5,8 +5,8 @@ from comfy_api.latest import io
 
 from ..guidance import CFG, IGG, SSG, SoftCFG
 from ..guidance.igg import OPERANDS, WINDOWS
-from ..guidance.cfg import CFG_SCHEDULES
-from ..guidance.schedules import SCHEDULE_NAMES
+from ..guidance.cfg import CFG_RANGE, CFG_SCHEDULES
+from ..guidance.schedules import LIST_SEPARATORS, SCHEDULE_NAMES, fmt_range, parse_number_list
 from ..guidance.softcfg import CONFIDENCES, NORMALIZATIONS
 from ..guidance.ssg import BETA_SCHEDULES, INTERPOLATIONS, PRIOR_SOURCES
 from .common import GuiderType, ScalewiseNode, checked_inputs
@@ -44,11 +44,12 @@ class CFGGuider(ScalewiseNode):
                          "1.5; Switti: 6. Infinity counts from 1 as its own code does, l_u + (1 + (cfg - 1) x "
                          "schedule)(l_c - l_u): its published cfg 3 with the constant schedule."),
             inputs=[
-                io.Float.Input("cfg", default=4.0, min=0.0, max=30.0, step=0.05,
+                io.Float.Input("cfg", default=4.0, min=CFG_RANGE[0], max=CFG_RANGE[1], step=0.05,
                                tooltip="Guidance strength in the model's own convention: the push is 1 + cfg x "
                                        "schedule; 0 = no guidance. A ComfyUI-style CFG of c is cfg = c - 1 with the "
                                        "constant schedule. Typical 1.5-5. Infinity: as in its code, 1 = no "
-                                       "guidance, the push is 1 + (cfg - 1) x schedule (published: 3, constant)."),
+                                       "guidance, the push is 1 + (cfg - 1) x schedule (published: 3, constant); "
+                                       "below 1 weakens the prompt (0 = the unconditional prediction)."),
                 io.Combo.Input("schedule", options=list(CFG_SCHEDULES), default="linear",
                                tooltip=SCHEDULE_TIP + " custom = one cfg per scale (custom_cfgs)."),
                 *_window_inputs(),
@@ -56,22 +57,26 @@ class CFGGuider(ScalewiseNode):
                                tooltip="Shape of the cosine schedule: above 1 keeps guidance low for longer.", **expert()),
                 _base_input(),
                 io.String.Input("custom_cfgs", default="", optional=True,
-                                tooltip="For the custom schedule: comma-separated cfg per scale, coarse to fine, in "
-                                        "the model's convention (Infinity's cfg_list, e.g. '3, 3, 3, 2, 2, 1, 1'); "
-                                        "scales past the list are unguided. cfg is then unused.", **expert()),
+                                tooltip="For the custom schedule: one cfg per scale, coarse to fine, separated by "
+                                        f"{LIST_SEPARATORS}, each in {fmt_range(*CFG_RANGE)} in the model's "
+                                        "convention (Infinity's cfg_list, e.g. '3, 3, 3, 2, 2, 1, 1'; below 1 "
+                                        "weakens the prompt); scales past the list are unguided. cfg is then "
+                                        "unused; other schedules ignore this field.", **expert()),
             ],
             outputs=[GuiderType.Output(display_name="guider")],
         )
 
+    # ComfyUI reports a failed validate_inputs once per input it declares (execution.py validate_inputs): it
+    # declares the field checked and the widget deciding whether it is used, nothing else.
     @classmethod
-    def validate_inputs(cls, custom_cfgs=""):
-        return cls.known_problem(custom_cfgs=custom_cfgs)
+    def validate_inputs(cls, schedule, custom_cfgs=""):
+        return cls.known_problem(schedule=schedule, custom_cfgs=custom_cfgs)
 
     @classmethod
     def check_values(cls, values):
-        if values.get("custom_cfgs") is not None:
+        if values.get("schedule") == "custom" and values.get("custom_cfgs") is not None:
             try:
-                _parse_numbers(values["custom_cfgs"], "custom_cfgs")
+                _custom_cfgs(values["custom_cfgs"])
             except ValueError as e:
                 return str(e)
         return None
@@ -79,11 +84,9 @@ class CFGGuider(ScalewiseNode):
     @classmethod
     @checked_inputs
     def execute(cls, cfg, schedule, start_scale, end_scale, power, base=None, custom_cfgs="") -> io.NodeOutput:
-        values = _parse_numbers(custom_cfgs, "custom_cfgs")
-        if schedule == "custom" and not values:
-            raise ValueError("custom_cfgs: the custom schedule needs one cfg per scale, e.g. '3, 3, 3, 2, 1'")
+        values = _custom_cfgs(custom_cfgs) if schedule == "custom" else ()  # unused by the other schedules
         return io.NodeOutput(CFG(cfg=cfg, schedule=schedule, start_scale=start_scale, end_scale=end_scale,
-                                 power=power, base=base, custom_cfgs=values if schedule == "custom" else ()))
+                                 power=power, base=base, custom_cfgs=values))
 
 
 class IGGGuider(ScalewiseNode):
@@ -178,13 +181,14 @@ class SSGGuider(ScalewiseNode):
                          "frequency-domain prior. Works on top of any guider or alone. Reconstructed from the paper "
                          "(official code unreleased): experimental; the paper's beta values are unpublished."),
             inputs=[
-                io.Float.Input("beta", default=0.1, min=0.0, max=2.0, step=0.01,
+                io.Float.Input("beta", default=0.1, min=SSG.strength_range[0], max=SSG.strength_range[1], step=0.01,
                                tooltip="Strength of the push towards new detail; 0 = off. Try 0.05-0.3."),
                 io.Combo.Input("schedule", options=list(BETA_SCHEDULES), default="constant",
                                tooltip="beta over scales: constant, linear_decay (strong early), linear_increase "
                                        "(strong late), or custom (custom_betas)."),
                 io.String.Input("custom_betas", default="",
-                                tooltip="For the custom schedule: comma-separated beta per scale, e.g. "
+                                tooltip="For the custom schedule: one beta per scale, separated by "
+                                        f"{LIST_SEPARATORS}, each in {fmt_range(*SSG.strength_range)}, e.g. "
                                         "'0, 0.2, 0.2, 0.1'; missing scales get 0.", **expert()),
                 io.Boolean.Input("dse_rescale", default=True,
                                  tooltip="Keep the coarse scale's brightness when building the prior (recommended).",
@@ -209,7 +213,7 @@ class SSGGuider(ScalewiseNode):
     def check_values(cls, values):
         if values["custom_betas"] is not None:
             try:
-                _parse_numbers(values["custom_betas"], "custom_betas")
+                _custom_betas(values["custom_betas"])
             except ValueError as e:
                 return str(e)
         return None
@@ -217,14 +221,21 @@ class SSGGuider(ScalewiseNode):
     @classmethod
     @checked_inputs
     def execute(cls, beta, schedule, custom_betas, dse_rescale, interpolation, prior_source, base=None):
-        return io.NodeOutput(SSG(beta=beta, schedule=schedule, custom_betas=_parse_numbers(custom_betas, "custom_betas"),
+        return io.NodeOutput(SSG(beta=beta, schedule=schedule, custom_betas=_custom_betas(custom_betas),
                                  dse_rescale=dse_rescale, interpolation=interpolation, prior_source=prior_source,
                                  base=base))
 
 
-def _parse_numbers(text: str, name: str) -> tuple[float, ...]:
-    """'0, 0.2; 0.1' -> (0.0, 0.2, 0.1): numbers separated by commas or semicolons; ValueError naming `name`."""
-    try:
-        return tuple(float(p) for p in text.replace(";", ",").split(",") if p.strip())
-    except ValueError:
-        raise ValueError(f"{name}: {text!r} is not a comma-separated list of numbers") from None
+def _custom_cfgs(text: str) -> tuple[float, ...]:
+    """The CFG node's custom_cfgs: at least one cfg, each in CFG_RANGE (guidance.schedules.parse_number_list);
+    ValueError naming custom_cfgs, the entry and the range."""
+    values = parse_number_list(text, "custom_cfgs", *CFG_RANGE)
+    if not values:
+        raise ValueError("custom_cfgs: the custom schedule needs one cfg per scale, e.g. '3, 3, 3, 2, 1' (allowed "
+                         f"{fmt_range(*CFG_RANGE)})")
+    return values
+
+
+def _custom_betas(text: str) -> tuple[float, ...]:
+    """The SSG node's custom_betas, each in SSG.strength_range (the beta widget's); () for a blank field."""
+    return parse_number_list(text, "custom_betas", *SSG.strength_range)

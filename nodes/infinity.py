@@ -94,8 +94,8 @@ class InfinityLoader(ScalewiseNode):
         )
 
     @classmethod
-    def validate_inputs(cls, infinity_name, vae_name, resolution, dtype):
-        return cls.known_problem(infinity_name=infinity_name, vae_name=vae_name, resolution=resolution, dtype=dtype)
+    def validate_inputs(cls, infinity_name, vae_name):  # only the file names: see ScalewiseNode on validate_inputs
+        return cls.known_problem(infinity_name=infinity_name, vae_name=vae_name)
 
     @classmethod
     def check_values(cls, values):
@@ -110,7 +110,7 @@ class InfinityLoader(ScalewiseNode):
                 entry_path("infinity", name, "infinity_name")
             except FileNotFoundError:
                 return f"infinity_name: '{name}' is not in models/infinity ({hint}, then refresh)"
-        ok = check_loader_inputs("infinity", {"vae_name": values["vae_name"]}, values["dtype"], hint)
+        ok = check_loader_inputs("infinity", {"vae_name": values["vae_name"]}, values.get("dtype"), hint)
         return None if ok is True else ok
 
     @classmethod

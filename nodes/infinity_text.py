@@ -257,8 +257,8 @@ class InfinityTextEncoderLoader(ScalewiseNode):
         )
 
     @classmethod
-    def validate_inputs(cls, text_encoder_name, dtype, device):
-        return cls.known_problem(text_encoder_name=text_encoder_name, dtype=dtype, device=device)
+    def validate_inputs(cls, text_encoder_name):  # only the file name: see ScalewiseNode on validate_inputs
+        return cls.known_problem(text_encoder_name=text_encoder_name)
 
     @classmethod
     def check_values(cls, values):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..guidance.schedules import LIST_SEPARATORS, parse_number_list
 from ..models.pruning import PRESETS, TokenPruning, with_pruning
 from .common import CATEGORY, ModelType, ScalewiseNode, checked_inputs
 from .features import aliases, expert
@@ -22,16 +23,11 @@ def sampling_model(model):
 
 
 def parse_ratios(text: str) -> tuple[float, ...]:
-    """'0.5, 0.25' -> (0.5, 0.25). ValueError naming keep_ratios for an entry that is not a number in (0, 1]."""
-    ratios = []
-    for part in text.replace(";", ",").split(","):
-        if part.strip():
-            try:
-                ratios.append(float(part))
-            except ValueError:
-                raise ValueError(f"keep_ratios: {part.strip()!r} is not a number (write e.g. '0.5, 0.25')") from None
+    """'0.5, 0.25' -> (0.5, 0.25) (separators: guidance.schedules.parse_number_list). ValueError naming
+    keep_ratios, the entry and the range for an empty entry or one that is not a number in (0, 1]."""
+    ratios = parse_number_list(text, "keep_ratios", 0.0, 1.0, low_open=True)
     try:
-        return TokenPruning(tuple(ratios)).keep
+        return TokenPruning(ratios).keep
     except ValueError as e:
         raise ValueError(f"keep_ratios: {e}") from None
 
@@ -67,7 +63,8 @@ class TokenPruningNode(ScalewiseNode):
                                        "and skip_last below."),
                 io.String.Input("keep_ratios", default="0.5, 0.25",
                                 tooltip="custom only: the share of tokens each of the last scales keeps, coarse to "
-                                        "fine, each in (0, 1] (1 = exact), e.g. '0.5, 0.25'.",
+                                        f"fine, separated by {LIST_SEPARATORS}, each in (0, 1] (1 = exact), e.g. "
+                                        "'0.5, 0.25'. Other presets ignore this field.",
                                 **expert()),
                 io.Int.Input("skip_last", default=0, min=0, max=8,
                              tooltip="custom only: the last n scales keep no token (every block output comes from "
@@ -77,9 +74,11 @@ class TokenPruningNode(ScalewiseNode):
             outputs=[ModelType.Output(display_name="model")],
         )
 
+    # ComfyUI reports a failed validate_inputs once per input it declares (execution.py validate_inputs): only
+    # the field checked and the widget deciding whether it is used; skip_last is left to ComfyUI's own range check.
     @classmethod
-    def validate_inputs(cls, preset, keep_ratios, skip_last):
-        return cls.known_problem(preset=preset, keep_ratios=keep_ratios, skip_last=skip_last)
+    def validate_inputs(cls, preset, keep_ratios):
+        return cls.known_problem(preset=preset, keep_ratios=keep_ratios)
 
     @classmethod
     def check_values(cls, values):

@@ -42,13 +42,13 @@ class SwittiLoader(ScalewiseNode):
         )
 
     @classmethod
-    def validate_inputs(cls, switti_name, vae_name, dtype):
-        return cls.known_problem(switti_name=switti_name, vae_name=vae_name, dtype=dtype)
+    def validate_inputs(cls, switti_name, vae_name):  # only the file names: see ScalewiseNode on validate_inputs
+        return cls.known_problem(switti_name=switti_name, vae_name=vae_name)
 
     @classmethod
     def check_values(cls, values):
         ok = check_loader_inputs("switti", {"switti_name": values["switti_name"], "vae_name": values["vae_name"]},
-                                 values["dtype"], "keep each Hugging Face repo in its own folder, e.g. "
+                                 values.get("dtype"), "keep each Hugging Face repo in its own folder, e.g. "
                                  "models/switti/Switti/model.safetensors")
         return None if ok is True else ok
 

@@ -88,13 +88,13 @@ class VARLoader(ScalewiseNode):
         )
 
     @classmethod
-    def validate_inputs(cls, var_name, vae_name, dtype):
-        return cls.known_problem(var_name=var_name, vae_name=vae_name, dtype=dtype)
+    def validate_inputs(cls, var_name, vae_name):  # only the file names: see ScalewiseNode on validate_inputs
+        return cls.known_problem(var_name=var_name, vae_name=vae_name)
 
     @classmethod
     def check_values(cls, values):
         files = {"var_name": values["var_name"], "vae_name": values["vae_name"]}
-        ok = check_loader_inputs("var", files, values["dtype"],
+        ok = check_loader_inputs("var", files, values.get("dtype"),
                                  f"put the official files there, e.g. var_d16.pth and {VAE_FILE}, or choose "
                                  f"'{BUILTIN_NAME}'", builtin=BUILTIN_NAMES)
         if ok is True and None not in files.values():

@@ -11,10 +11,12 @@ def test_parse_strengths():
     assert parse_strengths("1, 2, 3, 4, 6") == (1.0, 2.0, 3.0, 4.0, 6.0)
     assert parse_strengths(" 6;1.5  0.25,") == (0.25, 1.5, 6.0)
     assert parse_strengths("1e0, -0.5") == (-0.5, 1.0)
+    assert parse_strengths("3\n1\n2\n") == (1.0, 2.0, 3.0)   # a multiline text node
 
 
-@pytest.mark.parametrize("text,fragment", [("", "empty"), (" , ;", "empty"), ("1, two, 3", "'two' is not a number"),
-                                           ("1, nan", "'nan' is not a finite"), ("inf", "not a finite"),
+@pytest.mark.parametrize("text,fragment", [("", "empty"), (" , ;", "empty"), ("1, two, 3", "entry 2 is 'two', not a number"),
+                                           ("1, nan", "entry 2 is nan, not a finite"), ("1,,2", "entry 2 is empty"),
+                                           ("1, 1_000", "entry 2 is '1_000', not a number"), ("inf", "not a finite"),
                                            ("1, 2, 1.0", "1 appears twice")])
 def test_parse_strengths_errors_name_the_input(text, fragment):
     with pytest.raises(ValueError) as info:

@@ -8,12 +8,23 @@ from scalewise.guidance import CFG, IGG, SSG, SoftCFG
                                           (SSG(0.1, "linear_increase", base=IGG(3.0)), "beta")])
 def test_with_strength_changes_only_the_strength_of_the_top(guider, field):
     assert guider.strength_field == field
-    again = guider.with_strength(2.5)
-    assert type(again) is type(guider) and getattr(again, field) == 2.5 and again.guidance_strength == 2.5
+    again = guider.with_strength(1.25)
+    assert type(again) is type(guider) and getattr(again, field) == 1.25 and again.guidance_strength == 1.25
     assert again.base is guider.base                      # the stack below is shared, unchanged
     others = {k: v for k, v in vars(guider).items() if k != field}
     assert {k: v for k, v in vars(again).items() if k != field} == others
-    assert getattr(guider, field) != 2.5                  # immutable: the original is untouched
+    assert getattr(guider, field) != 1.25                  # immutable: the original is untouched
+
+
+@pytest.mark.parametrize("guider, low, high", [(CFG(), 0.0, 30.0), (IGG(), 0.0, 30.0),
+                                               (SoftCFG(base=CFG()), 0.0, 5.0), (SSG(), 0.0, 2.0)])
+def test_strength_range_is_the_widget_range(guider, low, high):
+    # the guider nodes' widgets (nodes/guiders.py) declare these ranges; the library accepts exactly them
+    assert guider.strength_range == (low, high)
+    assert guider.with_strength(low).guidance_strength == low and guider.with_strength(high).guidance_strength == high
+    for outside in (low - 0.01, high + 0.01):
+        with pytest.raises(ValueError, match=rf"must be in \[{low}, {high}\]"):
+            guider.with_strength(outside)
 
 
 def test_with_strength_checks_the_range():

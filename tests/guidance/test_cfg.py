@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from scalewise.guidance import CFG, RunInfo
+from scalewise.guidance.cfg import CFG_RANGE
 from scalewise.guidance.stack import GuidanceRun
 
 INFO = RunInfo(patch_nums=(1, 2, 3, 4, 5, 6, 8, 10, 13, 16), batch_size=2, vocab_size=8, family="var",
@@ -108,3 +109,14 @@ def test_more_custom_cfgs_than_scales_are_refused_when_sampling_starts():
         sample(model, guider, Generation([1]))
     out = sample(model, CFG(schedule="custom", custom_cfgs=(2.0,) * K), Generation([1]))  # K values: fine
     assert len(out.tokens) == K
+
+
+def test_cfg_and_custom_cfgs_have_the_widget_range():
+    # CFG_RANGE = the CFG node's cfg widget (0..30); custom cfgs share it (Infinity's convention: 0 = unconditional)
+    assert CFG_RANGE == (0.0, 30.0)
+    CFG(0.0), CFG(30.0), CFG(schedule="custom", custom_cfgs=(0.0, 30.0))
+    for bad in (-0.5, 30.5, -1.0, 100.0):
+        with pytest.raises(ValueError, match="cfg must be in"):
+            CFG(bad)
+        with pytest.raises(ValueError, match="custom cfg must be in"):
+            CFG(schedule="custom", custom_cfgs=(3.0, bad))

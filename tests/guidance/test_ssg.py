@@ -68,8 +68,8 @@ def test_update_formula():
 def test_beta_schedules():
     assert [SSG(0.2).beta_at(k, 5) for k in range(5)] == [0, 0.2, 0.2, 0.2, 0.2]
     assert SSG(0.2, "linear_decay").beta_at(4, 5) == 0 and SSG(0.2, "linear_increase").beta_at(4, 5) == 0.2
-    assert SSG(schedule="custom", custom_betas=(9, 0.1, 0.2)).beta_at(2, 5) == 0.2
-    assert SSG(schedule="custom", custom_betas=(9, 0.1)).beta_at(3, 5) == 0.0
+    assert SSG(schedule="custom", custom_betas=(2, 0.1, 0.2)).beta_at(2, 5) == 0.2
+    assert SSG(schedule="custom", custom_betas=(2, 0.1)).beta_at(3, 5) == 0.0
 
 
 @pytest.mark.parametrize("base", [None, CFG(3.0), IGG(2.0, base=CFG(1.0))])

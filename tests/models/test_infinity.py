@@ -123,6 +123,16 @@ def test_prepare_condition_checks():
     assert [f.shape[0] for f in p.features] == [9, 5, 9]
 
 
+def test_prepare_condition_names_an_over_long_prompt():
+    model = tiny_model()
+    maxlen, channels = model.config.text_maxlen, model.config.text_channels
+    model.prepare_condition(InfinityText((torch.zeros(maxlen, channels),)), 1)   # exactly the text length: fine
+    too_long = InfinityText((torch.zeros(1, channels), torch.zeros(maxlen + 1, channels)))
+    with pytest.raises(ValueError, match=rf"conditioning: prompt 2 has {maxlen + 1} tokens, more than this model's "
+                                         rf"text length of {maxlen}: shorten the prompt"):
+        model.prepare_condition(too_long, 2)
+
+
 def test_loader_round_trip_and_refusals(tmp_path):
     model = tiny_model()
     sd = {k: v.contiguous() for k, v in model.transformer.state_dict().items()}

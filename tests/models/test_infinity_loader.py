@@ -231,8 +231,12 @@ def test_infinity_files_given_to_var_loaders_are_named(tmp_path, model):
     with pytest.raises(CheckpointError, match="looks like an Infinity BSQ VAE"):
         load_vqvae(tmp_path / "bsq.safetensors")
     torch.save({"vae": flat(model.vae)}, tmp_path / "infinity_vae_d32reg.pth")
-    with pytest.raises(CheckpointError, match="Infinity BSQ VAE file. it nests the VAE under 'vae'"):
+    # picked as VAR's vae_name or as infinity_name: named, with where it goes
+    where = "this is Infinity's BSQ VAE, .*: pick it in vae_name of Load Infinity Model"
+    with pytest.raises(CheckpointError, match=where):
         load_vqvae(tmp_path / "infinity_vae_d32reg.pth")
+    with pytest.raises(CheckpointError, match=where):
+        load_infinity_transformer(tmp_path / "infinity_vae_d32reg.pth", pn=PN)
     with pytest.raises(CheckpointError, match="looks like an Infinity BSQ VAE"):
         load_infinity_transformer(tmp_path / "bsq.safetensors", pn=PN)
 
