@@ -140,7 +140,7 @@ def test_sweep_plot_and_balance(pack_loaded):
     assert len(entry["outputs"][node.id]["images"]) == 2   # plot and grid shown in the node
 
 
-@pytest.mark.parametrize("strengths,fragment", [("", "empty"), ("1, x", "'x' is not a number"),
+@pytest.mark.parametrize("strengths,fragment", [("", "empty"), ("1, x", "entry 2 is 'x', not a number"),
                                                 ("2, 2", "appears twice")])
 def test_bad_strengths_are_refused_naming_the_input(pack_loaded, strengths, fragment):
     prompt, _, _ = sweep_graph(pack_loaded, strengths=strengths)

@@ -169,7 +169,7 @@ def _bad_cases():
         ("ScalewiseIGGGuider", "window_size", 0, igg, ["window_size", "0", "min of 1"], None),
         ("ScalewiseIGGGuider", "scale", -1.0, igg, ["scale", "-1.0", "min of 0"], None),
         ("ScalewiseSSGGuider", "beta", 2.5, ssg, ["beta", "2.5", "max of 2"], None),
-        ("ScalewiseSSGGuider", "custom_betas", "0, high", ssg, ["custom_betas", "0, high", "numbers"], None),
+        ("ScalewiseSSGGuider", "custom_betas", "0, high", ssg, ["custom_betas", "entry 2 is 'high', not a number", "allowed 0.0..2.0"], None),
         ("ScalewiseSSGGuider", "dse_rescale", 1, ssg, ["dse_rescale", "true/false"], ANY),
         ("ScalewiseSoftCFGGuider", "floor", 1.5, soft, ["floor", "1.5", "max of 1"], None),
         ("ScalewiseGuidanceHeatmap", "overlay_alpha", -0.5, var, ["overlay_alpha", "-0.5", "min of 0"], None),
@@ -179,7 +179,7 @@ def _bad_cases():
          ["text_encoder_name", "nope.safetensors", "models/text_encoders"], ANY),
         ("ScalewiseCompareGuiders", "images_per_row", 0, BUILDS["compare"], ["images_per_row", "0", "min of 1"],
          None),
-        ("ScalewiseGuidanceSweep", "strengths", "1, x", BUILDS["sweep"], ["strengths", "'x' is not a number"],
+        ("ScalewiseGuidanceSweep", "strengths", "1, x", BUILDS["sweep"], ["strengths", "entry 2 is 'x', not a number"],
          None),
     ]
 
