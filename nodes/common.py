@@ -360,9 +360,11 @@ class ScalewiseNode(io.ComfyNode):
     options), and where they define validate_inputs return `cls.known_problem(...)` from it.
 
     ComfyUI (execution.py validate_inputs, 0.3.75) reports a failed validate_inputs once for every input its
-    signature declares, and skips its own type, range and option checks for those inputs: validate_inputs declares
-    only the inputs its checks read (a file combo, a list field and the widget that decides whether the field is
-    used), so a problem of one input is reported once and the others keep ComfyUI's checks."""
+    signature declares, and skips its own type and range checks for those inputs; it never checks a V3 combo's
+    options (the combo's type is the string "COMBO", not the option list it checks). So validate_inputs declares
+    the inputs its checks read (a list field and the widget that decides whether it is used) and, on loaders,
+    every combo (files, resolution, dtype, device), so a bad one is refused before anything loads; a problem is
+    then listed on each declared input. Other combos are checked when the node runs (`checked_inputs`)."""
 
     # Combo inputs listing model files, which the node's check_values checks itself (`check_loader_inputs`): a name
     # saved on another system, with its path separators, is not among the options but means one of them.

@@ -94,8 +94,8 @@ class InfinityLoader(ScalewiseNode):
         )
 
     @classmethod
-    def validate_inputs(cls, infinity_name, vae_name):  # only the file names: see ScalewiseNode on validate_inputs
-        return cls.known_problem(infinity_name=infinity_name, vae_name=vae_name)
+    def validate_inputs(cls, infinity_name, vae_name, resolution, dtype):  # its combos: see ScalewiseNode on validate_inputs
+        return cls.known_problem(infinity_name=infinity_name, vae_name=vae_name, resolution=resolution, dtype=dtype)
 
     @classmethod
     def check_values(cls, values):

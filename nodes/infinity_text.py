@@ -257,8 +257,8 @@ class InfinityTextEncoderLoader(ScalewiseNode):
         )
 
     @classmethod
-    def validate_inputs(cls, text_encoder_name):  # only the file name: see ScalewiseNode on validate_inputs
-        return cls.known_problem(text_encoder_name=text_encoder_name)
+    def validate_inputs(cls, text_encoder_name, dtype, device):  # its combos: see ScalewiseNode on validate_inputs
+        return cls.known_problem(text_encoder_name=text_encoder_name, dtype=dtype, device=device)
 
     @classmethod
     def check_values(cls, values):

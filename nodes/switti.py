@@ -42,8 +42,8 @@ class SwittiLoader(ScalewiseNode):
         )
 
     @classmethod
-    def validate_inputs(cls, switti_name, vae_name):  # only the file names: see ScalewiseNode on validate_inputs
-        return cls.known_problem(switti_name=switti_name, vae_name=vae_name)
+    def validate_inputs(cls, switti_name, vae_name, dtype):  # its combos: see ScalewiseNode on validate_inputs
+        return cls.known_problem(switti_name=switti_name, vae_name=vae_name, dtype=dtype)
 
     @classmethod
     def check_values(cls, values):

@@ -88,8 +88,8 @@ class VARLoader(ScalewiseNode):
         )
 
     @classmethod
-    def validate_inputs(cls, var_name, vae_name):  # only the file names: see ScalewiseNode on validate_inputs
-        return cls.known_problem(var_name=var_name, vae_name=vae_name)
+    def validate_inputs(cls, var_name, vae_name, dtype):  # its combos: see ScalewiseNode on validate_inputs
+        return cls.known_problem(var_name=var_name, vae_name=vae_name, dtype=dtype)
 
     @classmethod
     def check_values(cls, values):
