@@ -617,8 +617,9 @@ def count_indices(sd: dict, pattern: str) -> int:
     return max(found) + 1 if found else 0
 
 
-def materialise(module: torch.nn.Module, sd: dict, device, dtype: torch.dtype) -> torch.nn.Module:
+def materialise(module: torch.nn.Module, sd: dict, device, dtype: torch.dtype | None) -> torch.nn.Module:
     """Load `sd` into a module built on the meta device (strict, tensors assigned, not copied), then move it to
-    `device`/`dtype` in eval mode without gradients. Keys must already match (`check_keys`)."""
+    `device`/`dtype` (None: each tensor's dtype in `sd`) in eval mode without gradients. Keys must already match
+    (`check_keys`)."""
     module.load_state_dict(sd, strict=True, assign=True)
     return module.to(device=device, dtype=dtype).eval().requires_grad_(False)

@@ -29,6 +29,14 @@ from .base import ScaleState, ScalewiseModel
 from .bsq_vae import BSQVAE
 from .schedule import Schedule
 
+
+def layer_parameters(layer: nn.Linear, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(weight, bias) of a depth block's linear `layer` for input x. A plain nn.Linear's as stored; a host's cast
+    layer (one with `cast_parameters(x)`: the pack's ComfyUI layers, whose weights may be offloaded to the CPU or
+    stored in fp8, nodes/infinity.py) hands them over on x's device in x's dtype."""
+    cast = getattr(layer, "cast_parameters", None)
+    return (layer.weight, layer.bias) if cast is None else cast(x)
+
 # The 1:1 template of official infinity/utils/dynamic_resolution.py: 13 (h, w) steps; pn '0.06M', '0.25M', '0.60M',
 # '1M' take the first 7, 10, 12, 13. RoPE positions of every pn are normalised to the 1M grid (64 x 64).
 SQUARE_STEPS = (1, 2, 4, 6, 8, 12, 16, 20, 24, 32, 40, 48, 64)
@@ -185,27 +193,30 @@ class SelfAttention(nn.Module):
     k = normalize(k) (eps 1e-12), then RoPE on q and k, softmax(q k^T) with scale 1, proj. With a cache, keys and
     values of the earlier scales are prepended.
 
-    Precision (official basic.py `SelfAttention.forward` under bf16 autocast): the input is cast to the weights'
-    dtype for qkv; the normalisation and RoPE of q and k run in float32, then q and k are cast back to the weights'
-    dtype for the cache and the attention (the official flash path's `q.to(v.dtype)`)."""
+    Precision (official basic.py `SelfAttention.forward` under bf16 autocast): the input comes in the compute dtype
+    (the biases' dtype, `Block`); the normalisation and RoPE of q and k run in float32, then q and k are cast back to
+    the compute dtype for the cache and the attention (the official flash path's `q.to(v.dtype)`).
 
-    def __init__(self, width, heads):
+    mat_qkv and proj are `operations.Linear` (torch.nn, or a host's cast layers: see `layer_parameters`)."""
+
+    def __init__(self, width, heads, operations=nn):
         super().__init__()
         self.heads, self.head_dim = heads, width // heads
         self.scale_mul_1H11 = nn.Parameter(torch.zeros(1, heads, 1, 1))
-        self.mat_qkv = nn.Linear(width, 3 * width, bias=False)
+        self.mat_qkv = operations.Linear(width, 3 * width, bias=False)
         self.q_bias, self.v_bias = nn.Parameter(torch.zeros(width)), nn.Parameter(torch.zeros(width))
         self.register_buffer("zero_k_bias", torch.zeros(width))
-        self.proj = nn.Linear(width, width)
+        self.proj = operations.Linear(width, width)
         self.max_scale_mul = torch.log(torch.tensor(100.0, device="cpu")).item()  # float32 ln 100, as official
 
     def forward(self, x, cos, sin, cache: list | None = None, mask=None, value_weights=None):
-        """x [B, n, C] -> [B, n, C]. cache: a [k, v] list (None entries at the first scale), extended in place.
-        mask: additive float [n, n_keys] or None. value_weights: [B, n_keys] multipliers on the values or None."""
+        """x [B, n, C] in the compute dtype -> [B, n, C]. cache: a [k, v] list (None entries at the first scale),
+        extended in place. mask: additive float [n, n_keys] or None. value_weights: [B, n_keys] multipliers on the
+        values or None."""
         B, n, C = x.shape
-        weight = self.mat_qkv.weight
+        weight, _ = layer_parameters(self.mat_qkv, x)
         bias = torch.cat((self.q_bias, self.zero_k_bias, self.v_bias))
-        qkv = F.linear(x.to(weight.dtype), weight, bias).view(B, n, 3, self.heads, self.head_dim)
+        qkv = F.linear(x, weight, bias).view(B, n, 3, self.heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         scale_mul = self.scale_mul_1H11.float().clamp_max(self.max_scale_mul).exp()
         q = F.normalize(q.float(), dim=-1, eps=1e-12).mul(scale_mul)
@@ -237,30 +248,32 @@ def segment_attention(q: torch.Tensor, kv: torch.Tensor, segments: list[tuple[in
 class CrossAttention(nn.Module):
     """Text cross-attention (`ca.*`, and `text_proj_for_sos.ca.*` with a learned query): q = mat_q(x) (or the learned
     `mat_q` [1, H, c] per segment), k|v = kv W_kv^T + [0, v_bias], softmax scale 1/sqrt(c), no cosine attention,
-    proj."""
+    proj. Its linear layers are `operations.Linear` (see `SelfAttention`)."""
 
-    def __init__(self, width, kv_dim, heads, pool=False):
+    def __init__(self, width, kv_dim, heads, pool=False, operations=nn):
         super().__init__()
         self.heads, self.head_dim, self.pool = heads, width // heads, pool
         if pool:
             self.mat_q = nn.Parameter(torch.zeros(1, heads, width // heads))
         else:
-            self.mat_q = nn.Linear(width, width)
-        self.mat_kv = nn.Linear(kv_dim, 2 * width, bias=False)
+            self.mat_q = operations.Linear(width, width)
+        self.mat_kv = operations.Linear(kv_dim, 2 * width, bias=False)
         self.v_bias = nn.Parameter(torch.zeros(width))
         self.register_buffer("zero_k_bias", torch.zeros(width))
-        self.proj = nn.Linear(width, width)
+        self.proj = operations.Linear(width, width)
 
     def forward(self, x, text: torch.Tensor, segments):
         """x [B, n, C] (None for the pool), text [N, kv_dim] (segments: B (start, end) rows) -> [B, n, C] in the
-        weights' dtype (x and text are cast to it)."""
-        weight = self.mat_kv.weight
-        kv = F.linear(text.to(weight.dtype), weight, torch.cat((self.zero_k_bias, self.v_bias)))
+        compute dtype, the v bias's (x and text are cast to it)."""
+        dtype = self.v_bias.dtype
+        text = text.to(dtype)
+        weight, _ = layer_parameters(self.mat_kv, text)
+        kv = F.linear(text, weight, torch.cat((self.zero_k_bias, self.v_bias)))
         kv = kv.view(-1, 2, self.heads, self.head_dim)
         if self.pool:
             q = self.mat_q.to(kv.dtype).expand(len(segments), -1, -1)[:, None]  # [B, 1, H, c]
         else:
-            q = self.mat_q(x.to(weight.dtype)).view(x.shape[0], x.shape[1], self.heads, self.head_dim)
+            q = self.mat_q(x.to(dtype)).view(x.shape[0], x.shape[1], self.heads, self.head_dim)
         return self.proj(segment_attention(q, kv, segments, 1.0 / math.sqrt(self.head_dim)))
 
 
@@ -271,15 +284,15 @@ class _TextPool(nn.Module):
 
 
 class FFN(nn.Module):
-    """fc2(GELU_tanh(fc1(x)))."""
+    """fc2(GELU_tanh(fc1(x))); fc1, fc2 are `operations.Linear` (see `SelfAttention`)."""
 
-    def __init__(self, width, hidden):
+    def __init__(self, width, hidden, operations=nn):
         super().__init__()
-        self.fc1, self.fc2 = nn.Linear(width, hidden), nn.Linear(hidden, width)
+        self.fc1, self.fc2 = operations.Linear(width, hidden), operations.Linear(hidden, width)
 
     def forward(self, x):
-        """[..., C] -> [..., C] in the weights' dtype (x is cast to it)."""
-        return self.fc2(F.gelu(self.fc1(x.to(self.fc1.weight.dtype)), approximate="tanh"))
+        """[..., C] in the compute dtype -> [..., C]."""
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
 
 
 class Block(nn.Module):
@@ -288,16 +301,17 @@ class Block(nn.Module):
 
     Precision as the official block under bf16 autocast (basic.py `CrossAttnBlock.forward`): the AdaLN parameters,
     both LayerNorms, ca_norm (affine, weights cast up) and the residual stream are float32; each branch's layers
-    take their input in the weights' dtype (SelfAttention, CrossAttention, FFN cast it)."""
+    take their input in the compute dtype, ada_gss's (the dtype of every parameter but the linear layers' weights,
+    which may be stored in fp8: `InfinityTransformer`)."""
 
-    def __init__(self, cfg: InfinityConfig):
+    def __init__(self, cfg: InfinityConfig, operations=nn):
         super().__init__()
         C = cfg.width
         self.eps = cfg.eps
         self.ada_gss = nn.Parameter(torch.zeros(1, 1, 6, C))
-        self.sa = SelfAttention(C, cfg.heads)
-        self.ca = CrossAttention(C, C, cfg.heads)
-        self.ffn = FFN(C, cfg.ffn_hidden)
+        self.sa = SelfAttention(C, cfg.heads, operations)
+        self.ca = CrossAttention(C, C, cfg.heads, operations=operations)
+        self.ffn = FFN(C, cfg.ffn_hidden, operations)
         self.ca_norm = nn.LayerNorm(C, eps=cfg.eps)
 
     def forward(self, x, gss, text, segments, cos, sin, cache=None, mask=None, value_weights=None, prune=None,
@@ -306,11 +320,11 @@ class Block(nn.Module):
         value_weights: see `SelfAttention.forward`). prune: a models/pruning.py PrunedScale (token pruning: each
         residual branch runs on the pivotal tokens only, `PrunedScale.branch`) or None; layer: this block's index."""
         g1, g2, s1, s2, b1, b2 = (self.ada_gss.float() + gss.float()).unbind(2)
-        C = x.shape[-1]
+        C, dtype = x.shape[-1], self.ada_gss.dtype
         norm = self.ca_norm
 
         def attention(y, idx):
-            h = F.layer_norm(y.float(), (C,), None, None, self.eps).mul(s1.add(1)).add_(b1)
+            h = F.layer_norm(y.float(), (C,), None, None, self.eps).mul(s1.add(1)).add_(b1).to(dtype)
             # under pruning SoftCFG's weights follow what the cache holds, also on an unpruned scale after a pruned one
             weights = value_weights if prune is None else prune.value_weights(layer, value_weights, idx)
             if idx is None:
@@ -322,7 +336,7 @@ class Block(nn.Module):
             return self.ca(h, text, segments).float()
 
         def ffn(y, idx):
-            h = F.layer_norm(y.float(), (C,), None, None, self.eps).mul(s2.add(1)).add_(b2)
+            h = F.layer_norm(y.float(), (C,), None, None, self.eps).mul(s2.add(1)).add_(b2).to(dtype)
             return self.ffn(h).mul(g2)
 
         if prune is None:
@@ -388,9 +402,14 @@ class TextRows:
 class InfinityTransformer(nn.Module):
     """The Infinity transformer with the official parameter and buffer names (`cfg_uncond`, `pos_start`, `text_norm`,
     `text_proj_for_sos.ca`, `text_proj_for_ca.{0,2}`, `lvl_embed`, `word_embed`, `shared_ada_lin.1`,
-    `block_chunks.{c}.module.{j}.*`, `head_nm.ada_lin.1`, `head`)."""
+    `block_chunks.{c}.module.{j}.*`, `head_nm.ada_lin.1`, `head`).
 
-    def __init__(self, cfg: InfinityConfig):
+    `operations` builds the depth blocks' linear layers (`cast_layers`: 93 % of the 2B's weights, 97 % of the
+    8B's): torch.nn, or a host's cast layers (see `layer_parameters`) whose weights may stay off the device
+    (ComfyUI's partial loading) or be stored in fp8 and cast per use. Every other parameter and buffer sets the
+    compute dtype and must be on the compute device."""
+
+    def __init__(self, cfg: InfinityConfig, operations=nn):
         super().__init__()
         if cfg.depth % cfg.block_chunks:
             raise ValueError(f"depth {cfg.depth} is not a multiple of block_chunks {cfg.block_chunks}")
@@ -406,10 +425,17 @@ class InfinityTransformer(nn.Module):
         self.word_embed = nn.Linear(cfg.bits, C)
         self.shared_ada_lin = _SharedAdaLin(C)
         per = cfg.depth // cfg.block_chunks
-        self.block_chunks = nn.ModuleList(_Chunk([Block(cfg) for _ in range(per)]) for _ in range(cfg.block_chunks))
+        self.block_chunks = nn.ModuleList(_Chunk([Block(cfg, operations) for _ in range(per)])
+                                          for _ in range(cfg.block_chunks))
         self.head_nm = _HeadNorm(C, cfg.eps)
         self.head = nn.Linear(C, cfg.vocab_size)
         self._rope = None
+
+    def cast_layers(self) -> list[nn.Linear]:
+        """The depth blocks' linear layers (built by `operations`), in order: the weights offloading and fp8
+        storage act on."""
+        return [m for b in self.blocks for m in (b.sa.mat_qkv, b.sa.proj, b.ca.mat_q, b.ca.mat_kv, b.ca.proj,
+                                                  b.ffn.fc1, b.ffn.fc2)]
 
     @property
     def blocks(self) -> list[Block]:

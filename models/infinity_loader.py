@@ -19,6 +19,7 @@ import os
 import re
 
 import torch
+import torch.nn as nn
 
 from .bsq_vae import BSQVAE, BSQVAEConfig
 from .checkpoint import (DESCRIPTIONS, CheckpointError, check_keys, checkpoint_kind, is_sharded, materialise,
@@ -123,35 +124,56 @@ def read_infinity_state_dict(path, dtype: torch.dtype | None = None, *, mmap: bo
     return sd
 
 
+def _read_dtype(dtype, weight_dtype):
+    """The dtype to read a transformer file in: `dtype`, or as stored (None) when the block weights go to another
+    `weight_dtype` (`infinity_transformer_from` casts key by key)."""
+    return dtype if weight_dtype is None or weight_dtype == dtype else None
+
+
 def load_infinity_transformer(path, *, pn: str = "1M", h_div_w: float = 1.0, device="cpu", dtype=torch.float32,
-                              mmap: bool = True) -> InfinityTransformer:
+                              mmap: bool = True, operations=nn, weight_dtype: torch.dtype | None = None
+                              ) -> InfinityTransformer:
     """An Infinity transformer from `path` (see `read_infinity_state_dict`) at the schedule of template `h_div_w`
-    and size `pn` (`infer_infinity_config`). Raises CheckpointError naming `path` for a file that is not one, or
-    whose keys or shapes differ from the inferred model (counts and first keys named); ValueError for a template
-    or pn that is not official (`check_pn`)."""
+    and size `pn` (`infer_infinity_config`), built with `operations` and stored as `infinity_transformer_from`
+    says. Raises CheckpointError naming `path` for a file that is not one, or whose keys or shapes differ from the
+    inferred model (counts and first keys named); ValueError for a template or pn that is not official
+    (`check_pn`)."""
     check_pn(pn)
-    sd = read_infinity_state_dict(path, dtype, mmap=mmap)
-    return infinity_transformer_from(path, sd, pn=pn, h_div_w=h_div_w, device=device, dtype=dtype)
+    sd = read_infinity_state_dict(path, _read_dtype(dtype, weight_dtype), mmap=mmap)
+    return infinity_transformer_from(path, sd, pn=pn, h_div_w=h_div_w, device=device, dtype=dtype,
+                                     operations=operations, weight_dtype=weight_dtype)
 
 
 def infinity_transformer_from(path, sd: dict, *, pn: str = "1M", h_div_w: float = 1.0, device="cpu",
-                              dtype=torch.float32):
+                              dtype=torch.float32, operations=nn, weight_dtype: torch.dtype | None = None):
     """An InfinityTransformer from the tensors `sd` read from `path` (named in errors), checked as in
-    `load_infinity_transformer`; a tensor that is not floating point is refused by key and dtype."""
+    `load_infinity_transformer`; a tensor that is not floating point is refused by key and dtype. Computes in
+    `dtype`; with `weight_dtype` (e.g. torch.float8_e4m3fn) the depth blocks' linear weights (`cast_layers`) are
+    stored in it, layer by layer, which needs `operations` whose Linear casts them per use (`layer_parameters`:
+    ValueError otherwise)."""
+    if weight_dtype is not None and weight_dtype != dtype and operations is nn:
+        raise ValueError(f"weight_dtype {weight_dtype} needs cast layers (operations) that compute in {dtype}: "
+                         "torch.nn.Linear cannot multiply weights of another dtype")
     check_pn(pn)
     try:
         cfg = infer_infinity_config(sd, pn, h_div_w)
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
     with torch.device("meta"):
-        model = InfinityTransformer(cfg)
+        model = InfinityTransformer(cfg, operations)
     check_keys(path, model, sd)
     for k, v in sd.items():
         if not v.is_floating_point():
             raise CheckpointError(f"{path}: {k} is {str(v.dtype).replace('torch.', '')}, expected a floating-point "
                                   "tensor (float32, bf16 or fp16): the file is damaged or not Infinity weights")
     _check_zero_buffers(path, sd)
-    return materialise(model, sd, device, dtype)
+    if weight_dtype is None or weight_dtype == dtype:
+        return materialise(model, sd, device, dtype)
+    cast = {id(m) for m in model.cast_layers()}
+    stored = {f"{name}.weight" for name, m in model.named_modules() if id(m) in cast}
+    for k in list(sd):  # key by key from the file as stored: never the whole model in `dtype` as well
+        sd[k] = sd[k].to(weight_dtype if k in stored else dtype)
+    return materialise(model, sd, device, None)
 
 
 def _wrapped_name(key: str, own) -> str:
@@ -224,20 +246,23 @@ def pair_check(transformer_path, vae_path, transformer_bits: int, vae: BSQVAECon
 
 
 def load_infinity(transformer_path, vae_path, *, pn: str = "1M", h_div_w: float = 1.0, device="cpu",
-                  dtype=torch.float32, mmap: bool = True, vae_dtype: torch.dtype | None = None) -> InfinityModel:
+                  dtype=torch.float32, mmap: bool = True, vae_dtype: torch.dtype | None = None, operations=nn,
+                  weight_dtype: torch.dtype | None = None) -> InfinityModel:
     """Transformer + VAE as an `InfinityModel` at the schedule of template `h_div_w` (h / w, models/infinity.py
-    TEMPLATES) and size `pn`; the transformer's weights in `dtype`, the BSQ VAE's in `vae_dtype` (default: `dtype`;
+    TEMPLATES) and size `pn`; the transformer computes in `dtype` (its block linear layers built by `operations`,
+    their weights stored in `weight_dtype`: `infinity_transformer_from`), the BSQ VAE's in `vae_dtype` (default: `dtype`;
     its decoder overflows float16 on real images, so fp16 transformers want a float32 or bf16 VAE). Raises CheckpointError (see the two loaders and `pair_check`: a VAE that does not
     match the transformer is refused naming both files, before the transformer is built); ValueError for a
     template or pn that is not official (before any file is read)."""
     check_pn(pn)
     template_scales(h_div_w, pn)
-    sd = read_infinity_state_dict(transformer_path, dtype, mmap=mmap)
+    sd = read_infinity_state_dict(transformer_path, _read_dtype(dtype, weight_dtype), mmap=mmap)
     if "word_embed.weight" not in sd:
         raise CheckpointError(f"{transformer_path}: not an Infinity transformer state dict: missing 'word_embed.weight'")
     vae = load_bsq_vae(vae_path, device=device, dtype=dtype if vae_dtype is None else vae_dtype, mmap=mmap)
     pair_check(transformer_path, vae_path, sd["word_embed.weight"].shape[1], vae.config)
-    t = infinity_transformer_from(transformer_path, sd, pn=pn, h_div_w=h_div_w, device=device, dtype=dtype)
+    t = infinity_transformer_from(transformer_path, sd, pn=pn, h_div_w=h_div_w, device=device, dtype=dtype,
+                                  operations=operations, weight_dtype=weight_dtype)
     return InfinityModel(t, vae)
 
 

@@ -1,0 +1,92 @@
+"""Infinity's depth blocks built by other `operations` (models/infinity.py `layer_parameters`, `cast_layers`;
+models/infinity_loader.py `weight_dtype`): what ComfyUI's cast layers do for partial loading and fp8 weight storage,
+with a plain torch stand-in here (the ComfyUI layers themselves: tests/integration/test_infinity_offload.py).
+
+The reference for fp8 storage is computed independently: the plain model with each block weight rounded through
+fp8 and back (exact in float32), so storing in fp8 and casting per use must give the same bits."""
+import copy
+import types
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from scalewise.guidance import CFG, Draw, Generation, sample
+from scalewise.models.infinity import InfinityModel, InfinityText
+from scalewise.models.infinity_loader import infinity_transformer_from
+from scalewise.tools.tiny_weights import tiny_infinity
+
+
+class CastLinear(nn.Linear):
+    """A host's cast layer: weights kept in any dtype, handed over in the input's dtype; counts its uses."""
+
+    uses = 0
+
+    def cast_parameters(self, x):
+        CastLinear.uses += 1
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return self.weight.to(x.dtype), bias
+
+    def forward(self, x):
+        return F.linear(x, *self.cast_parameters(x))
+
+
+CAST = types.SimpleNamespace(Linear=CastLinear)
+GENERATION = Generation(InfinityText(tuple(torch.randn(n, 256, generator=torch.Generator().manual_seed(4))
+                                           for n in (5, 9))), seed=2, draw=Draw(top_k=1))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_infinity(seed=5)
+
+
+def rebuilt(model, **kwargs) -> InfinityModel:
+    sd = {k: v.clone() for k, v in model.transformer.state_dict().items()}
+    pn = "0.06M"
+    return InfinityModel(infinity_transformer_from("tiny.pth", sd, pn=pn, **kwargs), copy.deepcopy(model.vae))
+
+
+def test_cast_layers_are_the_block_linears_and_carry_nearly_all_weights(model):
+    t = model.transformer
+    layers = t.cast_layers()
+    assert len(layers) == 7 * len(t.blocks) and all(isinstance(m, nn.Linear) for m in layers)
+    cast = sum(m.weight.numel() for m in layers)
+    others = sum(p.numel() for p in t.parameters()) - cast
+    assert cast > others  # tiny widths; at the 2B/8B widths the blocks' share is 93 % (2B) and 97 % (8B): tools/infinity_memory.py
+
+
+def test_every_use_of_a_block_weight_goes_through_the_cast(model):
+    CastLinear.uses = 0
+    built = rebuilt(model, operations=CAST)
+    assert all(type(m) is CastLinear for m in built.transformer.cast_layers())
+    plain, cast = sample(model, CFG(3.0), GENERATION), sample(built, CFG(3.0), GENERATION)
+    assert all(torch.equal(a, b) for a, b in zip(plain.tokens, cast.tokens))
+    assert torch.equal(plain.images, cast.images)
+    # the text pool's and each scale's forward use every cast layer at least once
+    assert CastLinear.uses >= len(built.transformer.cast_layers()) * len(model.config.scales)
+
+
+@pytest.mark.parametrize("fp8", [torch.float8_e4m3fn, torch.float8_e5m2])
+def test_fp8_storage_gives_the_bits_of_fp8_rounded_weights(model, fp8):
+    stored = rebuilt(model, operations=CAST, weight_dtype=fp8)
+    t = stored.transformer
+    cast = {id(m.weight) for m in t.cast_layers()}
+    assert all(m.weight.dtype == fp8 for m in t.cast_layers())
+    assert all(p.dtype == torch.float32 for p in t.parameters() if id(p) not in cast)  # biases, norms, head: fp32
+    assert stored.dtype == torch.float32  # the compute dtype
+    reference = copy.deepcopy(model)
+    for layer in reference.transformer.cast_layers():
+        layer.weight.data = layer.weight.data.to(fp8).float()
+    want, got = sample(reference, CFG(3.0), GENERATION), sample(stored, CFG(3.0), GENERATION)
+    assert all(torch.equal(a, b) for a, b in zip(want.tokens, got.tokens))
+    assert torch.equal(want.images, got.images) and bool(torch.isfinite(got.images).all())
+    # the rounding is real: the stored weights differ from the fp32 ones
+    assert not all(torch.equal(a.weight, b.weight.float())
+                   for a, b in zip(model.transformer.cast_layers(), t.cast_layers()))
+
+
+def test_fp8_storage_needs_cast_layers(model):
+    with pytest.raises(ValueError, match="weight_dtype torch.float8_e4m3fn needs cast layers"):
+        rebuilt(model, weight_dtype=torch.float8_e4m3fn)
