@@ -129,14 +129,15 @@ def full_path(folder: str, name: str) -> str:
     return path
 
 
-def check_loader_inputs(folder: str, files: dict, dtype: str, hint: str, builtin=()):
+def check_loader_inputs(folder: str, files: dict, dtype: str, hint: str, builtin=(), dtypes=tuple(DTYPES)):
     """Input check of the loaders: every file in models/<folder> (or one of the `builtin` entries, a collection of
-    names; separators as in `listed_name`), a known dtype (True or a message). None = linked, not known yet."""
+    names; separators as in `listed_name`), a known dtype (auto or one of `dtypes`; True or a message). None =
+    linked, not known yet."""
     for label, name in files.items():
         if name is not None and listed_name(folder, name, builtin) is None:
             return f"{label}: '{name}' is not in models/{folder} ({hint}, then refresh)"
-    if dtype is not None and dtype != "auto" and dtype not in DTYPES:
-        return f"dtype: {dtype!r} is not one of auto, {', '.join(DTYPES)}"
+    if dtype is not None and dtype != "auto" and dtype not in dtypes:
+        return f"dtype: {dtype!r} is not one of auto, {', '.join(dtypes)}"
     return True
 
 
@@ -175,7 +176,9 @@ def _flag_set(attributes) -> str | None:
     return next((a for a in attributes if getattr(args, a, False)), None)  # a flag an older core lacks: unset
 
 
-def _unet_flag() -> str | None:
+def unet_flag() -> str | None:
+    """The `args` attribute of the "unet" precision flag ComfyUI was started with (e.g. fp8_e4m3fn_unet), or None;
+    --force-fp16 is reported as force_fp16."""
     flag = _flag_set(UNET_FLAGS)
     return "force_fp16" if flag == "fp16_unet" and getattr(args, "force_fp16", False) else flag
 
@@ -234,11 +237,11 @@ def pick_dtypes(choice: str, device, family: str) -> Precision:
     dtype, so the tokens are those of a run without the flag."""
     image_device = mm.vae_device() if getattr(args, "cpu_vae", False) else None
     image_dtype = mm.vae_dtype(image_device, [torch.bfloat16]) if image_device is not None else None
-    unet_flag = _unet_flag()
+    unet = unet_flag()
     if choice != "auto":
         dtype = DTYPES[choice]
         vae_flag, force_fp32 = _flag_set(VAE_FLAGS), getattr(args, "force_fp32", False)
-        asked = [(unet_flag, unet_flag and mm.unet_dtype(device)), (vae_flag, vae_flag and mm.vae_dtype(device, [])),
+        asked = [(unet, unet and mm.unet_dtype(device)), (vae_flag, vae_flag and mm.vae_dtype(device, [])),
                  ("force_fp32", force_fp32 and torch.float32)]  # (flag, the dtype it asks for): flags set only
         flags = [flag_name(flag) for flag, wanted in asked if wanted and wanted != dtype]
         notes = []
@@ -252,12 +255,12 @@ def pick_dtypes(choice: str, device, family: str) -> Precision:
                          "quantiser")
         return Precision(dtype, dtype, image_device, image_dtype, tuple(notes))
     transformer, notes = _auto_transformer(device, family), ()
-    if unet_flag is not None:
+    if unet is not None:
         wanted = mm.unet_dtype(device)
         if wanted in COMPUTE_DTYPES:
             transformer = wanted
         else:
-            notes = (f"{flag_name(unet_flag)} asks for {_dtype_name(wanted)} weights, which the {family} transformer "
+            notes = (f"{flag_name(unet)} asks for {_dtype_name(wanted)} weights, which the {family} transformer "
                      f"cannot compute in (its layers run in their weights' dtype; ComfyUI keeps only its own models "
                      f"in fp8 and casts them layer by layer): it runs in {_dtype_name(transformer)}, what auto picks "
                      "on this device without the flag",)

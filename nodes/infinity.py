@@ -2,19 +2,22 @@
 resolutions (the schedule is fixed when loading: RoPE positions and scale sizes are looked up per template)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
+import types
 
 import torch
 
 import comfy.model_management as mm
 import comfy.model_patcher
+import comfy.ops
 from comfy.cli_args import args
 from comfy_api.latest import io
 
 from ..models.infinity import PN_SCALES, template_scales
 from ..models.infinity_loader import load_infinity
 from .common import (DTYPES, ModelType, ScalewiseNode, check_loader_inputs, checked_inputs, checkpoint_notes,
-                     entry_path, full_path, info_ui, model_files, pick_dtypes, sharded_entries)
+                     entry_path, flag_name, full_path, info_ui, model_files, pick_dtypes, sharded_entries, unet_flag)
 from .features import aliases, expert
 
 TRANSFORMER_FILE, VAE_FILE = "infinity_2b_reg.pth", "infinity_vae_d32reg.pth"
@@ -44,6 +47,44 @@ def template_note(h_div_w: float, pn: str) -> str:
     steps = " ".join(f"{a}×{b}" for a, b in scales)
     return (f"template h/w {h_div_w:g} at {pn}: {len(scales)} scales, token maps (h×w) {steps}; "
             f"{16 * w}×{16 * h} px (width×height)")
+
+
+# fp8 weight storage of the depth blocks' linear layers (computed in the dtype auto picks), as ComfyUI's
+# --fp8_e4m3fn-unet / --fp8_e5m2-unet and its UNet loader's weight_dtype store its own models.
+FP8 = {"fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
+
+
+def comfy_operations(weight_dtype: torch.dtype, compute_dtype: torch.dtype):
+    """The `operations` Infinity's depth blocks are built with: ComfyUI's cast layers (comfy.ops), which ComfyUI's
+    partial loading may leave on the CPU and cast per use (`comfy_cast_weights`), and which hold fp8 weights
+    (manual_cast: always cast), with the `cast_parameters` that models/infinity.py `layer_parameters` reads."""
+    base = comfy.ops.disable_weight_init if weight_dtype == compute_dtype else comfy.ops.manual_cast
+
+    class Linear(base.Linear):
+        def cast_parameters(self, x):
+            if self.comfy_cast_weights or self.weight_function or self.bias_function:
+                return comfy.ops.cast_bias_weight(self, x)  # on x's device, in x's dtype, ComfyUI's patches applied
+            return self.weight, self.bias
+
+    return types.SimpleNamespace(Linear=Linear)
+
+
+def infinity_precision(choice: str, device):
+    """(Precision, weight dtype of the block linear layers) for the dtype widget: bf16/fp16/fp32/auto as
+    `pick_dtypes`; fp8_e4m3fn / fp8_e5m2 store the block weights in fp8 and compute in what auto picks; auto
+    follows --fp8_e4m3fn-unet / --fp8_e5m2-unet the same way. The Precision's notes say so."""
+    flag = unet_flag() if choice == "auto" else None
+    if choice in FP8:
+        weight, source = FP8[choice], f"dtype {choice}"
+    elif flag in ("fp8_e4m3fn_unet", "fp8_e5m2_unet"):
+        weight, source = mm.unet_dtype(device), flag_name(flag)
+    else:
+        precision = pick_dtypes(choice, device, "infinity")
+        return precision, precision.transformer
+    precision = pick_dtypes("auto", device, "infinity")
+    names = [str(d).replace("torch.", "") for d in (weight, precision.transformer)]
+    note = f"{source}: the depth blocks' linear weights are stored in {names[0]}, computed in {names[1]}"
+    return dataclasses.replace(precision, notes=(note,)), weight
 
 
 def _vae_dtype(transformer: torch.dtype) -> torch.dtype:
@@ -85,9 +126,12 @@ class InfinityLoader(ScalewiseNode):
                                        "in the model's position tables). The 1M sizes (1024×1024, 1440×720, …) "
                                        "are what the models were trained for; smaller sizes are faster and "
                                        "coarser."),
-                io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
+                io.Combo.Input("dtype", options=["auto", *DTYPES, *FP8], default="auto",
                                tooltip="Weight precision. auto: bf16 on GPUs with bf16 (the official precision), "
-                                       "fp32 elsewhere and on CPU.",
+                                       "fp32 elsewhere and on CPU; with --fp8_e4m3fn-unet or --fp8_e5m2-unet as "
+                                       "fp8_e4m3fn / fp8_e5m2. fp8_e4m3fn, fp8_e5m2: the transformer's block "
+                                       "weights (93–97 %) stored in fp8 (the 8B in 8.2 GiB instead of 15.8), "
+                                       "computed in auto's precision; close to bf16, not the same images.",
                                **expert()),
             ],
             outputs=[ModelType.Output(display_name="model")],
@@ -110,20 +154,23 @@ class InfinityLoader(ScalewiseNode):
                 entry_path("infinity", name, "infinity_name")
             except FileNotFoundError:
                 return f"infinity_name: '{name}' is not in models/infinity ({hint}, then refresh)"
-        ok = check_loader_inputs("infinity", {"vae_name": values["vae_name"]}, values.get("dtype"), hint)
+        ok = check_loader_inputs("infinity", {"vae_name": values["vae_name"]}, values.get("dtype"), hint,
+                                 dtypes=(*DTYPES, *FP8))
         return None if ok is True else ok
 
     @classmethod
     @checked_inputs
     def execute(cls, infinity_name, vae_name, resolution, dtype) -> io.NodeOutput:
         device = mm.get_torch_device()
-        precision = pick_dtypes(dtype, device, "infinity")
+        precision, weight_dtype = infinity_precision(dtype, device)
         h_div_w, pn = RESOLUTIONS[resolution]
         with checkpoint_notes("Load Infinity Model") as notes:
             model = load_infinity(entry_path("infinity", infinity_name, "infinity_name"),
                                   full_path("infinity", vae_name), pn=pn, h_div_w=h_div_w, device="cpu",
                                   dtype=precision.transformer, mmap=not args.disable_mmap,
-                                  vae_dtype=_vae_dtype(precision.transformer))
+                                  vae_dtype=_vae_dtype(precision.transformer),
+                                  operations=comfy_operations(weight_dtype, precision.transformer),
+                                  weight_dtype=weight_dtype)
         notes.extend(precision.notes)
         if precision.image_device is not None:
             notes.append("--cpu-vae: Infinity's BSQ VAE stays with the transformer (not moved to the CPU yet)")

@@ -167,11 +167,32 @@ def prepare_condition(net, conditioning, batch_size: int, first: int = 0):
 
 
 def load_model(model, batch_size: int, guided: bool) -> None:
-    """Load the whole model onto the GPU through ComfyUI, asking it to free the room a generation needs
-    (`memory_estimate`)."""
+    """Load the model onto the GPU through ComfyUI, asking it to free the room a generation needs
+    (`memory_estimate`). A model built with ComfyUI's cast layers (Infinity's depth blocks) may be loaded partially:
+    ComfyUI keeps what does not fit beside the generation's memory on the CPU and casts it per use; the rest of it
+    is then placed on the GPU (`place_uncast`)."""
+    net = sampling_model(model)
+    partial = any(hasattr(m, "comfy_cast_weights") for m in net.modules())
     # plain torch layers cannot run partially offloaded: load the whole model or let ComfyUI free room
-    mm.load_models_gpu([model], memory_required=sampling_model(model).memory_estimate(batch_size, guided),
-                       force_full_load=True)
+    mm.load_models_gpu([model], memory_required=net.memory_estimate(batch_size, guided), force_full_load=not partial)
+    if partial:
+        place_uncast(model.model, model.load_device)
+
+
+def place_uncast(net: torch.nn.Module, device) -> None:
+    """Move every parameter and buffer of `net` that is not a cast layer's (a module with `comfy_cast_weights`) to
+    `device`. ComfyUI's partial loading moves only leaf modules that fit and never the parameters of a module with
+    children (model_patcher.py `_load_list`: "skip random weights in non leaf modules"), which plain layers read
+    directly; they are small (for the 8B: embeddings, AdaLN, norms, head, the BSQ VAE)."""
+    for module in net.modules():
+        if hasattr(module, "comfy_cast_weights"):
+            continue
+        for name, param in module.named_parameters(recurse=False):
+            if param.device != device:
+                param.data = param.data.to(device)
+        for name, buffer in module.named_buffers(recurse=False):
+            if buffer.device != device:
+                module._buffers[name] = buffer.to(device)
 
 
 def sample_images(net, guider, generation: Generation, reporter, batch_input="batch_size"):

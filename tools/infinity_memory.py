@@ -7,6 +7,11 @@ sampler node hands ComfyUI). No weights are read or written; nothing runs on a d
 
 The peak on the GPU is weights + max(sampling, decoding): the sampler frees the KV cache before it decodes. The
 text encoder (flan-t5-xl, 2.4 GB in fp16) is off the GPU while sampling (ComfyUI unloads it for the sampler).
+Two ways below the full peak (Load Infinity Model, README "Infinity"): the depth blocks' linear weights
+(`InfinityTransformer.cast_layers`) stored in fp8 (1 byte each), or left on the CPU by ComfyUI's partial loading and
+cast per use: then the least the GPU needs is the other weights + ComfyUI's offload buffer (the largest block layer
+x (NUM_STREAMS + 1) = 3 on NVIDIA, model_patcher.py `load`) + the generation; every byte of GPU memory beyond that
+keeps more block weights there (fewer copies per scale).
 """
 from __future__ import annotations
 
@@ -41,23 +46,29 @@ def weights_bytes(module: torch.nn.Module, itemsize: int) -> int:
 
 def table(dtype: torch.dtype, batches) -> list[str]:
     itemsize = torch.finfo(dtype).bits // 8
-    rows = ["| model | size | batch | weights | KV + logits, CFG (no CFG) | decoder | peak with CFG |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| model | size | batch | weights (block linears) | KV + logits, CFG (no CFG) | decoder | peak with CFG "
+            "| with fp8 blocks | least with offload |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for name, (sizes, vae_cfg, patch) in MODELS.items():
         with torch.device("meta"):
             transformer = InfinityTransformer(InfinityConfig(**sizes, text_channels=2048, text_maxlen=512,
                                                              scales=square_scales("1M")))
             vae = BSQVAE(vae_cfg)
         weights = weights_bytes(transformer, itemsize) + weights_bytes(vae, itemsize)
+        layers = transformer.cast_layers()
+        blocks = sum(m.weight.numel() for m in layers) * itemsize
+        resident = weights - blocks + 3 * max(m.weight.numel() for m in layers) * itemsize
         for pn in ("1M", "0.25M"):
             cfg = dataclasses.replace(transformer.config, scales=square_scales(pn))
             side = cfg.scales[-1][0] * vae_cfg.downsample * patch
             for batch in batches:
                 guided, decode = generation_bytes(cfg, vae_cfg, batch, True, itemsize, patch)
                 plain, _ = generation_bytes(cfg, vae_cfg, batch, False, itemsize, patch)
-                peak = weights + max(guided, decode)
-                rows.append(f"| {name} | {side} px | {batch} | {weights / GIB:.1f} GiB | {guided / GIB:.1f} GiB "
-                            f"({plain / GIB:.1f}) | {decode / GIB:.1f} GiB | {peak / GIB:.1f} GiB |")
+                need = max(guided, decode)
+                fp8 = weights - blocks + blocks // itemsize + need
+                rows.append(f"| {name} | {side} px | {batch} | {weights / GIB:.1f} GiB ({blocks / GIB:.1f}) | "
+                            f"{guided / GIB:.1f} GiB ({plain / GIB:.1f}) | {decode / GIB:.1f} GiB | "
+                            f"{(weights + need) / GIB:.1f} GiB | {fp8 / GIB:.1f} GiB | {(resident + need) / GIB:.1f} GiB |")
     return rows
 
 

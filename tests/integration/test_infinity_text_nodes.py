@@ -11,7 +11,7 @@ from .test_reliability import output_images
 
 
 def text_graph(comfy, name=FLAN_T5_HUB, positive="a red fox in the snow", negative="", comfy_clip=False,
-               sink="preview"):
+               sink="preview", dtype="fp32"):
     g = comfy.graph_builder()
     if comfy_clip:  # ComfyUI's own Load CLIP
         clip = g.node("CLIPLoader", clip_name=name, type="stable_diffusion", device="default")
@@ -22,7 +22,7 @@ def text_graph(comfy, name=FLAN_T5_HUB, positive="a red fox in the snow", negati
         g.node("PreviewAny", source=text.out(0))
     elif sink == "infinity":  # text to image with the tiny Infinity model (text_channels 256, as the tiny T5)
         loader = g.node("ScalewiseInfinityLoader", infinity_name=INFINITY_TINY, vae_name=INFINITY_VAE_TINY,
-                        resolution="256×256 (1:1, 0.06M)", dtype="fp32")
+                        resolution="256×256 (1:1, 0.06M)", dtype=dtype)
         cfg = g.node("ScalewiseCFGGuider", cfg=3.0, schedule="constant", start_scale=0, end_scale=0, power=1.0)
         sampler = g.node("ScalewiseSampler", model=loader.out(0), conditioning=text.out(0), guider=cfg.out(0),
                          **{**SAMPLER, "batch_size": 2})
