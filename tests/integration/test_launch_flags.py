@@ -297,3 +297,16 @@ def test_switti_example_with_windows_separators_runs_on_linux(pack_loaded):
     with pytest.raises(pack_loaded.PromptRejected) as refused:
         pack_loaded.queue(missing)
     assert "switti_name: 'Switti-2048\\\\model.safetensors' is not in models/switti" in json.dumps(refused.value.body)
+
+
+def test_infinity_follows_the_fp8_flag(pack_loaded, cpu_vae_server):
+    """Infinity's depth blocks are ComfyUI cast layers: under --fp8_e4m3fn-unet and dtype auto their weights are
+    stored in float8_e4m3fn and computed in auto's fp32 here (a note says so); the image is finite and, the weights
+    being rounded, need not be the normal server's."""
+    from .test_infinity_text_nodes import text_graph
+    prompt, _ = text_graph(cpu_vae_server, sink="infinity", dtype="auto")
+    flagged, entry, _ = _run(cpu_vae_server, prompt)
+    assert flagged.shape == (2, 256, 256, 3) and flagged.std() > 0
+    loader = _id(prompt, "ScalewiseInfinityLoader")
+    assert entry["outputs"][loader]["scalewise_info"][0] == (
+        "--fp8_e4m3fn-unet: the depth blocks' linear weights are stored in float8_e4m3fn, computed in float32")
