@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from types import SimpleNamespace
 
 import torch
 import torch.nn as nn
@@ -36,6 +37,22 @@ def layer_parameters(layer: nn.Linear, x: torch.Tensor) -> tuple[torch.Tensor, t
     stored in fp8, nodes/infinity.py) hands them over on x's device in x's dtype."""
     cast = getattr(layer, "cast_parameters", None)
     return (layer.weight, layer.bias) if cast is None else cast(x)
+
+
+class CastLinear(nn.Linear):
+    """nn.Linear whose weight and bias may be stored in another dtype than it computes in (fp8 storage outside
+    ComfyUI): cast to the input's dtype at each use. Under ComfyUI, Load Infinity Model passes ComfyUI's own cast
+    layers instead (they also move offloaded weights to the device)."""
+
+    def cast_parameters(self, x):
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return self.weight.to(x.dtype), bias
+
+    def forward(self, x):
+        return F.linear(x, *self.cast_parameters(x))
+
+
+CAST_OPERATIONS = SimpleNamespace(Linear=CastLinear)  # `operations` of plain torch cast layers
 
 # The 1:1 template of official infinity/utils/dynamic_resolution.py: 13 (h, w) steps; pn '0.06M', '0.25M', '0.60M',
 # '1M' take the first 7, 10, 12, 13. RoPE positions of every pn are normalised to the 1M grid (64 x 64).
@@ -738,6 +755,6 @@ class InfinityModel(ScalewiseModel):
         return torch.cat(out, 1)
 
 
-__all__ = ["InfinityConfig", "InfinityModel", "InfinityState", "InfinityText", "InfinityTransformer", "generation_bytes",
+__all__ = ["CAST_OPERATIONS", "CastLinear", "InfinityConfig", "InfinityModel", "InfinityState", "InfinityText", "InfinityTransformer", "generation_bytes",
            "PN_SCALES", "SQUARE_STEPS", "TEMPLATES", "apply_rope", "rope_tables", "square_scales", "template_rope_grid",
            "template_scales"]

@@ -24,7 +24,8 @@ import torch.nn as nn
 from .bsq_vae import BSQVAE, BSQVAEConfig
 from .checkpoint import (DESCRIPTIONS, CheckpointError, check_keys, checkpoint_kind, is_sharded, materialise,
                          read_sharded_state_dict, read_state_dict)
-from .infinity import SQUARE_PN, InfinityConfig, InfinityModel, InfinityTransformer, template_rope_grid, template_scales
+from .infinity import (CAST_OPERATIONS, SQUARE_PN, InfinityConfig, InfinityModel, InfinityTransformer,
+                       template_rope_grid, template_scales)
 
 _BLOCK = re.compile(r"^block_chunks\.(\d+)\.module\.(\d+)\.")
 _ZERO_BUFFERS = ("zero_k_bias",)
@@ -149,11 +150,10 @@ def infinity_transformer_from(path, sd: dict, *, pn: str = "1M", h_div_w: float 
     """An InfinityTransformer from the tensors `sd` read from `path` (named in errors), checked as in
     `load_infinity_transformer`; a tensor that is not floating point is refused by key and dtype. Computes in
     `dtype`; with `weight_dtype` (e.g. torch.float8_e4m3fn) the depth blocks' linear weights (`cast_layers`) are
-    stored in it, layer by layer, which needs `operations` whose Linear casts them per use (`layer_parameters`:
-    ValueError otherwise)."""
+    stored in it, which needs `operations` whose Linear casts them per use (`layer_parameters`): torch.nn then
+    becomes models/infinity.py `CAST_OPERATIONS`."""
     if weight_dtype is not None and weight_dtype != dtype and operations is nn:
-        raise ValueError(f"weight_dtype {weight_dtype} needs cast layers (operations) that compute in {dtype}: "
-                         "torch.nn.Linear cannot multiply weights of another dtype")
+        operations = CAST_OPERATIONS  # torch.nn.Linear cannot multiply weights of another dtype
     check_pn(pn)
     try:
         cfg = infer_infinity_config(sd, pn, h_div_w)

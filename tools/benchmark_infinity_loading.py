@@ -2,7 +2,8 @@
 the process while `load_infinity` reads an Infinity transformer at the 2B's width (C 2048, 16 heads, FFN 8192,
 flan-t5 text 2048 x 512, 32 bits; 4 blocks instead of 32, since the blocks are alike and the ratio is what counts)
 and the full-size 2B BSQ VAE (nested under "vae", as the released infinity_vae_d32reg.pth), per transformer format
-(flat .pth, .safetensors, a Hugging Face sharded checkpoint of .safetensors or .bin shards), dtype and mmap setting.
+(flat .pth, .safetensors, a Hugging Face sharded checkpoint of .safetensors or .bin shards), dtype and mmap setting;
+dtype fp8 is Load Infinity Model's fp8_e4m3fn: the block linear weights stored in float8_e4m3fn, the rest in bf16.
 Each case runs in a fresh subprocess, measured as tools/benchmark_loading.py measures VAR (VmHWM and a 1 ms sampler).
 
     python tools/benchmark_infinity_loading.py [--dir DIR] [--keep]     # writes ~5 GB of random files to DIR
@@ -73,8 +74,9 @@ def child(transformer: str, vae: str, dtype: str, mmap: bool) -> dict:
     with torch.device("meta"):  # torch's one-time lazy initialisation, not loading (see benchmark_loading.py)
         InfinityTransformer(InfinityConfig(**{**SIZES, "width": 64, "heads": 1, "ffn_hidden": 64, "depth": 2},
                                            scales=square_scales("0.06M")))
-    model, growth, seconds = measure_peak(lambda: load_infinity(transformer, vae, pn="0.06M", dtype=DTYPES[dtype],
-                                                                mmap=mmap))
+    compute, weight = (torch.bfloat16, torch.float8_e4m3fn) if dtype == "fp8" else (DTYPES[dtype], None)
+    model, growth, seconds = measure_peak(lambda: load_infinity(transformer, vae, pn="0.06M", dtype=compute,
+                                                                mmap=mmap, weight_dtype=weight))
     return {"model": model_bytes(model), "growth": growth, "seconds": seconds}
 
 
@@ -89,7 +91,7 @@ def main():
         print("| transformer file | dtype | mmap | model (MB) | peak growth (MB) | growth / model | s |")
         print("|---|---|---|---|---|---|---|")
         for fmt in ("pth", "safetensors", "sharded safetensors", "sharded bin"):
-            for dtype in ("fp32", "bf16"):
+            for dtype in ("fp32", "bf16", "fp8"):
                 for mmap in (True, False):
                     r, stderr = run_child(__file__, paths[fmt], paths["vae"], dtype, int(mmap), check=False)
                     if r is None:

@@ -10,29 +10,24 @@ import types
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from scalewise.guidance import CFG, Draw, Generation, sample
-from scalewise.models.infinity import InfinityModel, InfinityText
+from scalewise.models.infinity import CastLinear, InfinityModel, InfinityText
 from scalewise.models.infinity_loader import infinity_transformer_from
 from scalewise.tools.tiny_weights import tiny_infinity
 
 
-class CastLinear(nn.Linear):
-    """A host's cast layer: weights kept in any dtype, handed over in the input's dtype; counts its uses."""
+class CountingLinear(CastLinear):
+    """The library's plain cast layer, counting its uses."""
 
     uses = 0
 
     def cast_parameters(self, x):
-        CastLinear.uses += 1
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        return self.weight.to(x.dtype), bias
-
-    def forward(self, x):
-        return F.linear(x, *self.cast_parameters(x))
+        CountingLinear.uses += 1
+        return super().cast_parameters(x)
 
 
-CAST = types.SimpleNamespace(Linear=CastLinear)
+CAST = types.SimpleNamespace(Linear=CountingLinear)
 GENERATION = Generation(InfinityText(tuple(torch.randn(n, 256, generator=torch.Generator().manual_seed(4))
                                            for n in (5, 9))), seed=2, draw=Draw(top_k=1))
 
@@ -58,14 +53,14 @@ def test_cast_layers_are_the_block_linears_and_carry_nearly_all_weights(model):
 
 
 def test_every_use_of_a_block_weight_goes_through_the_cast(model):
-    CastLinear.uses = 0
+    CountingLinear.uses = 0
     built = rebuilt(model, operations=CAST)
-    assert all(type(m) is CastLinear for m in built.transformer.cast_layers())
+    assert all(type(m) is CountingLinear for m in built.transformer.cast_layers())
     plain, cast = sample(model, CFG(3.0), GENERATION), sample(built, CFG(3.0), GENERATION)
     assert all(torch.equal(a, b) for a, b in zip(plain.tokens, cast.tokens))
     assert torch.equal(plain.images, cast.images)
     # the text pool's and each scale's forward use every cast layer at least once
-    assert CastLinear.uses >= len(built.transformer.cast_layers()) * len(model.config.scales)
+    assert CountingLinear.uses >= len(built.transformer.cast_layers()) * len(model.config.scales)
 
 
 @pytest.mark.parametrize("fp8", [torch.float8_e4m3fn, torch.float8_e5m2])
@@ -87,6 +82,17 @@ def test_fp8_storage_gives_the_bits_of_fp8_rounded_weights(model, fp8):
                    for a, b in zip(model.transformer.cast_layers(), t.cast_layers()))
 
 
-def test_fp8_storage_needs_cast_layers(model):
-    with pytest.raises(ValueError, match="weight_dtype torch.float8_e4m3fn needs cast layers"):
-        rebuilt(model, weight_dtype=torch.float8_e4m3fn)
+def test_fp8_storage_without_operations_uses_the_plain_cast_layers(model):
+    stored = rebuilt(model, weight_dtype=torch.float8_e4m3fn)
+    assert all(type(m) is CastLinear and m.weight.dtype == torch.float8_e4m3fn
+               for m in stored.transformer.cast_layers())
+    with_counting = rebuilt(model, operations=CAST, weight_dtype=torch.float8_e4m3fn)
+    a, b = sample(stored, CFG(3.0), GENERATION), sample(with_counting, CFG(3.0), GENERATION)
+    assert all(torch.equal(x, y) for x, y in zip(a.tokens, b.tokens)) and torch.equal(a.images, b.images)
+
+
+def test_fp8_storage_under_bf16_compute(model):
+    stored = rebuilt(model, dtype=torch.bfloat16, weight_dtype=torch.float8_e4m3fn)
+    assert stored.dtype == torch.bfloat16 and stored.transformer.cast_layers()[0].weight.dtype == torch.float8_e4m3fn
+    out = sample(stored, CFG(3.0), GENERATION)
+    assert out.images.dtype == torch.float32 and bool(torch.isfinite(out.images).all())
