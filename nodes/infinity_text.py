@@ -17,7 +17,9 @@ distances.
 """
 from __future__ import annotations
 
+import json
 import numbers
+import os
 import re
 
 import comfy.model_management as mm
@@ -106,12 +108,45 @@ def encoder_path(name: str) -> str:
     return entry_path(FOLDER, name, "text_encoder_name")
 
 
+COMFY_T5_TOKENIZER = os.path.join(os.path.dirname(os.path.realpath(comfy.text_encoders.sd3_clip.__file__)),
+                                  "t5_tokenizer", "tokenizer.json")
+
+
+def _vocabulary(path: str) -> list[str]:
+    """The pieces of a Hugging Face tokenizer.json (its model's vocab: [piece, score] pairs for T5's Unigram)."""
+    with open(path, encoding="utf-8") as f:
+        vocab = json.load(f).get("model", {}).get("vocab")
+    if not isinstance(vocab, list):
+        raise CheckpointError(f"{path}: not a SentencePiece (Unigram) tokenizer.json: no model.vocab list")
+    return [entry[0] if isinstance(entry, list) else entry for entry in vocab]
+
+
+def check_tokenizer(path: str) -> None:
+    """Compare the tokenizer.json beside a download's weights (`path`: its folder or a file in it), where there is
+    one, with ComfyUI's T5 tokenizer, which reads the prompts (piece by piece). Raises CheckpointError naming the file and the first piece that differs (another model's vocabulary would
+    give wrong token ids without any other sign)."""
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    own = os.path.join(folder, "tokenizer.json")
+    if not os.path.isfile(own):
+        return None
+    ours, comfy_vocab = _vocabulary(own), _vocabulary(COMFY_T5_TOKENIZER)
+    for i, (a, b) in enumerate(zip(ours, comfy_vocab)):
+        if a != b:
+            raise CheckpointError(f"{own}: piece {i} is {a!r}, ComfyUI's T5 tokenizer (which reads the prompts) has "
+                                  f"{b!r}: this is not flan-t5-xl's vocabulary")
+    if len(ours) != len(comfy_vocab):
+        raise CheckpointError(f"{own}: {len(ours)} pieces, ComfyUI's T5 tokenizer (which reads the prompts) has "
+                              f"{len(comfy_vocab)}: this is not flan-t5-xl's vocabulary")
+
+
 def load_text_encoder(path: str, dtype: torch.dtype | None = None, cpu: bool = False) -> tuple[object, list[str]]:
     """A ComfyUI CLIP object holding flan-t5-xl (or any T5 v1.1-style encoder: `models.flan_t5.infer_t5_config`)
     from `path` (a file, an index JSON or a download folder), and notes for the user. dtype: the weights' dtype
     (None: ComfyUI's text-encoder dtype for the load device, fp16 by default, or what --fp32-text-enc etc. ask
     for; ComfyUI's T5 computes in fp32 whatever the weights are stored in). cpu: load and run it on the CPU.
-    Raises CheckpointError naming the file for what `read_t5_encoder`, `infer_t5_config` and `size_notes` refuse."""
+    Raises CheckpointError naming the file for what `read_t5_encoder`, `infer_t5_config`, `size_notes` and
+    `check_tokenizer` refuse."""
+    check_tokenizer(path)
     options = {}
     if cpu:
         options["load_device"] = options["offload_device"] = torch.device("cpu")

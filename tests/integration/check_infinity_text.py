@@ -69,6 +69,20 @@ convert(str(hub), str(converted16), torch.float16)
 
 # An embedding whose vectors are the token-embedding rows of "red fox": it must give the features of those words.
 tokenizer = T5TokenizerFast.from_pretrained(f"{comfy_dir}/comfy/text_encoders/t5_tokenizer")
+tokenizer.save_pretrained(hub)  # the Hub folder holds the tokenizer files too: the loader compares its vocabulary
+vocab_check = {"hub written": (hub / "tokenizer.json").is_file()}
+other = work / "other-vocabulary"  # the same files with one piece changed, and with one piece fewer
+for name, change in (("piece", lambda v: v.__setitem__(5, ["▁zzz", 0.0])), ("count", lambda v: v.pop())):
+    folder = other / name
+    folder.mkdir(parents=True)
+    data = json.loads((hub / "tokenizer.json").read_text(encoding="utf-8"))
+    change(data["model"]["vocab"])
+    (folder / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    try:
+        it.load_text_encoder(str(folder / "model.safetensors.index.json"), torch.float32)
+        vocab_check[name] = None
+    except Exception as e:  # noqa: BLE001 - the message is the result
+        vocab_check[name] = f"{type(e).__name__}: {e}"
 fox = tokenizer("red fox", add_special_tokens=False)["input_ids"]
 emb_dir = work / "embeddings"
 emb_dir.mkdir()
@@ -152,7 +166,7 @@ batch = tokenizer([official for _, official in PROMPTS.values()], max_length=512
                   truncation=True, return_tensors="pt")
 with torch.no_grad():
     states = reference(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state.float()
-result = {"shards": shard_files, "load_notes": load_notes, "detected": detected, "comfy_kind": comfy_kind,
+result = {"vocab_check": vocab_check, "shards": shard_files, "load_notes": load_notes, "detected": detected, "comfy_kind": comfy_kind,
           "comfy_refusal": comfy_refusal, "comfy_pile_ids_differ": comfy_ids != flan_ids,
           "comfy_biases": comfy_biases, "file_biases": sum("relative_attention_bias" in k for k in shapes), "refusals": refusals, "fp16": fp16, "cases": {}, "sources_equal": {}}
 for i, name in enumerate(PROMPTS):

@@ -83,3 +83,14 @@ def test_comfyui_load_clip_makes_pile_t5_of_flan_and_it_is_refused(parity):
     assert parity["comfy_pile_ids_differ"]                       # another vocabulary
     assert (parity["comfy_biases"], parity["file_biases"]) == (24, 1)  # 23 position biases left uninitialised
     assert "AuraFlow's pile-T5-XL" in parity["comfy_refusal"] and "Load Infinity Text Encoder" in parity["comfy_refusal"]
+
+
+def test_a_download_whose_vocabulary_is_not_comfyuis_t5_is_refused(parity):
+    """The folder's tokenizer.json is compared piece by piece with ComfyUI's T5 tokenizer, which reads the prompts:
+    the Hub folder (written by transformers from ComfyUI's tokenizer files) loads; one piece changed, or one
+    fewer, is refused naming the file and the piece or the counts."""
+    check = parity["vocab_check"]
+    assert check["hub written"]
+    assert check["piece"].startswith("CheckpointError: ") and "other-vocabulary/piece/tokenizer.json: piece 5 is " \
+        "'▁zzz', ComfyUI's T5 tokenizer (which reads the prompts) has" in check["piece"], check["piece"]
+    assert "32099 pieces, ComfyUI's T5 tokenizer (which reads the prompts) has 32100" in check["count"], check["count"]
