@@ -110,25 +110,28 @@ def _expect(path, sd: dict, wanted: str) -> None:
                               f"{DESCRIPTIONS[found]} ({len(sd)} tensors, e.g. {list(sd)[:3]})")
 
 
-def read_infinity_state_dict(path, dtype: torch.dtype | None = None, *, mmap: bool = True) -> dict:
+# The depth blocks' linear weights (`InfinityTransformer.cast_layers`) by key: what fp8 storage stores in fp8.
+CAST_WEIGHT = re.compile(r"^block_chunks\.\d+\.module\.\d+\.(sa\.(mat_qkv|proj)|ca\.(mat_q|mat_kv|proj)|ffn\.(fc1|fc2))"
+                         r"\.weight$")
+
+
+def read_infinity_state_dict(path, dtype: torch.dtype | None = None, *, mmap: bool = True,
+                             weight_dtype: torch.dtype | None = None) -> dict:
     """The transformer's tensors of `path`: a flat file (.pth / .safetensors) or a Hugging Face sharded checkpoint
     (its `*.index.json` or the folder holding it; see `checkpoint.read_sharded_state_dict`), floating tensors in
-    `dtype` (None: as stored). Raises CheckpointError naming the file for an unreadable or unsafe file and for one
-    holding another model (named, e.g. a BSQ VAE or a VAR transformer)."""
-    if is_sharded(path):
-        sd = read_sharded_state_dict(path, dtype, mmap=mmap)
+    `dtype` (None: as stored), the depth blocks' linear weights (`CAST_WEIGHT`) in `weight_dtype` where given (each
+    cast as it is read, so the peak stays the loaded tensors plus one). Raises CheckpointError naming the file for an
+    unreadable or unsafe file and for one holding another model (named, e.g. a BSQ VAE or a VAR transformer)."""
+    read = read_sharded_state_dict if is_sharded(path) else read_state_dict
+    if weight_dtype is None or weight_dtype == dtype:
+        sd = read(path, dtype, mmap=mmap)
     else:
-        sd = read_state_dict(path, dtype, mmap=mmap)
+        sd = read(path, dtype, mmap=mmap, keep=lambda k: not CAST_WEIGHT.match(k))
+        sd.update(read(path, weight_dtype, mmap=mmap, keep=lambda k: bool(CAST_WEIGHT.match(k))))
     for name in DERIVED_BUFFERS:
         sd.pop(name, None)
     _expect(path, sd, "infinity")
     return sd
-
-
-def _read_dtype(dtype, weight_dtype):
-    """The dtype to read a transformer file in: `dtype`, or as stored (None) when the block weights go to another
-    `weight_dtype` (`infinity_transformer_from` casts key by key)."""
-    return dtype if weight_dtype is None or weight_dtype == dtype else None
 
 
 def load_infinity_transformer(path, *, pn: str = "1M", h_div_w: float = 1.0, device="cpu", dtype=torch.float32,
@@ -140,7 +143,7 @@ def load_infinity_transformer(path, *, pn: str = "1M", h_div_w: float = 1.0, dev
     inferred model (counts and first keys named); ValueError for a template or pn that is not official
     (`check_pn`)."""
     check_pn(pn)
-    sd = read_infinity_state_dict(path, _read_dtype(dtype, weight_dtype), mmap=mmap)
+    sd = read_infinity_state_dict(path, dtype, mmap=mmap, weight_dtype=weight_dtype)
     return infinity_transformer_from(path, sd, pn=pn, h_div_w=h_div_w, device=device, dtype=dtype,
                                      operations=operations, weight_dtype=weight_dtype)
 
@@ -171,8 +174,10 @@ def infinity_transformer_from(path, sd: dict, *, pn: str = "1M", h_div_w: float 
         return materialise(model, sd, device, dtype)
     cast = {id(m) for m in model.cast_layers()}
     stored = {f"{name}.weight" for name, m in model.named_modules() if id(m) in cast}
-    for k in list(sd):  # key by key from the file as stored: never the whole model in `dtype` as well
-        sd[k] = sd[k].to(weight_dtype if k in stored else dtype)
+    for k in list(sd):  # tensors not read in their dtype (`read_infinity_state_dict`): cast one at a time
+        want = weight_dtype if k in stored else dtype
+        if sd[k].dtype != want:
+            sd[k] = sd[k].to(want)
     return materialise(model, sd, device, None)
 
 
@@ -256,7 +261,7 @@ def load_infinity(transformer_path, vae_path, *, pn: str = "1M", h_div_w: float 
     template or pn that is not official (before any file is read)."""
     check_pn(pn)
     template_scales(h_div_w, pn)
-    sd = read_infinity_state_dict(transformer_path, _read_dtype(dtype, weight_dtype), mmap=mmap)
+    sd = read_infinity_state_dict(transformer_path, dtype, mmap=mmap, weight_dtype=weight_dtype)
     if "word_embed.weight" not in sd:
         raise CheckpointError(f"{transformer_path}: not an Infinity transformer state dict: missing 'word_embed.weight'")
     vae = load_bsq_vae(vae_path, device=device, dtype=dtype if vae_dtype is None else vae_dtype, mmap=mmap)

@@ -10,10 +10,12 @@ import types
 import pytest
 import torch
 import torch.nn as nn
+from safetensors.torch import save_file
 
 from scalewise.guidance import CFG, Draw, Generation, sample
 from scalewise.models.infinity import CastLinear, InfinityModel, InfinityText
-from scalewise.models.infinity_loader import infinity_transformer_from
+from scalewise.models.infinity_loader import (CAST_WEIGHT, infinity_transformer_from, load_infinity_transformer,
+                                              read_infinity_state_dict)
 from scalewise.tools.tiny_weights import tiny_infinity
 
 
@@ -96,3 +98,24 @@ def test_fp8_storage_under_bf16_compute(model):
     assert stored.dtype == torch.bfloat16 and stored.transformer.cast_layers()[0].weight.dtype == torch.float8_e4m3fn
     out = sample(stored, CFG(3.0), GENERATION)
     assert out.images.dtype == torch.float32 and bool(torch.isfinite(out.images).all())
+
+
+def test_the_fp8_read_picks_exactly_the_cast_layers_weights(model):
+    t = model.transformer
+    cast = {id(m) for m in t.cast_layers()}
+    names = {f"{n}.weight" for n, m in t.named_modules() if id(m) in cast}
+    assert {k for k in t.state_dict() if CAST_WEIGHT.match(k)} == names
+
+
+@pytest.mark.parametrize("fmt", ["pth", "safetensors"])
+def test_a_file_loads_with_fp8_blocks_read_as_fp8(tmp_path, model, fmt):
+    sd = {k: v.clone().contiguous() for k, v in model.transformer.state_dict().items()}
+    path = tmp_path / f"infinity.{fmt}"
+    save_file(sd, str(path)) if fmt == "safetensors" else torch.save(sd, path)
+    read = read_infinity_state_dict(path, torch.float32, weight_dtype=torch.float8_e4m3fn)
+    assert {k for k, v in read.items() if v.dtype == torch.float8_e4m3fn} == {k for k in sd if CAST_WEIGHT.match(k)}
+    assert all(torch.equal(read[k].float(), sd[k].to(read[k].dtype).float()) for k in read)  # cast once, as read
+    loaded = load_infinity_transformer(path, pn="0.06M", weight_dtype=torch.float8_e4m3fn)
+    want = rebuilt(model, weight_dtype=torch.float8_e4m3fn).transformer.state_dict()
+    got = loaded.state_dict()
+    assert set(got) == set(want) and all(got[k].dtype == want[k].dtype and torch.equal(got[k], want[k]) for k in want)
