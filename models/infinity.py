@@ -45,10 +45,12 @@ class CastLinear(nn.Linear):
     layers instead (they also move offloaded weights to the device)."""
 
     def cast_parameters(self, x):
+        """(weight, bias) in x's dtype (the stored tensors when they already are)."""
         bias = None if self.bias is None else self.bias.to(x.dtype)
         return self.weight.to(x.dtype), bias
 
     def forward(self, x):
+        """x [..., in] -> [..., out] in x's dtype."""
         return F.linear(x, *self.cast_parameters(x))
 
 
