@@ -195,11 +195,11 @@ def measure(timer: gc_.Timer, fn, args, deadline) -> dict:
     return res
 
 
-def figures_row(section, spec, batch, guided, res, computed_gib, weights, **extra) -> dict:
+def figures_row(section, spec, batch, guided, res, computed_gib, weights, compute, **extra) -> dict:
     s = gc_.stats(res["times"])[0]
     ratio = res["peak"] / computed_gib if res["peak"] and computed_gib else None
     row = {"section": section, "model": spec.label, "px": spec.px, "pn": spec.pn, "batch": batch, "cfg": guided,
-           "weights": weights, "compute": "bf16" if not spec.tiny or torch.cuda.is_available() else "fp32",
+           "weights": weights, "compute": compute,
            "s_per_image": gc_.rounded(s / batch if s else None), "runs": len(res["times"]),
            "peak_gib": gc_.rounded(res["peak"], 4), "peak_reserved_gib": gc_.rounded(res["reserved"], 4),
            "computed_gib": gc_.rounded(computed_gib, 4), "measured_over_computed": gc_.rounded(ratio, 4), **extra}
@@ -238,6 +238,7 @@ def section_memory(args, device, emit, deadline):
             res = measure(timer, lambda m=model, g=guided, b=batch: generate(m, g, b, 0).images, args, deadline)
             c = spec.computed(batch, guided, itemsize)
             emit(figures_row("memory", spec, batch, guided, res, c["peak"] / GIB, gc_.dtype_name(args.dtype),
+                             gc_.dtype_name(args.dtype),
                              parameter_bytes=parameter_bytes(model), computed_parameter_bytes=c["weights"],
                              computed_generation_gib=gc_.rounded(max(c["sampling"], c["decoding"]) / GIB, 4)))
         del model
@@ -263,7 +264,9 @@ def section_fp8(args, device, emit, deadline):
         figures = gc_.agreement_figures(reference, got)
         emit({"section": "fp8_agreement", "model": spec.label, "px": spec.px, "pn": spec.pn, "batch": 1, "cfg": True,
               "weights": "fp8_e4m3fn blocks", "reference": gc_.dtype_name(args.dtype), "draw": "greedy (top_k 1)",
-              "bits_compared": sum(t.numel() for t in reference), "block_weight_dtypes": kinds,
+              "bits_compared": sum(t.numel() for t in reference),
+              "bits_agreeing": sum(int((a.cpu() == b.cpu()).sum()) for a, b in zip(reference, got)),
+              "block_weight_dtypes": kinds,
               "bit_agreement": figures["token_agreement"], "agreement_per_scale": figures["agreement_per_scale"],
               "first_diverging_scale": figures["first_diverging_scale"], "bits_equal": figures["tokens_equal"]})
         note(f"fp8: {spec.label} {spec.px} px greedy bits agree with {gc_.dtype_name(args.dtype)}: "
@@ -276,6 +279,7 @@ def section_fp8(args, device, emit, deadline):
             res = measure(timer, lambda m=stored, g=guided, b=batch: generate(m, g, b, 0).images, args, deadline)
             c = spec.computed(batch, guided, itemsize)
             emit(figures_row("fp8", spec, batch, guided, res, c["fp8_peak"] / GIB, "fp8_e4m3fn blocks",
+                             gc_.dtype_name(args.dtype),
                              parameter_bytes=parameter_bytes(stored),
                              computed_parameter_bytes=c["weights"] - c["blocks"] + c["blocks"] // itemsize))
         del stored, vae
@@ -426,8 +430,9 @@ def table(rows, tiny) -> str:
     for r in rows:
         s = r["section"]
         if s == "fp8_agreement":
-            out.append(f"fp8 {r['model']} {r['px']} px greedy bits vs {r['reference']}: {r['bit_agreement']:.4f} of "
-                       f"{r['bits_compared']} (first diverging scale {r['first_diverging_scale']})")
+            out.append(f"fp8 {r['model']} {r['px']} px greedy bits vs {r['reference']}: {r['bits_agreeing']} of "
+                       f"{r['bits_compared']} agree ({r['bit_agreement']:.4f}; first diverging scale "
+                       f"{r['first_diverging_scale']})")
         elif s == "partial" and "skipped" in r:
             out.append(f"partial: skipped: {r['skipped']}")
         elif s == "partial" and "error" not in r:
@@ -457,7 +462,7 @@ def parse_args(argv=None):
     p.add_argument("--comfy", default=None, help="a ComfyUI tree (its Python files suffice), for section partial")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--budget-s", type=float, default=8.0, help="timed runs of one row stop after this (>= 1 run)")
+    p.add_argument("--budget-s", type=float, default=4.0, help="timed runs of one row stop after this (>= 1 run)")
     p.add_argument("--deadline-s", type=float, default=330.0, help="soft limit of the whole run")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)

@@ -72,6 +72,7 @@ def test_fp8_greedy_bits_are_compared_with_the_plain_model(tiny):
         assert r["bits_compared"] == POSITIONS * BITS[model]
         assert r["block_weight_dtypes"] == ["float8_e4m3fn"] and r["draw"].startswith("greedy")
         assert 0 < r["bit_agreement"] <= 1 and len(r["agreement_per_scale"]) == 7
+        assert r["bit_agreement"] == round(r["bits_agreeing"] / r["bits_compared"], 6)
         assert all(0 <= a <= 1 for a in r["agreement_per_scale"])
 
 
