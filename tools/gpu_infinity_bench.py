@@ -170,7 +170,9 @@ def plan(args):
 def measure(timer: gc_.Timer, fn, args, deadline) -> dict:
     """`args.warmup` untimed runs, then up to `args.repeat` timed ones (at least 1, more while `args.budget_s`
     lasts and the deadline has not passed): times, the largest absolute max_memory_allocated and
-    max_memory_reserved of a timed run (CUDA; None on the CPU). Out of memory is returned as the error."""
+    max_memory_reserved of a timed run (CUDA; None on the CPU). An exception is returned as the row's error ("out
+    of memory", or the exception named, its traceback on stderr), so one failing row cannot cost a device call the
+    others."""
     torch_ = timer.torch
     res = {"times": [], "peak": None, "reserved": None, "error": None}
     try:
@@ -188,9 +190,11 @@ def measure(timer: gc_.Timer, fn, args, deadline) -> dict:
                 res["peak"] = max(res["peak"] or 0.0, peak)
                 res["reserved"] = max(res["reserved"] or 0.0, torch_.cuda.max_memory_reserved(timer.device) / GIB)
     except Exception as e:  # noqa: BLE001 -- recorded in the row
-        if not is_oom(e):
-            raise
-        res["error"] = "out of memory"
+        if is_oom(e):
+            res["error"] = "out of memory"
+        else:
+            traceback.print_exc()
+            res["error"] = gc_.error_text(e)
         gc_.free(torch_, timer.device)
     return res
 
