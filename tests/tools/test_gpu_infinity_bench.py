@@ -131,3 +131,17 @@ def test_bad_arguments_are_refused_by_name(argv, message, capsys):
     with pytest.raises(SystemExit):
         parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("error, recorded", [(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"),
+                                              "out of memory"), (ValueError("bug here"), "ValueError: bug here")])
+def test_a_failing_row_records_its_error(error, recorded):
+    from scalewise.tools import gpu_common
+    from scalewise.tools.gpu_infinity_bench import measure
+
+    def fails():
+        raise error
+
+    res = measure(gpu_common.Timer(torch, torch.device("cpu")), fails,
+                  types.SimpleNamespace(warmup=0, repeat=3, budget_s=1e9), gpu_common.Deadline(1e9))
+    assert res["error"] == recorded and res["times"] == [] and res["peak"] is None
