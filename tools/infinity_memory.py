@@ -16,7 +16,6 @@ keeps more block weights there (fewer copies per scale).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 
@@ -44,31 +43,52 @@ def weights_bytes(module: torch.nn.Module, itemsize: int) -> int:
     return sum(p.numel() for p in module.parameters()) * itemsize
 
 
+def meta_model(name: str, pn: str = "1M", sizes: dict | None = None, vae_cfg: BSQVAEConfig | None = None):
+    """(transformer, vae, patch) of MODELS[name] (or the given `sizes` / `vae_cfg`) at the 1:1 schedule of `pn`,
+    built on the meta device (no memory): the shapes the figures are computed from."""
+    model_sizes, model_vae, patch = MODELS[name]
+    sizes, vae_cfg = sizes or model_sizes, vae_cfg or model_vae
+    with torch.device("meta"):
+        transformer = InfinityTransformer(InfinityConfig(**{"text_channels": 2048, "text_maxlen": 512, **sizes},
+                                                         scales=square_scales(pn)))
+        vae = BSQVAE(vae_cfg)
+    return transformer, vae, patch
+
+
+def computed(transformer: InfinityTransformer, vae: BSQVAE, patch: int, batch: int, guided: bool,
+             itemsize: int) -> dict[str, int]:
+    """Bytes from the shapes for one generation of `batch` images (with the unconditional rows when `guided`),
+    weights and activations of `itemsize` bytes: weights (transformer + VAE parameters), blocks (the depth
+    blocks' linear weights, `cast_layers`), sampling and decoding (`generation_bytes`), peak = weights +
+    max(sampling, decoding), fp8_peak (the block weights at 1 byte), least_offload (the other weights + ComfyUI's
+    offload buffer, 3 x the largest block layer, + the generation)."""
+    weights = weights_bytes(transformer, itemsize) + weights_bytes(vae, itemsize)
+    layers = transformer.cast_layers()
+    blocks = sum(m.weight.numel() for m in layers) * itemsize
+    sampling, decoding = generation_bytes(transformer.config, vae.config, batch, guided, itemsize, patch)
+    need = max(sampling, decoding)
+    return {"weights": weights, "blocks": blocks, "sampling": sampling, "decoding": decoding,
+            "peak": weights + need, "fp8_peak": weights - blocks + blocks // itemsize + need,
+            "least_offload": weights - blocks + 3 * max(m.weight.numel() for m in layers) * itemsize + need}
+
+
 def table(dtype: torch.dtype, batches) -> list[str]:
     itemsize = torch.finfo(dtype).bits // 8
     rows = ["| model | size | batch | weights (block linears) | KV + logits, CFG (no CFG) | decoder | peak with CFG "
             "| with fp8 blocks | least with offload |",
             "|---|---|---|---|---|---|---|---|---|"]
-    for name, (sizes, vae_cfg, patch) in MODELS.items():
-        with torch.device("meta"):
-            transformer = InfinityTransformer(InfinityConfig(**sizes, text_channels=2048, text_maxlen=512,
-                                                             scales=square_scales("1M")))
-            vae = BSQVAE(vae_cfg)
-        weights = weights_bytes(transformer, itemsize) + weights_bytes(vae, itemsize)
-        layers = transformer.cast_layers()
-        blocks = sum(m.weight.numel() for m in layers) * itemsize
-        resident = weights - blocks + 3 * max(m.weight.numel() for m in layers) * itemsize
+    for name in MODELS:
         for pn in ("1M", "0.25M"):
-            cfg = dataclasses.replace(transformer.config, scales=square_scales(pn))
-            side = cfg.scales[-1][0] * vae_cfg.downsample * patch
+            transformer, vae, patch = meta_model(name, pn)
+            side = transformer.config.scales[-1][0] * vae.config.downsample * patch
             for batch in batches:
-                guided, decode = generation_bytes(cfg, vae_cfg, batch, True, itemsize, patch)
-                plain, _ = generation_bytes(cfg, vae_cfg, batch, False, itemsize, patch)
-                need = max(guided, decode)
-                fp8 = weights - blocks + blocks // itemsize + need
-                rows.append(f"| {name} | {side} px | {batch} | {weights / GIB:.1f} GiB ({blocks / GIB:.1f}) | "
-                            f"{guided / GIB:.1f} GiB ({plain / GIB:.1f}) | {decode / GIB:.1f} GiB | "
-                            f"{(weights + need) / GIB:.1f} GiB | {fp8 / GIB:.1f} GiB | {(resident + need) / GIB:.1f} GiB |")
+                guided = computed(transformer, vae, patch, batch, True, itemsize)
+                plain = computed(transformer, vae, patch, batch, False, itemsize)
+                rows.append(f"| {name} | {side} px | {batch} | {guided['weights'] / GIB:.1f} GiB "
+                            f"({guided['blocks'] / GIB:.1f}) | {guided['sampling'] / GIB:.1f} GiB "
+                            f"({plain['sampling'] / GIB:.1f}) | {guided['decoding'] / GIB:.1f} GiB | "
+                            f"{guided['peak'] / GIB:.1f} GiB | {guided['fp8_peak'] / GIB:.1f} GiB | "
+                            f"{guided['least_offload'] / GIB:.1f} GiB |")
     return rows
 
 

@@ -14,6 +14,11 @@ fan_in = the last dimension of a matrix:
           `*ada_lin*` / `*crop_cond_scales*` parameter x 0.5.
   VQ-VAE  PyTorch's default init after torch.manual_seed(seed), codebook N(0, 1).
   Infinity (randomise_infinity) matrices N(0, 0.3), vectors N(0, 0.1), norm weights N(1, 0.1), in parameter order.
+  Infinity at any width (infinity_init / infinity_state_dict, the GPU script tools/gpu_infinity_bench.py):
+          `*scale_mul_1H11` N(log 4, 0.5); `head.*` matrices N(0, 3/sqrt(fan_in)); other matrices and embeddings
+          N(0, 1/sqrt(fan_in)); `*norm.weight` N(1, 0.1); other vectors N(0, 0.1); the zero_k_bias buffers 0 (the
+          official constant). N(0, 0.3) matrices would grow the activations by 0.3 sqrt(C) per layer at the
+          released widths; these keep them O(1) at any width.
   T5      (tiny_t5_encoder, flan-t5-xl's encoder layout) layer-norm weights N(1, 0.1); the token table and the
           relative attention bias N(0, 1); other matrices N(0, 1/sqrt(fan_in)).
 
@@ -259,6 +264,44 @@ def randomise_infinity(module: torch.nn.Module, seed: int = 0) -> torch.nn.Modul
             p.copy_(torch.randn(p.shape, generator=g) * (0.3 if p.ndim > 1 else 0.1)
                     + (1.0 if name.endswith(("norm.weight", "text_norm.weight")) else 0.0))
     return module.eval()
+
+
+def infinity_init(name: str, shape: torch.Size) -> Init:
+    """The statistics of Infinity at any width (module docstring) of the parameter `name` of `shape`."""
+    if name.endswith("scale_mul_1H11"):
+        return Init(mean=math.log(4), gain=0.5)
+    if len(shape) > 1:
+        return Init(gain=3.0 if name.startswith("head.") else 1.0, fan_in=shape[-1])
+    return Init(mean=1.0 if name.endswith("norm.weight") else 0.0, gain=0.1)
+
+
+@torch.no_grad()
+def infinity_state_dict(cfg, device, dtype: torch.dtype, seed: int = 0, draw_device=None) -> dict[str, torch.Tensor]:
+    """A random state dict of the InfinityTransformer of `cfg` (models/infinity.py InfinityConfig; the official key
+    layout, ready for models/infinity_loader.py `infinity_transformer_from`): each parameter drawn in fp32 on
+    `draw_device` (default `device`; a GPU draws the 8B's 8.4 B numbers in a second) by normal_ from a Generator
+    of that device seeded `seed` (`infinity_init`), stored in `dtype` on `device` one tensor at a time (one fp32
+    tensor is the only extra memory). Buffers are the zero_k_bias zeros; RuntimeError for any other buffer (a
+    layout this function does not know)."""
+    from scalewise.models.infinity import InfinityTransformer
+    draw_device = torch.device(draw_device or device)
+    with torch.device("meta"):
+        model = InfinityTransformer(cfg)
+    params = dict(model.named_parameters())
+    gen = torch.Generator(device=draw_device).manual_seed(seed)
+    sd = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        if name in params:
+            init = infinity_init(name, t.shape)
+            x = torch.empty(t.shape, device=draw_device, dtype=torch.float32)
+            x.normal_(init.mean, init.gain / math.sqrt(init.fan_in), generator=gen)
+        elif name.endswith("zero_k_bias"):
+            x = torch.zeros(t.shape, device=draw_device)
+        else:
+            raise RuntimeError(f"infinity_state_dict: unknown buffer {name} {list(t.shape)}")
+        sd[name] = x.to(device=device, dtype=dtype)
+        del x
+    return sd
 
 
 def tiny_infinity(seed: int = 0, pn: str = "0.06M", h_div_w: float = 1.0):
