@@ -5,7 +5,9 @@ sampler node hands ComfyUI). No weights are read or written; nothing runs on a d
 
     python tools/infinity_memory.py [--dtype bf16] [--batch 1 2 4]
 
-The peak on the GPU is weights + max(sampling, decoding): the sampler frees the KV cache before it decodes. The
+The peak on the GPU is weights + max(sampling, decoding) with previews off (the sampler frees the KV cache before it
+decodes), plus one image's decode with the sampler's previews on (the last preview decodes the first image at full
+size beside the cache). The
 text encoder (flan-t5-xl, 2.4 GB in fp16) is off the GPU while sampling (ComfyUI unloads it for the sampler).
 Two ways below the full peak (Load Infinity Model, README "Infinity"): the depth blocks' linear weights
 (`InfinityTransformer.cast_layers`) stored in fp8 (1 byte each), or left on the CPU by ComfyUI's partial loading and
@@ -60,22 +62,28 @@ def computed(transformer: InfinityTransformer, vae: BSQVAE, patch: int, batch: i
     """Bytes from the shapes for one generation of `batch` images (with the unconditional rows when `guided`),
     weights and activations of `itemsize` bytes: weights (transformer + VAE parameters), blocks (the depth
     blocks' linear weights, `cast_layers`), sampling and decoding (`generation_bytes`), peak = weights +
-    max(sampling, decoding), fp8_peak (the block weights at 1 byte), least_offload (the other weights + ComfyUI's
-    offload buffer, 3 x the largest block layer, + the generation)."""
+    max(sampling, decoding) (previews off: the sampler frees the KV cache before it decodes), peak_previews =
+    weights + max(sampling + one image's decoding, decoding) (the sampler node's preview decodes the first image,
+    at the last scale at full size, while the KV cache is held), fp8_peak and fp8_peak_previews (the block weights
+    at 1 byte), least_offload (the other weights + ComfyUI's offload buffer, 3 x the largest block layer, +
+    sampling + decoding: what the sampler asks ComfyUI to keep free, `memory_estimate`)."""
     weights = weights_bytes(transformer, itemsize) + weights_bytes(vae, itemsize)
     layers = transformer.cast_layers()
     blocks = sum(m.weight.numel() for m in layers) * itemsize
     sampling, decoding = generation_bytes(transformer.config, vae.config, batch, guided, itemsize, patch)
-    need = max(sampling, decoding)
+    need, asked = max(sampling, decoding), sampling + decoding
+    previews = max(sampling + decoding // batch, decoding)
+    fp8 = weights - blocks + blocks // itemsize
     return {"weights": weights, "blocks": blocks, "sampling": sampling, "decoding": decoding,
-            "peak": weights + need, "fp8_peak": weights - blocks + blocks // itemsize + need,
-            "least_offload": weights - blocks + 3 * max(m.weight.numel() for m in layers) * itemsize + need}
+            "peak": weights + need, "peak_previews": weights + previews, "fp8_peak": fp8 + need,
+            "fp8_peak_previews": fp8 + previews,
+            "least_offload": weights - blocks + 3 * max(m.weight.numel() for m in layers) * itemsize + asked}
 
 
 def table(dtype: torch.dtype, batches) -> list[str]:
     itemsize = torch.finfo(dtype).bits // 8
-    rows = ["| model | size | batch | weights (block linears) | KV + logits, CFG (no CFG) | decoder | peak with CFG "
-            "| with fp8 blocks | least with offload |",
+    rows = ["| model | size | batch | weights (block linears) | KV + logits, CFG (no CFG) | decoder | peak with CFG, "
+            "previews off / on | with fp8 blocks, off / on | least with offload |",
             "|---|---|---|---|---|---|---|---|---|"]
     for name in MODELS:
         for pn in ("1M", "0.25M"):
@@ -87,7 +95,8 @@ def table(dtype: torch.dtype, batches) -> list[str]:
                 rows.append(f"| {name} | {side} px | {batch} | {guided['weights'] / GIB:.1f} GiB "
                             f"({guided['blocks'] / GIB:.1f}) | {guided['sampling'] / GIB:.1f} GiB "
                             f"({plain['sampling'] / GIB:.1f}) | {guided['decoding'] / GIB:.1f} GiB | "
-                            f"{guided['peak'] / GIB:.1f} GiB | {guided['fp8_peak'] / GIB:.1f} GiB | "
+                            f"{guided['peak'] / GIB:.1f} / {guided['peak_previews'] / GIB:.1f} GiB | "
+                            f"{guided['fp8_peak'] / GIB:.1f} / {guided['fp8_peak_previews'] / GIB:.1f} GiB | "
                             f"{guided['least_offload'] / GIB:.1f} GiB |")
     return rows
 
