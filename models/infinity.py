@@ -32,11 +32,18 @@ from .schedule import Schedule
 
 
 def layer_parameters(layer: nn.Linear, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(weight, bias) of a depth block's linear `layer` for input x. A plain nn.Linear's as stored; a host's cast
+    """(weight, bias) of a depth block's linear `layer` for input x, on x's device in x's dtype. A host's cast
     layer (one with `cast_parameters(x)`: the pack's ComfyUI layers, whose weights may be offloaded to the CPU or
-    stored in fp8, nodes/infinity.py) hands them over on x's device in x's dtype."""
+    stored in fp8, nodes/infinity.py) hands them over itself; any other layer's are moved and cast here where they
+    differ (as stored for a plain nn.Linear on x's device in x's dtype: no copy)."""
     cast = getattr(layer, "cast_parameters", None)
-    return (layer.weight, layer.bias) if cast is None else cast(x)
+    if cast is not None:
+        return cast(x)
+    weight, bias = layer.weight, layer.bias
+    if weight.dtype != x.dtype or weight.device != x.device:
+        weight = weight.to(device=x.device, dtype=x.dtype)
+        bias = None if bias is None else bias.to(device=x.device, dtype=x.dtype)
+    return weight, bias
 
 
 class CastLinear(nn.Linear):

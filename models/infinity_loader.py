@@ -134,6 +134,22 @@ def read_infinity_state_dict(path, dtype: torch.dtype | None = None, *, mmap: bo
     return sd
 
 
+COMPUTE_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+WEIGHT_DTYPES = (*COMPUTE_DTYPES, torch.float8_e4m3fn, torch.float8_e5m2)
+
+
+def check_dtypes(dtype, weight_dtype) -> None:
+    """Refuse (ValueError naming the argument and the allowed dtypes) a compute `dtype` the transformer cannot run
+    in, and a `weight_dtype` it cannot store its block weights in (float8_e8m0fnu has no sign bit, integers and
+    complex numbers are not weights)."""
+    if dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"dtype {dtype!r}: Infinity computes in {', '.join(map(str, COMPUTE_DTYPES))} (store the "
+                         "block weights in fp8 with weight_dtype=torch.float8_e4m3fn instead)")
+    if weight_dtype is not None and weight_dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weight_dtype {weight_dtype!r}: the block weights can be stored in "
+                         f"{', '.join(map(str, WEIGHT_DTYPES))}")
+
+
 def load_infinity_transformer(path, *, pn: str = "1M", h_div_w: float = 1.0, device="cpu", dtype=torch.float32,
                               mmap: bool = True, operations=nn, weight_dtype: torch.dtype | None = None
                               ) -> InfinityTransformer:
@@ -141,8 +157,9 @@ def load_infinity_transformer(path, *, pn: str = "1M", h_div_w: float = 1.0, dev
     and size `pn` (`infer_infinity_config`), built with `operations` and stored as `infinity_transformer_from`
     says. Raises CheckpointError naming `path` for a file that is not one, or whose keys or shapes differ from the
     inferred model (counts and first keys named); ValueError for a template or pn that is not official
-    (`check_pn`)."""
+    (`check_pn`) and for dtypes `check_dtypes` refuses."""
     check_pn(pn)
+    check_dtypes(dtype, weight_dtype)
     sd = read_infinity_state_dict(path, dtype, mmap=mmap, weight_dtype=weight_dtype)
     return infinity_transformer_from(path, sd, pn=pn, h_div_w=h_div_w, device=device, dtype=dtype,
                                      operations=operations, weight_dtype=weight_dtype)
@@ -154,7 +171,9 @@ def infinity_transformer_from(path, sd: dict, *, pn: str = "1M", h_div_w: float 
     `load_infinity_transformer`; a tensor that is not floating point is refused by key and dtype. Computes in
     `dtype`; with `weight_dtype` (e.g. torch.float8_e4m3fn) the depth blocks' linear weights (`cast_layers`) are
     stored in it, which needs `operations` whose Linear casts them per use (`layer_parameters`): torch.nn then
-    becomes models/infinity.py `CAST_OPERATIONS`."""
+    becomes models/infinity.py `CAST_OPERATIONS`. `sd` itself is not changed. ValueError for dtypes `check_dtypes`
+    refuses."""
+    check_dtypes(dtype, weight_dtype)
     if weight_dtype is not None and weight_dtype != dtype and operations is nn:
         operations = CAST_OPERATIONS  # torch.nn.Linear cannot multiply weights of another dtype
     check_pn(pn)
@@ -174,6 +193,7 @@ def infinity_transformer_from(path, sd: dict, *, pn: str = "1M", h_div_w: float 
         return materialise(model, sd, device, dtype)
     cast = {id(m) for m in model.cast_layers()}
     stored = {f"{name}.weight" for name, m in model.named_modules() if id(m) in cast}
+    sd = dict(sd)  # the caller's dict keeps its tensors
     for k in list(sd):  # tensors not read in their dtype (`read_infinity_state_dict`): cast one at a time
         want = weight_dtype if k in stored else dtype
         if sd[k].dtype != want:
@@ -258,9 +278,10 @@ def load_infinity(transformer_path, vae_path, *, pn: str = "1M", h_div_w: float 
     their weights stored in `weight_dtype`: `infinity_transformer_from`), the BSQ VAE's in `vae_dtype` (default: `dtype`;
     its decoder overflows float16 on real images, so fp16 transformers want a float32 or bf16 VAE). Raises CheckpointError (see the two loaders and `pair_check`: a VAE that does not
     match the transformer is refused naming both files, before the transformer is built); ValueError for a
-    template or pn that is not official (before any file is read)."""
+    template or pn that is not official, or dtypes `check_dtypes` refuses (before any file is read)."""
     check_pn(pn)
     template_scales(h_div_w, pn)
+    check_dtypes(dtype, weight_dtype)
     sd = read_infinity_state_dict(transformer_path, dtype, mmap=mmap, weight_dtype=weight_dtype)
     if "word_embed.weight" not in sd:
         raise CheckpointError(f"{transformer_path}: not an Infinity transformer state dict: missing 'word_embed.weight'")
@@ -271,6 +292,6 @@ def load_infinity(transformer_path, vae_path, *, pn: str = "1M", h_div_w: float 
     return InfinityModel(t, vae)
 
 
-__all__ = ["check_pn", "infer_bsq_vae_config", "infer_infinity_config", "infinity_transformer_from",
+__all__ = ["CAST_WEIGHT", "check_dtypes", "check_pn", "infer_bsq_vae_config", "infer_infinity_config", "infinity_transformer_from",
            "load_bsq_vae", "load_infinity", "load_infinity_transformer", "pair_check", "read_bsq_vae_state_dict",
            "read_infinity_state_dict"]

@@ -10,6 +10,7 @@ import types
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from scalewise.guidance import CFG, Draw, Generation, sample
@@ -119,3 +120,34 @@ def test_a_file_loads_with_fp8_blocks_read_as_fp8(tmp_path, model, fmt):
     want = rebuilt(model, weight_dtype=torch.float8_e4m3fn).transformer.state_dict()
     got = loaded.state_dict()
     assert set(got) == set(want) and all(got[k].dtype == want[k].dtype and torch.equal(got[k], want[k]) for k in want)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(weight_dtype=torch.float8_e8m0fnu), r"weight_dtype torch.float8_e8m0fnu: the block weights can be stored in"),
+    (dict(weight_dtype=torch.int8), r"weight_dtype torch.int8: the block weights"),
+    (dict(weight_dtype=torch.complex64), r"weight_dtype torch.complex64: the block weights"),
+    (dict(weight_dtype="fp8_e4m3fn"), r"weight_dtype 'fp8_e4m3fn': the block weights"),
+    (dict(dtype=torch.float8_e4m3fn), r"dtype torch.float8_e4m3fn: Infinity computes in"),
+])
+def test_dtypes_it_cannot_use_are_refused_by_name(model, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        rebuilt(model, **kwargs)
+
+
+def test_any_operations_namespace_works_where_its_layers_cast_nothing_themselves(model):
+    """A namespace whose Linear has no `cast_parameters` (e.g. one holding fp8 weights and casting only in forward):
+    the two layers the blocks read directly (mat_qkv, mat_kv) are cast by `layer_parameters`."""
+    class ForwardCast(nn.Linear):
+        def forward(self, x):
+            return F.linear(x, self.weight.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
+
+    stored = rebuilt(model, operations=types.SimpleNamespace(Linear=ForwardCast), weight_dtype=torch.float8_e4m3fn)
+    reference = rebuilt(model, weight_dtype=torch.float8_e4m3fn)
+    a, b = sample(stored, CFG(3.0), GENERATION), sample(reference, CFG(3.0), GENERATION)
+    assert all(torch.equal(x, y) for x, y in zip(a.tokens, b.tokens)) and torch.equal(a.images, b.images)
+
+
+def test_the_callers_state_dict_is_left_as_it_was(model):
+    sd = {k: v.clone() for k, v in model.transformer.state_dict().items()}
+    infinity_transformer_from("tiny.pth", sd, pn="0.06M", weight_dtype=torch.float8_e4m3fn)
+    assert {v.dtype for v in sd.values()} == {torch.float32}
