@@ -367,7 +367,9 @@ class ScalewiseNode(io.ComfyNode):
     options (the combo's type is the string "COMBO", not the option list it checks). So validate_inputs declares
     the inputs its checks read (a list field and the widget that decides whether it is used) and, on loaders,
     every combo (files, resolution, dtype, device), so a bad one is refused before anything loads; a problem is
-    then listed on each declared input. Other combos are checked when the node runs (`checked_inputs`)."""
+    then listed on each declared input. Other combos are checked when the node runs (`checked_inputs`). Every
+    parameter of a validate_inputs has a default (None: not known yet), so a missing input gets ComfyUI's own
+    "Required input is missing" rather than a TypeError of the call."""
 
     # Combo inputs listing model files, which the node's check_values checks itself (`check_loader_inputs`): a name
     # saved on another system, with its path separators, is not among the options but means one of them.
@@ -383,6 +385,12 @@ class ScalewiseNode(io.ComfyNode):
         Types and ranges first, then the node's own checks (better messages for its combos), then the options."""
         specs = [spec for spec in cls.define_schema().inputs if spec.io_type in WIDGET_TYPES and spec.id in values]
         checks = [s for s in specs if s.io_type != "COMBO"]
+        for spec in specs:  # a combo value of another type (a list, a dict) would break the checks below
+            value = values[spec.id]
+            if spec.io_type == "COMBO" and value is not None and (
+                    isinstance(value, bool) or not isinstance(value, (str, int, float))):
+                return f"{spec.id}: expected one of its {len(spec.options)} options, got {type(value).__name__} " \
+                       f"{value!r}"
         for spec in checks:
             value = values[spec.id]
             problem = None if known_only and value is None else widget_problem(spec, value)

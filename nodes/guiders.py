@@ -69,7 +69,7 @@ class CFGGuider(ScalewiseNode):
     # ComfyUI reports a failed validate_inputs once per input it declares (execution.py validate_inputs): it
     # declares the field checked and the widget deciding whether it is used, nothing else.
     @classmethod
-    def validate_inputs(cls, schedule, custom_cfgs=""):
+    def validate_inputs(cls, schedule=None, custom_cfgs=""):
         return cls.known_problem(schedule=schedule, custom_cfgs=custom_cfgs)
 
     @classmethod
@@ -206,7 +206,7 @@ class SSGGuider(ScalewiseNode):
         )
 
     @classmethod
-    def validate_inputs(cls, custom_betas):
+    def validate_inputs(cls, custom_betas=None):
         return cls.known_problem(custom_betas=custom_betas)
 
     @classmethod

@@ -70,21 +70,40 @@ def comfy_operations(weight_dtype: torch.dtype, compute_dtype: torch.dtype):
 
 
 def infinity_precision(choice: str, device):
-    """(Precision, weight dtype of the block linear layers) for the dtype widget: bf16/fp16/fp32/auto as
-    `pick_dtypes`; fp8_e4m3fn / fp8_e5m2 store the block weights in fp8 and compute in what auto picks; auto
-    follows --fp8_e4m3fn-unet / --fp8_e5m2-unet the same way. The Precision's notes say so."""
-    flag = unet_flag() if choice == "auto" else None
+    """(Precision, weight dtype of the block linear layers, what set it: "dtype fp8_e4m3fn", a flag's name, or None)
+    for the dtype widget. bf16/fp16/fp32/auto as `pick_dtypes`; fp8_e4m3fn / fp8_e5m2 store the block weights in
+    fp8 and compute in what auto picks (a note when a unet flag asked for something else); auto follows
+    --fp8_e4m3fn-unet / --fp8_e5m2-unet the same way, and says why it cannot follow --fp8_e8m0fnu-unet (no sign
+    bit)."""
+    flag = unet_flag()
+    names = {"fp8_e4m3fn_unet": "fp8_e4m3fn", "fp8_e5m2_unet": "fp8_e5m2"}
     if choice in FP8:
-        weight, source = FP8[choice], f"dtype {choice}"
-    elif flag in ("fp8_e4m3fn_unet", "fp8_e5m2_unet"):
-        weight, source = mm.unet_dtype(device), flag_name(flag)
-    else:
-        precision = pick_dtypes(choice, device, "infinity")
-        return precision, precision.transformer
-    precision = pick_dtypes("auto", device, "infinity")
-    names = [str(d).replace("torch.", "") for d in (weight, precision.transformer)]
-    note = f"{source}: the depth blocks' linear weights are stored in {names[0]}, computed in {names[1]}"
-    return dataclasses.replace(precision, notes=(note,)), weight
+        precision = pick_dtypes("auto", device, "infinity")
+        notes = () if flag is None or names.get(flag) == choice else (
+            f"dtype {choice} (set on the node) overrides the launch flag {flag_name(flag)}; choose dtype auto to "
+            "follow it",)
+        return dataclasses.replace(precision, notes=notes), FP8[choice], f"dtype {choice}"
+    if choice == "auto" and flag in names:
+        precision = pick_dtypes("auto", device, "infinity")
+        return dataclasses.replace(precision, notes=()), FP8[names[flag]], flag_name(flag)
+    precision = pick_dtypes(choice, device, "infinity")
+    if choice == "auto" and flag == "fp8_e8m0fnu_unet":
+        compute = str(precision.transformer).replace("torch.", "")
+        precision = dataclasses.replace(precision, notes=(
+            f"--fp8_e8m0fnu-unet asks for float8_e8m0fnu weights, which has no sign bit: Infinity's weights stay in "
+            f"{compute} (dtype fp8_e4m3fn or --fp8_e4m3fn-unet store its block weights in fp8)",))
+    return precision, precision.transformer, None
+
+
+def storage_note(model, source: str | None) -> str | None:
+    """What the loaded weights say about fp8 storage: "<source>: the depth blocks' linear weights are stored in X,
+    computed in Y", read from the weights themselves; None when they are stored in the compute dtype."""
+    stored = {layer.weight.dtype for layer in model.transformer.cast_layers()}
+    if stored == {model.dtype}:
+        return None
+    names = ", ".join(sorted(str(d).replace("torch.", "") for d in stored))
+    return (f"{source or 'weights'}: the depth blocks' linear weights are stored in {names}, computed in "
+            f"{str(model.dtype).replace('torch.', '')}")
 
 
 def _vae_dtype(transformer: torch.dtype) -> torch.dtype:
@@ -138,7 +157,8 @@ class InfinityLoader(ScalewiseNode):
         )
 
     @classmethod
-    def validate_inputs(cls, infinity_name, vae_name, resolution, dtype):  # its combos: see ScalewiseNode on validate_inputs
+    # every combo, each defaulting to None (a missing input: ComfyUI's own message): see ScalewiseNode
+    def validate_inputs(cls, infinity_name=None, vae_name=None, resolution=None, dtype=None):
         return cls.known_problem(infinity_name=infinity_name, vae_name=vae_name, resolution=resolution, dtype=dtype)
 
     @classmethod
@@ -162,7 +182,7 @@ class InfinityLoader(ScalewiseNode):
     @checked_inputs
     def execute(cls, infinity_name, vae_name, resolution, dtype) -> io.NodeOutput:
         device = mm.get_torch_device()
-        precision, weight_dtype = infinity_precision(dtype, device)
+        precision, weight_dtype, source = infinity_precision(dtype, device)
         h_div_w, pn = RESOLUTIONS[resolution]
         with checkpoint_notes("Load Infinity Model") as notes:
             model = load_infinity(entry_path("infinity", infinity_name, "infinity_name"),
@@ -172,6 +192,9 @@ class InfinityLoader(ScalewiseNode):
                                   operations=comfy_operations(weight_dtype, precision.transformer),
                                   weight_dtype=weight_dtype)
         notes.extend(precision.notes)
+        stored = storage_note(model, source)
+        if stored:
+            notes.append(stored)
         if precision.image_device is not None:
             notes.append("--cpu-vae: Infinity's BSQ VAE stays with the transformer (not moved to the CPU yet)")
         notes.append(template_note(h_div_w, pn))

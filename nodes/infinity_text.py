@@ -292,7 +292,8 @@ class InfinityTextEncoderLoader(ScalewiseNode):
         )
 
     @classmethod
-    def validate_inputs(cls, text_encoder_name, dtype, device):  # its combos: see ScalewiseNode on validate_inputs
+    # every combo, each defaulting to None (a missing input: ComfyUI's own message): see ScalewiseNode
+    def validate_inputs(cls, text_encoder_name=None, dtype=None, device=None):
         return cls.known_problem(text_encoder_name=text_encoder_name, dtype=dtype, device=device)
 
     @classmethod

@@ -77,7 +77,7 @@ class TokenPruningNode(ScalewiseNode):
     # ComfyUI reports a failed validate_inputs once per input it declares (execution.py validate_inputs): only
     # the field checked and the widget deciding whether it is used; skip_last is left to ComfyUI's own range check.
     @classmethod
-    def validate_inputs(cls, preset, keep_ratios):
+    def validate_inputs(cls, preset=None, keep_ratios=None):
         return cls.known_problem(preset=preset, keep_ratios=keep_ratios)
 
     @classmethod

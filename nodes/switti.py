@@ -42,7 +42,8 @@ class SwittiLoader(ScalewiseNode):
         )
 
     @classmethod
-    def validate_inputs(cls, switti_name, vae_name, dtype):  # its combos: see ScalewiseNode on validate_inputs
+    # every combo, each defaulting to None (a missing input: ComfyUI's own message): see ScalewiseNode
+    def validate_inputs(cls, switti_name=None, vae_name=None, dtype=None):
         return cls.known_problem(switti_name=switti_name, vae_name=vae_name, dtype=dtype)
 
     @classmethod

@@ -88,7 +88,8 @@ class VARLoader(ScalewiseNode):
         )
 
     @classmethod
-    def validate_inputs(cls, var_name, vae_name, dtype):  # its combos: see ScalewiseNode on validate_inputs
+    # every combo, each defaulting to None (a missing input: ComfyUI's own message): see ScalewiseNode
+    def validate_inputs(cls, var_name=None, vae_name=None, dtype=None):
         return cls.known_problem(var_name=var_name, vae_name=vae_name, dtype=dtype)
 
     @classmethod
@@ -188,7 +189,7 @@ class ImageNetClass(ScalewiseNode):
         )
 
     @classmethod
-    def validate_inputs(cls, class_name, batch_classes):
+    def validate_inputs(cls, class_name=None, batch_classes=None):
         return cls.known_problem(class_name=class_name, batch_classes=batch_classes)
 
     @classmethod

@@ -15,12 +15,13 @@ args = comfy_on_cpu(comfy_dir)
 import torch  # noqa: E402
 
 import comfy.model_patcher  # noqa: E402
+import comfy.ops  # noqa: E402
 
 load_pack(pack_dir)
 from scalewise.guidance import CFG, IGG, Draw, Generation, sample  # noqa: E402
 from scalewise.models.infinity import InfinityModel, InfinityText  # noqa: E402
 from scalewise.models.infinity_loader import infinity_transformer_from  # noqa: E402
-from scalewise.nodes.infinity import comfy_operations, infinity_precision  # noqa: E402
+from scalewise.nodes.infinity import comfy_operations, infinity_precision, storage_note  # noqa: E402
 from scalewise.nodes.sampler import place_uncast  # noqa: E402
 from scalewise.tools.tiny_weights import tiny_infinity  # noqa: E402
 
@@ -51,14 +52,22 @@ out["lowvram"] = bool(getattr(model, "model_lowvram", False))
 out["cast_layers"] = len(layers)
 out["cast_per_use"] = sum(bool(m.comfy_cast_weights) for m in layers)
 calls = []
-for m in layers:  # a patch ComfyUI applies when casting (its LoRA path under lowvram): counts the casts
-    m.weight_function = [lambda w, _m=m: calls.append(id(_m)) or w]
+real_cast = comfy.ops.cast_bias_weight
+
+
+def spy(s, *args, **kwargs):  # every cast of a weight by ComfyUI, per layer (forward and cast_parameters alike)
+    calls.append(id(s))
+    return real_cast(s, *args, **kwargs)
+
+
+comfy.ops.cast_bias_weight = spy
 place_uncast(model, cpu)
 for guider, name in ((CFG(3.0), "cfg"), (IGG(scale=2.0), "igg")):
     out[f"partial_same_as_plain_{name}"] = same(sample(plain, guider, generation), sample(model, guider, generation))
-out["every_cast_layer_cast"] = {id(m) for m in layers} <= set(calls)
-for m in layers:
-    m.weight_function = []
+comfy.ops.cast_bias_weight = real_cast
+offloaded = {id(m) for m in layers if m.comfy_cast_weights}
+out["offloaded_layers_cast"] = sorted(calls.count(i) for i in offloaded)[0] if offloaded else 0
+out["loaded_layers_cast"] = sum(calls.count(id(m)) for m in layers if id(m) not in offloaded)
 patcher.detach()
 
 for name, fp8 in (("e4m3fn", torch.float8_e4m3fn), ("e5m2", torch.float8_e5m2)):
@@ -70,11 +79,21 @@ for name, fp8 in (("e4m3fn", torch.float8_e4m3fn), ("e5m2", torch.float8_e5m2)):
     out[f"fp8_{name}_same_as_rounded"] = same(sample(reference, CFG(3.0), generation),
                                               sample(stored, CFG(3.0), generation))
 
-precision, weight = infinity_precision("fp8_e5m2", cpu)
-out["choice_fp8_e5m2"] = [str(precision.transformer), str(weight), list(precision.notes)]
+stored = built(torch.float8_e5m2)
+out["storage_note"] = storage_note(stored, "dtype fp8_e5m2")
+out["storage_note_plain"] = storage_note(built(), None)
+
+
+def picked(choice):
+    precision, weight, source = infinity_precision(choice, cpu)
+    return [str(precision.transformer), str(weight), source, list(precision.notes)]
+
+
+out["choice_fp8_e5m2"] = picked("fp8_e5m2")
 args.fp8_e4m3fn_unet = True
-precision, weight = infinity_precision("auto", cpu)
-out["flag_fp8_e4m3fn"] = [str(precision.transformer), str(weight), list(precision.notes)]
-precision, weight = infinity_precision("bf16", cpu)
-out["flag_with_bf16"] = [str(precision.transformer), str(weight)]
+out["flag_fp8_e4m3fn"] = picked("auto")
+out["flag_with_bf16"] = picked("bf16")
+out["flag_with_fp8_e5m2"] = picked("fp8_e5m2")
+args.fp8_e4m3fn_unet, args.fp8_e8m0fnu_unet = False, True
+out["flag_fp8_e8m0fnu"] = picked("auto")
 print(json.dumps(out))

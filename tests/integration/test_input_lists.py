@@ -1,8 +1,10 @@
 """The list inputs (CFG custom_cfgs, Token Pruning keep_ratios, Guidance Sweep strengths) and validate_inputs'
 reports in the real server: empty entries and non-numbers are refused at validation naming the input, the entry
-and the range; line breaks separate entries; an unused field is not checked; a refused value is reported on the
-inputs the check reads, never on the node's other inputs (ComfyUI repeats a validate_inputs failure for every
-input the signature declares)."""
+and the range; line breaks separate entries; an unused field is not checked; a refused list is reported on the
+inputs the check reads (ComfyUI repeats a validate_inputs failure for every input the signature declares; loaders
+declare all their combos, which ComfyUI 0.3.75 does not check itself); missing and oddly typed loader inputs."""
+import json
+
 import pytest
 
 from scalewise.models.shapes import BUILTIN_NAME
@@ -81,3 +83,21 @@ def test_a_missing_model_file_is_refused_before_loading_with_one_message(pack_lo
     # ComfyUI 0.3.75 does not check itself (a V3 combo), so the one problem appears on each of them
     assert {name for name, _ in errors} == {"infinity_name", "vae_name", "resolution", "dtype"}, errors
     assert all("infinity_name: 'missing_infinity.pth' is not in models/infinity" in d for _, d in errors)
+
+
+def test_a_missing_or_odd_loader_input_is_named(pack_loaded):
+    """A missing combo gets ComfyUI's own "Required input is missing" (validate_inputs' parameters default to
+    None), and a combo value of another type (a list, a dict) is named with the input."""
+    prompt, _ = loader_graph(pack_loaded)
+    loader = next(k for k, v in prompt.items() if v["class_type"] == "ScalewiseInfinityLoader")
+    missing = json.loads(json.dumps(prompt))
+    del missing[loader]["inputs"]["dtype"]
+    result = outcome(pack_loaded, missing)
+    assert result.kind == "rejected" and "Required input is missing" in result.message, result.message[:2000]
+    assert "validate_inputs() missing" not in result.message
+    for value in (["256×256 (1:1, 0.06M)"], {"a": 1}):
+        odd = json.loads(json.dumps(prompt))
+        odd[loader]["inputs"]["resolution"] = value
+        result = outcome(pack_loaded, odd)
+        assert result.kind == "rejected", result.message[:2000]
+        assert "resolution: expected one of its 60 options, got" in result.message, result.message[:2000]
