@@ -213,3 +213,27 @@ def guarded(emit, row: dict, fn, *args, **kwargs):
         traceback.print_exc()
         emit({**row, "error": error_text(e)})
         return None
+
+
+def run_sections(runners: dict, args, device, emit, deadline, note) -> None:
+    """Run `args.sections` in order (runners: name -> fn(args, device, emit, deadline)): past the deadline a section
+    is a "skipped" row; an error of one section (SystemExit included) is printed and becomes its row, and the others
+    still run; `note` gets each section's seconds; the device's memory is freed between sections."""
+    import torch
+    for name in args.sections:
+        if deadline.passed():
+            emit({"section": "skipped", "model": name, "error": "deadline"})
+            continue
+        t0 = time.monotonic()
+        try:
+            runners[name](args, device, emit, deadline)
+        except (Exception, SystemExit) as e:  # noqa: BLE001 -- reported; the other sections still run
+            traceback.print_exc()
+            emit({"section": name, "model": name, "error": error_text(e)})
+        note(f"section {name}: {time.monotonic() - t0:.1f} s")
+        free(torch, device)
+
+
+def exit_status(rows: list[dict]) -> int:
+    """1 when a row holds an error other than the deadline, else 0."""
+    return 1 if any(r.get("error", "deadline") != "deadline" for r in rows) else 0

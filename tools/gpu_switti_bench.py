@@ -44,7 +44,6 @@ import os
 import sys
 import tempfile
 import time
-import traceback
 import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -696,22 +695,11 @@ def main(argv=None) -> int:
     note(f"{dev_name}, torch {torch.__version__}, sections {','.join(args.sections)}, output {emit.path}")
     runners = {"speed": section_speed, "half": section_half, "endurance": section_endurance}
     try:
-        for name in args.sections:
-            if deadline.passed():
-                emit({"section": "skipped", "model": name, "error": "deadline"})
-                continue
-            t0 = time.monotonic()
-            try:
-                runners[name](args, device, emit, deadline)
-            except (Exception, SystemExit) as e:  # noqa: BLE001 -- reported; the other sections still run
-                traceback.print_exc()
-                emit({"section": name, "model": name, "error": gc_.error_text(e)})
-            note(f"section {name}: {time.monotonic() - t0:.1f} s")
-            gc_.free(torch, device)
+        gc_.run_sections(runners, args, device, emit, deadline, note)
     finally:
         emit.close()
     print(table(emit.rows, args.tiny), flush=True)
-    return 1 if any(r.get("error", "deadline") != "deadline" for r in emit.rows) else 0
+    return gc_.exit_status(emit.rows)
 
 
 if __name__ == "__main__":

@@ -390,7 +390,7 @@ def main(argv=None) -> int:
     finally:
         emit.close()
     print(table(emit.rows, args.tiny), flush=True)
-    return 1 if any(r.get("error", "deadline") != "deadline" for r in emit.rows) else 0
+    return gc_.exit_status(emit.rows)
 
 
 if __name__ == "__main__":
